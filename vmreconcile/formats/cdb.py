@@ -1,0 +1,170 @@
+"""Constant databases exactly as VMailMgr writes them (reference §2).
+
+djb's cdb layout, with one twist: VMailMgr's hash reads key bytes through a signed ``char``,
+so a byte >= 0x80 is XORed in as ``0xFFFFFF00 | b``. For 7-bit keys the two hashes agree; a
+table with a non-ASCII key must use the signed hash or VMailMgr's own tools cannot find it.
+
+Pure functions over bytes. `build_cdb` returns the whole file; the caller writes it
+atomically. When every key is ASCII and the ``cdbx`` C extension is installed, it is used for
+speed (its standard hash is then identical); the pure writer is the reference otherwise.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterable, Iterator
+
+HEADER_SIZE = 2048
+_PAIR = struct.Struct("<II")
+_HEADER = struct.Struct("<512I")
+
+
+class CdbError(ValueError):
+    """The bytes are not a well-formed cdb (truncated, pointers out of range, ...)."""
+
+
+def vmailmgr_hash(key: bytes) -> int:
+    """VMailMgr's cdb hash: djb's, with bytes >= 0x80 sign-extended (x86 ``char``)."""
+    h = 5381
+    for b in key:
+        if b >= 0x80:
+            b |= 0xFFFFFF00
+        h = ((h * 33) & 0xFFFFFFFF) ^ b
+    return h
+
+
+def djb_hash(key: bytes) -> int:
+    """Standard djb cdb hash (unsigned bytes); equal to `vmailmgr_hash` for ASCII keys."""
+    h = 5381
+    for b in key:
+        h = ((h * 33) & 0xFFFFFFFF) ^ b
+    return h
+
+
+def build_cdb(items: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Return the bytes of a cdb holding ``items`` in order, byte-identical to VMailMgr's.
+
+    Duplicate keys are written as given (cdb allows them); callers that want unique keys
+    make them unique first.
+    """
+    items = list(items)
+    if _cdbx is not None and all(k.isascii() for k, _ in items):
+        return _build_with_cdbx(items)
+    return build_cdb_pure(items)
+
+
+def build_cdb_pure(items: list[tuple[bytes, bytes]]) -> bytes:
+    """The reference writer: cdbmake's algorithm with `vmailmgr_hash`."""
+    parts: list[bytes] = []
+    buckets: list[list[tuple[int, int]]] = [[] for _ in range(256)]
+    pos = HEADER_SIZE
+    pack = _PAIR.pack
+    for key, data in items:
+        h = vmailmgr_hash(key)
+        buckets[h & 255].append((h, pos))
+        parts.append(pack(len(key), len(data)))
+        parts.append(key)
+        parts.append(data)
+        pos += 8 + len(key) + len(data)
+    if pos > 0xFFFFFFFF:
+        raise CdbError("table larger than 4 GiB")
+    header: list[int] = []
+    tables: list[bytes] = []
+    for entries in buckets:
+        slots = 2 * len(entries)
+        header.append(pos)
+        header.append(slots)
+        if not slots:
+            continue
+        table = [(0, 0)] * slots
+        for h, rpos in entries:
+            i = (h >> 8) % slots
+            while table[i][1]:
+                i = (i + 1) % slots
+            table[i] = (h, rpos)
+        tables.append(b"".join(pack(h, p) for h, p in table))
+        pos += 8 * slots
+    return _HEADER.pack(*header) + b"".join(parts) + b"".join(tables)
+
+
+def _build_with_cdbx(items: list[tuple[bytes, bytes]]) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryFile() as fp:
+        maker = _cdbx.CDB.make(fp)
+        for key, data in items:
+            maker.add(key, data)
+        maker.commit()
+        fp.seek(0)
+        return fp.read()
+
+
+try:  # optional speed-up; never required (the runtime copy does without it)
+    import cdbx as _cdbx
+except ImportError:  # pragma: no cover - depends on the environment
+    _cdbx = None
+
+
+class CdbReader:
+    """Read a cdb held in memory (bytes or an ``mmap``), checking every pointer it follows.
+
+    A lookup tries VMailMgr's signed hash first, then the standard one (so tables written by
+    a standard cdbmake also work, §2: "a reader should try the signed variant first").
+    """
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        if len(data) < HEADER_SIZE:
+            raise CdbError(f"truncated cdb: {len(data)} bytes, the header alone is 2048")
+        self._data = data
+        self._header = _HEADER.unpack_from(data, 0)
+        self._end_of_records = self._header[0]
+        if not HEADER_SIZE <= self._end_of_records <= len(data):
+            raise CdbError("corrupt cdb: record area ends outside the file")
+        for bucket in range(256):
+            tpos, slots = self._header[2 * bucket], self._header[2 * bucket + 1]
+            if tpos < HEADER_SIZE or tpos + 8 * slots > len(data):
+                raise CdbError(f"corrupt cdb: hash table {bucket} lies outside the file")
+
+    def get(self, key: bytes) -> bytes | None:
+        """The first record stored under ``key``, or None."""
+        for value in self._lookup(key, vmailmgr_hash(key)):
+            return value
+        if not key.isascii():
+            for value in self._lookup(key, djb_hash(key)):
+                return value
+        return None
+
+    def _lookup(self, key: bytes, h: int) -> Iterator[bytes]:
+        data = self._data
+        tpos, slots = self._header[2 * (h & 255)], self._header[2 * (h & 255) + 1]
+        if not slots:
+            return
+        start = (h >> 8) % slots
+        for n in range(slots):
+            slot = (start + n) % slots
+            sh, rpos = _PAIR.unpack_from(data, tpos + 8 * slot)
+            if rpos == 0:
+                return
+            if sh != h:
+                continue
+            klen, dlen = self._record_lengths(rpos)
+            if klen == len(key) and data[rpos + 8 : rpos + 8 + klen] == key:
+                yield bytes(data[rpos + 8 + klen : rpos + 8 + klen + dlen])
+
+    def _record_lengths(self, rpos: int) -> tuple[int, int]:
+        if rpos < HEADER_SIZE or rpos + 8 > self._end_of_records:
+            raise CdbError(f"corrupt cdb: record pointer {rpos} out of range")
+        klen, dlen = _PAIR.unpack_from(self._data, rpos)
+        if rpos + 8 + klen + dlen > self._end_of_records:
+            raise CdbError(f"corrupt cdb: record at {rpos} runs past the record area")
+        return klen, dlen
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every record in file order (VMailMgr's listing order)."""
+        data = self._data
+        pos = HEADER_SIZE
+        while pos < self._end_of_records:
+            klen, dlen = self._record_lengths(pos)
+            key = bytes(data[pos + 8 : pos + 8 + klen])
+            yield key, bytes(data[pos + 8 + klen : pos + 8 + klen + dlen])
+            pos += 8 + klen + dlen

@@ -1,0 +1,152 @@
+"""VMailMgr configuration options (reference §3): one file per option, read per §3.2.
+
+Values are looked up in ``~base/.vmailmgr/<option>``, then ``/etc/vmailmgr/<option>``, then the
+built-in default (§3.3). Parsing is pure (`parse_option`); `ConfigChain` does the few reads,
+through a function the caller provides, so the runtime and the management side share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..model import UINT_MAX, OptionValue
+
+STRING, DIR, UNSIGNED, LIST = "string", "dir", "unsigned", "list"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    kind: str
+    default: str | int | tuple[str, ...]
+    description: str
+
+
+#: The 22 options of ``lib/config/configrc.in``, in ``showvconfig`` order.
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("autoresponse-dir", DIR, "autoresponse/", "autoresponder directory inside a mailbox"),
+        Option("autoresponse-file", STRING, "message.txt", "autoresponder message file name"),
+        Option("bulletin-dir", DIR, "bulletins/", "unused by VMailMgr itself (vpopbull)"),
+        Option("default-expiry", UNSIGNED, UINT_MAX, "seconds from creation until a new user expires"),
+        Option("default-maildir", DIR, "Maildir/", "unused by VMailMgr 0.97"),
+        Option("default-msgcount", UNSIGNED, UINT_MAX, "message count limit for new users"),
+        Option("default-msgsize", UNSIGNED, UINT_MAX, "message size limit for new users"),
+        Option("default-hardquota", UNSIGNED, UINT_MAX, "hard quota for new users"),
+        Option("default-softquota", UNSIGNED, UINT_MAX, "soft quota for new users"),
+        Option("default-username", STRING, "+", "the catch-all user vdeliver falls back to"),
+        Option("error-maildir", DIR, "/var/lib/vmailmgr/error-maildir/", "maildir checkvpw uses when a user's is missing"),
+        Option("global-bulletin-dir", DIR, "/var/spool/bulletins/", "unused by VMailMgr itself"),
+        Option("maildir-arg-str", STRING, "maildir", "checkvpw replaces the argument containing this"),
+        Option("password-file", STRING, "passwd", "table name in the base user's home (.cdb is appended)"),
+        Option("postmaster-aliases", LIST, ("mailer-daemon", "postmaster", "root"), "aliases vsetup creates"),
+        Option("postmaster-email", STRING, "postmaster@", "where the postmaster aliases forward"),
+        Option("qmail-root", DIR, "/var/qmail/", "qmail's home"),
+        Option("separators", STRING, "@:", "characters that split a login into user and domain"),
+        Option("socket-file", STRING, "/tmp/.vmailmgrd", "vmailmgrd socket (daemon not managed)"),
+        Option("user-dir", DIR, "users/", "where mailboxes live, relative to the base user's home"),
+        Option("user-dir-bits", UNSIGNED, 0, "hash bits per directory slice"),
+        Option("user-dir-slices", UNSIGNED, 0, "number of hashed directory levels"),
+    )
+}
+
+NOT_SET = None
+
+
+def strtou_prefix(text: str) -> int | None:
+    """``strtou`` on an option value: leading digits (or '-' = UINT_MAX); None if none used."""
+    text = text.lstrip()
+    if text.startswith("-"):
+        return UINT_MAX
+    digits = ""
+    for ch in text:
+        if not "0" <= ch <= "9":
+            break
+        digits += ch
+    return int(digits) % (1 << 32) if digits else None
+
+
+def parse_option(kind: str, raw: bytes) -> str | int | tuple[str, ...] | None:
+    """The value a file's content gives, or None when the lookup must move on (§3.2)."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if kind == LIST:
+        items = (line.strip() for line in text.split("\n"))
+        return tuple(item for item in items if item and not item.startswith("#"))
+    first = text.split("\n", 1)[0].strip()
+    if not first:
+        return NOT_SET
+    if kind == DIR:
+        return first if first.endswith("/") else first + "/"
+    if kind == UNSIGNED:
+        return strtou_prefix(first)
+    return first
+
+
+def stored_value(raw: bytes, kind: str) -> OptionValue:
+    """How a live option file is held in the model: first line stripped, or list items."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if kind == LIST:
+        return tuple(line.strip() for line in text.split("\n") if line.strip() and not line.strip().startswith("#"))
+    return text.split("\n", 1)[0].strip()
+
+
+def render_option(value: OptionValue) -> bytes:
+    """The file content for an option value in the model."""
+    if isinstance(value, tuple):
+        return "".join(item + "\n" for item in value).encode("utf-8", "surrogateescape")
+    return (value + "\n").encode("utf-8", "surrogateescape")
+
+
+def read_file_or_none(path: Path) -> bytes | None:
+    """Read a config file; None when it cannot be opened (missing, unreadable, a dir)."""
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(65536)
+    except OSError:
+        return None
+
+
+class ConfigChain:
+    """Option lookup through directories, most specific first (local, then global).
+
+    Reads each option once and caches it, as VMailMgr's config nodes do.
+    """
+
+    def __init__(self, directories: Iterable[Path], read: Callable[[Path], bytes | None] = read_file_or_none) -> None:
+        self.directories = tuple(directories)
+        self._read = read
+        self._cache: dict[str, str | int | tuple[str, ...]] = {}
+
+    def get(self, name: str) -> str | int | tuple[str, ...]:
+        if name in self._cache:
+            return self._cache[name]
+        option = OPTIONS[name]
+        value = option.default
+        for directory in self.directories:
+            raw = self._read(directory / name)
+            if raw is None:
+                continue
+            parsed = parse_option(option.kind, raw)
+            if parsed is not None:
+                value = parsed
+                break
+        self._cache[name] = value
+        return value
+
+    def unsigned(self, name: str) -> int:
+        value = self.get(name)
+        assert isinstance(value, int)
+        return value
+
+    def text(self, name: str) -> str:
+        value = self.get(name)
+        assert isinstance(value, str)
+        return value
+
+    def items(self, name: str) -> tuple[str, ...]:
+        value = self.get(name)
+        assert isinstance(value, tuple)
+        return value
