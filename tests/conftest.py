@@ -1,0 +1,131 @@
+"""Shared test fixtures: the oracle fixtures in ../shared, throwaway roots and system users."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures" / "vmailmgr-real"
+STEPS = sorted(p.name for p in (FIXTURES / "steps").iterdir()) if (FIXTURES / "steps").is_dir() else []
+IS_ROOT = os.geteuid() == 0
+
+#: Plaintext passwords of the fixture users (fixtures README), final values.
+FIXTURE_PASSWORDS = {
+    "me": "secret",
+    "alice": "alice-pass-2",
+    "bob": "b0b p@ss:w0rd",
+    "carol": "carol-pw",
+    "dave": "dave-plain",
+    "erin": "erin-pw",
+    "grace": "grace-pw",
+    "henry.ford": "henry-pw",
+    "frank": "frank-pw",
+}
+
+requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (setuid/chown/system users); CI runs as root")
+
+
+def step_dir(step: str) -> Path:
+    return FIXTURES / "steps" / step
+
+
+@dataclass(frozen=True)
+class SystemUser:
+    name: str
+    uid: int
+    gid: int
+    home: Path
+
+
+@pytest.fixture
+def make_system_user(tmp_path_factory):
+    """Create throwaway system accounts (root only); they are removed again after the test."""
+    if not IS_ROOT:
+        pytest.skip("creating system users needs root; CI runs as root")
+    created: list[str] = []
+
+    def make(prefix: str = "vmrt", home: Path | None = None, password: str | None = None) -> SystemUser:
+        name = f"{prefix}{secrets.token_hex(3)}"
+        home = home or tmp_path_factory.mktemp("home") / name
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.parent.chmod(0o755)
+        subprocess.run(
+            ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
+             "--user-group", name],
+            check=True, capture_output=True,
+        )
+        created.append(name)
+        if password is not None:
+            subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+        import pwd
+
+        entry = pwd.getpwnam(name)
+        home.mkdir(exist_ok=True)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+        home.chmod(0o700)
+        return SystemUser(name, entry.pw_uid, entry.pw_gid, home)
+
+    yield make
+    for name in created:
+        subprocess.run(["userdel", "--force", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
+def copy_step_home(step: str, home: Path) -> None:
+    """Recreate a fixture step's base-user home (tree.txt layout) under ``home``."""
+    src = step_dir(step)
+    for line in (src / "tree.txt").read_text().splitlines():
+        mode, _owner, rel = line.split(" ", 2)
+        target = home / rel
+        if mode.startswith("d"):
+            target.mkdir(parents=True, exist_ok=True)
+        elif rel == "./passwd.cdb":
+            shutil.copyfile(src / "passwd.cdb", target)
+        elif rel == "./.qmail-default":
+            target.write_text((src / "qmail-default.txt").read_text())
+        elif rel == "./.qmail-default~":
+            target.write_text((src / "qmail-default.txt").read_text())
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(b"")
+        target.chmod(_mode_bits(mode))
+
+
+def _mode_bits(text: str) -> int:
+    bits = 0
+    for ch, value in zip(text[1:], (0o400, 0o200, 0o100, 0o40, 0o20, 0o10, 0o4, 0o2, 0o1), strict=True):
+        if ch != "-":
+            bits |= value
+    return bits
+
+
+def build_step_root(step: str, root: Path, base_user: str = "vbase1", uid: int = 1008, gid: int = 1008) -> Path:
+    """A throwaway ``--root`` tree shaped like the oracle machine after ``step``.
+
+    Layout from ``environment.txt``: /etc/passwd with the base user, /etc/vmailmgr/qmail-root,
+    /var/qmail/control/{me,locals,virtualdomains,rcpthosts}, /home/vbase1 from ``tree.txt``.
+    Returns the base user's home inside the root.
+    """
+    (root / "etc" / "vmailmgr").mkdir(parents=True, exist_ok=True)
+    (root / "etc" / "passwd").write_text(f"root:x:0:0:root:/root:/bin/bash\n{base_user}:x:{uid}:{gid}::/home/{base_user}:/bin/sh\n")
+    (root / "etc" / "group").write_text(f"root:x:0:\n{base_user}:x:{gid}:\n")
+    (root / "etc" / "vmailmgr" / "qmail-root").write_text("/var/qmail\n")
+    control = root / "var" / "qmail" / "control"
+    control.mkdir(parents=True, exist_ok=True)
+    (control / "me").write_text("mx.oracle.test\n")
+    (control / "locals").write_text("localhost\nmx.oracle.test\n")
+    (control / "virtualdomains").write_text(f"mydomain.org:{base_user}\n.mydomain.org:{base_user}\n")
+    (control / "rcpthosts").write_text("localhost\nmx.oracle.test\nmydomain.org\n.mydomain.org\n")
+    home = root / "home" / base_user
+    home.mkdir(parents=True, exist_ok=True)
+    copy_step_home(step, home)
+    home.chmod(0o700)
+    return home

@@ -1,0 +1,24 @@
+"""Entry point of the runtime launchers written by ``vmreconcile install-runtime``.
+
+A launcher is ``#!<python> -IS`` plus three lines: it puts the world-readable runtime copy
+first on ``sys.path`` and calls `run` with the program name and the config root baked in at
+install time (never taken from the environment: these programs run as root on hostile input).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ..host import Host
+
+PROGRAMS = ("checkvpw", "authvmailmgr", "authpipe", "vauthenticate", "vdeliver", "runtime-selftest")
+
+
+def run(program: str, root: str | None) -> None:
+    """Import the program's module, call ``main(argv, host)`` and exit with its status."""
+    if program not in PROGRAMS:
+        sys.stderr.write(f"vmreconcile runtime: unknown program {program!r}\n")
+        raise SystemExit(111)
+    module = importlib.import_module("vmreconcile.runtime." + program.replace("-", "_"))
+    raise SystemExit(module.main(sys.argv, Host(root)))

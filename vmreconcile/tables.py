@@ -1,0 +1,67 @@
+"""Opening a base user's ``passwd.cdb`` safely; shared by the live reader and the runtime.
+
+The table lives in a directory the base user controls, and readers may run as root, so the
+file is opened with ``O_NOFOLLOW`` (a planted symlink is refused, not followed), must be a
+regular file, and is mapped read-only. A 0-byte table is reported as corrupt (VMailMgr
+crashes on it, §11.14); a missing one means "no users yet".
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+from pathlib import Path
+from typing import Iterator
+
+from .formats.cdb import CdbError, CdbReader
+from .formats.vpwentry import decode_record, user_key
+from .model import VirtualUser
+
+
+class TableError(OSError):
+    """The table exists but cannot be used (symlink, not a file, unreadable)."""
+
+
+def table_path(home: Path, password_file: str = "passwd") -> Path:
+    """``<password-file>.cdb`` relative to the base user's home (§1.1)."""
+    return home / (password_file + ".cdb")
+
+
+def open_table(path: Path) -> CdbReader | None:
+    """A reader over the table at ``path``; None if it does not exist."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: the last component is a symlink
+            raise TableError(f"{path}: is a symbolic link; refusing to follow it") from None
+        raise TableError(f"{path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TableError(f"{path}: not a regular file")
+        if info.st_size == 0:
+            raise CdbError(f"{path}: empty file (0 bytes) is not a cdb")
+        return CdbReader(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
+    finally:
+        os.close(fd)
+
+
+def lookup(reader: CdbReader, name: str) -> VirtualUser | None:
+    """The user stored under ``name`` (lowercased as VMailMgr does), or None.
+
+    A corrupt record raises `RecordError` naming the key: never a wrong user.
+    """
+    key = user_key(name)
+    data = reader.get(key)
+    if data is None:
+        return None
+    return decode_record(key, data)
+
+
+def iter_users(reader: CdbReader) -> Iterator[VirtualUser]:
+    """Every user in table order; a corrupt record raises `RecordError`."""
+    for key, data in reader.items():
+        yield decode_record(key, data)
