@@ -1,0 +1,494 @@
+"""The login core shared by checkvpw, vauthenticate, authvmailmgr and authpipe.
+
+VMailMgr's ``authenticate/authvlib.cc`` does the same job for all its login programs: split
+the login name into user and domain (§4.6), turn the domain into a base user (§4.1-§4.5),
+check the password against the base user's table or the system shadow file (§5.3, §5.6),
+drop to the base user (``set_user``) and export the ``VUSER_*`` environment (§5.4). Each
+program differs only in how it reads the request, which hooks it runs and how it reports
+the result, so those parts stay in the programs and everything else lives here.
+
+Typical use (what checkvpw does)::
+
+    session = LoginSession(host, hook_prefix="checkvpw", error_variable="CHECKVPW_ERROR")
+    try:
+        account = session.authenticate(login.lower(), password)
+    except LoginFailure as failure:
+        return session.fail(failure)          # sets the error variable, runs the hook
+    ... account.base, account.virtual_name, account.user, account.home ...
+
+Deliberate differences from VMailMgr (documented in docs/login-runtime.md):
+
+* `LoginSession.set_user` calls ``setgroups([gid])`` before ``setgid``/``setuid``, so the
+  session never keeps the caller's (root's) supplementary groups (§11.1).
+* Logins as a plain system account (``vbase1@unknown.example``, ``vbase1@localhost``) are
+  refused unless ``/etc/vmailmgr/vmreconcile-system-logins`` says ``1``/``yes`` (§11.2).
+* Accounts with uid 0 are never used as base users, so no login can become root (§11.2).
+* An empty supplied password never matches (VMailMgr's ``crypt_cmp`` agrees; stated here
+  because front ends differ).
+
+Standard library only; imports stay lazy where they cost start-up time (every login is a
+fresh process).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..formats.config import ConfigChain
+from ..formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
+from ..host import BaseUser, Host
+from ..model import VirtualUser
+
+#: Exit codes shared by checkvpw and vauthenticate (§5.5, §6.2).
+EXIT_OK = 0
+EXIT_LOGIN_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_TEMPORARY = 111
+
+MSG_UNKNOWN_BASE = "Invalid or unknown base user or domain"
+MSG_BAD_PASSWORD = "Invalid or incorrect password"
+MSG_UNKNOWN_VIRTUAL = "Invalid or unknown virtual user"
+MSG_EXPIRED = "Account has expired"
+MSG_EMPTY_USER = "Empty user name"
+MSG_EMPTY_DOMAIN = "Empty domain name"
+MSG_BAD_USER_DATA = "Bad user data in password file"
+MSG_PRESETUID_FAILED = "Execution of presetuid failed"
+MSG_SYSTEM_LOGINS_DISABLED = "System account logins are disabled"
+MSG_NOT_VIRTUAL = "Not a virtual user"
+MSG_TABLE_UNUSABLE = "Cannot read the virtual password table"
+MSG_HOSTNAME = "Cannot determine the host name"
+
+#: Runtime switches of vmreconcile itself, kept beside VMailMgr's options (not in OPTIONS).
+SYSTEM_LOGINS_FILE = "vmreconcile-system-logins"
+PASSWD_CHANGEABLE_FILE = "vmreconcile-passwd-changeable"
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
+    Environ = MutableMapping[str, str]
+
+
+class LoginFailure(Exception):
+    """A login that cannot go on: ``code`` is the exit code, ``message`` the hook's text.
+
+    ``code`` 1 is "wrong credentials" (run the ``-loginfail`` hook), 2 bad input and 111 a
+    temporary or system error (run the ``-error`` hook).
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class NotVirtual(LoginFailure):
+    """The name resolved to a plain system account and the caller wants virtual users only.
+
+    authvmailmgr passes such logins to the next module; vauthenticate exits 1. Raised
+    before any password check, so nothing has been verified yet.
+    """
+
+    def __init__(self, base: BaseUser) -> None:
+        super().__init__(EXIT_LOGIN_FAILED, MSG_NOT_VIRTUAL)
+        self.base = base
+
+
+class Account:
+    """A successful login: the base user, the virtual name as typed, and its table entry.
+
+    ``user`` is None for a system-account login (then ``virtual_name`` is empty).
+    ``home`` is where the base user's home really is (under the host root, if any).
+    """
+
+    __slots__ = ("base", "virtual_name", "user", "home")
+
+    def __init__(self, base: BaseUser, virtual_name: str, user: VirtualUser | None, home: Path) -> None:
+        self.base = base
+        self.virtual_name = virtual_name
+        self.user = user
+        self.home = home
+
+    @property
+    def is_virtual(self) -> bool:
+        return self.user is not None
+
+    @property
+    def maildir(self) -> str:
+        """The stored directory (``./users/me``), relative to ``home``; empty for system logins."""
+        return self.user.directory if self.user is not None else ""
+
+
+# --------------------------------------------------------------------------- runtime config
+
+
+def _first_line(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fp:
+            raw = fp.read(4096)
+    except OSError:
+        return None
+    return raw.decode("utf-8", "surrogateescape").split("\n", 1)[0].strip()
+
+
+def system_logins_enabled(host: Host) -> bool:
+    """``/etc/vmailmgr/vmreconcile-system-logins``: first line ``1``/``yes`` enables; else off."""
+    value = _first_line(host.config_dir / SYSTEM_LOGINS_FILE)
+    return value is not None and value.lower() in ("1", "yes")
+
+
+def passwd_changeable(host: Host) -> frozenset[tuple[str, str]]:
+    """``(base user, virtual user key)`` pairs whose password Courier's PASSWD may change.
+
+    Read from ``/etc/vmailmgr/vmreconcile-passwd-changeable``, one ``<base>/<key>`` per
+    line; blank lines and ``#`` comments are skipped; a missing file means "none".
+    """
+    try:
+        with open(host.config_dir / PASSWD_CHANGEABLE_FILE, "rb") as fp:
+            text = fp.read(1 << 20).decode("utf-8", "surrogateescape")
+    except OSError:
+        return frozenset()
+    pairs = set()
+    for line in text.split("\n"):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        base, sep, key = line.partition("/")
+        if sep and base and key:
+            pairs.add((base, key))
+    return frozenset(pairs)
+
+
+def is_passwd_changeable(host: Host, base: str, virtual_name: str) -> bool:
+    """True when ``base``/``virtual_name`` (lowercased like a table key) is listed."""
+    from ..formats.vpwentry import user_key
+    from ..model import from_bytes
+
+    return (base, from_bytes(user_key(virtual_name))) in passwd_changeable(host)
+
+
+# --------------------------------------------------------------------------- name mapping
+
+
+def split_login(name: str, separators: str, environ: Environ) -> tuple[str, str]:
+    """User and domain of a login name (§4.6).
+
+    Split at the first byte that is in ``separators``; without one the domain is
+    ``$TCPLOCALHOST`` or else the host name (not lowercased). Raises `LoginFailure` (1) on
+    an empty user or domain part.
+    """
+    cut = -1
+    for index, char in enumerate(name):
+        if char in separators:
+            cut = index
+            break
+    if cut >= 0:
+        user, domain = name[:cut], name[cut + 1 :]
+    else:
+        user = name
+        domain = environ.get("TCPLOCALHOST", "")
+        if not domain:
+            try:
+                domain = os.uname().nodename
+            except OSError:  # pragma: no cover - uname does not fail on Linux
+                raise LoginFailure(EXIT_TEMPORARY, MSG_HOSTNAME) from None
+    if not user:
+        raise LoginFailure(EXIT_LOGIN_FAILED, MSG_EMPTY_USER)
+    if not domain:
+        raise LoginFailure(EXIT_LOGIN_FAILED, MSG_EMPTY_DOMAIN)
+    return user, domain
+
+
+def _control_lines(host: Host, config: ConfigChain, name: str) -> tuple[str, ...]:
+    """A qmail control file under ``qmail-root`` (global config); () when unreadable."""
+    path = host.path(config.text("qmail-root")) / "control" / name
+    try:
+        with open(path, "rb") as fp:
+            return parse_lines(fp.read())
+    except OSError:
+        return ()
+
+
+def full_name(user: str, domain: str, host: Host, config: ConfigChain) -> str:
+    """``prefix-user`` for a virtual domain, else ``user`` unchanged (§4.4: locals wins)."""
+    if is_local(domain, _control_lines(host, config, "locals")):
+        return user
+    prefix = find_virtual(domain, virtualdomains_map(_control_lines(host, config, "virtualdomains")))
+    if prefix:
+        return prefix + "-" + user
+    return user
+
+
+def _ascii_lower(text: str) -> str:
+    return text.translate(_LOWER)
+
+
+_LOWER = {c: c + 32 for c in range(65, 91)}
+
+
+def baseuser_candidates(full: str) -> list[tuple[str, str]]:
+    """``(system name, virtual name)`` pairs to try, in VMailMgr's order (§4.5).
+
+    The whole string first (virtual name empty), then each prefix ending before a ``-``,
+    longest first. System names are lowercased; virtual names keep their case.
+    """
+    out = [(_ascii_lower(full), "")]
+    for index in range(len(full) - 1, -1, -1):
+        if full[index] == "-":
+            out.append((_ascii_lower(full[:index]), full[index + 1 :]))
+    return out
+
+
+def lookup_baseuser(full: str, host: Host) -> tuple[BaseUser, str] | None:
+    """The first candidate that is a system account, with the virtual name; else None.
+
+    Accounts with uid 0 are skipped: a login may never become root (a vmreconcile fix).
+    """
+    for name, virtual in baseuser_candidates(full):
+        if not name:
+            continue
+        base = host.find_base_user(name)
+        if base is not None and base.uid != 0:
+            return base, virtual
+    return None
+
+
+# --------------------------------------------------------------------------- passwords
+
+
+def _shadow_hash(host: Host, name: str) -> str | None:
+    """The stored hash of a system account: ``/etc/shadow``, else the passwd field."""
+    for file in ("/etc/shadow", "/etc/passwd"):
+        try:
+            with open(host.path(file), "rb") as fp:
+                text = fp.read().decode("utf-8", "surrogateescape")
+        except OSError:
+            continue
+        for line in text.split("\n"):
+            fields = line.split(":")
+            if len(fields) >= 2 and fields[0] == name:
+                if file == "/etc/passwd" and fields[1] in ("x", ""):
+                    break
+                return fields[1]
+    return None
+
+
+def verify(plain: str, stored: str) -> bool:
+    """``crypt_cmp`` (§9.2); the formats.hashing module is imported only when needed."""
+    if not plain or not stored:
+        return False
+    from ..formats.hashing import verify_password
+
+    return verify_password(plain, stored)
+
+
+def check_system_password(host: Host, name: str, password: str) -> bool:
+    """True when ``password`` matches the system account's shadow hash."""
+    stored = _shadow_hash(host, name)
+    return stored is not None and verify(password, stored)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def spawn_wait(argv: list[str], environ: Environ, search: bool = False) -> int:
+    """Run ``argv`` (fds and cwd inherited), wait, return its status as VMailMgr sees it.
+
+    The exit code; -1 when it died from a signal or could not be started; 127 when the
+    program could not be executed (what the forked child of VMailMgr exits with).
+    """
+    env = dict(environ)
+    try:
+        pid = os.posix_spawnp(argv[0], argv, env) if search else os.posix_spawn(argv[0], argv, env)
+    except (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError):
+        return 127
+    except OSError as exc:
+        return 127 if exc.errno in (8,) else -1  # ENOEXEC
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else -1
+
+
+def run_hook(directories: tuple[Path, ...], name: str, environ: Environ) -> int:
+    """``execute(name)`` of §3.4: run ``<dir>/<name>`` for each dir, global first.
+
+    A hook runs only if it exists and has any execute bit; it gets no arguments and
+    inherits environment, cwd and fds. The first non-zero status stops the chain and is
+    returned; a skipped hook counts as 0.
+    """
+    for directory in directories:
+        path = str(directory / name)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if not mode & 0o111:
+            continue
+        code = spawn_wait([path], environ)
+        if code != 0:
+            return code
+    return 0
+
+
+def _unsigned(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def vuser_environment(user: VirtualUser) -> dict[str, str]:
+    """The ``VUSER_*`` variables of §5.4 for a virtual user (``-`` for unlimited/never)."""
+    return {
+        "VUSER_CTIME": str(user.created),
+        "VUSER_EXPIRY": _unsigned(user.expires),
+        "VUSER_MSGCOUNT": _unsigned(user.message_count_limit),
+        "VUSER_MSGSIZE": _unsigned(user.message_size_limit),
+        "VUSER_PERSONAL": user.personal,
+        "VUSER_HARDQUOTA": _unsigned(user.hard_quota),
+        "VUSER_SOFTQUOTA": _unsigned(user.soft_quota),
+        "VUSER_HAS_MAILBOX": "1" if user.has_mailbox else "0",
+        "VUSER_MAILBOX_ENABLED": "1" if user.mailbox_enabled else "0",
+    }
+
+
+# --------------------------------------------------------------------------- the session
+
+
+class LoginSession:
+    """One login attempt: the active config chain, the hook chain and the environment.
+
+    Until `set_user` has dropped privileges, options and hooks come from ``/etc/vmailmgr``
+    only (§3.1); afterwards from ``~base/.vmailmgr`` then ``/etc/vmailmgr`` for options and
+    ``/etc/vmailmgr`` then ``~base/.vmailmgr`` for hooks (§3.4).
+
+    ``hook_prefix`` names the hooks (``checkvpw`` -> ``checkvpw-presetuid`` ...); None
+    runs no hooks (vauthenticate). ``error_variable`` is set to the failure message before
+    a failure hook runs. ``environ`` defaults to ``os.environ`` so children inherit it.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        hook_prefix: str | None = None,
+        error_variable: str | None = None,
+        environ: Environ | None = None,
+        now: int | None = None,
+    ) -> None:
+        self.host = host
+        self.hook_prefix = hook_prefix
+        self.error_variable = error_variable
+        self.environ: Environ = os.environ if environ is None else environ
+        self.now = int(time.time()) if now is None else now
+        self.config: ConfigChain = host.global_config()
+        self.hook_dirs: tuple[Path, ...] = (host.config_dir,)
+        self.base: BaseUser | None = None
+
+    # hooks and failures ------------------------------------------------------------
+
+    def run_hook(self, suffix: str) -> int:
+        """Run ``<prefix>-<suffix>`` through the active hook chain; 0 without a prefix."""
+        if not self.hook_prefix:
+            return 0
+        return run_hook(self.hook_dirs, f"{self.hook_prefix}-{suffix}", self.environ)
+
+    def fail(self, failure: LoginFailure) -> int:
+        """Report ``failure`` VMailMgr's way; return its exit code (the hook's is ignored).
+
+        Sets ``error_variable``, then runs ``-loginfail`` for code 1 or ``-error``
+        otherwise, as whoever the process is by now and through the active chain.
+        """
+        if self.error_variable:
+            self.environ[self.error_variable] = failure.message
+        self.run_hook("loginfail" if failure.code == EXIT_LOGIN_FAILED else "error")
+        return failure.code
+
+    # steps -------------------------------------------------------------------------
+
+    def resolve(self, login: str) -> tuple[BaseUser, str]:
+        """Base user and virtual name (empty: system login) for a login name (§4)."""
+        user, domain = split_login(login, self.config.text("separators"), self.environ)
+        found = lookup_baseuser(full_name(user, domain, self.host, self.config), self.host)
+        if found is None:
+            raise LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_BASE)
+        return found
+
+    def set_user(self, base: BaseUser) -> Path:
+        """Become the base user (§5.3 step 6, with supplementary groups dropped).
+
+        Exports ``USER`` and ``HOME``, runs the ``-presetuid`` hook (global dir, as root),
+        then setgroups([gid]), setgid, setuid, chdir(home), and switches to the domain
+        config chain. Returns the home directory.
+        """
+        home = self.host.home(base)
+        self.environ["USER"] = base.name
+        self.environ["HOME"] = str(home)
+        if self.run_hook("presetuid") != 0:
+            raise LoginFailure(EXIT_TEMPORARY, MSG_PRESETUID_FAILED)
+        try:
+            os.setgroups([base.gid])
+            os.setgid(base.gid)
+            os.setuid(base.uid)
+            os.chdir(home)
+        except OSError:
+            raise LoginFailure(EXIT_TEMPORARY, MSG_BAD_USER_DATA) from None
+        self.base = base
+        self.config = self.host.domain_config(base)
+        local = home / ".vmailmgr"
+        self.hook_dirs = (self.host.config_dir,) if local == self.host.config_dir else (self.host.config_dir, local)
+        return home
+
+    def find_virtual_user(self, base: BaseUser, virtual_name: str, password: str) -> VirtualUser:
+        """The table entry for ``virtual_name`` if it may log in with ``password`` (§5.6).
+
+        Refused (1): missing entry or a corrupt record, no mailbox (aliases), a password
+        that does not match (``*``, empty, anything not a hash), ``expiry < now`` (checked
+        after the password, as VMailMgr does). mailbox-enabled=0 is not a block. A table
+        that exists but cannot be read is a temporary failure (111).
+        """
+        from ..formats.cdb import CdbError
+        from ..formats.vpwentry import RecordError
+        from ..tables import TableError, lookup, open_table, table_path
+
+        home = self.host.home(base)
+        try:
+            reader = open_table(table_path(home, self.config.text("password-file")))
+            user = lookup(reader, virtual_name) if reader is not None else None
+        except RecordError:
+            user = None
+        except (TableError, CdbError, OSError):
+            raise LoginFailure(EXIT_TEMPORARY, MSG_TABLE_UNUSABLE) from None
+        if user is None or not user.has_mailbox or not user.directory:
+            raise LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_VIRTUAL)
+        if not verify(password, user.password):
+            raise LoginFailure(EXIT_LOGIN_FAILED, MSG_BAD_PASSWORD)
+        if user.expires is not None and user.expires < self.now:
+            raise LoginFailure(EXIT_LOGIN_FAILED, MSG_EXPIRED)
+        return user
+
+    def export_virtual(self, user: VirtualUser) -> None:
+        """Put the ``VUSER_*`` variables into the environment."""
+        self.environ.update(vuser_environment(user))
+
+    def authenticate(self, login: str, password: str, virtual_only: bool = False) -> Account:
+        """The whole of §5.3 steps 1-6 (VMailMgr's ``authenticate()``).
+
+        ``login`` is used as given (checkvpw lowercases it first; authvmailmgr does not).
+        Sets ``VUSER`` as soon as the base user is known, becomes the base user, and for a
+        virtual login exports ``VUSER_*``. With ``virtual_only`` a plain system account
+        raises `NotVirtual` before any password check. Raises `LoginFailure` otherwise.
+        """
+        base, virtual = self.resolve(login)
+        self.environ["VUSER"] = virtual
+        if not virtual:
+            if virtual_only:
+                raise NotVirtual(base)
+            if not system_logins_enabled(self.host):
+                raise LoginFailure(EXIT_LOGIN_FAILED, MSG_SYSTEM_LOGINS_DISABLED)
+            if not check_system_password(self.host, base.name, password):
+                raise LoginFailure(EXIT_LOGIN_FAILED, MSG_BAD_PASSWORD)
+            home = self.set_user(base)
+            return Account(base, "", None, home)
+        home = self.set_user(base)
+        user = self.find_virtual_user(base, virtual, password)
+        self.export_virtual(user)
+        return Account(base, virtual, user, home)
