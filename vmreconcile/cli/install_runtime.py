@@ -1,0 +1,36 @@
+"""``vmreconcile install-runtime``: write the launchers qmail, Dovecot and Courier execute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..install import DEFAULT_PYTHON, InstallError, install_runtime
+from .main import fail, host_of
+
+
+def install_runtime_command(
+    ctx: typer.Context,
+    bindir: Path = typer.Option(..., "--bindir", help="Where the launchers go (the YAML's runtime.bindir)."),
+    python: str = typer.Option(DEFAULT_PYTHON, "--python", help="Interpreter every base user can run."),
+    libdir: Optional[Path] = typer.Option(None, "--libdir", help="Runtime copy (default BINDIR/../lib/vmreconcile-runtime)."),
+) -> None:
+    """Install checkvpw, authvmailmgr, authpipe, vauthenticate and vdeliver launchers.
+
+    The global --root is baked into each launcher as its config root.
+
+    Example: vmreconcile install-runtime --bindir /usr/local/bin
+    """
+    host = host_of(ctx)
+    try:
+        written = install_runtime(bindir, root=str(host.root) if host.root else None, python=python, libdir=libdir)
+    except (InstallError, OSError) as exc:
+        raise fail(str(exc)) from None
+    for path in written:
+        typer.echo(f"installed {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("install-runtime")(install_runtime_command)

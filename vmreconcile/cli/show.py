@@ -1,0 +1,79 @@
+"""``vmreconcile show``: the live state, as people (listvdomain-style) or programs (JSON) read it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Optional
+
+import typer
+
+from ..formats.cdb import CdbError
+from ..formats.vpwentry import RecordError
+from ..host import BaseUserMissing
+from ..live import read_live_state
+from ..model import Domain, HostState
+from ..showjson import state_to_json
+from ..tables import TableError
+from .main import fail, host_of
+
+#: Errors reading the live system that become one line on stderr and exit 1.
+LIVE_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, OSError)
+
+
+class ShowFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def render_text(state: HostState) -> str:
+    """One block per domain, its users listed as VMailMgr's ``listvdomain`` prints them (§8.11)."""
+    out = []
+    for domain in state.domains:
+        out.append(_domain_heading(domain))
+        out.append("User Mailbox Aliases")
+        for user in domain.users:
+            line = f"{user.name} {'Yes' if user.has_mailbox else 'No'}"
+            if not user.mailbox_enabled:
+                line += "(disabled)"
+            out.append("".join([line, *(f" {f}" for f in user.forwards)]))
+        out.append("")
+    if not state.domains:
+        out.append("no virtual domains in control/virtualdomains")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _domain_heading(domain: Domain) -> str:
+    names = [domain.name] + (["." + domain.name] if domain.wildcard else []) + list(domain.domain_aliases)
+    return f"# {', '.join(names)} (base user {domain.base_user}, {len(domain.users)} entries)"
+
+
+def show(
+    ctx: typer.Context,
+    format: ShowFormat = typer.Option(ShowFormat.text, "--format", "-f", help="text (listvdomain-style) or json."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Only this domain."),
+    redact: bool = typer.Option(False, "--redact", help="Replace each hash by sha256:<digest of the hash string>."),
+) -> None:
+    """Print the live state: control files, options, domains and their users.
+
+    Example: vmreconcile --root /tmp/demo show --format json --redact > snapshot.json
+    """
+    host = host_of(ctx)
+    try:
+        state = read_live_state(host)
+    except LIVE_ERRORS as exc:
+        raise fail(str(exc)) from None
+    if domain is not None and state.domain(domain) is None:
+        raise fail(f"no live domain {domain!r}")
+    if format is ShowFormat.json:
+        json.dump(state_to_json(state, redact=redact, domain=domain), sys.stdout, indent=2, ensure_ascii=True)
+        sys.stdout.write("\n")
+    else:
+        if domain is not None:
+            state = HostState(state.options, state.control, tuple(d for d in state.domains if d.name == domain))
+        sys.stdout.write(render_text(state))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("show")(show)
