@@ -169,6 +169,21 @@ def is_passwd_changeable(host: Host, base: str, virtual_name: str) -> bool:
     return (base, from_bytes(user_key(virtual_name))) in passwd_changeable(host)
 
 
+def undo_locale_coercion(environ: Environ) -> None:
+    """Remove the ``LC_CTYPE=C.UTF-8`` that Python itself added at start-up (PEP 538).
+
+    Started with no locale (``env -i``, qmail, Dovecot), the interpreter coerces the C locale
+    and *exports* ``LC_CTYPE=C.UTF-8``, which every hook and child would then inherit. That
+    case is recognisable: UTF-8 mode is on (locale was C/POSIX), ``LC_ALL`` is unset and
+    ``LC_CTYPE`` is exactly ``C.UTF-8``. The caller's value was then unset or ``C``; unset
+    means the same to children. Call it first thing in a login program's ``main``.
+    """
+    import sys
+
+    if sys.flags.utf8_mode and not environ.get("LC_ALL") and environ.get("LC_CTYPE") == "C.UTF-8":
+        del environ["LC_CTYPE"]
+
+
 # --------------------------------------------------------------------------- name mapping
 
 
@@ -299,9 +314,14 @@ def spawn_wait(argv: list[str], environ: Environ, search: bool = False) -> int:
     The exit code; -1 when it died from a signal or could not be started; 127 when the
     program could not be executed (what the forked child of VMailMgr exits with).
     """
+    import signal
+
     env = dict(environ)
+    # Python ignores SIGPIPE and SIGXFSZ; an exec keeps "ignored", so give children the defaults.
+    reset = (signal.SIGPIPE, signal.SIGXFSZ)
+    spawn = os.posix_spawnp if search else os.posix_spawn
     try:
-        pid = os.posix_spawnp(argv[0], argv, env) if search else os.posix_spawn(argv[0], argv, env)
+        pid = spawn(argv[0], argv, env, setsigdef=reset)
     except (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError):
         return 127
     except OSError as exc:
@@ -404,9 +424,18 @@ class LoginSession:
 
     # steps -------------------------------------------------------------------------
 
-    def resolve(self, login: str) -> tuple[BaseUser, str]:
-        """Base user and virtual name (empty: system login) for a login name (§4)."""
-        user, domain = split_login(login, self.config.text("separators"), self.environ)
+    def resolve(self, login: str, domain: str = "") -> tuple[BaseUser, str]:
+        """Base user and virtual name (empty: system login) for a login name (§4).
+
+        ``domain`` given (vauthenticate's separate field) is used as is; empty means split
+        ``login`` at the separators, with the TCPLOCALHOST/host-name fallback.
+        """
+        if domain:
+            user = login
+            if not user:
+                raise LoginFailure(EXIT_LOGIN_FAILED, MSG_EMPTY_USER)
+        else:
+            user, domain = split_login(login, self.config.text("separators"), self.environ)
         found = lookup_baseuser(full_name(user, domain, self.host, self.config), self.host)
         if found is None:
             raise LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_BASE)
@@ -469,15 +498,15 @@ class LoginSession:
         """Put the ``VUSER_*`` variables into the environment."""
         self.environ.update(vuser_environment(user))
 
-    def authenticate(self, login: str, password: str, virtual_only: bool = False) -> Account:
+    def authenticate(self, login: str, password: str, virtual_only: bool = False, domain: str = "") -> Account:
         """The whole of §5.3 steps 1-6 (VMailMgr's ``authenticate()``).
 
         ``login`` is used as given (checkvpw lowercases it first; authvmailmgr does not).
         Sets ``VUSER`` as soon as the base user is known, becomes the base user, and for a
-        virtual login exports ``VUSER_*``. With ``virtual_only`` a plain system account
+        virtual login exports ``VUSER_*``. ``domain`` is passed to `resolve`. With ``virtual_only`` a plain system account
         raises `NotVirtual` before any password check. Raises `LoginFailure` otherwise.
         """
-        base, virtual = self.resolve(login)
+        base, virtual = self.resolve(login, domain)
         self.environ["VUSER"] = virtual
         if not virtual:
             if virtual_only:
