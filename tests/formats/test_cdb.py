@@ -1,0 +1,120 @@
+"""The cdb layer must read and write exactly what VMailMgr reads and writes (reference §2)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import STEPS, step_dir
+from vmreconcile.formats import cdb
+from vmreconcile.formats.cdb import CdbError, CdbReader, build_cdb, build_cdb_pure, djb_hash, vmailmgr_hash
+
+
+def test_signed_char_hash_matches_vmailmgr_golden_value():
+    assert vmailmgr_hash(b"jos\xc3\xa9") == 0x0B002479
+    assert djb_hash(b"jos\xc3\xa9") == 0x0B003879
+
+
+def test_hashes_agree_for_ascii_keys():
+    assert vmailmgr_hash(b"bob") == djb_hash(b"bob") == 0x0B8747AA
+
+
+def test_empty_database_is_2048_bytes_of_2048_0_pairs():
+    data = build_cdb([])
+    assert data == struct.pack("<II", 2048, 0) * 256
+
+
+def test_one_record_table_matches_the_worked_example_of_section_2():
+    record = (b"\x02\x0a\x01\x08\x01\x00$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1\x00./users/bob\x00\x00\x00"
+              b"-\x00-\x00-\x00-\x001000000000\x00-\x00")
+    assert len(record) == 76
+    data = build_cdb_pure([(b"bob", record)])
+    assert len(data) == 2151
+    header = struct.unpack("<512I", data[:2048])
+    assert header[2 * 169] == 2135 and header[2 * 169 + 1] == 0
+    assert header[2 * 170] == 2135 and header[2 * 170 + 1] == 2
+    assert header[2 * 171] == 2151 and header[2 * 171 + 1] == 0
+    assert data[2048:2059] == bytes.fromhex("03000000 4c000000 626f62".replace(" ", ""))
+    assert data[2135:] == bytes(8) + bytes.fromhex("aa47870b00080000")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_fixture_tables_rebuild_byte_identical(step):
+    data = (step_dir(step) / "passwd.cdb").read_bytes()
+    items = list(CdbReader(data).items())
+    assert build_cdb_pure(items) == data
+    assert build_cdb(items) == data
+    reader = CdbReader(data)
+    for key, value in items:
+        assert reader.get(key) == value
+
+
+def test_non_ascii_key_uses_the_signed_hash_and_is_found_again():
+    items = [(b"jos\xc3\xa9", b"one"), (b"ascii", b"two")]
+    data = build_cdb(items)
+    pos = 2048
+    # the table slot for the key carries VMailMgr's hash, not djb's
+    assert struct.pack("<I", 0x0B002479) in data[pos:]
+    assert struct.pack("<I", 0x0B003879) not in data[pos:]
+    assert CdbReader(data).get(b"jos\xc3\xa9") == b"one"
+
+
+def test_reader_also_finds_non_ascii_keys_in_standard_cdb_tables():
+    # a table made by a standard cdbmake (unsigned hash) still answers lookups
+    original = cdb.vmailmgr_hash
+    try:
+        cdb.vmailmgr_hash = djb_hash  # build once with the standard hash
+        data = build_cdb_pure([(b"\xffkey", b"v")])
+    finally:
+        cdb.vmailmgr_hash = original
+    assert CdbReader(data).get(b"\xffkey") == b"v"
+
+
+def test_cdbx_is_only_used_for_ascii_keys(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cdb, "_build_with_cdbx", lambda items: calls.append(items) or build_cdb_pure(items))
+    if cdb._cdbx is None:
+        pytest.skip("cdbx is not installed")
+    build_cdb([(b"abc", b"1")])
+    build_cdb([(b"\xe9", b"1")])
+    assert len(calls) == 1
+
+
+keys = st.binary(min_size=0, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(keys, st.binary(max_size=100)), max_size=60))
+def test_any_table_round_trips(items):
+    data = build_cdb(items)
+    reader = CdbReader(data)
+    assert list(reader.items()) == items
+    first: dict[bytes, bytes] = {}
+    for key, value in items:
+        first.setdefault(key, value)
+    for key, value in first.items():
+        assert reader.get(key) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(keys, st.binary(max_size=50)), min_size=1, max_size=20), st.data())
+def test_every_truncation_of_a_table_is_a_clear_error(items, data):
+    table = build_cdb(items)
+    cut = data.draw(st.integers(min_value=0, max_value=len(table) - 1))
+    with pytest.raises(CdbError):
+        CdbReader(table[:cut])
+
+
+def test_truncated_header_is_a_clear_error():
+    with pytest.raises(CdbError, match="truncated cdb"):
+        CdbReader(b"\0" * 100)
+
+
+def test_pointer_outside_file_is_a_clear_error():
+    data = bytearray(build_cdb([(b"a", b"b")]))
+    data[0:4] = struct.pack("<I", 10**6)
+    with pytest.raises(CdbError, match="corrupt"):
+        CdbReader(bytes(data))
