@@ -1,0 +1,5 @@
+"""``python -m vmreconcile``: the same as the ``vmreconcile`` command."""
+
+from .cli.main import main
+
+main()
