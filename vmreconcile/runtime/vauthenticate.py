@@ -1,0 +1,94 @@
+"""``vauthenticate``: check a virtual user for another program and print its account (§6.2).
+
+Reads ``domain\\0user\\0password`` (the password needs no terminator) from stdin, at most
+511 bytes, authenticates virtual users only, and on success prints::
+
+    UID=<uid>
+    GID=<gid>
+    USER=<base user>
+    HOME=<base home>
+    MAILDIR=<stored directory>
+    VUSER=<virtual name as typed>
+
+It must run as root: like VMailMgr it drops to the base user before reading the table (with
+supplementary groups dropped too). It runs no hooks. The user name is not lowercased.
+
+Exit codes: 0 success; 1 bad login (wrong password, unknown, alias, expired, a system
+account); 2 bad data (too long, user or password field missing or empty); 111 temporary.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..host import Host
+from .authcore import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_TEMPORARY,
+    LoginFailure,
+    LoginSession,
+    undo_locale_coercion,
+)
+
+#: stdin must be shorter than this (VMailMgr's 512-byte buffer keeps one byte free).
+INPUT_LIMIT = 512
+MSG_TOO_LONG = "Read buffer too long"
+MSG_BAD_DATA = "Invalid data"
+
+
+def read_request(fd: int = 0) -> bytes:
+    """stdin up to EOF; `LoginFailure` (2) at 512 bytes or more, or on a read error."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            chunk = os.read(fd, INPUT_LIMIT - size)
+        except OSError:
+            raise LoginFailure(EXIT_BAD_INPUT, "Read error") from None
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= INPUT_LIMIT:
+            raise LoginFailure(EXIT_BAD_INPUT, MSG_TOO_LONG)
+
+
+def parse_request(data: bytes) -> tuple[str, str, str]:
+    """``(domain, user, password)``; `LoginFailure` (2) when user or password is missing.
+
+    The password runs to the next NUL or the end of the data; an empty one counts as
+    missing, as in VMailMgr.
+    """
+    parts = data.split(b"\0", 2)
+    if len(parts) < 3 or not parts[1]:
+        raise LoginFailure(EXIT_BAD_INPUT, MSG_BAD_DATA)
+    password = parts[2].split(b"\0", 1)[0]
+    if not password:
+        raise LoginFailure(EXIT_BAD_INPUT, MSG_BAD_DATA)
+    domain, user = parts[0], parts[1]
+    decode = lambda raw: raw.decode("utf-8", "surrogateescape")  # noqa: E731
+    return decode(domain), decode(user), decode(password)
+
+
+def main(argv: list[str], host: Host) -> int:
+    undo_locale_coercion(os.environ)
+    session = LoginSession(host)
+    try:
+        domain, user, password = parse_request(read_request())
+        account = session.authenticate(user, password, virtual_only=True, domain=domain)
+    except LoginFailure as failure:
+        return failure.code
+    except Exception as exc:  # a traceback is no answer for the calling program
+        sys.stderr.write(f"vauthenticate: internal error: {type(exc).__name__}: {exc}\n")
+        return EXIT_TEMPORARY
+    base = account.base
+    text = (
+        f"UID={base.uid}\nGID={base.gid}\nUSER={base.name}\nHOME={account.home}\n"
+        f"MAILDIR={account.maildir}\nVUSER={account.virtual_name}\n"
+    )
+    view = memoryview(text.encode("utf-8", "surrogateescape"))
+    while view:
+        view = view[os.write(1, view):]
+    return EXIT_OK
