@@ -1,0 +1,266 @@
+"""Our authpipe under the real courier-authlib authdaemond (Debian's), checked with authtest/authenumerate.
+
+The daemon's paths are compiled in (peers.md), so each test module runs a private instance in
+its own mount namespace: ``unshare --mount --propagation private`` bind-mounts a temp dir over
+``/etc/courier`` (authdaemonrc with ``authmodulelist="authpipe"``, ``daemons=2``,
+``authProg`` -> our launcher) and another over ``/run/courier/authdaemon`` (the socket), then
+runs ``authdaemond`` in the foreground. ``authtest``/``authenumerate`` run in the same namespace
+through ``nsenter``. The host's /etc/courier and any system authdaemond are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_authpipe_support import DOMAIN, FIXTURE_PASSWORDS, Domain, domain, world_dir
+
+from vmreconcile.formats.cdb import CdbReader
+from vmreconcile.formats.vpwentry import decode_record
+
+AUTHDAEMOND = "/usr/lib/courier/courier-authlib/authdaemond"
+LIBAUTHPIPE = "/usr/lib/courier-authlib/libauthpipe.so"
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.peers,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespace, setuid); CI runs as root"),
+    pytest.mark.skipif(
+        not (os.path.exists(AUTHDAEMOND) and os.path.exists(LIBAUTHPIPE) and shutil.which("authtest")),
+        reason="needs Debian's courier-authdaemon and courier-authlib-pipe packages",
+    ),
+    pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("nsenter"), reason="needs util-linux unshare/nsenter"),
+]
+
+AUTHDAEMONRC = """\
+authmodulelist="authpipe"
+authmodulelistorig="authpipe"
+daemons=2
+authdaemonvar=/run/courier/authdaemon
+DEBUG_LOGIN=1
+DEFAULTOPTIONS=""
+LOGGEROPTS=""
+"""
+
+
+@dataclass
+class Courier:
+    domain: Domain
+    pid: int
+    log: Path
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsenter", "--mount", f"--target={self.pid}", *argv],
+            capture_output=True, text=True, timeout=40,
+        )
+
+    def authtest(self, user: str, *passwords: str) -> subprocess.CompletedProcess[str]:
+        return self.run("authtest", "-s", "imap", user, *passwords)
+
+
+def _our_processes(marker: str) -> list[int]:
+    """Pids whose command line mentions ``marker`` (our temp dir): what we started."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def courier() -> Iterator[Courier]:
+    with domain("vmrcour") as dom, world_dir("vmr-authdaemon-") as top:
+        etc = top / "etc"
+        run = top / "run"
+        etc.mkdir()
+        run.mkdir(mode=0o750)
+        (etc / "authdaemonrc").write_text(AUTHDAEMONRC)
+        (etc / "authProg").symlink_to(dom.launcher("authpipe"))
+        log = top / "authdaemond.log"
+        script = (
+            f"mount --bind {etc} /etc/courier && mount --bind {run} /run/courier/authdaemon && exec {AUTHDAEMOND}"
+        )
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 10
+            while not (run / "socket").exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"authdaemond did not start: {log.read_text()}")
+                time.sleep(0.02)
+            yield Courier(dom, proc.pid, log)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            deadline = time.monotonic() + 5
+            while _our_processes(str(dom.bindir)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for pid in _our_processes(str(dom.bindir)):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _table_user(dom: Domain, name: str):
+    return decode_record(name.encode(), CdbReader(dom.table.read_bytes()).get(name.encode()))
+
+
+@pytest.mark.parametrize(
+    "login, user",
+    [
+        (f"me@{DOMAIN}", "me"),
+        (f"me:{DOMAIN}", "me"),
+        (f"Henry.Ford@{DOMAIN}", "henry.ford"),  # maildir with ':' in it
+        (f"bob@{DOMAIN}", "bob"),  # password with a space and a colon
+        (f"carol@{DOMAIN}", "carol"),  # $1$ set with --password
+        (f"erin@{DOMAIN}", "erin"),  # $6$ through crypt(3)
+        (f"frank@{DOMAIN}", "frank"),  # mailbox disabled does not block logins (§5.6)
+    ],
+)
+def test_good_password_logs_in(courier: Courier, login: str, user: str) -> None:
+    dom = courier.domain
+    result = courier.authtest(login, FIXTURE_PASSWORDS[user])
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Authentication succeeded." in out
+    assert f"Authenticated: {login}  (uid {dom.uid}, gid {dom.gid})" in out
+    assert f"Home Directory: {dom.home}" in out
+    assert f"Maildir: {_table_user(dom, user).directory}" in out
+    assert "Cleartext Password: (none)" in out
+    assert "Encrypted Password: (none)" in out
+
+
+def test_base_user_form_logs_in(courier: Courier) -> None:
+    dom = courier.domain
+    result = courier.authtest(f"{dom.base}-me@localhost", "secret")  # locals wins: base-virtual form
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Maildir: ./users/me" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "login, password",
+    [
+        (f"me@{DOMAIN}", "wrong"),  # wrong password
+        (f"me@{DOMAIN}", "SECRET"),  # passwords are case-sensitive
+        (f"nosuchuser@{DOMAIN}", "secret"),  # unknown virtual user
+        ("me@unknown.example", "secret"),  # unknown domain
+        (f"info@{DOMAIN}", "*"),  # alias-only entry (no mailbox, password '*')
+        (f"sales@{DOMAIN}", "x"),  # alias with forwards
+        (f"dave@{DOMAIN}", "dave-plain"),  # right password, but expired
+        (f"nopass@{DOMAIN}", "*"),  # stored '*' never matches
+        (f"@{DOMAIN}", "secret"),  # empty user part
+        ("me@", "secret"),  # empty domain
+    ],
+)
+def test_bad_logins_fail_permanently(courier: Courier, login: str, password: str) -> None:
+    result = courier.authtest(login, password)
+    assert result.returncode != 0
+    assert "Authentication FAILED: Operation not permitted" in result.stdout + result.stderr
+
+
+def test_system_account_is_left_to_other_modules(courier: Courier) -> None:
+    result = courier.authtest(f"{courier.domain.base}@unknown.example", "whatever")
+    assert result.returncode != 0
+    assert "Operation not permitted" in result.stdout + result.stderr
+
+
+def test_pre_lookup_without_password(courier: Courier) -> None:
+    result = courier.authtest(f"alice@{DOMAIN}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Maildir: ./users/alice" in result.stdout
+    for blocked in (f"info@{DOMAIN}", f"dave@{DOMAIN}", f"ghost@{DOMAIN}"):
+        failed = courier.authtest(blocked)
+        assert failed.returncode != 0, blocked
+        assert "Operation not permitted" in failed.stdout + failed.stderr
+
+
+def test_authenumerate_lists_users_that_can_log_in(courier: Courier) -> None:
+    dom = courier.domain
+    result = courier.run("authenumerate")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
+    by_name = {row[0]: row for row in rows}
+    assert by_name[f"me@{DOMAIN}"][1:5] == [str(dom.uid), str(dom.gid), str(dom.home), "./users/me"]
+    assert by_name[f"henry.ford@{DOMAIN}"][4] == "./users/Henry:Ford"
+    for name in ("alice", "bob", "carol", "erin", "frank"):
+        assert f"{name}@{DOMAIN}" in by_name
+    for hidden in ("info", "sales", "support.team", "+", "dave"):  # aliases and the expired user
+        assert f"{hidden}@{DOMAIN}" not in by_name
+    assert len(rows) == len(by_name)
+
+
+def test_password_change_for_unmanaged_user(courier: Courier) -> None:
+    dom = courier.domain
+    dom.set_changeable("alice")
+    before = CdbReader(dom.table.read_bytes())
+    order_before = [key for key, _ in before.items()]
+    old_hash = _table_user(dom, "alice").password
+
+    changed = courier.authtest(f"alice@{DOMAIN}", "alice-pass-2", "alice-new-3")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "Password change succeeded." in changed.stdout + changed.stderr
+
+    after = CdbReader(dom.table.read_bytes())
+    assert [key for key, _ in after.items()] == order_before  # record order kept
+    for key, data in before.items():  # every other record byte for byte
+        if key != b"alice":
+            assert after.get(key) == data
+    new_hash = _table_user(dom, "alice").password
+    assert new_hash.startswith("$1$") and new_hash != old_hash  # same scheme as before
+    info = dom.table.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (dom.uid, dom.gid, 0o600)
+    assert not (dom.home / "passwd.cdb.tmp").exists()
+
+    assert courier.authtest(f"alice@{DOMAIN}", "alice-new-3").returncode == 0  # a later login sees it
+    assert courier.authtest(f"alice@{DOMAIN}", "alice-pass-2").returncode != 0
+    wrong_old = courier.authtest(f"alice@{DOMAIN}", "not-the-password", "x-4")
+    assert wrong_old.returncode != 0
+    assert courier.authtest(f"alice@{DOMAIN}", "alice-new-3").returncode == 0
+
+
+def test_password_change_refused_for_managed_user(courier: Courier) -> None:
+    dom = courier.domain
+    dom.set_changeable("alice")
+    before = dom.table.read_bytes()
+    result = courier.authtest(f"me@{DOMAIN}", "secret", "hijacked")
+    assert result.returncode != 0
+    assert "Authentication FAILED: Operation not permitted" in result.stdout + result.stderr  # authtest's wording
+    assert dom.table.read_bytes() == before
+    assert courier.authtest(f"me@{DOMAIN}", "secret").returncode == 0
+    assert "password is managed by vmreconcile" in courier.log.read_text()
+
+
+def test_stale_lock_blocks_password_change(courier: Courier) -> None:
+    dom = courier.domain
+    dom.set_changeable("carol")
+    lock = dom.home / "passwd.cdb.tmp"
+    lock.write_bytes(b"")
+    try:
+        before = dom.table.read_bytes()
+        result = courier.authtest(f"carol@{DOMAIN}", "carol-pw", "carol-new")
+        assert result.returncode != 0
+        assert dom.table.read_bytes() == before
+        assert lock.exists()  # someone else's lock is never removed
+    finally:
+        lock.unlink()
+    assert courier.authtest(f"carol@{DOMAIN}", "carol-pw").returncode == 0

@@ -1,0 +1,98 @@
+"""Shared helpers for the authpipe/authvmailmgr tests (no tests of its own).
+
+A "domain" here is a throwaway rooted host: a world-traversable directory under /tmp (the
+base user must reach its home after the setuid, and pytest's own tmp dirs are 0700 root),
+holding ``etc/passwd`` that lists a real throwaway system account with its real uid/gid, the
+fixture table of a VMailMgr step in that account's home, and the runtime launchers with the
+root baked in. Everything is removed again afterwards, the account included.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURE_PASSWORDS, IS_ROOT, build_step_root  # noqa: F401
+
+from vmreconcile.install import install_runtime
+
+STEP = "11-after-deliveries"
+DOMAIN = "mydomain.org"
+
+
+@dataclass(frozen=True)
+class Domain:
+    root: Path
+    base: str
+    uid: int
+    gid: int
+    home: Path
+    bindir: Path
+
+    @property
+    def table(self) -> Path:
+        return self.home / "passwd.cdb"
+
+    def launcher(self, program: str) -> Path:
+        return self.bindir / program
+
+    def set_changeable(self, *keys: str) -> None:
+        path = self.root / "etc" / "vmailmgr" / "vmreconcile-passwd-changeable"
+        path.write_text("# written by the tests\n" + "".join(f"{self.base}/{k}\n" for k in keys))
+
+
+@contextmanager
+def world_dir(prefix: str) -> Iterator[Path]:
+    """A 0755 directory under /tmp, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def system_user(prefix: str = "vmrc") -> Iterator[pwd.struct_passwd]:
+    """A throwaway system account (no home created), deleted afterwards. Root only."""
+    if not IS_ROOT:
+        pytest.skip("creating system users needs root; CI runs as root")
+    name = f"{prefix}{secrets.token_hex(3)}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", f"/nonexistent/{name}", "--shell", "/usr/sbin/nologin",
+         "--user-group", name],
+        check=True, capture_output=True,
+    )
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", "--force", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, uid, gid)
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+@contextmanager
+def domain(prefix: str = "vmrc", step: str = STEP, programs: tuple[str, ...] = ("authpipe", "authvmailmgr")) -> Iterator[Domain]:
+    """A rooted host with one base user owning ``mydomain.org`` (the fixture step's table)."""
+    with system_user(prefix) as entry, world_dir("vmr-courier-") as top:
+        root = top / "root"
+        home = build_step_root(step, root, base_user=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid)
+        chown_tree(home, entry.pw_uid, entry.pw_gid)
+        bindir = top / "bin"
+        install_runtime(bindir, root=str(root), libdir=top / "lib", programs=programs)
+        yield Domain(root, entry.pw_name, entry.pw_uid, entry.pw_gid, home, bindir)
