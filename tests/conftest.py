@@ -89,9 +89,7 @@ def copy_step_home(step: str, home: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
         elif rel == "./passwd.cdb":
             shutil.copyfile(src / "passwd.cdb", target)
-        elif rel == "./.qmail-default":
-            target.write_text((src / "qmail-default.txt").read_text())
-        elif rel == "./.qmail-default~":
+        elif rel == "./.qmail-default" or rel == "./.qmail-default~":
             target.write_text((src / "qmail-default.txt").read_text())
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,3 +127,14 @@ def build_step_root(step: str, root: Path, base_user: str = "vbase1", uid: int =
     copy_step_home(step, home)
     home.chmod(0o700)
     return home
+
+
+@pytest.fixture
+def public_tmp():
+    """A temp dir every user can traverse (pytest's own tmp_path is under a 0700 directory)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="vmrtest-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

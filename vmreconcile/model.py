@@ -12,8 +12,8 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 UINT_MAX = 0xFFFFFFFF
 

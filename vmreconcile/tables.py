@@ -11,8 +11,8 @@ from __future__ import annotations
 import mmap
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .formats.cdb import CdbError, CdbReader
 from .formats.vpwentry import decode_record, user_key

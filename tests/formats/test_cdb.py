@@ -76,10 +76,12 @@ def test_reader_also_finds_non_ascii_keys_in_standard_cdb_tables():
 def test_cdbx_is_only_used_for_ascii_keys(monkeypatch):
     calls = []
     monkeypatch.setattr(cdb, "_build_with_cdbx", lambda items: calls.append(items) or build_cdb_pure(items))
-    if cdb._cdbx is None:
+    if cdb._load_cdbx() is None:
         pytest.skip("cdbx is not installed")
-    build_cdb([(b"abc", b"1")])
-    build_cdb([(b"\xe9", b"1")])
+    many = [(b"k%d" % i, b"v") for i in range(100)]
+    build_cdb(many)
+    build_cdb(many + [(b"\xe9", b"1")])
+    build_cdb(many[:10])  # small tables: the pure writer is faster than a temp file
     assert len(calls) == 1
 
 
@@ -118,3 +120,10 @@ def test_pointer_outside_file_is_a_clear_error():
     data[0:4] = struct.pack("<I", 10**6)
     with pytest.raises(CdbError, match="corrupt"):
         CdbReader(bytes(data))
+
+
+def test_cdbx_and_the_pure_writer_agree_on_large_ascii_tables():
+    if cdb._load_cdbx() is None:
+        pytest.skip("cdbx is not installed")
+    items = [(b"user%d" % i, b"record %d" % i) for i in range(5000)]
+    assert cdb._build_with_cdbx(items) == build_cdb_pure(items)

@@ -6,7 +6,16 @@ import pytest
 
 from tests.conftest import FIXTURES
 from vmreconcile.formats import control
-from vmreconcile.formats.config import LIST, OPTIONS, STRING, UNSIGNED, ConfigChain, parse_option, render_option, stored_value
+from vmreconcile.formats.config import (
+    LIST,
+    OPTIONS,
+    STRING,
+    UNSIGNED,
+    ConfigChain,
+    parse_option,
+    render_option,
+    stored_value,
+)
 from vmreconcile.formats.userdir import userdir
 from vmreconcile.model import UINT_MAX
 

@@ -8,7 +8,14 @@ import pytest
 
 from tests.conftest import FIXTURE_PASSWORDS, STEPS, step_dir
 from vmreconcile.formats.cdb import CdbReader
-from vmreconcile.formats.hashing import SCHEMES, HashingError, hash_password, looks_like_hash, scheme_of, verify_password
+from vmreconcile.formats.hashing import (
+    SCHEMES,
+    HashingError,
+    hash_password,
+    looks_like_hash,
+    scheme_of,
+    verify_password,
+)
 from vmreconcile.formats.vpwentry import decode_record
 
 #: alice's password before step 08 changed it.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -37,7 +36,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global_options(
     ctx: typer.Context,
-    root: Optional[Path] = typer.Option(
+    root: Path | None = typer.Option(
         None, "--root", envvar="VMRECONCILE_ROOT",
         help="Treat DIR as / for everything (config, qmail, base users from DIR/etc/passwd, lock).",
         metavar="DIR",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
-from typing import Optional
+from enum import StrEnum
 
 import typer
 
@@ -22,7 +21,7 @@ from .main import fail, host_of
 LIVE_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, OSError)
 
 
-class ShowFormat(str, Enum):
+class ShowFormat(StrEnum):
     text = "text"
     json = "json"
 
@@ -52,7 +51,7 @@ def _domain_heading(domain: Domain) -> str:
 def show(
     ctx: typer.Context,
     format: ShowFormat = typer.Option(ShowFormat.text, "--format", "-f", help="text (listvdomain-style) or json."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Only this domain."),
+    domain: str | None = typer.Option(None, "--domain", help="Only this domain."),
     redact: bool = typer.Option(False, "--redact", help="Replace each hash by sha256:<digest of the hash string>."),
 ) -> None:
     """Print the live state: control files, options, domains and their users.

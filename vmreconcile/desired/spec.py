@@ -11,8 +11,9 @@ desired `HostState`, and the planner diffs two `HostState`s.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 from ..model import OptionValue
 

@@ -12,7 +12,7 @@ speed (its standard hash is then identical); the pure writer is the reference ot
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 HEADER_SIZE = 2048
 _PAIR = struct.Struct("<II")
@@ -48,7 +48,7 @@ def build_cdb(items: Iterable[tuple[bytes, bytes]]) -> bytes:
     make them unique first.
     """
     items = list(items)
-    if _cdbx is not None and all(k.isascii() for k, _ in items):
+    if len(items) > 64 and _load_cdbx() is not None and all(k.isascii() for k, _ in items):
         return _build_with_cdbx(items)
     return build_cdb_pure(items)
 
@@ -91,7 +91,7 @@ def _build_with_cdbx(items: list[tuple[bytes, bytes]]) -> bytes:
     import tempfile
 
     with tempfile.TemporaryFile() as fp:
-        maker = _cdbx.CDB.make(fp)
+        maker = _load_cdbx().CDB.make(fp)
         for key, data in items:
             maker.add(key, data)
         maker.commit()
@@ -99,10 +99,22 @@ def _build_with_cdbx(items: list[tuple[bytes, bytes]]) -> bytes:
         return fp.read()
 
 
-try:  # optional speed-up; never required (the runtime copy does without it)
-    import cdbx as _cdbx
-except ImportError:  # pragma: no cover - depends on the environment
-    _cdbx = None
+_cdbx_module: object | None = None
+_cdbx_tried = False
+
+
+def _load_cdbx():  # noqa: ANN202 - the module or None
+    """The optional ``cdbx`` C extension, imported on first use (the runtime copy never has it)."""
+    global _cdbx_module, _cdbx_tried
+    if not _cdbx_tried:
+        _cdbx_tried = True
+        try:
+            import cdbx
+
+            _cdbx_module = cdbx
+        except ImportError:  # pragma: no cover - depends on the environment
+            _cdbx_module = None
+    return _cdbx_module
 
 
 class CdbReader:

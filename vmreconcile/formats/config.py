@@ -7,9 +7,9 @@ through a function the caller provides, so the runtime and the management side s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from ..model import UINT_MAX, OptionValue
 

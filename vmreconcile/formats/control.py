@@ -7,7 +7,7 @@ VMailMgr's readers exactly (§4.1-§4.3), which differ from qmail's in small way
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def parse_lines(raw: bytes) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ can say what is wrong and the runtime can refuse cleanly.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..model import UINT_MAX, VirtualUser, from_bytes, to_bytes
 

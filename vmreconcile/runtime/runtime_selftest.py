@@ -13,9 +13,8 @@ from ..host import Host
 
 
 def main(argv: list[str], host: Host) -> int:
-    from .. import __file__ as package_file
-
-    print(f"package={os.path.dirname(package_file)}")
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    print(f"package={package_dir}")
     print(f"root={host.root if host.root is not None else '/'}")
     print(f"isolated={sys.flags.isolated} no_site={sys.flags.no_site}")
     print(f"uid={os.getuid()} argv={argv[1:]}")
