@@ -1,0 +1,380 @@
+"""Carry a `Plan` out on a host: each affected file written once, in dependency order.
+
+The plan's changes say *what* differs; the plan's desired state says what each affected file
+must contain. So the executor groups changes into units (one option file, one domain setup,
+one maildir, one table, one control file) and writes each unit's desired content once:
+every change to a domain's ``passwd.cdb`` goes out in a single rewrite. Units run in the order
+of their first change (creates of what others depend on first, deletes last).
+
+Mail is never lost: deleting an entry only rewrites the table. A mailbox is removed only for
+a ``maildir`` delete change (``--purge-mailboxes``), and even then only ``cur/``, ``new/``,
+``tmp/`` and their files go; anything else in the directory (``autoresponse/``, hooks,
+files of other tools) stays, and the directory stays with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..formats.cdb import build_cdb
+from ..formats.config import render_option
+from ..formats.control import render_lines
+from ..formats.vpwentry import encode_record, user_key
+from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
+from ..model import Domain, to_bytes
+from ..plan.changes import Change, Plan
+from ..plan.resolve import CHANGEABLE_FILE, option_value
+from . import writer
+from .crashpoint import checkpoint
+from .writer import Owner, UnsafePath
+
+Log = Callable[[str], None]
+Progress = Callable[[int, int, str], None]
+
+MAILDIR_SUBDIRS = ("cur", "new", "tmp")
+
+
+@dataclass
+class ApplyResult:
+    """What happened: messages for people, and errors that make the exit status 1."""
+
+    messages: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    key: tuple
+    label: str
+    changes: tuple[Change, ...]
+
+
+def group_units(changes: tuple[Change, ...]) -> list[_Unit]:
+    """One unit per file or directory to write, in the order of its first change."""
+    order: list[tuple] = []
+    members: dict[tuple, list[Change]] = {}
+    labels: dict[tuple, str] = {}
+    for change in changes:
+        if change.type == "option":
+            key: tuple = ("option", change.domain, change.target)
+            label = change.address
+        elif change.type == "domain":
+            key, label = ("domain", change.domain), f"{change.domain}: domain setup"
+        elif change.type == "maildir":
+            key, label = ("maildir", change.action, change.domain, change.target), change.address
+        elif change.type in ("user", "alias"):
+            key, label = ("table", change.domain), f"{change.domain}: table"
+        else:
+            key, label = ("control", change.target), f"control/{change.target}"
+        if key not in members:
+            order.append(key)
+            members[key] = []
+            labels[key] = label
+        members[key].append(change)
+    return [_Unit(k, labels[k], tuple(members[k])) for k in order]
+
+
+class Executor:
+    """Writes the units of one plan. All paths go through the `Host` (``--root`` aware)."""
+
+    def __init__(self, host: Host, plan: Plan, log: Log) -> None:
+        self.host = host
+        self.plan = plan
+        self.log = log
+        self.result = ApplyResult()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def domain(self, name: str | None) -> Domain:
+        found = self.plan.desired.domain(name or "")
+        if found is None:
+            raise ValueError(f"plan has no desired domain {name!r}")
+        return found
+
+    def owner(self, base_user: BaseUser) -> Owner | None:
+        return Owner(base_user.uid, base_user.gid) if self.host.can_chown else None
+
+    def option(self, domain: Domain, name: str):  # noqa: ANN201 - the option's parsed value
+        return option_value(name, domain.options, self.plan.desired.options)
+
+    def open_home(self, base_user: BaseUser) -> int:
+        home = self.host.home(base_user)
+        try:
+            return os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{home}: the home of base user {base_user.name} does not exist; "
+                                    "create the account (with its home) first") from None
+
+    def note(self, message: str) -> None:
+        self.result.messages.append(message)
+        self.log(message)
+
+    # -- units -------------------------------------------------------------------------------
+
+    def run(self, unit: _Unit) -> None:
+        kind = unit.key[0]
+        if kind == "option":
+            self.write_option(unit.key[1], unit.key[2])
+        elif kind == "domain":
+            self.setup_domain(self.domain(unit.key[1]))
+        elif kind == "maildir" and unit.key[1] == "create":
+            self.make_maildir(self.domain(unit.key[2]), unit.key[3])
+        elif kind == "maildir":
+            self.purge_maildir(self.domain(unit.key[2]), unit.key[3])
+        elif kind == "table":
+            self.write_table(self.domain(unit.key[1]), unit.changes)
+        else:
+            self.write_control(unit.key[1])
+        self.result.written.append(unit.label)
+
+    def write_option(self, domain_name: str | None, name: str) -> None:
+        if domain_name is None:
+            self.host.config_dir.mkdir(parents=True, exist_ok=True)
+            dir_fd = os.open(self.host.config_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            owner, where = None, str(self.host.config_dir)
+            if name == CHANGEABLE_FILE:
+                value: object = "".join(line + "\n" for line in self.plan.changeable or ())
+            else:
+                value = self.plan.desired.options.get(name)
+        else:
+            domain = self.domain(domain_name)
+            base_user = self.host.base_user(domain.base_user)
+            home_fd = self.open_home(base_user)
+            try:
+                dir_fd, _ = writer.open_dir(home_fd, LOCAL_CONFIG_DIR, create_mode=0o755,
+                                            owner=self.owner(base_user), where=f"~{base_user.name}/{LOCAL_CONFIG_DIR}")
+            finally:
+                os.close(home_fd)
+            owner, where = self.owner(base_user), f"~{base_user.name}/{LOCAL_CONFIG_DIR}"
+            value = domain.options.get(name)
+        try:
+            if value is None:
+                writer.unlink_at(dir_fd, name)
+            else:
+                data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) and name == CHANGEABLE_FILE \
+                    else render_option(value)  # type: ignore[arg-type]
+                writer.write_file_at(dir_fd, name, data, mode=0o644, owner=owner, where=where, log=self.note)
+        finally:
+            os.close(dir_fd)
+
+    def setup_domain(self, domain: Domain) -> None:
+        """What vsetup does, minus the table: ``users/`` 0755 and ``.qmail-default`` 0644 (§8.3)."""
+        base_user = self.host.base_user(domain.base_user)
+        owner = self.owner(base_user)
+        home_fd = self.open_home(base_user)
+        try:
+            user_dir = str(self.option(domain, "user-dir"))
+            if not user_dir.startswith("/"):
+                fd, made = writer.walk_dirs(home_fd, writer.split_relative(user_dir), create=lambda i: 0o755,
+                                            owner=owner, where=f"~{base_user.name}")
+                os.close(fd)
+                if made:
+                    self.note(f"{domain.name}: created {user_dir}")
+            content = to_bytes(domain.qmail_default or "")
+            current = writer.read_regular(home_fd, ".qmail-default")
+            if current is not None and current != content:
+                kept = writer.backup_name(home_fd, ".qmail-default")
+                self.note(f"{domain.name}: kept the previous .qmail-default as ~{base_user.name}/{kept}")
+            writer.write_file_at(home_fd, ".qmail-default", content, mode=0o644, owner=owner,
+                                 where=f"~{base_user.name}", log=self.note)
+        finally:
+            os.close(home_fd)
+
+    def make_maildir(self, domain: Domain, directory: str, with_subdirs: bool = True) -> None:
+        """``mkdirp(dir, 0700)`` with 0755 parents, then cur/new/tmp 0755 (§8.2)."""
+        base_user = self.host.base_user(domain.base_user)
+        owner = self.owner(base_user)
+        try:
+            parts = writer.split_relative(directory)
+        except UnsafePath as exc:
+            self.note(f"{domain.name}: mailbox {directory} not created: {exc.strerror}")
+            return
+        home_fd = self.open_home(base_user)
+        try:
+            last = len(parts) - 1
+            fd, _ = writer.walk_dirs(home_fd, parts, create=lambda i: 0o700 if i == last else 0o755,
+                                     owner=owner, where=f"~{base_user.name}")
+            try:
+                if with_subdirs:
+                    for sub in MAILDIR_SUBDIRS:
+                        sub_fd, _ = writer.open_dir(fd, sub, create_mode=0o755, owner=owner,
+                                                    where=f"~{base_user.name}/{directory}/{sub}")
+                        os.close(sub_fd)
+                checkpoint(f"maildir {directory}")
+            finally:
+                os.close(fd)
+        finally:
+            os.close(home_fd)
+
+    def write_table(self, domain: Domain, changes: tuple[Change, ...]) -> None:
+        base_user = self.host.base_user(domain.base_user)
+        for change in changes:  # vadduser makes the directory even for an alias (§8.4)
+            if change.action == "create" and not change.after.get("has_mailbox") and change.after.get("directory"):
+                directory = change.after["directory"]
+                if not directory.startswith("/"):
+                    self.make_maildir(domain, directory, with_subdirs=False)
+        data = build_cdb((user_key(u.name), encode_record(u)) for u in domain.users)
+        parts = writer.split_relative(str(self.option(domain, "password-file")) + ".cdb")
+        home_fd = self.open_home(base_user)
+        try:
+            dir_fd, _ = writer.walk_dirs(home_fd, parts[:-1], where=f"~{base_user.name}")
+            try:
+                writer.write_file_at(dir_fd, parts[-1], data, mode=0o600, owner=self.owner(base_user),
+                                     where=f"~{base_user.name}", tmpname=parts[-1] + ".tmp", log=self.note)
+            finally:
+                os.close(dir_fd)
+        finally:
+            os.close(home_fd)
+
+    def write_control(self, name: str) -> None:
+        lines = self.plan.desired.control.get(name)
+        if lines is None:
+            return
+        directory = self.host.control_path(name).parent
+        directory.mkdir(parents=True, exist_ok=True)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            info = writer.file_info(dir_fd, name)
+            mode = info.st_mode & 0o7777 if info is not None and not _is_link(info) else 0o644
+            owner = Owner(info.st_uid, info.st_gid) if info is not None and self.host.can_chown else None
+            writer.write_file_at(dir_fd, name, render_lines(lines), mode=mode, owner=owner, where=str(directory),
+                                 log=self.note)
+        finally:
+            os.close(dir_fd)
+
+    def purge_maildir(self, domain: Domain, directory: str) -> None:
+        """Remove cur/new/tmp and their files; the directory only if nothing else is in it."""
+        base_user = self.host.base_user(domain.base_user)
+        parts = writer.split_relative(directory)
+        home_fd = self.open_home(base_user)
+        try:
+            try:
+                parent_fd, _ = writer.walk_dirs(home_fd, parts[:-1], where=f"~{base_user.name}")
+            except FileNotFoundError:
+                return
+            try:
+                try:
+                    fd, _ = writer.open_dir(parent_fd, parts[-1], where=f"~{base_user.name}/{directory}")
+                except FileNotFoundError:
+                    return
+                left: list[str] = []
+                try:
+                    for sub in MAILDIR_SUBDIRS:
+                        left += _purge_subdir(fd, sub)
+                    left += [n for n in os.listdir(fd) if n not in MAILDIR_SUBDIRS]
+                finally:
+                    os.close(fd)
+                if left:
+                    self.note(f"{domain.name}: purged the mail of {directory}; kept {', '.join(sorted(left))} "
+                              "(not created by vmreconcile)")
+                else:
+                    os.rmdir(parts[-1], dir_fd=parent_fd)
+                    os.fsync(parent_fd)
+                    self.note(f"{domain.name}: removed mailbox {directory}")
+            finally:
+                os.close(parent_fd)
+        finally:
+            os.close(home_fd)
+
+
+def _is_link(info: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISLNK(info.st_mode)
+
+
+def _purge_subdir(parent_fd: int, name: str) -> list[str]:
+    """Delete the entries (files, symlinks themselves) of one maildir subdirectory, then it."""
+    import stat
+
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return [name]  # a symlink or a file where a maildir subdir belongs: not ours to judge
+    kept = []
+    try:
+        for entry in os.listdir(fd):
+            info = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                kept.append(f"{name}/{entry}")
+            else:
+                os.unlink(entry, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if kept:
+        return kept
+    os.rmdir(name, dir_fd=parent_fd)
+    return []
+
+
+def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Progress | None = None) -> ApplyResult:
+    """Write every unit of ``plan``, then run qmail-newmrh / the reload command when needed.
+
+    The caller holds the global lock. An error stops at the failing unit (earlier units stay
+    written: each is complete on its own) and is returned in ``errors``.
+    """
+    runner = Executor(host, plan, log)
+    units = group_units(plan.changes)
+    for done, unit in enumerate(units):
+        if progress is not None:
+            progress(done, len(units), unit.label)
+        try:
+            runner.run(unit)
+        except (OSError, ValueError) as exc:
+            message = exc.strerror if isinstance(exc, OSError) and exc.strerror and not exc.filename else str(exc)
+            runner.result.errors.append(f"{unit.label}: {message}")
+            return runner.result
+        checkpoint(f"unit {unit.label} done")
+    if progress is not None:
+        progress(len(units), len(units), "done")
+    touched = {c.target for c in plan.changes if c.type == "control_line"}
+    if "morercpthosts" in touched:
+        run_newmrh(host, runner)
+    if "virtualdomains" in touched:
+        run_reload(host, plan.reload_command, runner)
+    return runner.result
+
+
+def run_newmrh(host: Host, runner: Executor) -> None:
+    """``morercpthosts`` is read through its cdb: rebuild it with qmail-newmrh."""
+    program = host.qmail_root() / "bin" / "qmail-newmrh"
+    if host.is_rooted:
+        runner.note(f"morercpthosts changed: run {Path('/', *program.relative_to(host.root).parts)} on the "
+                    "real host (not run under --root)")
+    elif program.exists():
+        done = subprocess.run([str(program)], capture_output=True, text=True)
+        if done.returncode != 0:
+            runner.result.errors.append(f"{program} failed (exit {done.returncode}): {done.stderr.strip()}")
+        else:
+            runner.note(f"ran {program}")
+    else:
+        runner.note(f"morercpthosts changed: {program} is missing; run qmail-newmrh before qmail-smtpd sees it")
+
+
+def run_reload(host: Host, command: str | None, runner: Executor) -> None:
+    """Run the configured reload once (qmail-send rereads virtualdomains on HUP)."""
+    if not command:
+        runner.note("control/virtualdomains changed: tell qmail-send to reread it (e.g. svc -h "
+                    "/service/qmail-send); no reload command is configured")
+        return
+    if host.is_rooted:
+        runner.note(f"control/virtualdomains changed: would run `{command}` (not run under --root)")
+        return
+    try:
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True)
+    except OSError as exc:
+        runner.result.errors.append(f"reload command `{command}` could not run: {exc.strerror}")
+        return
+    if done.returncode != 0:
+        runner.result.errors.append(f"reload command `{command}` failed (exit {done.returncode}): "
+                                    f"{done.stderr.strip()}")
+    else:
+        runner.note(f"ran reload command `{command}`")

@@ -1,0 +1,62 @@
+"""Spec + live state -> `Plan`: resolve, diff, and record what apply needs (pure)."""
+
+from __future__ import annotations
+
+from ..desired.spec import Spec
+from ..model import HostState
+from .changes import Plan
+from .diff import diff
+from .planfile import state_checksum
+from .resolve import SecretReader, passwd_changeable, resolve
+
+
+def build_plan(
+    spec: Spec,
+    live: HostState,
+    *,
+    now: int,
+    secrets: SecretReader,
+    purge_mailboxes: bool = False,
+    live_changeable: tuple[str, ...] | None = None,
+    manage_changeable: bool = True,
+) -> Plan:
+    """The plan that makes ``live`` what ``spec`` asks for.
+
+    ``live_changeable`` is the current authpipe list (None when the file is missing);
+    ``manage_changeable=False`` leaves that file out (a ``--state`` snapshot does not carry it).
+    """
+    desired, notes = resolve(spec, live, now, secrets)
+    changeable = passwd_changeable(spec) if manage_changeable else None
+    changes = diff(desired, live, purge_mailboxes=purge_mailboxes, changeable=changeable,
+                   live_changeable=live_changeable)
+    for change in changes:
+        if change.action == "delete" and change.type in ("user", "alias") and not purge_mailboxes:
+            directory = change.before.get("directory")
+            if directory and change.before.get("has_mailbox"):
+                notes.append(f"{change.address}: table entry removed; its mailbox {directory} stays in "
+                             f"~{_base_user(desired, change.domain)} (use --purge-mailboxes to delete it)")
+    return Plan(
+        changes=tuple(changes),
+        desired=desired,
+        live_checksum=state_checksum(live),
+        notes=tuple(notes),
+        live_entry_counts=_entry_counts(desired, live),
+        reload_command=spec.reload_command,
+        changeable=changeable,
+        purge_mailboxes=purge_mailboxes,
+    )
+
+
+def _base_user(state: HostState, domain: str | None) -> str:
+    found = state.domain(domain) if domain else None
+    return found.base_user if found else "?"
+
+
+def _entry_counts(desired: HostState, live: HostState) -> dict[str, int]:
+    """Live entries per domain, under the desired name (a domain may be matched by base user)."""
+    counts = {d.name: len(d.users) for d in live.domains}
+    by_base = {d.base_user: len(d.users) for d in live.domains}
+    for domain in desired.domains:
+        if domain.name not in counts and domain.base_user in by_base:
+            counts[domain.name] = by_base[domain.base_user]
+    return counts

@@ -1,0 +1,132 @@
+"""The plan's vocabulary: one `Change` per thing that differs, and the `Plan` that orders them.
+
+As in octoDNS, every change is a small value that describes itself (action, type, address,
+per-field before/after) and the safety thresholds live on the plan, not in the CLI. A change
+never carries a password hash: `mask_password` replaces it with a fingerprint before the
+change is built, so no renderer can leak one. The fresh hashes live only in ``Plan.desired``,
+which is what apply writes and what a saved plan file (mode 0600) holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..formats.hashing import scheme_of
+from ..model import HostState
+from .resolve import hash_digest, is_redacted
+
+Action = Literal["create", "update", "delete"]
+ChangeType = Literal["control_line", "option", "domain", "user", "alias", "maildir"]
+Part = Literal["control", "tables", "runtime-config"]
+
+#: Execution rank: what others depend on is created first, deletes come last.
+_RANK = {
+    ("create", "option"): 0, ("update", "option"): 0,
+    ("create", "domain"): 1, ("update", "domain"): 1,
+    ("create", "maildir"): 2,
+    ("create", "user"): 3, ("create", "alias"): 3, ("update", "user"): 3, ("update", "alias"): 3,
+    ("create", "control_line"): 4, ("update", "control_line"): 4,
+    ("delete", "control_line"): 5,
+    ("delete", "user"): 6, ("delete", "alias"): 6,
+    ("delete", "maildir"): 7,
+    ("delete", "domain"): 8,
+    ("delete", "option"): 9,
+}
+
+PLAN_FORMAT_VERSION = 1
+
+
+def mask_password(value: str) -> str:
+    """What outputs show instead of a hash: the no-login markers as is, else scheme + fingerprint.
+
+    The fingerprint is the first 12 hex digits of the sha256 a redacted ``show`` prints, so a
+    plan line can be matched against a redacted state without revealing anything crackable.
+    """
+    if value == "*" or value == "" or (value.startswith("!") and len(value) <= 1):
+        return value
+    scheme = "redacted" if is_redacted(value) else (scheme_of(value) or "hash")
+    return f"<{scheme} sha256:{hash_digest(value)[:12]}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between live and desired, described per field.
+
+    ``before``/``after`` hold only the fields that differ for an update, every field for a
+    create (``after``) or delete (``before``); values are JSON-ready (lists, not tuples).
+    ``part`` tells handlers what to reload: ``control`` (qmail-send), ``tables`` (nothing:
+    every lookup opens the table afresh), ``runtime-config`` (options, ``.qmail-default``).
+    """
+
+    action: Action
+    type: ChangeType
+    address: str
+    part: Part
+    before: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, Any] = field(default_factory=dict)
+    domain: str | None = None
+    target: str | None = None  # the file, option or entry the change writes (for the executor)
+
+    @property
+    def rank(self) -> int:
+        return _RANK[(self.action, self.type)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action, "type": self.type, "address": self.address, "part": self.part,
+            "before": dict(self.before), "after": dict(self.after),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Ordered changes plus everything apply needs to carry them out without re-resolving."""
+
+    changes: tuple[Change, ...]
+    desired: HostState
+    live_checksum: str
+    notes: tuple[str, ...] = ()
+    live_entry_counts: Mapping[str, int] = field(default_factory=dict)
+    reload_command: str | None = None
+    changeable: tuple[str, ...] | None = None
+    purge_mailboxes: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> tuple[int, int, int]:
+        """(to add, to change, to destroy)."""
+        add = sum(1 for c in self.changes if c.action == "create")
+        change = sum(1 for c in self.changes if c.action == "update")
+        return add, change, len(self.changes) - add - change
+
+    def brake_violations(self, threshold: float = 0.30, minimum: int = 10) -> list[str]:
+        """Domains where this plan would delete or change too many existing entries (octoDNS brake).
+
+        Counted: updates and deletes of users/aliases, against the live number of entries,
+        only for domains with at least ``minimum`` entries.
+        """
+        touched: dict[str, int] = {}
+        for change in self.changes:
+            if change.type in ("user", "alias") and change.action in ("update", "delete") and change.domain:
+                touched[change.domain] = touched.get(change.domain, 0) + 1
+        out = []
+        for domain, count in sorted(touched.items()):
+            total = self.live_entry_counts.get(domain, 0)
+            if total >= minimum and count > threshold * total:
+                out.append(f"{domain}: {count} of {total} existing users/aliases would be changed or deleted "
+                           f"(more than {threshold:.0%}); use --force if this is intended")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        add, change, destroy = self.summary()
+        return {
+            "format_version": PLAN_FORMAT_VERSION,
+            "live_checksum": self.live_checksum,
+            "summary": {"add": add, "change": change, "destroy": destroy},
+            "changes": [c.to_json() for c in self.changes],
+            "notes": list(self.notes),
+        }

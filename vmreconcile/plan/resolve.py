@@ -1,0 +1,376 @@
+"""Complete a `Spec` against the live state into the desired `HostState` (pure).
+
+The YAML may omit fields and names passwords indirectly, so before two models can be diffed
+the spec is *resolved*: every omitted (`UNSET`) field keeps the live value of an existing
+entry, or takes the value VMailMgr's own tools would give a new one (reference §1.7, §1.8,
+§8.3, §8.4). Everything here is a function of (spec, live, now, secrets): no clock, no files,
+no environment. The only impurity is the random salt of a *fresh* hash, made only when a
+secret does not match the live hash.
+
+Table order is creation order with updates in place (§1.10): live entries keep their place,
+new ones are appended in YAML order (for a domain that has no table yet, vsetup's postmaster
+aliases come first, as they would on a host set up with ``vsetup`` then ``vadduser``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from ..desired.spec import UNSET, DomainSpec, PasswordSpec, Spec, UserSpec
+from ..formats import control as ctl
+from ..formats.config import OPTIONS, parse_option, render_option
+from ..formats.hashing import hash_password, verify_password
+from ..formats.userdir import userdir
+from ..model import UINT_MAX, Domain, HostState, OptionValue, VirtualUser, ascii_lower
+
+#: (kind, reference) -> the secret's plaintext, or None when it is not available.
+SecretReader = Callable[[str, str], "str | None"]
+
+#: ``show --format json --redact`` replaces a hash by ``sha256:<hex of the hash string>``.
+_REDACTED = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+#: Where the authpipe looks for users whose password it may change (``base/key`` lines).
+CHANGEABLE_FILE = "vmreconcile-passwd-changeable"
+
+
+class ResolveError(ValueError):
+    """The spec cannot be completed (missing secrets, ...); ``problems`` lists every one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def is_redacted(stored: str) -> bool:
+    """True for a hash replaced by its digest in a redacted ``show`` document."""
+    return bool(_REDACTED.match(stored))
+
+
+def hash_digest(stored: str) -> str:
+    """The hex sha256 a redacted document shows for ``stored`` (its own digest if redacted)."""
+    if is_redacted(stored):
+        return stored[len("sha256:"):]
+    return hashlib.sha256(stored.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def option_value(name: str, *layers: Mapping[str, OptionValue]) -> str | int | tuple[str, ...]:
+    """An option as VMailMgr reads it: first layer that has a usable value, else the default (§3.2)."""
+    option = OPTIONS[name]
+    for layer in layers:
+        if name in layer:
+            parsed = parse_option(option.kind, render_option(layer[name]))
+            if parsed is not None:
+                return parsed
+    return option.default
+
+
+@dataclass(frozen=True, slots=True)
+class DomainDefaults:
+    """The option values that shape a new entry of one domain."""
+
+    user_dir: str
+    bits: int
+    slices: int
+    limits: tuple[int | None, int | None, int | None, int | None]
+    default_expiry: int
+    default_username: str
+    postmaster_aliases: tuple[str, ...]
+    postmaster_email: str
+
+    @classmethod
+    def of(cls, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> DomainDefaults:
+        def get(name: str):  # noqa: ANN202 - str | int | tuple by option kind
+            return option_value(name, domain_options, global_options)
+
+        def limit(name: str) -> int | None:
+            value = get(name)
+            return None if value == UINT_MAX else value
+
+        return cls(
+            user_dir=get("user-dir"),
+            bits=get("user-dir-bits"),
+            slices=get("user-dir-slices"),
+            limits=(limit("default-hardquota"), limit("default-softquota"),
+                    limit("default-msgsize"), limit("default-msgcount")),
+            default_expiry=get("default-expiry"),
+            default_username=get("default-username"),
+            postmaster_aliases=tuple(ascii_lower(a) for a in get("postmaster-aliases")),
+            postmaster_email=get("postmaster-email"),
+        )
+
+    def userdir(self, name: str) -> str:
+        return userdir(name, self.user_dir, self.bits, self.slices)
+
+    def new_entry(self, name: str, now: int, **fields: object) -> VirtualUser:
+        """A fresh entry with VMailMgr's defaults (§1.7) and ``fields`` on top."""
+        expires = None
+        if self.default_expiry != UINT_MAX:
+            expires = now + self.default_expiry
+            if expires >= UINT_MAX:
+                expires = None
+        hard, soft, size, count = self.limits
+        base = VirtualUser(
+            name=ascii_lower(name), password="*", hard_quota=hard, soft_quota=soft,
+            message_size_limit=size, message_count_limit=count, created=now, expires=expires,
+        )
+        return replace(base, **fields)
+
+
+def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader) -> tuple[HostState, list[str]]:
+    """The desired `HostState` for ``spec`` on a host that is in state ``live``, and notes.
+
+    Raises `ResolveError` listing every problem (a missing secret names the user, never the
+    secret's value). Domains the spec does not name are kept as they are live.
+    """
+    notes: list[str] = []
+    problems: list[str] = []
+    global_options = {**live.options, **spec.options}
+    desired_domains: dict[str, Domain] = {}
+    claimed: set[str] = set()
+    for dspec in spec.domains:
+        live_domain = match_live_domain(dspec, live)
+        if live_domain is not None:
+            claimed.add(live_domain.name)
+        desired_domains[dspec.name] = resolve_domain(
+            dspec, live_domain, global_options, spec, now, secrets, notes, problems
+        )
+    if problems:
+        raise ResolveError(problems)
+    domains = [d for d in live.domains if d.name not in claimed]
+    domains += desired_domains.values()
+    control = resolve_control(live.control, spec.domains, [d for d in live.domains if d.name in claimed],
+                              desired_domains)
+    return HostState(options=global_options, control=control, domains=tuple(domains)), notes
+
+
+def match_live_domain(dspec: DomainSpec, live: HostState) -> Domain | None:
+    """The live domain a spec domain manages: same name, else the same base user (one table each)."""
+    found = live.domain(dspec.name)
+    if found is not None:
+        return found
+    for domain in live.domains:
+        if domain.base_user == dspec.base_user:
+            return domain
+    return None
+
+
+def resolve_domain(
+    dspec: DomainSpec,
+    live: Domain | None,
+    global_options: Mapping[str, OptionValue],
+    spec: Spec,
+    now: int,
+    secrets: SecretReader,
+    notes: list[str],
+    problems: list[str],
+) -> Domain:
+    options = {**(live.options if live else {}), **dspec.options}
+    defaults = DomainDefaults.of(options, global_options)
+    live_users = live.users if live else ()
+    table: dict[str, VirtualUser] = {u.name: u for u in live_users}
+    named: set[str] = set()
+    new_entries: list[VirtualUser] = []
+
+    def put(entry: VirtualUser) -> None:
+        named.add(entry.name)
+        if entry.name in table:
+            table[entry.name] = entry
+        else:
+            table[entry.name] = entry
+            new_entries.append(entry)
+
+    postmaster = [
+        defaults.new_entry(a, now, directory=defaults.userdir(a), forwards=(defaults.postmaster_email,), has_mailbox=True)
+        for a in defaults.postmaster_aliases
+    ]
+    yaml_names = {ascii_lower(u.name) for u in dspec.users} | {ascii_lower(a) for u in dspec.users for a in u.aliases}
+    if not live_users:  # vsetup runs before anything is added
+        for entry in postmaster:
+            if entry.name not in yaml_names:
+                put(entry)
+
+    for uspec in dspec.users:
+        address = f"{dspec.name}/{uspec.name}"
+        key = ascii_lower(uspec.name)
+        entry = resolve_user(uspec, table.get(key), defaults, spec.password_scheme, now, secrets, address,
+                             notes, problems)
+        if entry is not None:
+            put(entry)
+        for alias in uspec.aliases:
+            akey = ascii_lower(alias)
+            existing = table.get(akey)
+            if existing is None:
+                put(defaults.new_entry(akey, now, directory=defaults.userdir(akey), forwards=(key,), has_mailbox=False))
+            else:
+                put(replace(existing, forwards=(key,)))
+
+    catch_key = ascii_lower(defaults.default_username)
+    if isinstance(dspec.catch_all, str):
+        existing = table.get(catch_key)
+        if existing is None:
+            put(defaults.new_entry(catch_key, now, directory="./" + defaults.userdir(defaults.default_username),
+                                   forwards=(dspec.catch_all,), has_mailbox=False))
+        else:
+            put(replace(existing, forwards=(dspec.catch_all,)))
+    elif dspec.catch_all is None and catch_key not in named:
+        table.pop(catch_key, None)
+        new_entries = [e for e in new_entries if e.name != catch_key]
+
+    for entry in postmaster:  # vsetup re-run: create the missing ones, never prune them
+        named.add(entry.name)
+        if entry.name not in table:
+            put(entry)
+
+    order = [u.name for u in live_users] + [e.name for e in new_entries]
+    users = []
+    for name in order:
+        if name not in table:
+            continue
+        if dspec.prune and name not in named and live is not None and live.user(name) is not None:
+            continue
+        users.append(table[name])
+    users_t = tuple(users)
+
+    needed = {u.directory for u in users_t if u.has_mailbox and u.directory}
+    live_maildirs = live.maildirs if live else frozenset()
+    maildirs = live_maildirs | needed if not needed <= live_maildirs else live_maildirs
+    return Domain(
+        name=dspec.name,
+        base_user=dspec.base_user,
+        wildcard=dspec.wildcard,
+        domain_aliases=tuple(dspec.domain_aliases),
+        options=options,
+        qmail_default=f"|{spec.bindir.rstrip('/')}/vdeliver\n",
+        users=users_t,
+        maildirs=frozenset(maildirs),
+    )
+
+
+_SIMPLE_FIELDS = ("forwards", "directory", "has_mailbox", "mailbox_enabled", "personal", "hard_quota",
+                  "soft_quota", "message_size_limit", "message_count_limit", "created", "expires")
+
+
+def resolve_user(
+    uspec: UserSpec,
+    live: VirtualUser | None,
+    defaults: DomainDefaults,
+    scheme: str,
+    now: int,
+    secrets: SecretReader,
+    address: str,
+    notes: list[str],
+    problems: list[str],
+) -> VirtualUser | None:
+    """One entry: live fields where the spec is silent, VMailMgr's defaults for a new entry."""
+    if live is None:
+        if uspec.kind == "alias":  # vaddalias = vadduser -D -P -f ...
+            entry = defaults.new_entry(uspec.name, now, directory="./" + defaults.userdir(uspec.name),
+                                       has_mailbox=False)
+        else:
+            entry = defaults.new_entry(uspec.name, now, directory="./" + defaults.userdir(uspec.name))
+    else:
+        entry = live
+    changes: dict[str, object] = {}
+    for name in _SIMPLE_FIELDS:
+        value = getattr(uspec, name)
+        if value is not UNSET:
+            changes[name] = tuple(value) if name == "forwards" else value
+    password = resolve_password(uspec.password, live, scheme, secrets, address, notes, problems)
+    if password is not None:
+        changes["password"] = password
+    return replace(entry, **changes) if changes else entry
+
+
+def resolve_password(
+    pw: PasswordSpec | object,
+    live: VirtualUser | None,
+    scheme: str,
+    secrets: SecretReader,
+    address: str,
+    notes: list[str],
+    problems: list[str],
+) -> str | None:
+    """The password field to store, or None to keep what the entry has (live, or ``*`` if new)."""
+    if pw is UNSET or not isinstance(pw, PasswordSpec) or pw.kind == "unmanaged":
+        return None
+    if pw.kind == "none":
+        return "*"
+    if pw.kind == "hash":
+        value = pw.value or "*"
+        if live is not None and is_redacted(live.password) and hash_digest(value) == hash_digest(live.password):
+            return None
+        return value
+    plain = secrets(pw.kind, pw.value or "")
+    if plain is None:
+        problems.append(f"{address}: password secret {{{pw.kind}:…}} is not available")
+        return None
+    if live is not None and is_redacted(live.password):
+        notes.append(f"{address}: password from a {pw.kind} secret is not verifiable offline (hash redacted); not compared")
+        return None
+    if live is not None and verify_password(plain, live.password):
+        return None
+    return hash_password(plain, scheme)
+
+
+def passwd_changeable(spec: Spec) -> tuple[str, ...]:
+    """``base/key`` for every user whose password is ``unmanaged`` (the authpipe may change it)."""
+    out = []
+    for dspec in spec.domains:
+        for uspec in dspec.users:
+            if isinstance(uspec.password, PasswordSpec) and uspec.password.kind == "unmanaged":
+                out.append(f"{dspec.base_user}/{ascii_lower(uspec.name)}")
+    return tuple(out)
+
+
+def resolve_control(
+    live: Mapping[str, tuple[str, ...]],
+    specs: Iterable[DomainSpec],
+    live_domains: list[Domain],
+    desired: Mapping[str, Domain],
+) -> dict[str, tuple[str, ...]]:
+    """Control files with every managed domain's names listed, every other line kept.
+
+    Keys a managed domain no longer has (a dropped alias or wildcard) are removed from
+    ``virtualdomains`` and from both rcpthosts files.
+    """
+    control = dict(live)
+    vd = list(control.get("virtualdomains", ()))
+    vd_map = ctl.virtualdomains_map(vd)
+    vd_count: dict[str, int] = {}
+    for line in vd:
+        pair = ctl.split_virtualdomain(line)
+        if pair is not None:
+            vd_count[pair[0]] = vd_count.get(pair[0], 0) + 1
+    hosts = {name: set(ctl.host_lines(control.get(name, ()))) for name in ("rcpthosts", "morercpthosts")}
+    wanted: dict[str, tuple[str, str]] = {}  # key -> (base user, rcpthosts file)
+    for dspec in specs:
+        domain = desired[dspec.name]
+        for key in domain.virtualdomains_keys:
+            wanted[ascii_lower(key)] = (domain.base_user, dspec.rcpthosts_file)
+    stale = {ascii_lower(k) for d in live_domains for k in d.virtualdomains_keys} - set(wanted)
+
+    vd_t = tuple(vd)
+    for key in sorted(stale):
+        vd_t = ctl.remove_virtualdomain(vd_t, key)
+    for key, (base_user, _) in wanted.items():
+        if vd_map.get(key) != base_user or vd_count.get(key, 0) != 1:
+            vd_t = ctl.set_virtualdomain(vd_t, key, base_user)
+    if vd_t or "virtualdomains" in control:
+        control["virtualdomains"] = vd_t
+
+    for name in ("rcpthosts", "morercpthosts"):
+        lines = tuple(control.get(name, ()))
+        for key in sorted(stale):
+            if key in hosts[name]:
+                lines = ctl.remove_line(lines, key)
+        for key, (_, target) in wanted.items():
+            if target == name and key not in hosts[name]:
+                lines = ctl.add_line(lines, key)
+            elif target != name and key in hosts[name] and name == "rcpthosts":
+                lines = ctl.remove_line(lines, key)  # the YAML moved it to morercpthosts
+        if lines or name in control:
+            control[name] = lines
+    return control
