@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..desired.spec import UNSET, DomainSpec, PasswordSpec, Spec, UserSpec
 from ..formats import control as ctl
@@ -116,7 +116,7 @@ class DomainDefaults:
             name=ascii_lower(name), password="*", hard_quota=hard, soft_quota=soft,
             message_size_limit=size, message_count_limit=count, created=now, expires=expires,
         )
-        return replace(base, **fields)
+        return base.with_changes(**fields)
 
 
 def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader) -> tuple[HostState, list[str]]:
@@ -205,7 +205,7 @@ def resolve_domain(
             if existing is None:
                 put(defaults.new_entry(akey, now, directory=defaults.userdir(akey), forwards=(key,), has_mailbox=False))
             else:
-                put(replace(existing, forwards=(key,)))
+                put(existing.with_changes(forwards=(key,)))
 
     catch_key = ascii_lower(defaults.default_username)
     if isinstance(dspec.catch_all, str):
@@ -214,7 +214,7 @@ def resolve_domain(
             put(defaults.new_entry(catch_key, now, directory="./" + defaults.userdir(defaults.default_username),
                                    forwards=(dspec.catch_all,), has_mailbox=False))
         else:
-            put(replace(existing, forwards=(dspec.catch_all,)))
+            put(existing.with_changes(forwards=(dspec.catch_all,)))
     elif dspec.catch_all is None and catch_key not in named:
         table.pop(catch_key, None)
         new_entries = [e for e in new_entries if e.name != catch_key]
@@ -281,7 +281,7 @@ def resolve_user(
     password = resolve_password(uspec.password, live, scheme, secrets, address, notes, problems)
     if password is not None:
         changes["password"] = password
-    return replace(entry, **changes) if changes else entry
+    return entry.with_changes(**changes) if changes else entry
 
 
 def resolve_password(

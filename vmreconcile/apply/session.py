@@ -1,0 +1,111 @@
+"""The I/O around a pure plan: read the live state, read secrets, read the authpipe list.
+
+``plan`` and ``apply`` (and ``demo``) share these so both see exactly the same inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..desired.spec import Spec
+from ..host import Host
+from ..live import read_domain, read_live_state
+from ..model import HostState
+from ..plan.build import build_plan
+from ..plan.changes import Plan
+from ..plan.resolve import CHANGEABLE_FILE, SecretReader
+from ..tables import open_table, table_path
+
+
+def secret_reader(base_dir: Path) -> SecretReader:
+    """``{env:NAME}`` from the environment, ``{file:PATH}`` relative to the config's directory.
+
+    A file's trailing newline is not part of the secret. Nothing is cached or logged.
+    """
+
+    def read(kind: str, ref: str) -> str | None:
+        if kind == "env":
+            return os.environ.get(ref)
+        if kind == "file":
+            path = Path(ref)
+            if not path.is_absolute():
+                path = base_dir / path
+            try:
+                return path.read_bytes().decode("utf-8", "surrogateescape").rstrip("\r\n")
+            except OSError:
+                return None
+        return None
+
+    return read
+
+
+def config_dir(spec: Spec, fallback: Path) -> Path:
+    return Path(spec.sources[0]).resolve().parent if spec.sources else fallback
+
+
+def read_live_for(host: Host, wanted: Iterable[tuple[str, str]] = ()) -> HostState:
+    """The live state, plus the table of any wanted (name, base user) not yet in ``virtualdomains``.
+
+    A base user whose home already has a table (set up by hand, or before a half-finished
+    apply) is adopted as it is, so its entries are updated in place, never overwritten.
+    """
+    live = read_live_state(host)
+    known = {d.base_user for d in live.domains} | {d.name for d in live.domains}
+    extra = []
+    for name, base_name in wanted:
+        if name in known or base_name in known:
+            continue
+        base_user = host.base_user(base_name)
+        password_file = host.domain_config(base_user).text("password-file")
+        home = host.home(base_user)
+        if open_table(table_path(home, password_file)) is None and not (home / ".qmail-default").exists():
+            continue
+        extra.append(read_domain(host, base_name, [name]))
+    return live.with_changes(domains=live.domains + tuple(extra)) if extra else live
+
+
+def read_changeable(host: Host) -> tuple[str, ...] | None:
+    """The authpipe's ``vmreconcile-passwd-changeable`` lines (None when the file is missing)."""
+    try:
+        raw = (host.config_dir / CHANGEABLE_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    return tuple(line for line in raw.decode("utf-8", "surrogateescape").split("\n") if line)
+
+
+def check_base_users(host: Host, spec: Spec) -> None:
+    """Raise `BaseUserMissing` for the first spec domain whose base user the host lacks."""
+    for dspec in spec.domains:
+        host.base_user(dspec.base_user)
+
+
+def plan_on_host(host: Host, spec: Spec, *, now: int | None = None, purge_mailboxes: bool = False,
+                 fallback_dir: Path = Path(".")) -> tuple[Plan, HostState]:
+    """Read the host and plan ``spec`` against it."""
+    check_base_users(host, spec)
+    live = read_live_for(host, wanted(spec))
+    plan = build_plan(spec, live, now=int(time.time()) if now is None else now,
+                      secrets=secret_reader(config_dir(spec, fallback_dir)),
+                      purge_mailboxes=purge_mailboxes, live_changeable=read_changeable(host))
+    return plan, live
+
+
+Loader = Callable[[Path], Spec]
+
+
+def load_config(path: Path) -> Spec:
+    """``desired.load.load_spec`` (imported late: the loader is its own module)."""
+    from ..desired.load import load_spec
+
+    return load_spec(path)
+
+
+def wanted(spec: Spec) -> list[tuple[str, str]]:
+    return [(d.name, d.base_user) for d in spec.domains]
+
+
+def wanted_by_plan(plan: Plan) -> list[tuple[str, str]]:
+    return [(d.name, d.base_user) for d in plan.desired.domains]

@@ -1,0 +1,114 @@
+"""``vmreconcile apply``: plan under the global lock, show it, confirm, write.
+
+Refuses without a terminal unless ``--yes``; refuses a saved plan whose live state moved;
+refuses plans that trip the safety brake unless ``--force``. Exit 0 on success (also when
+there was nothing to do), 1 on any error, including a failed reload after the files were
+written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ..apply import lock
+from ..apply.execute import ApplyResult, execute
+from ..apply.session import plan_on_host, read_live_for, wanted_by_plan
+from ..host import Host
+from ..plan.changes import Plan
+from ..plan.planfile import PlanFileError, load_plan, state_checksum
+from ..plan.render import render_text
+from .main import fail, host_of
+from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, load_spec_or_fail, style_for_tty
+
+
+def _progress(total_done: int, total: int, label: str) -> None:
+    if total:
+        width = 24
+        filled = width * total_done // total
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {total_done}/{total} {label[:40]:<40}")
+        if total_done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def confirm_or_refuse(yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise fail("refusing to apply without confirmation: stdin is not a terminal; review the plan and "
+                   "pass --yes")
+    if not typer.confirm("Apply these changes?", default=False):
+        raise fail("apply cancelled; nothing was written")
+
+
+def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo) -> ApplyResult | None:  # noqa: ANN001
+    """Show ``plan``, check the brake, confirm, execute. None when there was nothing to do."""
+    echo(render_text(plan, style_for_tty(sys.stdout)), nl=False)
+    if plan.empty:
+        return None
+    brake = plan.brake_violations()
+    if brake and not force:
+        raise fail("safety brake: refusing to apply (nothing was written); " + "; ".join(brake))
+    confirm_or_refuse(yes)
+    progress = _progress if sys.stderr.isatty() else None
+    result = execute(plan, host, log=lambda m: echo(m), progress=progress)
+    add, change, destroy = plan.summary()
+    if result.errors:
+        for error in result.errors:
+            typer.echo(f"vmreconcile: error: {error}", err=True)
+        raise typer.Exit(1)
+    echo(f"Apply complete: {add} added, {change} changed, {destroy} destroyed.")
+    return result
+
+
+def apply_command(
+    ctx: typer.Context,
+    config: Path = typer.Argument(DEFAULT_CONFIG, help="The YAML configuration (default ./vmreconcile.yaml)."),
+    plan_file: Path | None = typer.Option(None, "--plan", help="Apply a plan saved by `plan --out FILE`."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed without a terminal)."),
+    force: bool = typer.Option(False, "--force", help="Override the safety brake (>30% of a domain's entries)."),
+    purge_mailboxes: bool = typer.Option(False, "--purge-mailboxes",
+                                         help="Also delete the maildirs of deleted users (cur/new/tmp only)."),
+    lock_timeout: float = typer.Option(lock.DEFAULT_TIMEOUT, "--lock-timeout", help="Seconds to wait for the lock."),
+    now: int | None = typer.Option(None, "--now", hidden=True, help="Clock for new entries (tests)."),
+) -> None:
+    """Make the host match the configuration (or a saved plan). Idempotent.
+
+    Example: vmreconcile apply examples/howto.yaml --yes
+    """
+    host = host_of(ctx)
+    spec = load_spec_or_fail(config) if plan_file is None else None
+    try:
+        with lock.global_lock(host.lock_path, lock_timeout, on_wait=lambda m: typer.echo(m, err=True)):
+            if plan_file is not None:
+                plan = load_saved_plan(host, plan_file, purge_mailboxes)
+            else:
+                assert spec is not None
+                plan, _ = plan_on_host(host, spec, now=now, purge_mailboxes=purge_mailboxes,
+                                       fallback_dir=config.parent)
+            run_apply(host, plan, yes=yes, force=force)
+    except lock.LockTimeout as exc:
+        raise fail(exc.strerror) from None
+    except PLAN_ERRORS as exc:
+        raise fail(error_text(exc)) from None
+
+
+def load_saved_plan(host: Host, path: Path, purge_mailboxes: bool) -> Plan:
+    """The saved plan, if the live state is still the one it was made against."""
+    try:
+        plan = load_plan(path)
+    except PlanFileError as exc:
+        raise fail(str(exc)) from None
+    if purge_mailboxes and not plan.purge_mailboxes:
+        raise fail("--purge-mailboxes must be given when the plan is made (plan --purge-mailboxes --out FILE)")
+    live = read_live_for(host, wanted_by_plan(plan))
+    if state_checksum(live) != plan.live_checksum:
+        raise fail(f"{path}: the live state changed since this plan was made; run `vmreconcile plan --out` again")
+    return plan
+
+
+def register(app: typer.Typer) -> None:
+    app.command("apply")(apply_command)
