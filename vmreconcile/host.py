@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .formats.config import ConfigChain
+from .model import Record
 
 GLOBAL_CONFIG_DIR = "/etc/vmailmgr"
 LOCAL_CONFIG_DIR = ".vmailmgr"
@@ -28,10 +28,11 @@ class BaseUserMissing(LookupError):
         super().__init__(f"base user {name!r} does not exist in {where}; create the system account first")
 
 
-@dataclass(frozen=True, slots=True)
-class BaseUser:
+class BaseUser(Record):
     """A system account that owns a domain. ``home`` is the path as the passwd file says."""
 
+    __slots__ = ("name", "uid", "gid", "home")
+    _fields = __slots__
     name: str
     uid: int
     gid: int

@@ -4,6 +4,10 @@ Both sources (files on the host, YAML in git) produce these same immutable value
 planner is a pure diff of two `HostState`s and `export` is just "live model -> YAML"
 (octoDNS's populate-two-zones idea). Standard library only: the runtime imports it too.
 
+The value classes are hand-rolled immutable records (`Record`) rather than dataclasses: the
+login and delivery programs import this module on every start, and ``dataclasses`` pulls in
+``inspect``, ``re`` and ``typing`` (tens of milliseconds on a busy host).
+
 Conventions:
 - limits and expiry use ``None`` for VMailMgr's ``UINT_MAX`` ("-", unlimited / never);
 - names are ``str``; bytes that are not UTF-8 survive as surrogate escapes (see `to_bytes`);
@@ -12,8 +16,9 @@ Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the runtime must not pay for typing at start-up
+    from collections.abc import Mapping
 
 UINT_MAX = 0xFFFFFFFF
 
@@ -27,6 +32,69 @@ CONTROL_FILES = ("rcpthosts", "morercpthosts", "virtualdomains", "locals", "me")
 FORMAT_VERSION = 1
 
 
+class Record:
+    """An immutable value with named fields, equality, hashing, a repr and `with_changes`.
+
+    Subclasses list ``_fields`` (constructor order) and ``_defaults`` (name -> default; a
+    ``dict``/``frozenset``/``tuple`` default is shared safely because it is never mutated).
+    """
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+    _defaults: dict[str, object] = {}
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} positional arguments")
+        for name, value in zip(self._fields, args, strict=False):
+            if name in kwargs:
+                raise TypeError(f"{type(self).__name__} got two values for {name!r}")
+            kwargs[name] = value
+        for name in self._fields:
+            if name in kwargs:
+                value = kwargs.pop(name)
+            elif name in self._defaults:
+                value = self._defaults[name]
+                if type(value) is dict:
+                    value = {}
+            else:
+                raise TypeError(f"{type(self).__name__} missing required argument {name!r}")
+            object.__setattr__(self, name, value)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(kwargs)}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use with_changes()")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def astuple(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def asdict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self._fields}
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.astuple() == other.astuple()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self.astuple()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+    def __reduce__(self) -> tuple:
+        return (type(self), self.astuple())
+
+    def with_changes(self, **changes: object):  # noqa: ANN201 - same type as self
+        """A copy with some fields replaced (the records are immutable)."""
+        return type(self)(**{**self.asdict(), **changes})
+
+
 def to_bytes(text: str) -> bytes:
     """Encode a model string back to the exact bytes it was read from."""
     return text.encode("utf-8", "surrogateescape")
@@ -37,35 +105,40 @@ def from_bytes(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-@dataclass(frozen=True, slots=True)
-class VirtualUser:
+class VirtualUser(Record):
     """One entry of a base user's ``passwd.cdb`` (reference §1.3): a mailbox, an alias or both.
 
     ``name`` is the table key (ASCII-lowercased). ``has_mailbox`` is the flag as it will be
     encoded, already false when ``directory`` is empty (the decoder forces that).
     """
 
+    __slots__ = ("name", "password", "directory", "forwards", "personal", "hard_quota", "soft_quota",
+                 "message_size_limit", "message_count_limit", "created", "expires", "has_mailbox",
+                 "mailbox_enabled")
+    _fields = __slots__
+    _defaults = {
+        "password": "*", "directory": "", "forwards": (), "personal": "", "hard_quota": None,
+        "soft_quota": None, "message_size_limit": None, "message_count_limit": None, "created": 0,
+        "expires": None, "has_mailbox": True, "mailbox_enabled": True,
+    }
     name: str
-    password: str = "*"
-    directory: str = ""
-    forwards: tuple[str, ...] = ()
-    personal: str = ""
-    hard_quota: int | None = None
-    soft_quota: int | None = None
-    message_size_limit: int | None = None
-    message_count_limit: int | None = None
-    created: int = 0
-    expires: int | None = None
-    has_mailbox: bool = True
-    mailbox_enabled: bool = True
+    password: str
+    directory: str
+    forwards: tuple[str, ...]
+    personal: str
+    hard_quota: int | None
+    soft_quota: int | None
+    message_size_limit: int | None
+    message_count_limit: int | None
+    created: int
+    expires: int | None
+    has_mailbox: bool
+    mailbox_enabled: bool
 
     @property
     def is_alias(self) -> bool:
         """True when delivery only forwards and the entry cannot log in (§1.7)."""
         return not (self.has_mailbox and self.directory)
-
-    def with_changes(self, **changes: object) -> VirtualUser:
-        return replace(self, **changes)
 
 
 #: Fields of `VirtualUser` in their documented order (show JSON, plan diffs, export).
@@ -86,8 +159,7 @@ USER_FIELDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Domain:
+class Domain(Record):
     """A virtual domain: its names, the base user that owns it and that user's table.
 
     ``users`` keeps table order (VMailMgr lists in creation order). ``maildirs`` is the set of
@@ -95,14 +167,21 @@ class Domain:
     so the planner can tell a missing mailbox from a present one.
     """
 
+    __slots__ = ("name", "base_user", "wildcard", "domain_aliases", "options", "qmail_default", "users", "maildirs")
+    _fields = __slots__
+    _defaults = {"wildcard": False, "domain_aliases": (), "options": {}, "qmail_default": None, "users": (),
+                 "maildirs": frozenset()}
     name: str
     base_user: str
-    wildcard: bool = False
-    domain_aliases: tuple[str, ...] = ()
-    options: Mapping[str, OptionValue] = field(default_factory=dict)
-    qmail_default: str | None = None
-    users: tuple[VirtualUser, ...] = ()
-    maildirs: frozenset[str] = frozenset()
+    wildcard: bool
+    domain_aliases: tuple[str, ...]
+    options: Mapping[str, OptionValue]
+    qmail_default: str | None
+    users: tuple[VirtualUser, ...]
+    maildirs: frozenset[str]
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.base_user, self.users))
 
     def user(self, name: str) -> VirtualUser | None:
         key = ascii_lower(name)
@@ -121,18 +200,23 @@ class Domain:
         return tuple(keys)
 
 
-@dataclass(frozen=True, slots=True)
-class HostState:
+class HostState(Record):
     """Everything vmreconcile manages on one host (or wants there).
 
     ``control`` maps a control file name to its lines (without newlines), or is missing the
     name when the file does not exist. ``options`` are the global ``/etc/vmailmgr`` options.
     """
 
-    options: Mapping[str, OptionValue] = field(default_factory=dict)
-    control: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    domains: tuple[Domain, ...] = ()
-    format_version: int = FORMAT_VERSION
+    __slots__ = ("options", "control", "domains", "format_version")
+    _fields = __slots__
+    _defaults = {"options": {}, "control": {}, "domains": (), "format_version": FORMAT_VERSION}
+    options: Mapping[str, OptionValue]
+    control: Mapping[str, tuple[str, ...]]
+    domains: tuple[Domain, ...]
+    format_version: int
+
+    def __hash__(self) -> int:
+        return hash(self.domains)
 
     def domain(self, name: str) -> Domain | None:
         for domain in self.domains:

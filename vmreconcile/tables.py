@@ -11,12 +11,15 @@ from __future__ import annotations
 import mmap
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 from .formats.cdb import CdbError, CdbReader
 from .formats.vpwentry import decode_record, user_key
 from .model import VirtualUser
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class TableError(OSError):

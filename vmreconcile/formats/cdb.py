@@ -12,7 +12,10 @@ speed (its standard hash is then identical); the pure writer is the reference ot
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 HEADER_SIZE = 2048
 _PAIR = struct.Struct("<II")

@@ -7,17 +7,22 @@ through a function the caller provides, so the runtime and the management side s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..model import UINT_MAX, OptionValue
+from ..model import UINT_MAX, OptionValue, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 STRING, DIR, UNSIGNED, LIST = "string", "dir", "unsigned", "list"
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
+class Option(Record):
+    """One VMailMgr option: its file name, how its file is read, and its built-in default."""
+
+    __slots__ = ("name", "kind", "default", "description")
+    _fields = __slots__
     name: str
     kind: str
     default: str | int | tuple[str, ...]

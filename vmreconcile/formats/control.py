@@ -7,7 +7,9 @@ VMailMgr's readers exactly (§4.1-§4.3), which differ from qmail's in small way
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 def parse_lines(raw: bytes) -> tuple[str, ...]:

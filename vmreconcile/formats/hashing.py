@@ -10,9 +10,8 @@ from ``os.urandom`` (VMailMgr seeded ``random()`` from the clock, §11.5).
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import hmac
 import os
+from _operator import _compare_digest as compare_digest  # what hmac.compare_digest is; hmac loads OpenSSL
 
 #: Scheme name -> crypt(3) prefix. yescrypt is Debian 12's own default for /etc/shadow.
 SCHEMES = {
@@ -80,6 +79,8 @@ def verify_password(plain: str | bytes, stored: str | bytes) -> bool:
     if not plain_b or not stored_b:
         return False
     if len(stored_b) == 33 and stored_b.startswith(b"3"):
+        import hashlib  # only old MD5 needs it: keep it off the start-up path
+
         computed = b"3" + hashlib.md5(plain_b).hexdigest().encode()
     elif stored_b.startswith(b"$0$"):
         computed = b"$0$" + plain_b
@@ -87,7 +88,7 @@ def verify_password(plain: str | bytes, stored: str | bytes) -> bool:
         return False
     else:
         computed = crypt(plain_b, stored_b) or b""
-    return bool(computed) and hmac.compare_digest(computed, stored_b)
+    return bool(computed) and compare_digest(computed, stored_b)
 
 
 def hash_password(plain: str | bytes, scheme: str = DEFAULT_SCHEME) -> str:

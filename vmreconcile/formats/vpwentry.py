@@ -8,9 +8,11 @@ can say what is wrong and the runtime can refuse cleanly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ..model import UINT_MAX, VirtualUser, from_bytes, to_bytes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 FLAG_HAS_MAILBOX = 10
 FLAG_MAILBOX_ENABLED = 8
