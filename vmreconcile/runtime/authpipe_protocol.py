@@ -148,6 +148,8 @@ class RequestReader:
         start = 0
         while True:
             newline = self.buffer.find(b"\n", start)
+            if newline > MAX_LINE:
+                raise ProtocolError(f"request line longer than {MAX_LINE} bytes")
             if newline >= 0:
                 line = bytes(self.buffer[:newline])
                 del self.buffer[: newline + 1]
