@@ -1,0 +1,147 @@
+"""Load a configuration: one YAML file or a directory of them, into a `Spec`.
+
+Steps, each collecting every problem it finds rather than stopping at the first: read each
+file safely with positions (`yamlread`), merge the files section by section, check the
+structure against the JSON Schema (`schema`), then check values and build the `Spec`
+(`semantics`). `load_spec` raises `ConfigErrors` listing every error; `check_config` returns
+everything (errors and warnings) for ``vmreconcile validate``. Reads only the YAML files:
+``{env:}``/``{file:}`` secrets are left for the planner.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigErrors, Diagnostic, sorted_diagnostics
+from .schema import schema_errors
+from .semantics import build_spec
+from .spec import Position, Spec
+from .yamlread import YMap, read_yaml
+
+__all__ = ["ConfigErrors", "CheckResult", "check_config", "config_files", "load_spec", "merge_documents"]
+
+#: Top-level sections whose entries are merged across files (anything else is one value).
+MERGED_SECTIONS = ("qmail", "runtime", "vmailmgr", "passwords", "domains")
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class CheckResult:
+    """What ``validate`` needs: the Spec (None on errors) and sorted diagnostics."""
+
+    spec: Spec | None
+    errors: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    files: tuple[str, ...] = ()
+
+
+def config_files(path: Path) -> list[Path]:
+    """The files of a configuration: the file itself, or a directory's ``*.yaml``/``*.yml`` by name.
+
+    Hidden files and subdirectories are ignored, so editors' swap files never count.
+    """
+    if path.is_dir():
+        return sorted(p for p in path.iterdir()
+                      if p.suffix in SUFFIXES and not p.name.startswith(".") and p.is_file())
+    return [path]
+
+
+def _display(path: Path) -> str:
+    return os.fspath(path)
+
+
+def check_config(path: str | os.PathLike[str]) -> CheckResult:
+    """Every error and warning of the configuration at ``path`` (file or directory)."""
+    root = Path(path)
+    diagnostics: list[Diagnostic] = []
+    if not root.exists():
+        return CheckResult(None, [Diagnostic(None, (), f"{_display(root)}: no such file or directory")])
+    files = config_files(root)
+    if not files:
+        return CheckResult(None, [Diagnostic(Position(_display(root), 1, 1), (),
+                                             "the directory holds no *.yaml files")])
+    documents: list[tuple[str, object]] = []
+    for file in files:
+        name = _display(file)
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            diagnostics.append(Diagnostic(Position(name, 1, 1), (), f"cannot read: {exc.strerror}"))
+            continue
+        value, problems = read_yaml(raw, name)
+        diagnostics.extend(problems)
+        if not problems:
+            documents.append((name, value))
+    names = tuple(_display(f) for f in files)
+    if any(d.severity == "error" for d in diagnostics):
+        return _result(None, diagnostics, names)
+    doc, merge_problems = merge_documents(documents)
+    diagnostics.extend(merge_problems)
+    diagnostics.extend(schema_errors(doc))
+    spec, semantic = build_spec(doc, names)
+    diagnostics.extend(semantic)
+    return _result(spec, diagnostics, names)
+
+
+def _result(spec: Spec | None, diagnostics: list[Diagnostic], files: tuple[str, ...]) -> CheckResult:
+    ordered = sorted_diagnostics(diagnostics)
+    errors = [d for d in ordered if d.severity == "error"]
+    warnings = [d for d in ordered if d.severity == "warning"]
+    return CheckResult(None if errors else spec, errors, warnings, files)
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """The `Spec` of the configuration at ``path``; raises `ConfigErrors` listing every error."""
+    result = check_config(path)
+    if result.errors or result.spec is None:
+        raise ConfigErrors(result.errors, result.warnings)
+    return result.spec
+
+
+def merge_documents(documents: list[tuple[str, object]]) -> tuple[object, list[Diagnostic]]:
+    """One document from several files; the same entry in two files is an error naming both.
+
+    A single file is returned as it is. Otherwise the sections in `MERGED_SECTIONS` are merged
+    entry by entry (a domain, an option, ``qmail.root``); other top-level keys may appear once.
+    """
+    present = [(name, doc) for name, doc in documents if doc is not None]
+    if len(present) <= 1:
+        return (present[0][1] if present else None), []
+    problems: list[Diagnostic] = []
+    first_name, first_doc = present[0]
+    merged: YMap | None = None
+    for name, doc in present:
+        if not isinstance(doc, YMap):
+            problems.append(Diagnostic(Position(name, 1, 1), (),
+                                       "the configuration must be a mapping with keys such as 'domains'"))
+            continue
+        if merged is None:
+            merged = YMap(doc.mark, name)
+        for key, value in doc.items():
+            if key not in merged:
+                if key in MERGED_SECTIONS and isinstance(value, YMap):
+                    section = YMap(value.mark, name)
+                    for entry, entry_value in value.items():
+                        section.put(entry, entry_value, value)
+                    merged.put(key, section, doc)
+                else:
+                    merged.put(key, value, doc)
+                continue
+            existing = merged[key]
+            if key in MERGED_SECTIONS and isinstance(existing, YMap) and isinstance(value, YMap):
+                for entry, entry_value in value.items():
+                    if entry in existing:
+                        what = "domain" if key == "domains" else f"{key}."
+                        label = f"domain {entry!r}" if key == "domains" else f"{what}{entry}"
+                        problems.append(Diagnostic(
+                            value.key_position(entry), (key, entry),
+                            f"{label} is defined twice: here and at {existing.key_position(entry)}",
+                        ))
+                    else:
+                        existing.put(entry, entry_value, value)
+            else:
+                problems.append(Diagnostic(doc.key_position(key), (key,),
+                                           f"{key!r} is defined twice: here and at {merged.key_position(key)}"))
+    return (merged if merged is not None else first_doc), problems

@@ -1,0 +1,281 @@
+"""Safe YAML to plain values that remember where each key and value was written.
+
+PyYAML's composer is slow (about 8 s for a 100,000-user file here) and its constructor keeps
+the last of two equal keys without a word. This reader walks libyaml's event stream instead
+and builds dicts and lists directly, recording ``(file, line, column)`` for every key and
+value, refusing duplicate keys, unknown tags and merge keys, and capping alias expansion
+(billion laughs). Only the safe YAML types exist: str, int, float, bool, None; timestamps stay
+the text they were written as (`units` parses them, in UTC).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import ScalarNode
+
+from .errors import Diagnostic
+from .spec import Position
+
+try:
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing
+    _Loader = yaml.SafeLoader
+
+#: Expanded size (scalars + collections) above which a document is refused.
+MAX_NODES = 20_000_000
+
+_STR = "tag:yaml.org,2002:str"
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "!",
+}
+_resolver = yaml.resolver.Resolver()
+_constructor = SafeConstructor()
+_FIRST_CHARS = frozenset(k for k in yaml.resolver.Resolver.yaml_implicit_resolvers if k)
+
+
+class YMap(dict):
+    """A mapping that remembers where it, each key and each value were written.
+
+    libyaml's marks are kept as they are (0-based) and turned into a `Position` only when a
+    diagnostic needs one: `key_position` / `value_position`.
+    """
+
+    __slots__ = ("mark", "file", "keymarks", "valmarks", "keyfiles")
+
+    def __init__(self, mark: Any, file: str) -> None:
+        super().__init__()
+        self.mark, self.file = mark, file
+        self.keymarks: dict[str, Any] = {}
+        self.valmarks: dict[str, Any] = {}
+        #: For maps merged from several files: the file each key came from.
+        self.keyfiles: dict[str, str] | None = None
+
+    @property
+    def position(self) -> Position:
+        return _pos(self.file, self.mark)
+
+    def file_of(self, key: str) -> str:
+        return self.keyfiles.get(key, self.file) if self.keyfiles else self.file
+
+    def key_position(self, key: str) -> Position:
+        mark = self.keymarks.get(key)
+        return _pos(self.file_of(key), mark) if mark is not None else self.position
+
+    def value_position(self, key: str) -> Position:
+        mark = self.valmarks.get(key)
+        return _pos(self.file_of(key), mark) if mark is not None else self.position
+
+    def put(self, key: str, value: object, source: YMap) -> None:
+        """Copy ``key`` from ``source`` with its positions (merging files)."""
+        self[key] = value
+        self.keymarks[key] = source.keymarks.get(key)
+        self.valmarks[key] = source.valmarks.get(key)
+        if self.keyfiles is None:
+            self.keyfiles = {}
+        self.keyfiles[key] = source.file_of(key)
+
+
+class YList(list):
+    """A sequence that remembers where it and each item were written."""
+
+    __slots__ = ("mark", "file", "itemmarks")
+
+    def __init__(self, mark: Any, file: str) -> None:
+        super().__init__()
+        self.mark, self.file = mark, file
+        self.itemmarks: list[Any] = []
+
+    @property
+    def position(self) -> Position:
+        return _pos(self.file, self.mark)
+
+    def item_position(self, index: int) -> Position:
+        if 0 <= index < len(self.itemmarks):
+            return _pos(self.file, self.itemmarks[index])
+        return self.position
+
+
+class _Problem(Exception):
+    def __init__(self, position: Position, message: str) -> None:
+        self.position, self.message = position, message
+
+
+def _scalar(event: Any, name: str) -> object:
+    """The value of a scalar event under YAML 1.1 safe rules (timestamps kept as text)."""
+    value = event.value
+    tag = event.tag
+    if tag is None and not event.implicit[0]:
+        return value  # quoted
+    if tag is None and value and value[0] not in _FIRST_CHARS:
+        return value  # the common plain string
+    pos = _pos(name, event.start_mark)
+    if tag is not None and tag not in _PLAIN_TAGS:
+        raise _Problem(pos, f"unsupported YAML tag {tag!r}: only plain YAML values are allowed")
+    if tag == "!" or tag == _STR or not event.implicit[0]:
+        if tag is not None and tag not in (_STR, "!"):
+            return _construct(tag, value, pos)
+        return value
+    if not value:
+        return None
+    if value[0] not in _FIRST_CHARS:
+        return value
+    resolved = _resolver.resolve(ScalarNode, value, (True, False))
+    if resolved == _STR:
+        return value
+    return _construct(resolved, value, pos)
+
+
+def _construct(tag: str, value: str, pos: Position) -> object:
+    if tag == "tag:yaml.org,2002:timestamp":
+        return value
+    if tag == "tag:yaml.org,2002:merge":
+        raise _Problem(pos, "merge keys (<<) are not supported; write the values out")
+    node = ScalarNode(tag, value)
+    try:
+        if tag == "tag:yaml.org,2002:int":
+            return _constructor.construct_yaml_int(node)
+        if tag == "tag:yaml.org,2002:float":
+            return _constructor.construct_yaml_float(node)
+        if tag == "tag:yaml.org,2002:bool":
+            return _constructor.construct_yaml_bool(node)
+        if tag == "tag:yaml.org,2002:null":
+            return None
+    except (ValueError, yaml.YAMLError):
+        raise _Problem(pos, f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]}") from None
+    return value
+
+
+def _decode(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _Problem(Position(name, line, column), "the file is not valid UTF-8") from None
+
+
+def read_yaml(raw: bytes, name: str) -> tuple[object, list[Diagnostic]]:
+    """Parse one YAML file's bytes; ``(value, [])`` or ``(None, [the first problem])``.
+
+    ``value`` is a `YMap`, `YList`, scalar, or None for an empty file.
+    """
+    try:
+        text = _decode(raw, name)
+        return _build(text, name), []
+    except _Problem as problem:
+        return None, [Diagnostic(problem.position, (), problem.message)]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = Position(name, mark.line + 1, mark.column + 1) if mark else Position(name, 1, 1)
+        what = exc.problem or exc.context or "invalid YAML"
+        return None, [Diagnostic(pos, (), f"YAML syntax error: {what}")]
+    except yaml.YAMLError as exc:  # reader errors (control characters ...)
+        position = getattr(exc, "position", None)
+        line, column = 1, 1
+        if isinstance(position, int):
+            line = text.count("\n", 0, position) + 1
+            column = position - (text.rfind("\n", 0, position) + 1) + 1
+        reason = getattr(exc, "reason", None) or "invalid YAML"
+        return None, [Diagnostic(Position(name, line, column), (), f"YAML error: {reason}")]
+
+
+def _build(text: str, name: str) -> object:
+    """Turn the event stream into values; raises `_Problem` for what YAML allows but we refuse.
+
+    Written as one flat loop (no per-event helper calls, libyaml's marks stored as they are)
+    because it runs once per scalar of configs with 100,000 users.
+    """
+    anchors: dict[str, tuple[object, int]] = {}
+    # stack frames: [container, size, pending key (maps), key mark, anchor, key was plain '<<']
+    stack: list[list[Any]] = []
+    frame: list[Any] | None = None
+    root: object = None
+    documents = 0
+    total = 0
+    scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+    map_start, seq_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+    map_end, seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+
+    for event in yaml.parse(text, Loader=_Loader):
+        kind = type(event)
+        if kind is scalar_event:
+            mark = event.start_mark
+            if frame is not None and frame[6] and frame[2] is None:  # a mapping key
+                if event.tag is not None and event.tag not in (_STR, "!"):
+                    raise _Problem(_pos(name, mark), f"unsupported YAML tag {event.tag!r} on a key")
+                value: object = event.value
+                frame[5] = value == "<<" and event.implicit[0]
+            else:
+                value = _scalar(event, name)
+            if event.anchor:
+                anchors[event.anchor] = (value, 1)
+            size = 1
+        elif kind is map_start or kind is seq_start:
+            mark = event.start_mark
+            if event.tag is not None and event.tag not in _PLAIN_TAGS:
+                raise _Problem(_pos(name, mark), f"unsupported YAML tag {event.tag!r}: only plain YAML values are allowed")
+            is_map = kind is map_start
+            container = YMap(mark, name) if is_map else YList(mark, name)
+            frame = [container, 1, None, None, event.anchor, False, is_map]
+            stack.append(frame)
+            continue
+        elif kind is map_end or kind is seq_end:
+            value, size, _key, _kmark, anchor, _merge, _is_map = stack.pop()
+            frame = stack[-1] if stack else None
+            if anchor:
+                anchors[anchor] = (value, size)
+            mark = value.mark
+        elif kind is alias_event:
+            mark = event.start_mark
+            if event.anchor not in anchors:
+                raise _Problem(_pos(name, mark), f"alias *{event.anchor} refers to no anchor defined before it")
+            value, size = anchors[event.anchor]
+            if frame is not None and frame[6] and frame[2] is None and not isinstance(value, str):
+                raise _Problem(_pos(name, mark), "a mapping key must be a plain name")
+        elif kind is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _Problem(_pos(name, event.start_mark), "only one YAML document per file (found a second '---')")
+            continue
+        else:
+            continue
+
+        total += size
+        if total > MAX_NODES:
+            raise _Problem(_pos(name, mark), "the document is too large once its aliases are expanded")
+        if frame is None:
+            root = value
+            continue
+        frame[1] += size
+        container = frame[0]
+        if frame[6]:
+            key = frame[2]
+            if key is None:
+                if not isinstance(value, str):
+                    if isinstance(value, (YMap, YList)):
+                        raise _Problem(_pos(name, mark), "a mapping key must be a plain name, not a list or mapping")
+                    raise _Problem(_pos(name, mark), "a mapping key must be a plain name")
+                if frame[5]:
+                    raise _Problem(_pos(name, mark), "merge keys (<<) are not supported; write the values out")
+                if value in container:
+                    first = container.keymarks[value]
+                    raise _Problem(_pos(name, mark), f"duplicate key {value!r} (first defined at line {first.line + 1})")
+                frame[2], frame[3] = value, mark
+            else:
+                container[key] = value
+                container.keymarks[key] = frame[3]
+                container.valmarks[key] = mark
+                frame[2] = None
+        else:
+            container.append(value)
+            container.itemmarks.append(mark)
+    return root
+
+
+def _pos(name: str, mark: Any) -> Position:
+    return Position(name, mark.line + 1, mark.column + 1)
