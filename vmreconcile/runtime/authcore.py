@@ -308,17 +308,24 @@ def check_system_password(host: Host, name: str, password: str) -> bool:
 # --------------------------------------------------------------------------- processes
 
 
+def _ignored_by_python() -> tuple[int, int]:
+    """SIGPIPE and SIGXFSZ, from the built-in ``_signal`` (``signal`` would import ``enum``)."""
+    try:
+        from _signal import SIGPIPE, SIGXFSZ
+    except ImportError:  # pragma: no cover - CPython always has _signal
+        from signal import SIGPIPE, SIGXFSZ
+    return SIGPIPE, SIGXFSZ
+
+
 def spawn_wait(argv: list[str], environ: Environ, search: bool = False) -> int:
     """Run ``argv`` (fds and cwd inherited), wait, return its status as VMailMgr sees it.
 
     The exit code; -1 when it died from a signal or could not be started; 127 when the
     program could not be executed (what the forked child of VMailMgr exits with).
     """
-    import signal
-
     env = dict(environ)
     # Python ignores SIGPIPE and SIGXFSZ; an exec keeps "ignored", so give children the defaults.
-    reset = (signal.SIGPIPE, signal.SIGXFSZ)
+    reset = _ignored_by_python()
     spawn = os.posix_spawnp if search else os.posix_spawn
     try:
         pid = spawn(argv[0], argv, env, setsigdef=reset)
