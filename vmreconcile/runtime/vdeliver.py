@@ -205,7 +205,11 @@ class Delivery:
                 raise DeliveryFailure(result % 256, "Execution of vdeliver-predeliver failed")
         check_message_size(user, name, message.size)
         self.deliver(user, name, message, header, dtline, sender, mailhost)
-        return self.postdeliver(message)
+        try:
+            return self.postdeliver(message)
+        except Exception as exc:  # noqa: BLE001 - delivered: a retry now would duplicate it
+            self.out.say(f"Execution of vdeliver-postdeliver failed: {type(exc).__name__}: {exc}")
+            return OK
 
     def find_user(self, ext: str) -> tuple[str, VirtualUser]:
         """§7.3: ``EXT``, then ``default-username``; unknown bounces, expired bounces."""
@@ -258,7 +262,10 @@ class Delivery:
             if pending is not None:
                 pending.discard()
         if pending is not None:
-            after_delivery(user, user.directory, usage, stored, mailhost)
+            try:
+                after_delivery(user, user.directory, usage, stored, mailhost)
+            except Exception as exc:  # noqa: BLE001 - delivered: a retry now would duplicate it
+                self.out.say(f"Delivered, but the quota bookkeeping failed: {type(exc).__name__}: {exc}")
 
     def postdeliver(self, message: Message) -> int:
         """§7.6, except that a failing hook no longer turns a delivered message into a retry."""
