@@ -149,7 +149,7 @@ def test_undo_locale_coercion(env, expected):
 def test_runtime_imports_only_stdlib_and_allowed_layers():
     """authcore/checkvpw/vauthenticate import nothing outside the runtime's allowed layers."""
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import vmreconcile.runtime.checkvpw, vmreconcile.runtime.vauthenticate;"
-            "print(sorted(m for m in sys.modules if m.startswith('vmreconcile')))")
+            "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('vmreconcile'))))")
     done = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     modules = json.loads(done.stdout)
     allowed = ("vmreconcile.runtime", "vmreconcile.formats", "vmreconcile.model", "vmreconcile.host", "vmreconcile.tables")
