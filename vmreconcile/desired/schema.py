@@ -21,6 +21,7 @@ from typing import Any
 
 import jsonschema
 
+from .. import resources
 from .errors import Diagnostic, PathPart
 from .positions import locate
 
@@ -32,12 +33,8 @@ _TYPE_WORDS = {
 
 
 def schema_path() -> Path:
-    """The schema file: ``schemas/`` of the source tree, or the copy packaged with the module."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parents[1] / "schemas" / SCHEMA_NAME, here.parent / "schemas" / SCHEMA_NAME):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{SCHEMA_NAME} not found next to the vmreconcile package")
+    """The schema file (``schemas/`` of a checkout, package data of a wheel)."""
+    return resources.schema_path(SCHEMA_NAME)
 
 
 @lru_cache(maxsize=1)

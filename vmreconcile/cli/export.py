@@ -1,0 +1,62 @@
+"""``vmreconcile export``: the live system as configuration YAML (adopting an existing install)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from ..desired.export import ExportError, export_yaml
+from ..live import read_live_state
+from .main import fail, host_of
+from .show import LIVE_ERRORS
+
+
+def export(
+    ctx: typer.Context,
+    domain: str | None = typer.Option(None, "--domain", help="Only this domain (global sections are kept)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to FILE (atomically) instead of stdout.",
+                                       metavar="FILE"),
+) -> None:
+    """Print the live domains as vmreconcile YAML: every field needed to rebuild them exactly.
+
+    Stored hashes are written as they are. Validating the result gives warnings at most, and
+    planning it against the same host shows no change.
+
+    Example: vmreconcile export --domain mydomain.org -o vmreconcile.yaml
+    """
+    try:
+        state = read_live_state(host_of(ctx))
+        text = export_yaml(state, domain)
+    except ExportError as exc:
+        raise fail(str(exc)) from None
+    except LIVE_ERRORS as exc:
+        raise fail(str(exc)) from None
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        _write_atomically(output, text)
+    except OSError as exc:
+        raise fail(f"{output}: {exc.strerror}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Never leave a half-written config behind (the file may be in a git checkout)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fp:
+            fp.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)

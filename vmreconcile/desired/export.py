@@ -1,0 +1,258 @@
+"""The live model as configuration YAML: adopting an existing VMailMgr install (pure).
+
+Every live entry is described exactly: a field is written when it differs from what the
+planner would give a *new* entry (VMailMgr's defaults, §1.7/§1.8), and ``created`` always, so
+the file rebuilds the same table on an empty host and changes nothing on the host it came
+from. Entries with a mailbox go under ``users:``, the rest under ``aliases:``; table order is
+kept within each section. Stored hashes are written as they are (``$0$`` ones too; validate
+warns about them). The typed spelling of a name is recovered from its directory when it is
+unambiguous (key ``henry.ford`` with ``./users/Henry:Ford`` is written ``Henry.Ford``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import yaml
+
+from ..formats import control as ctl
+from ..formats.config import LIST, OPTIONS, UNSIGNED
+from ..formats.userdir import userdir
+from ..model import UINT_MAX, Domain, HostState, OptionValue, VirtualUser, ascii_lower
+from . import units
+from .semantics import effective_option
+
+DEFAULT_BINDIR = "/usr/local/bin"
+
+
+class ExportError(ValueError):
+    """The live state holds something YAML cannot carry (bytes that are not UTF-8)."""
+
+
+def export_document(state: HostState, domain: str | None = None) -> tuple[dict[str, object], list[str]]:
+    """The configuration mapping of ``state`` (one domain with ``domain``) and notes for people.
+
+    Notes say what the YAML cannot express and what applying it would therefore change.
+    """
+    notes: list[str] = []
+    domains = [d for d in state.domains if domain is None or d.name == domain]
+    if domain is not None and not domains:
+        raise ExportError(f"no live domain {domain!r} (known: {', '.join(d.name for d in state.domains) or 'none'})")
+    doc: dict[str, object] = {}
+    qmail_root = state.options.get("qmail-root")
+    root = (qmail_root.rstrip("/") or "/") if isinstance(qmail_root, str) else "/var/qmail"
+    doc["qmail"] = {"root": root}
+    bindir = _bindir(domains, notes)
+    doc["runtime"] = {"bindir": bindir}
+    if state.options:
+        doc["vmailmgr"] = _options(state.options)
+    doc["domains"] = {d.name: _domain(d, state, notes) for d in domains}
+    return doc, notes
+
+
+def _bindir(domains: list[Domain], notes: list[str]) -> str:
+    """The runtime bindir the live ``.qmail-default`` files point at (`|<bindir>/vdeliver`)."""
+    found: dict[str, list[str]] = {}
+    for domain in domains:
+        content = domain.qmail_default
+        line = content.split("\n", 1)[0].strip() if content is not None else ""
+        match = re.fullmatch(r"\|\s*(/\S*)/vdeliver", line)
+        if match and content in (line, line + "\n"):
+            found.setdefault(match.group(1), []).append(domain.name)
+        else:
+            what = "has no .qmail-default" if content is None else f"has a .qmail-default that is not '|<bindir>/vdeliver' ({line!r})"
+            notes.append(f"domain {domain.name} {what}; applying writes '|<runtime.bindir>/vdeliver'")
+    if not found:
+        return DEFAULT_BINDIR
+    best = max(found, key=lambda b: len(found[b]))
+    for other, names in found.items():
+        if other != best:
+            notes.append(f"domain(s) {', '.join(names)} deliver through {other}/vdeliver; applying writes {best}/vdeliver")
+    return best
+
+
+def _options(options: Mapping[str, OptionValue]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name in OPTIONS:  # VMailMgr's order
+        if name not in options:
+            continue
+        value = options[name]
+        kind = OPTIONS[name].kind
+        if kind == LIST:
+            out[name] = list(value) if isinstance(value, tuple) else [value]
+        elif kind == UNSIGNED and isinstance(value, str) and value.isdigit() and str(int(value)) == value:
+            out[name] = int(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _rcpthosts_file(domain: Domain, control: Mapping[str, tuple[str, ...]]) -> str:
+    main = set(ctl.host_lines(control.get("rcpthosts", ())))
+    more = set(ctl.host_lines(control.get("morercpthosts", ())))
+    if domain.name not in main and domain.name in more:
+        return "morercpthosts"
+    return "rcpthosts"
+
+
+def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {"base_user": domain.base_user}
+    if domain.wildcard:
+        out["wildcard"] = True
+    if domain.domain_aliases:
+        out["domain_aliases"] = list(domain.domain_aliases)
+    if _rcpthosts_file(domain, state.control) == "morercpthosts":
+        out["rcpthosts_file"] = "morercpthosts"
+    if domain.options:
+        out["options"] = _options(domain.options)
+    defaults = _Defaults(domain.options, state.options)
+    users: dict[str, object] = {}
+    aliases: dict[str, object] = {}
+    for user in domain.users:
+        kind = "user" if user.has_mailbox else "alias"
+        name = typed_name(user, defaults)
+        fields = entry_fields(user, kind, name, defaults)
+        (users if kind == "user" else aliases)[name] = fields
+    if users:
+        out["users"] = users
+    if aliases:
+        out["aliases"] = aliases
+    return out
+
+
+class _Defaults:
+    """What the planner gives a new entry of one domain (the options that shape it)."""
+
+    def __init__(self, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> None:
+        def get(name: str):  # noqa: ANN202 - value type follows the option's kind
+            return effective_option(name, domain_options, global_options)
+
+        self.user_dir, self.bits, self.slices = get("user-dir"), get("user-dir-bits"), get("user-dir-slices")
+        self.limits = {
+            "hard_quota": get("default-hardquota"), "soft_quota": get("default-softquota"),
+            "message_size_limit": get("default-msgsize"), "message_count_limit": get("default-msgcount"),
+        }
+        self.limits = {k: (None if v == UINT_MAX else v) for k, v in self.limits.items()}
+        self.default_expiry = get("default-expiry")
+
+    def directory(self, name: str) -> str:
+        return "./" + userdir(name, self.user_dir, self.bits, self.slices)
+
+
+def typed_name(user: VirtualUser, defaults: _Defaults) -> str:
+    """The name as it was typed, when the directory shows it (``Henry:Ford`` -> ``Henry.Ford``)."""
+    tail = user.directory.rstrip("/").rsplit("/", 1)[-1].replace(":", ".")
+    if tail != user.name and ascii_lower(tail) == user.name:
+        plain = userdir(tail, defaults.user_dir, defaults.bits, defaults.slices)
+        if user.directory in (plain, "./" + plain):
+            return tail
+    return user.name
+
+
+def entry_fields(user: VirtualUser, kind: str, name: str, defaults: _Defaults) -> dict[str, object]:
+    """The fields of ``user`` that differ from a new ``kind`` entry named ``name``, plus created."""
+    out: dict[str, object] = {}
+    if user.password != "*":
+        out["password"] = user.password
+    if kind == "alias" or user.forwards:
+        out["forwards"] = list(user.forwards)
+    if user.directory != defaults.directory(name):
+        out["directory"] = user.directory
+    if user.has_mailbox != (kind == "user"):
+        out["has_mailbox"] = user.has_mailbox
+    if not user.mailbox_enabled:
+        out["mailbox_enabled"] = False
+    if user.personal:
+        out["personal"] = user.personal
+    for field in ("hard_quota", "soft_quota", "message_size_limit"):
+        value = getattr(user, field)
+        if value != defaults.limits[field]:
+            out[field] = units.format_size(value)
+    if user.message_count_limit != defaults.limits["message_count_limit"]:
+        out["message_count_limit"] = units.format_count(user.message_count_limit)
+    out["created"] = units.format_time(user.created)
+    if user.expires is not None or defaults.default_expiry != UINT_MAX:
+        out["expires"] = units.format_expiry(user.expires)
+    return out
+
+
+def export_yaml(state: HostState, domain: str | None = None) -> str:
+    """The YAML text of `export_document`, with the notes as leading comments."""
+    doc, notes = export_document(state, domain)
+    header = [
+        "# vmreconcile configuration exported from the live system.",
+        "# Check it with `vmreconcile validate`; `vmreconcile plan` against the same host shows no change.",
+    ]
+    header += [f"# note: {note}" for note in notes]
+    return "\n".join(header) + "\n" + render_yaml(doc)
+
+
+# --- a small emitter: block mappings, flow lists of scalars, every scalar quoted when needed ---
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_./$+][A-Za-z0-9_./$+@:=~ -]*$")
+_PLAIN_FLOW = re.compile(r"^[A-Za-z0-9_./$+][A-Za-z0-9_./$+@=~-]*$")
+_resolver = yaml.resolver.Resolver()
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+def render_yaml(doc: Mapping[str, object]) -> str:
+    lines: list[str] = []
+    _emit_mapping(doc, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _emit_mapping(mapping: Mapping[str, object], indent: int, lines: list[str]) -> None:
+    pad = " " * indent
+    for key, value in mapping.items():
+        label = pad + scalar(key) + ":"
+        if isinstance(value, Mapping):
+            if value:
+                lines.append(label)
+                _emit_mapping(value, indent + 2, lines)
+            else:
+                lines.append(label + " {}")
+        elif isinstance(value, list):
+            lines.append(f"{label} [{', '.join(scalar(v, flow=True) for v in value)}]")
+        else:
+            lines.append(f"{label} {scalar(value)}")
+
+
+def scalar(value: object, flow: bool = False) -> str:
+    """One scalar as YAML that reads back (through `yamlread`) as exactly ``value``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str):
+        raise ExportError(f"cannot write {value!r} as YAML")
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        raise ExportError(f"{value!r} holds bytes that are not UTF-8; YAML cannot carry them")
+    pattern = _PLAIN_FLOW if flow else _PLAIN
+    if pattern.match(value) and not value.endswith((":", " ")) and ": " not in value and " #" not in value:
+        tag = _resolver.resolve(yaml.ScalarNode, value, (True, False))
+        if tag in ("tag:yaml.org,2002:str", _TIMESTAMP):
+            return value
+    return quoted(value)
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def quoted(text: str) -> str:
+    """A YAML double-quoted scalar; characters YAML may not hold raw are escaped."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD and code != 0xFEFF \
+                or code >= 0x10000:
+            out.append(ch)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return '"' + "".join(out) + '"'
