@@ -96,7 +96,7 @@ def wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 
 class Dovecot:
     """A private Dovecot instance; `stop` kills it and its children."""
 
-    def __init__(self, world, keep_login_name: bool) -> None:
+    def __init__(self, world, keep_login_name: bool, realm: str = "") -> None:
         self.tmp = world.root / ("dovecot-keep" if keep_login_name else "dovecot")
         self.tmp.mkdir()
         (self.tmp / "nodelay").write_text("127.0.0.1:::::::nodelay=yes\n")
@@ -106,7 +106,10 @@ class Dovecot:
         if keep_login_name:
             example = example.replace(DEFAULT_OVERRIDE, "").replace(KEEP_NAME_OVERRIDE, KEEP_NAME_OVERRIDE.replace("#", "", 1))
         self.conf = self.tmp / "dovecot.conf"
-        self.conf.write_text(HEADER.format(tmp=self.tmp, imap=self.imap_port, pop3=self.pop3_port) + example)
+        header = HEADER.format(tmp=self.tmp, imap=self.imap_port, pop3=self.pop3_port)
+        if realm:
+            header += f"auth_default_realm = {realm}\n"
+        self.conf.write_text(header + example)
         self.log = self.tmp / "dovecot.log"
         self.process = subprocess.Popen(["dovecot", "-F", "-c", str(self.conf)], stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -256,10 +259,13 @@ def test_default_dovecot_user_is_the_base_user(world, dovecot):
 
 
 def test_keep_login_name_variant(world, dovecot):
-    """The documented ``user=%L{orig_user}`` override keeps the (lowercased) login name as Dovecot's user."""
-    server = Dovecot(world, keep_login_name=True)
+    """The documented ``user=%L{orig_user}`` override keeps the (lowercased) login name as
+    Dovecot's user; ``auth_default_realm`` (also documented) completes bare names."""
+    server = Dovecot(world, keep_login_name=True, realm="mydomain.org")
     try:
         assert imap_subjects(server.imap_port, "me@mydomain.org", "secret") == [f"{SUBJECT} me"]
+        # auth_default_realm gives bare names a domain, so they no longer depend on the host name
+        assert pop3_subjects(server.pop3_port, "alice", "alice-pass-2") == [f"{SUBJECT} alice"]
         assert pop3_subjects(server.pop3_port, "Henry.Ford@mydomain.org", "henry-pw") == [f"{SUBJECT} henry"]
         assert _wait_for(lambda: "imap(me@mydomain.org)" in server.log_text()), server.log_text()[-2000:]
         assert _wait_for(lambda: "pop3(henry.ford@mydomain.org)" in server.log_text()), server.log_text()[-2000:]
