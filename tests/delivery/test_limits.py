@@ -148,3 +148,15 @@ def test_messages_in_cur_and_folders_count(domain):
 def test_users_without_limits_get_no_accounting(domain):
     assert domain.deliver("me").code == 0
     assert not (domain.home / "users/me/maildirsize").exists()
+
+
+def test_old_format_records_take_the_configured_default_limits(domain):
+    """``:pass:dest`` records carry no limits; VMailMgr gives them the ``default-*`` options."""
+    from vmreconcile.formats.cdb import build_cdb
+
+    domain.write("passwd.cdb", build_cdb([(b"old", b":*:./users/old")]), 0o600)
+    domain.make_maildir("./users/old")
+    domain.write(".vmailmgr/default-msgsize", f"{len(SMALL_EML)}\n")
+    assert domain.deliver("old").code == 0
+    assert domain.deliver("old", SMALL_EML + b"!").code == 100
+    assert len(domain.files("./users/old")) == 1
