@@ -187,7 +187,7 @@ def test_every_reply_is_one_write_syscall(tmp_path: Path) -> None:
 def test_table_reopened_only_when_changed(host: Host) -> None:
     directory = Directory(host, environ={})
     first = directory.authenticate(f"me@{DOMAIN}", "secret")
-    table = directory.table_file(first.base)
+    table = Path(directory.table_file(first.base))
     reader = directory.table(first.base)
     assert directory.table(first.base) is reader  # unchanged: the same mapping
     raw = CdbReader(table.read_bytes())

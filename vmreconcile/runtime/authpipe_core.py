@@ -2,11 +2,13 @@
 
 authcore's `LoginSession` is made for one login per process: it opens the table, the control
 files and the options afresh each time and then drops privileges. authpipe answers thousands
-of requests as root in one process and never changes user, so this module keeps what it read,
-keyed by the file's ``lstat`` identity (device, inode, size, mtime, ctime): a table rewritten
-by ``apply`` or VMailMgr (always a new inode through rename) is noticed on the next request, an
-unchanged one costs a single ``lstat``. Every file is opened without following a symlink in the
-last component; a symlinked table is refused (a base user must not point root at other files).
+of requests as root in one process and never changes user, so this module keeps what it read
+and parsed, keyed by the file's ``lstat`` identity (device, inode, size, mtime, ctime): a table
+rewritten by ``apply`` or VMailMgr (always a new inode through rename) is noticed on the next
+request, an unchanged file costs one ``lstat``. Paths are plain strings on this hot path
+(pathlib costs more than the lookups). Every file is opened without following a symlink in the
+last component; a symlinked table is refused (a base user must not point root at other files),
+a symlinked option or control file counts as missing.
 
 The name mapping (§4) and the login rules (§5.6) are authcore's: `split_login`,
 `lookup_baseuser`, `verify`, `system_logins_enabled`; the only rule repeated here is the short
@@ -20,24 +22,23 @@ import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
 
 from ..formats.cdb import CdbError, CdbReader
-from ..formats.config import ConfigChain
-from ..formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
-from ..formats.vpwentry import RecordError, user_key
+from ..formats.config import OPTIONS, parse_option
+from ..formats.control import find_virtual, parse_lines, virtualdomains_map
+from ..formats.vpwentry import RecordError, decode_record, user_key
 from ..host import BaseUser, Host
 from ..model import VirtualUser, from_bytes
-from ..tables import TableError, iter_users, lookup, open_table, table_path
+from ..tables import TableError, iter_users, open_table
 from . import authcore
 
-T = TypeVar("T")
 Identity = tuple[int, int, int, int, int]
 
 #: How many tables stay mapped at once (one per base user that logged in recently).
 MAX_TABLES = 256
+#: Decoded records kept per table (the same users log in again and again).
+MAX_DECODED = 4096
 
 
 class Refused(Exception):
@@ -49,21 +50,19 @@ class Refused(Exception):
         self.temporary = temporary
 
 
-def identity(path: Path) -> Identity | None:
+def identity(path: str) -> Identity | None:
     """``lstat`` identity of ``path``; None when it does not exist. A symlink raises TableError."""
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if stat.S_ISLNK(info.st_mode):
         raise TableError(f"{path}: is a symbolic link; refusing to follow it")
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-def read_nofollow(path: Path, limit: int = 1 << 20) -> bytes | None:
-    """A small file's bytes, opened with ``O_NOFOLLOW``; None if it cannot be opened."""
+def read_nofollow(path: str, limit: int = 1 << 20) -> bytes | None:
+    """A small regular file's bytes, opened with ``O_NOFOLLOW``; None if it cannot be opened."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -85,43 +84,43 @@ def read_nofollow(path: Path, limit: int = 1 << 20) -> bytes | None:
         os.close(fd)
 
 
-class StatCache(Generic[T]):
-    """``path -> loader(path)``, reloaded when the path's lstat identity changes."""
+class Table:
+    """A mapped table and the records decoded from it so far (valid while its identity holds)."""
 
-    def __init__(self, loader: Callable[[Path], T], limit: int = 1024) -> None:
-        self.loader = loader
-        self.limit = limit
-        self.entries: OrderedDict[Path, tuple[Identity | None, T]] = OrderedDict()
+    __slots__ = ("reader", "decoded")
 
-    def get(self, path: Path) -> T:
+    def __init__(self, reader: CdbReader) -> None:
+        self.reader = reader
+        self.decoded: dict[bytes, VirtualUser | None] = {}
+
+    def user(self, name: str) -> VirtualUser | None:
+        """``lookup`` of tables.py, memoised; a corrupt record reads as "no such user"."""
+        key = user_key(name)
         try:
-            ident = identity(path)
-        except TableError:
-            self.entries.pop(path, None)
-            raise
-        cached = self.entries.get(path)
-        if cached is not None and cached[0] == ident:
-            self.entries.move_to_end(path)
-            return cached[1]
-        value = self.loader(path)
-        self.entries[path] = (ident, value)
-        self.entries.move_to_end(path)
-        while len(self.entries) > self.limit:
-            self.entries.popitem(last=False)
-        return value
-
-    def forget(self, path: Path) -> None:
-        self.entries.pop(path, None)
+            return self.decoded[key]
+        except KeyError:
+            pass
+        data = self.reader.get(key)
+        try:
+            user = decode_record(key, data) if data is not None else None
+        except RecordError:
+            user = None
+        if len(self.decoded) >= MAX_DECODED:
+            self.decoded.clear()
+        self.decoded[key] = user
+        return user
 
 
-@dataclass(frozen=True, slots=True)
 class Found:
     """A resolved login: base user, virtual name as typed (empty: system account), its entry."""
 
-    base: BaseUser
-    virtual_name: str
-    user: VirtualUser | None
-    home: Path
+    __slots__ = ("base", "virtual_name", "user", "home")
+
+    def __init__(self, base: BaseUser, virtual_name: str, user: VirtualUser | None, home: str) -> None:
+        self.base = base
+        self.virtual_name = virtual_name
+        self.user = user
+        self.home = home
 
 
 def may_log_in(user: VirtualUser | None, now: int) -> str | None:
@@ -133,6 +132,26 @@ def may_log_in(user: VirtualUser | None, now: int) -> str | None:
     return None
 
 
+def _parse_locals(raw: bytes | None) -> frozenset[str]:
+    """``locals`` lines with trailing whitespace cut: `is_local` is membership in this set (§4.3)."""
+    return frozenset(line.rstrip() for line in parse_lines(raw)) if raw else frozenset()
+
+
+def _parse_virtualdomains(raw: bytes | None) -> dict[str, str]:
+    return virtualdomains_map(parse_lines(raw)) if raw else {}
+
+
+def _parse_passwd(raw: bytes | None) -> dict[str, BaseUser]:
+    """A rooted host's ``etc/passwd``, read the way `Host` reads it (first entry of a name wins)."""
+    users: dict[str, BaseUser] = {}
+    for line in parse_lines(raw) if raw else ():
+        parts = line.split(":")
+        if len(parts) < 7 or not parts[2].isdigit() or not parts[3].isdigit():
+            continue
+        users.setdefault(parts[0], BaseUser(parts[0], int(parts[2]), int(parts[3]), parts[5]))
+    return users
+
+
 class Directory:
     """Resolves logins to accounts for authpipe, caching files by their lstat identity."""
 
@@ -140,103 +159,144 @@ class Directory:
         self.root = host.root
         self.host = host
         self.environ = dict(os.environ if environ is None else environ)
-        self.files: StatCache[bytes | None] = StatCache(read_nofollow)
-        self.tables: StatCache[CdbReader | None] = StatCache(open_table, MAX_TABLES)
-        self._passwd_identity: Identity | None = None
+        self.config_dir = str(host.config_dir)
+        self._parsed: dict[str, tuple[Identity | None, object]] = {}
+        self._tables: OrderedDict[str, tuple[Identity | None, Table | None]] = OrderedDict()
+        self._paths: dict[str, str] = {}
 
     # files --------------------------------------------------------------------------
 
-    def _read(self, path: Path) -> bytes | None:
+    def _cached(self, path: str, parse: Callable[[bytes | None], object]) -> object:
+        """``parse(content or None)``, recomputed only when the file's identity changes."""
         try:
-            return self.files.get(path)
+            ident = identity(path)
         except TableError:
-            return None
+            ident = None  # a symlinked option or control file counts as missing
+        cached = self._parsed.get(path)
+        if cached is not None and cached[0] == ident:
+            return cached[1]
+        value = parse(read_nofollow(path) if ident is not None else None)
+        self._parsed[path] = (ident, value)
+        return value
 
-    def refresh_host(self) -> None:
-        """A rooted Host reads ``ROOT/etc/passwd`` once; start a new one when it changed."""
+    def _mapped(self, absolute: str) -> str:
+        """``host.path(absolute)`` as a string, memoised (pathlib is slow on the hot path)."""
+        try:
+            return self._paths[absolute]
+        except KeyError:
+            mapped = self._paths[absolute] = str(self.host.path(absolute))
+            return mapped
+
+    def option(self, name: str, base: BaseUser | None = None) -> object:
+        """An option through ``~base/.vmailmgr`` (if given) and ``/etc/vmailmgr``, else its default."""
+        option = OPTIONS[name]
+        dirs = (self.home(base) + "/.vmailmgr", self.config_dir) if base is not None else (self.config_dir,)
+        for directory in dirs:
+            value = self._cached(
+                f"{directory}/{name}", lambda raw, kind=option.kind: None if raw is None else parse_option(kind, raw)
+            )
+            if value is not None:
+                return value
+        return option.default
+
+    def control_dir(self) -> str:
+        return self._mapped(str(self.option("qmail-root")).rstrip("/") + "/control")
+
+    def base_user(self, name: str) -> BaseUser | None:
+        """A system account: ``pwd`` (NSS) unrooted, else ``ROOT/etc/passwd`` parsed once per change."""
         if self.root is None:
-            return
-        try:
-            ident = identity(self.host.path("/etc/passwd"))
-        except TableError:
-            ident = None
-        if ident != self._passwd_identity:
-            self._passwd_identity = ident
-            self.host = Host(self.root)
+            return self.host.find_base_user(name)
+        users = self._cached(self._mapped("/etc/passwd"), _parse_passwd)
+        return users.get(name)  # type: ignore[attr-defined]
 
-    def global_config(self) -> ConfigChain:
-        return ConfigChain([self.host.config_dir], read=self._read)
+    def lookup_baseuser(self, full: str) -> tuple[BaseUser, str] | None:
+        """authcore's `lookup_baseuser` (§4.5, uid 0 never a base user) over the cached accounts."""
+        for name, virtual in authcore.baseuser_candidates(full):
+            if not name:
+                continue
+            base = self.base_user(name)
+            if base is not None and base.uid != 0:
+                return base, virtual
+        return None
 
-    def domain_config(self, base: BaseUser) -> ConfigChain:
-        return ConfigChain([self.host.home(base) / ".vmailmgr", self.host.config_dir], read=self._read)
+    def home(self, base: BaseUser) -> str:
+        return self._mapped(base.home) if base.home.startswith("/") else base.home
 
-    def control(self, config: ConfigChain, name: str) -> tuple[str, ...]:
-        raw = self._read(self.host.path(config.text("qmail-root")) / "control" / name)
-        return parse_lines(raw) if raw else ()
+    def table_file(self, base: BaseUser) -> str:
+        return f"{self.home(base)}/{self.option('password-file', base)}.cdb"
 
-    def table_file(self, base: BaseUser) -> Path:
-        return table_path(self.host.home(base), self.domain_config(base).text("password-file"))
-
-    def table(self, base: BaseUser) -> CdbReader | None:
+    def table(self, base: BaseUser) -> Table | None:
         """The base user's table (None: no table yet). Unusable tables raise `Refused` (temporary)."""
+        path = self.table_file(base)
         try:
-            return self.tables.get(self.table_file(base))
+            ident = identity(path)
+            cached = self._tables.get(path)
+            if cached is not None and cached[0] == ident:
+                self._tables.move_to_end(path)
+                return cached[1]
+            reader = open_table(Path(path)) if ident is not None else None
         except (TableError, CdbError, OSError) as exc:
+            self._tables.pop(path, None)
             raise Refused(f"{authcore.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
+        table = Table(reader) if reader is not None else None
+        self._tables[path] = (ident, table)
+        while len(self._tables) > MAX_TABLES:
+            self._tables.popitem(last=False)
+        return table
+
+    def forget_table(self, base: BaseUser) -> None:
+        self._tables.pop(self.table_file(base), None)
 
     # logins -------------------------------------------------------------------------
 
     def resolve(self, login: str) -> tuple[BaseUser, str]:
         """§4: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
-        self.refresh_host()
-        config = self.global_config()
         try:
-            user, domain = authcore.split_login(login, config.text("separators"), self.environ)
+            user, domain = authcore.split_login(login, str(self.option("separators")), self.environ)
         except authcore.LoginFailure as failure:
             raise Refused(failure.message, temporary=failure.code == authcore.EXIT_TEMPORARY) from None
         full = user
-        if not is_local(domain, self.control(config, "locals")):
-            prefix = find_virtual(domain, virtualdomains_map(self.control(config, "virtualdomains")))
+        control = self.control_dir()
+        if domain not in self._cached(control + "/locals", _parse_locals):  # type: ignore[operator]
+            mapping = self._cached(control + "/virtualdomains", _parse_virtualdomains)
+            prefix = find_virtual(domain, mapping)  # type: ignore[arg-type]
             if prefix:
                 full = prefix + "-" + user
-        found = authcore.lookup_baseuser(full, self.host)
+        found = self.lookup_baseuser(full)
         if found is None:
             raise Refused(authcore.MSG_UNKNOWN_BASE)
         return found
 
+    def _virtual(self, base: BaseUser, virtual: str) -> VirtualUser | None:
+        table = self.table(base)
+        return table.user(virtual) if table is not None else None
+
     def find(self, login: str) -> Found:
         """The account for ``login`` with no password check (PRE): blocked entries refused."""
         base, virtual = self.resolve(login)
-        home = self.host.home(base)
         if not virtual:
             if not authcore.system_logins_enabled(self.host):
                 raise Refused(authcore.MSG_SYSTEM_LOGINS_DISABLED)
-            return Found(base, "", None, home)
-        reader = self.table(base)
-        try:
-            user = lookup(reader, virtual) if reader is not None else None
-        except RecordError:
-            user = None
+            return Found(base, "", None, self.home(base))
+        user = self._virtual(base, virtual)
         problem = may_log_in(user, int(time.time()))
         if problem:
             raise Refused(problem)
-        return Found(base, virtual, user, home)
+        return Found(base, virtual, user, self.home(base))
 
     def authenticate(self, login: str, password: str) -> Found:
-        """The account for ``login`` if ``password`` is right and the entry may log in (§5.6)."""
+        """The account for ``login`` if ``password`` is right and the entry may log in (§5.6).
+
+        Checked in VMailMgr's order: existence and mailbox, then the password, then expiry.
+        """
         base, virtual = self.resolve(login)
-        home = self.host.home(base)
         if not virtual:
             if not authcore.system_logins_enabled(self.host):
                 raise Refused(authcore.MSG_SYSTEM_LOGINS_DISABLED)
             if not authcore.check_system_password(self.host, base.name, password):
                 raise Refused(authcore.MSG_BAD_PASSWORD)
-            return Found(base, "", None, home)
-        reader = self.table(base)
-        try:
-            user = lookup(reader, virtual) if reader is not None else None
-        except RecordError:
-            user = None
+            return Found(base, "", None, self.home(base))
+        user = self._virtual(base, virtual)
         if user is None or not user.has_mailbox or not user.directory:
             raise Refused(authcore.MSG_UNKNOWN_VIRTUAL)
         if not authcore.verify(password, user.password):
@@ -244,7 +304,7 @@ class Directory:
         problem = may_log_in(user, int(time.time()))
         if problem:
             raise Refused(problem)
-        return Found(base, virtual, user, home)
+        return Found(base, virtual, user, self.home(base))
 
     # enumeration --------------------------------------------------------------------
 
@@ -255,14 +315,14 @@ class Directory:
         domains in ``locals`` (locals wins, §4.4). A virtualdomains value ``joe-pre`` gives
         base ``joe`` and prefix ``pre-``, resolved the way a login would be (§4.5).
         """
-        self.refresh_host()
-        config = self.global_config()
-        locals_lines = self.control(config, "locals")
+        control = self.control_dir()
+        locals_set = self._cached(control + "/locals", _parse_locals)
+        mapping = self._cached(control + "/virtualdomains", _parse_virtualdomains)
         out = []
-        for domain, prefix in virtualdomains_map(self.control(config, "virtualdomains")).items():
-            if not prefix or domain.startswith(".") or is_local(domain, locals_lines):
+        for domain, prefix in mapping.items():  # type: ignore[attr-defined]
+            if not prefix or domain.startswith(".") or domain in locals_set:  # type: ignore[operator]
                 continue
-            found = authcore.lookup_baseuser(prefix + "-x", self.host)
+            found = self.lookup_baseuser(prefix + "-x")
             if found is None:
                 continue
             base, virtual = found
@@ -270,7 +330,7 @@ class Directory:
                 out.append((domain, base, from_bytes(user_key(virtual[:-1]))))
         return out
 
-    def enumerate(self) -> Iterator[tuple[str, BaseUser, VirtualUser, Path]]:
+    def enumerate(self) -> Iterator[tuple[str, BaseUser, VirtualUser, str]]:
         """``(address, base, entry, home)`` for every user that can log in, once each.
 
         A user reachable through several domains (domain aliases) is listed under the first
@@ -280,19 +340,17 @@ class Directory:
         seen: set[tuple[str, str]] = set()
         for domain, base, prefix in self.domains():
             try:
-                reader = self.table(base)
+                table = self.table(base)
             except Refused:
                 continue
-            if reader is None:
+            if table is None:
                 continue
-            home = self.host.home(base)
+            home = self.home(base)
             try:
-                for user in iter_users(reader):
+                for user in iter_users(table.reader):
                     if len(user.name) <= len(prefix) or not user.name.startswith(prefix):
                         continue
-                    if (base.name, user.name) in seen:
-                        continue
-                    if may_log_in(user, now):
+                    if (base.name, user.name) in seen or may_log_in(user, now):
                         continue
                     seen.add((base.name, user.name))
                     yield f"{user.name[len(prefix):]}@{domain}", base, user, home

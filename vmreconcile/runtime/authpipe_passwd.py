@@ -131,7 +131,7 @@ def change_password(directory: Directory, login: str, old: str, new: str) -> Non
         raise Refused(MSG_MANAGED)
     directory.authenticate(login, old)
     check_new_password(new)
-    table = directory.table_file(base)
+    table = Path(directory.table_file(base))
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, observed through the table
@@ -142,6 +142,6 @@ def change_password(directory: Directory, login: str, old: str, new: str) -> Non
             sys.stderr.flush()
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    directory.tables.forget(table)
+    directory.forget_table(base)
     if os.waitstatus_to_exitcode(status) != 0:
         raise Refused("the table could not be rewritten (see the message above)")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 
 from ..model import from_bytes
 
@@ -41,39 +40,61 @@ class ProtocolError(Exception):
     """The request stream cannot be resynchronised; answer nothing and exit."""
 
 
-@dataclass(frozen=True, slots=True)
-class Pre:
+class _Request:
+    """A parsed request: immutable fields, compared by value (no dataclasses: start-up time)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *values: str) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *(getattr(self, n) for n in self.__slots__)))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Pre(_Request):
+    __slots__ = ("service", "user")
     service: str
     user: str
 
 
-@dataclass(frozen=True, slots=True)
-class Auth:
+class Auth(_Request):
     """An AUTH request. For ``authtype == "login"``, ``user``/``password`` are filled in."""
 
+    __slots__ = ("service", "authtype", "user", "password")
     service: str
     authtype: str
     user: str
     password: str
 
 
-@dataclass(frozen=True, slots=True)
-class Passwd:
+class Passwd(_Request):
+    __slots__ = ("service", "user", "old", "new")
     service: str
     user: str
     old: str
     new: str
 
 
-@dataclass(frozen=True, slots=True)
-class Enumerate:
-    pass
+class Enumerate(_Request):
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Malformed:
+class Malformed(_Request):
     """A complete line that is no request we know: answered ``FAIL\\n``, the stream stays in step."""
 
+    __slots__ = ("line",)
     line: str
 
 

@@ -1,0 +1,150 @@
+"""Benchmark: authpipe requests per second on a 10,000-user domain.
+
+Builds a throwaway rooted host (base user ``vbench``, 10,000 virtual users with ``$1$``
+MD5-crypt hashes), installs the runtime launchers with ``/usr/bin/python3 -IS`` and feeds the
+real ``authpipe`` program batches of requests over a pipe, as authdaemond would (one program,
+requests back to back). Prints:
+
+* the cost of one ``$1$`` hash check alone (``verify_password``, in this interpreter);
+* AUTH (good password) and AUTH (unknown user) per second, and the time per AUTH beyond the hash;
+* PRE (no password) per second: the lookup path alone;
+* one ENUMERATE of the whole domain;
+* the program's start-up time (one PRE, end of input).
+
+Target (issue 6): at most 0.1 ms per request beyond the hash. Run: ``.venv/bin/python bench/bench_authpipe.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vmreconcile.formats.cdb import build_cdb  # noqa: E402
+from vmreconcile.formats.hashing import hash_password  # noqa: E402
+from vmreconcile.formats.vpwentry import encode_record, user_key  # noqa: E402
+from vmreconcile.install import install_runtime  # noqa: E402
+from vmreconcile.model import VirtualUser  # noqa: E402
+
+DOMAIN = "bench.example"
+PASSWORD = "bench-password"
+
+
+def build_host(top: Path, users: int) -> tuple[Path, Path]:
+    root = top / "root"
+    (root / "etc" / "vmailmgr").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nvbench:x:2000:2000::/home/vbench:/bin/sh\n")
+    (root / "etc" / "vmailmgr" / "qmail-root").write_text("/var/qmail\n")
+    control = root / "var" / "qmail" / "control"
+    control.mkdir(parents=True)
+    (control / "locals").write_text("localhost\n")
+    (control / "virtualdomains").write_text(f"{DOMAIN}:vbench\n")
+    home = root / "home" / "vbench"
+    home.mkdir(parents=True)
+    stored = hash_password(PASSWORD, "md5-crypt")
+    items = []
+    for n in range(users):
+        name = f"user{n:05d}"
+        record = VirtualUser(name=name, password=stored, directory=f"./users/{name}", created=1795546316)
+        items.append((user_key(name), encode_record(record)))
+    (home / "passwd.cdb").write_bytes(build_cdb(items))
+    bindir = top / "bin"
+    install_runtime(bindir, root=str(root), libdir=top / "lib", programs=("authpipe",))
+    return bindir / "authpipe", home
+
+
+def hash_time(libdir: Path, stored: str, rounds: int = 3000) -> float:
+    """Milliseconds per ``verify_password`` of a ``$1$`` hash, in the runtime's own interpreter."""
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(libdir)!r})\n"
+        "from vmreconcile.formats.hashing import verify_password\n"
+        f"verify_password({PASSWORD!r}, {stored!r}); t = time.perf_counter()\n"
+        f"for _ in range({rounds}): verify_password({PASSWORD!r}, {stored!r})\n"
+        f"print((time.perf_counter() - t) / {rounds} * 1000)\n"
+    )
+    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def auth(user: str, password: str) -> bytes:
+    body = f"imap\nlogin\n{user}\n{password}\n".encode()
+    return b"AUTH %d\n" % len(body) + body
+
+
+def feed(program: Path, requests: list[bytes]) -> tuple[float, bytes]:
+    """Seconds to answer ``requests`` (program start-up excluded by a warm-up PRE), and the output."""
+    warm = b"PRE . imap user00000@" + DOMAIN.encode() + b"\n"
+    proc = subprocess.Popen([str(program)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(warm)
+    proc.stdin.flush()
+    first = b""
+    while not first.endswith(b".\n"):
+        first += proc.stdout.read1(65536)
+    started = time.perf_counter()
+    out, _ = proc.communicate(b"".join(requests))
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"authpipe exited {proc.returncode}")
+    return elapsed, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=5_000)
+    args = parser.parse_args()
+    top = Path(tempfile.mkdtemp(prefix="vmr-bench-authpipe-"))
+    try:
+        t0 = time.perf_counter()
+        program, home = build_host(top, args.users)
+        print(f"domain: {args.users} users, table {(home / 'passwd.cdb').stat().st_size} bytes, "
+              f"built in {time.perf_counter() - t0:.2f} s; interpreter /usr/bin/python3 -IS")
+
+        stored = hash_password(PASSWORD, "md5-crypt")
+        hash_ms = hash_time(top / "lib", stored)
+        print(f"$1$ hash check alone:        {hash_ms:.4f} ms  (verify_password, same interpreter)")
+
+        n = args.requests
+        names = [f"user{(i * 7919) % args.users:05d}@{DOMAIN}" for i in range(n)]
+        elapsed, out = feed(program, [auth(name, PASSWORD) for name in names])
+        assert out.count(b"\n.\n") == n, "not every AUTH succeeded"
+        per = elapsed / n * 1000
+        print(f"AUTH good password:          {n / elapsed:9.0f} req/s  {per:.4f} ms/req  "
+              f"beyond the hash: {per - hash_ms:.4f} ms/req")
+
+        elapsed, out = feed(program, [auth(f"nobody{i}@{DOMAIN}", PASSWORD) for i in range(n)])
+        assert out == b"FAIL\n" * n
+        print(f"AUTH unknown user (no hash): {n / elapsed:9.0f} req/s  {elapsed / n * 1000:.4f} ms/req")
+
+        elapsed, out = feed(program, [f"PRE . imap {name}\n".encode() for name in names])
+        assert out.count(b"\n.\n") == n
+        print(f"PRE (lookup only):           {n / elapsed:9.0f} req/s  {elapsed / n * 1000:.4f} ms/req")
+
+        elapsed, out = feed(program, [b"ENUMERATE\n"])
+        listed = out.count(b"\n") - 1
+        print(f"ENUMERATE ({listed} users):    {elapsed * 1000:9.1f} ms")
+
+        t0 = time.perf_counter()
+        runs = 10
+        for _ in range(runs):
+            subprocess.run([str(program)], input=b"PRE . imap user00001@" + DOMAIN.encode() + b"\n",
+                           capture_output=True, check=True)
+        print(f"start-up + one PRE + exit:   {(time.perf_counter() - t0) / runs * 1000:9.1f} ms")
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", "pass"], check=True)
+        print(f"(/usr/bin/python3 -IS -c pass: {(time.perf_counter() - t0) / runs * 1000:7.1f} ms)")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
