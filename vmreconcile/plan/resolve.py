@@ -9,7 +9,10 @@ secret does not match the live hash.
 
 Table order is creation order with updates in place (§1.10): live entries keep their place,
 new ones are appended in YAML order (for a domain that has no table yet, vsetup's postmaster
-aliases come first, as they would on a host set up with ``vsetup`` then ``vadduser``).
+aliases come first, as they would on a host set up with ``vsetup`` then ``vadduser``). New
+entries whose YAML gives an explicit ``created`` are ordered by it (stable, so ties and
+entries without one keep YAML order): an exported table, whose ``users:`` and ``aliases:``
+sections are separate, is then rebuilt in VMailMgr's own order.
 """
 
 from __future__ import annotations
@@ -195,15 +198,19 @@ def resolve_domain(
     for uspec in dspec.users:
         address = f"{dspec.name}/{uspec.name}"
         key = ascii_lower(uspec.name)
+        user_is_new = key not in table
         entry = resolve_user(uspec, table.get(key), defaults, spec.password_scheme, now, secrets, address,
                              notes, problems)
         if entry is not None:
             put(entry)
+        # vadduser NAME ALIAS... makes the aliases in the same second as the user
+        alias_time = entry.created if user_is_new and entry is not None else now
         for alias in uspec.aliases:
             akey = ascii_lower(alias)
             existing = table.get(akey)
             if existing is None:
-                put(defaults.new_entry(akey, now, directory=defaults.userdir(akey), forwards=(key,), has_mailbox=False))
+                put(defaults.new_entry(akey, alias_time, directory=defaults.userdir(akey), forwards=(key,),
+                                       has_mailbox=False))
             else:
                 put(existing.with_changes(forwards=(key,)))
 
@@ -224,6 +231,9 @@ def resolve_domain(
         if entry.name not in table:
             put(entry)
 
+    # table order is creation order (§1.10): new entries given an explicit, older creation time
+    # (an exported table rebuilt on an empty home) go where VMailMgr had them; ties keep YAML order
+    new_entries.sort(key=lambda e: table.get(e.name, e).created)
     order = [u.name for u in live_users] + [e.name for e in new_entries]
     users = []
     for name in order:
