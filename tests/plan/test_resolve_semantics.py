@@ -223,3 +223,19 @@ class TestControl:
         live = HostState(control={"virtualdomains": ("other.org:joe",)}, domains=(other,))
         state, _ = resolve(one_domain(), live, NOW, no_secrets)
         assert state.domain("other.org") == other
+
+
+def test_new_entries_with_explicit_creation_times_go_in_creation_order():
+    spec = one_domain(UserSpec("late", created=300), UserSpec("early", created=100), UserSpec("plain"),
+                      UserSpec("tie", created=100), options={"postmaster-aliases": ()})
+    state, _ = resolve(spec, HostState(), NOW, no_secrets)
+    assert [u.name for u in domain_of(state).users] == ["early", "tie", "late", "plain"]
+
+
+def test_aliases_of_a_new_user_share_its_creation_time_but_not_of_an_existing_one():
+    spec = one_domain(UserSpec("alice", created=100, aliases=("ali",)), options={"postmaster-aliases": ()})
+    state, _ = resolve(spec, HostState(), NOW, no_secrets)
+    assert [(u.name, u.created) for u in domain_of(state).users] == [("alice", 100), ("ali", 100)]
+    live = live_with(VirtualUser("alice", directory="./users/alice", created=100))
+    state, _ = resolve(spec, live, NOW, no_secrets)
+    assert domain_of(state).user("ali").created == NOW
