@@ -32,7 +32,8 @@ echo "uid=$(id -u)"
 echo "gid=$(id -g)"
 echo "groups=$(id -G)"
 echo "cwd=$(pwd)"
-env | grep -E '^(AUTHENTICATED|AUTHADDR|AUTHFULLNAME|MAILDIR|USER|HOME|VUSER[A-Z_]*|AUTHVMAILMGR_ERROR)=' | LC_ALL=C sort
+echo "sigign=$(grep SigIgn /proc/self/status | tr -d '[:space:]' | cut -d: -f2)"
+env | grep -E '^(AUTHENTICATED|AUTHADDR|AUTHFULLNAME|MAILDIR|USER|HOME|VUSER[A-Z_]*|AUTHVMAILMGR_ERROR|LC_[A-Z]*)=' | LC_ALL=C sort
 if [ -z "$AUTHENTICATED" ]; then
   if [ -e /proc/self/fd/3 ]; then printf 'fd3=['; cat <&3; printf ']\n'; else echo "fd3=closed"; fi
 fi
@@ -135,6 +136,8 @@ def test_success_sets_courier_environment_and_execs_next(hooks: Chain) -> None:
     assert got["VUSER_CTIME"] == "1795546316" and got["VUSER_EXPIRY"] == "-"
     assert got["VUSER_HAS_MAILBOX"] == "1" and got["VUSER_MAILBOX_ENABLED"] == "1"
     assert "fd3" not in got  # authenticated: the request is not passed on
+    assert int(got["sigign"], 16) & (1 << 12) == 0  # SIGPIPE back to default for the IMAP server
+    assert "LC_CTYPE" not in got  # Python's locale coercion is not passed on
     hook_lines = [line for line in result.stderr.splitlines() if line.startswith("hook ")]
     assert [h.split(" error=")[0] for h in hook_lines] == [  # §11.26 fixed: each hook once
         "hook authvmailmgr-presetuid where=global uid=0",
@@ -174,6 +177,7 @@ def test_failure_reexecs_login_program(hooks: Chain, user: str, password: str, m
     result = hooks.run(login(user, password))
     got = record(result.stdout)
     assert got["program"] == "imaplogin" and got["args"] == "--again"  # $AUTHUSER with $AUTHARGV0..1
+    assert int(got["sigign"], 16) & (1 << 12) == 0
     assert "AUTHENTICATED" not in got and "MAILDIR" not in got
     fails = [line for line in result.stderr.splitlines() if line.startswith("hook authvmailmgr-loginfail")]
     assert fails and all(f"error=[{message}]" in line for line in fails)

@@ -44,7 +44,7 @@ from ..formats import cdb as _cdb  # noqa: F401
 from ..formats import hashing as _hashing
 from ..formats import vpwentry as _vpwentry  # noqa: F401
 from ..host import Host
-from .authcore import EXIT_LOGIN_FAILED, LoginFailure, LoginSession, NotVirtual, split_login
+from .authcore import EXIT_LOGIN_FAILED, LoginFailure, LoginSession, NotVirtual, split_login, undo_locale_coercion
 
 #: courier-imap 1.2.2 reads the request into a BUFSIZ buffer.
 MAX_REQUEST = 8191
@@ -94,6 +94,14 @@ def reap_children() -> None:
             continue
 
 
+def default_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ and an exec keeps "ignored": restore the defaults."""
+    import _signal
+
+    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(number, _signal.SIG_DFL)
+
+
 def fail_completely() -> int:
     """Re-exec the login program from ``$AUTHUSER``/``$AUTHARGV*``; else AUTHFAILURE, exit 1."""
     env = os.environ
@@ -107,6 +115,7 @@ def fail_completely() -> int:
         return _authfailure()
     try:
         sys.stderr.flush()
+        default_signals()
         os.execv(program, [a for a in args if a is not None])
     except OSError:
         return _authfailure()
@@ -118,6 +127,7 @@ def exec_next(argv: list[str]) -> int:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
+        default_signals()
         os.execv(argv[1], argv[1:])
     except OSError as exc:
         sys.stderr.write(f"authvmailmgr: cannot execute {argv[1]}: {exc.strerror}\n")
@@ -155,6 +165,7 @@ def parse_request(request: bytes) -> tuple[str, str, str] | None:
 
 
 def main(argv: list[str], host: Host) -> int:
+    undo_locale_coercion(os.environ)
     if len(argv) < 2:
         sys.stderr.write("usage: authvmailmgr next-module [args...]\n")
         return _authfailure()
