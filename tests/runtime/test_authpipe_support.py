@@ -95,4 +95,7 @@ def domain(prefix: str = "vmrc", step: str = STEP, programs: tuple[str, ...] = (
         chown_tree(home, entry.pw_uid, entry.pw_gid)
         bindir = top / "bin"
         install_runtime(bindir, root=str(root), libdir=top / "lib", programs=programs)
+        # Root-only runtime copy: an import after the setuid (authvmailmgr's login, authpipe's
+        # PASSWD child) would fail, so the tests prove everything is imported before it.
+        (top / "lib").chmod(0o700)
         yield Domain(root, entry.pw_name, entry.pw_uid, entry.pw_gid, home, bindir)

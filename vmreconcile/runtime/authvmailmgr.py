@@ -37,13 +37,15 @@ import contextlib
 import os
 import sys
 
-from .. import tables as _tables  # noqa: F401
-
 # Imported before the setuid: authcore imports these lazily, after it has dropped privileges.
+from .. import tables as _tables  # noqa: F401
 from ..formats import cdb as _cdb  # noqa: F401
 from ..formats import hashing as _hashing
 from ..formats import vpwentry as _vpwentry  # noqa: F401
 from ..host import Host
+
+with contextlib.suppress(ImportError):  # authcore.verify's own lazy import
+    from . import fastcrypt as _fastcrypt  # noqa: F401
 from .authcore import EXIT_LOGIN_FAILED, LoginFailure, LoginSession, NotVirtual, split_login, undo_locale_coercion
 
 #: courier-imap 1.2.2 reads the request into a BUFSIZ buffer.
