@@ -203,3 +203,31 @@ def test_pipe_on_stdin_is_spooled_and_delivered_whole(domain):
     proc = subprocess.run([str(domain.runtime.launcher)], input=SMALL_EML, capture_output=True, env=env, **user)
     assert proc.returncode == 0, proc
     assert domain.contents("./users/alice") == [env["RPLINE"].encode() + env["DTLINE"].encode() + SMALL_EML]
+
+
+@pytest.fixture
+def global_hook(domain):
+    """Write a hook into the baked root's /etc/vmailmgr (per-worker root; removed afterwards)."""
+    written = []
+
+    def write(name: str, text: str):
+        path = domain.runtime.root / "etc" / "vmailmgr" / name
+        path.write_text(text)
+        path.chmod(0o755)
+        written.append(path)
+
+    yield write
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+def test_global_hook_runs_before_the_local_one_and_a_failure_stops_there(domain, global_hook):
+    global_hook("vdeliver-predeliver", '#!/bin/sh\necho global >> "$HOME/order"\nexit "$(cat "$HOME/rc" 2>/dev/null || echo 0)"\n')
+    domain.write(".vmailmgr/vdeliver-predeliver", '#!/bin/sh\necho local >> "$HOME/order"\n', 0o755)
+    assert domain.deliver("alice").code == 0
+    assert (domain.home / "order").read_text() == "global\nlocal\n"
+    domain.write("rc", "100\n")
+    result = domain.deliver("alice")
+    assert (result.code, result.stdout) == (100, b"vdeliver: Execution of vdeliver-predeliver failed\n")
+    assert (domain.home / "order").read_text() == "global\nlocal\nglobal\n"
+    assert len(domain.files("./users/alice")) == 1
