@@ -20,8 +20,7 @@ from ..host import Host
 from ..plan.changes import Plan
 from ..plan.planfile import PlanFileError, load_plan, state_checksum
 from ..plan.render import render_text
-from .main import fail, host_of
-from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, load_spec_or_fail, style_for_tty
+from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
 
 
 def _progress(total_done: int, total: int, label: str) -> None:

@@ -25,8 +25,7 @@ from ..desired.semantics import summary
 from ..desired.spec import Spec
 from ..host import Host
 from ..plan.render import render_text
-from .main import fail
-from .plan import PLAN_ERRORS, error_text, style_for_tty
+from .plan import PLAN_ERRORS, error_text, fail, style_for_tty
 
 EXAMPLE = "howto.yaml"
 DEMO_MARKER = ".vmreconcile-demo"
