@@ -254,3 +254,10 @@ def test_child_gets_default_sigpipe(world):
     assert result.code == 0
     ignored = int(result.out.split()[1], 16)
     assert not ignored & (1 << (13 - 1)), "SIGPIPE must not be ignored in the child"
+
+
+def test_sigint_ends_checkvpw_without_a_traceback(world):
+    """SIGINT while waiting for the child: the process ends like a C program, silently."""
+    result = checkvpw(world, argv=["/bin/sh", "-c", "kill -INT $PPID; sleep 0.5", "Maildir"])
+    assert result.code == -2
+    assert result.err == ""

@@ -325,6 +325,19 @@ def _ignored_by_python() -> tuple[int, int]:
     return SIGPIPE, SIGXFSZ
 
 
+def restore_default_signals() -> None:
+    """Let SIGINT act as it does for a C program (end the process, no Python traceback).
+
+    Python turns SIGINT into KeyboardInterrupt, which would print a traceback from wherever
+    the login happens to be (typically waiting for the child).
+    """
+    try:
+        from _signal import SIG_DFL, SIGINT, signal
+    except ImportError:  # pragma: no cover - CPython always has _signal
+        from signal import SIG_DFL, SIGINT, signal
+    signal(SIGINT, SIG_DFL)
+
+
 def spawn_wait(argv: list[str], environ: Environ, search: bool = False) -> int:
     """Run ``argv`` (fds and cwd inherited), wait, return its status as VMailMgr sees it.
 

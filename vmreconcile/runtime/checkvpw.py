@@ -27,6 +27,7 @@ from .authcore import (
     Account,
     LoginFailure,
     LoginSession,
+    restore_default_signals,
     spawn_wait,
     undo_locale_coercion,
 )
@@ -141,6 +142,7 @@ def login(argv: list[str], session: LoginSession) -> int:
 
 
 def main(argv: list[str], host: Host) -> int:
+    restore_default_signals()
     undo_locale_coercion(os.environ)
     session = LoginSession(host, hook_prefix="checkvpw", error_variable="CHECKVPW_ERROR")
     try:

@@ -29,6 +29,7 @@ from .authcore import (
     EXIT_TEMPORARY,
     LoginFailure,
     LoginSession,
+    restore_default_signals,
     undo_locale_coercion,
 )
 
@@ -73,6 +74,7 @@ def parse_request(data: bytes) -> tuple[str, str, str]:
 
 
 def main(argv: list[str], host: Host) -> int:
+    restore_default_signals()
     undo_locale_coercion(os.environ)
     session = LoginSession(host)
     try:
