@@ -16,11 +16,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_authpipe_support import DOMAIN, FIXTURE_PASSWORDS, Domain, domain, world_dir
+from test_authpipe_support import DOMAIN, FIXTURE_PASSWORDS, Domain, domain, system_user, world_dir
 
 from vmreconcile.formats.cdb import CdbReader
 from vmreconcile.formats.vpwentry import decode_record
@@ -81,18 +82,20 @@ def _our_processes(marker: str) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="module")
-def courier() -> Iterator[Courier]:
-    with domain("vmrcour") as dom, world_dir("vmr-authdaemon-") as top:
+@contextmanager
+def authdaemond(dom: Domain, modules: str = "authpipe") -> Iterator[Courier]:
+    """A private authdaemond in its own mount namespace, started the way Debian's script does."""
+    with world_dir("vmr-authdaemon-") as top:
         etc = top / "etc"
         run = top / "run"
         etc.mkdir()
         run.mkdir(mode=0o750)
-        (etc / "authdaemonrc").write_text(AUTHDAEMONRC)
+        (etc / "authdaemonrc").write_text(AUTHDAEMONRC.replace('"authpipe"', f'"{modules}"', 1))
         (etc / "authProg").symlink_to(dom.launcher("authpipe"))
         log = top / "authdaemond.log"
-        script = (
-            f"mount --bind {etc} /etc/courier && mount --bind {run} /run/courier/authdaemon && exec {AUTHDAEMOND}"
+        script = (  # /usr/sbin/authdaemond does 'set -a; . /etc/courier/authdaemonrc' too
+            f"mount --bind {etc} /etc/courier && mount --bind {run} /run/courier/authdaemon && "
+            f"set -a && . /etc/courier/authdaemonrc && exec {AUTHDAEMOND}"
         )
         with open(log, "wb") as out:
             proc = subprocess.Popen(
@@ -119,6 +122,12 @@ def courier() -> Iterator[Courier]:
                 time.sleep(0.05)
             for pid in _our_processes(str(dom.bindir)):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def courier() -> Iterator[Courier]:
+    with domain("vmrcour") as dom, authdaemond(dom) as running:
+        yield running
 
 
 def _table_user(dom: Domain, name: str):
@@ -264,3 +273,23 @@ def test_stale_lock_blocks_password_change(courier: Courier) -> None:
     finally:
         lock.unlink()
     assert courier.authtest(f"carol@{DOMAIN}", "carol-pw").returncode == 0
+
+
+def test_refusals_are_logged_with_their_reason(courier: Courier) -> None:
+    """DEBUG_LOGIN=1 (exported by the startup script) makes authpipe log why, never the password."""
+    courier.authtest(f"dave@{DOMAIN}", "dave-plain")
+    log = courier.log.read_text()
+    assert "AUTH imap login 'dave@mydomain.org': refused: Account has expired" in log
+    assert "dave-plain" not in log
+
+
+def test_system_accounts_fall_through_to_authpam() -> None:
+    """``authmodulelist="authpipe authpam"`` (examples/courier/authdaemonrc): FAIL lets authpam answer."""
+    with domain("vmrpam") as dom, system_user("vmrpam") as other:
+        subprocess.run(["chpasswd"], input=f"{other.pw_name}:pam-pass-1\n", text=True, check=True)
+        with authdaemond(dom, "authpipe authpam") as running:
+            assert running.authtest(f"me@{DOMAIN}", "secret").returncode == 0  # authpipe
+            system = running.authtest(other.pw_name, "pam-pass-1")  # authpipe FAIL -> authpam
+            assert system.returncode == 0, system.stdout + system.stderr
+            assert f"(system username: {other.pw_name})" in system.stdout
+            assert running.authtest(other.pw_name, "wrong").returncode != 0
