@@ -26,8 +26,10 @@ Deliberate differences from VMailMgr (documented in docs/login-runtime.md):
 * An empty supplied password never matches (VMailMgr's ``crypt_cmp`` agrees; stated here
   because front ends differ).
 
-Standard library only; imports stay lazy where they cost start-up time (every login is a
-fresh process).
+Standard library only. Every login is a fresh process, so imports are kept cheap: no
+``typing``, ``signal`` or ``contextlib``; ``formats.hashing`` (ctypes) only for hashes that
+`fastcrypt` does not cover. The runtime copy must be readable by base users for that lazy
+import (``install-runtime`` makes it world-readable).
 """
 
 from __future__ import annotations
@@ -36,10 +38,17 @@ import os
 import time
 from pathlib import Path
 
+# Everything a virtual login needs after the setuid is imported here, as root, so a runtime
+# copy that the base user cannot read still works; only formats.hashing (ctypes, needed for
+# schemes other than $1$/$0$/old MD5) stays lazy.
+from ..formats.cdb import CdbError
 from ..formats.config import ConfigChain
 from ..formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
+from ..formats.vpwentry import RecordError, user_key
 from ..host import BaseUser, Host
-from ..model import VirtualUser
+from ..model import VirtualUser, from_bytes
+from ..tables import TableError, lookup, open_table, table_path
+from .fastcrypt import check as fast_check
 
 #: Exit codes shared by checkvpw and vauthenticate (§5.5, §6.2).
 EXIT_OK = 0
@@ -163,9 +172,6 @@ def passwd_changeable(host: Host) -> frozenset[tuple[str, str]]:
 
 def is_passwd_changeable(host: Host, base: str, virtual_name: str) -> bool:
     """True when ``base``/``virtual_name`` (lowercased like a table key) is listed."""
-    from ..formats.vpwentry import user_key
-    from ..model import from_bytes
-
     return (base, from_bytes(user_key(virtual_name))) in passwd_changeable(host)
 
 
@@ -295,11 +301,9 @@ def verify(plain: str, stored: str) -> bool:
     other schemes import formats.hashing (ctypes + libcrypt cost ~2.5 ms per login)."""
     if not plain or not stored:
         return False
-    from .fastcrypt import check
-
     plain_b = plain.encode("utf-8", "surrogateescape")
     stored_b = stored.encode("utf-8", "surrogateescape")
-    decided = check(plain_b, stored_b)
+    decided = fast_check(plain_b, stored_b)
     if decided is not None:
         return decided
     from ..formats.hashing import verify_password
@@ -502,10 +506,6 @@ class LoginSession:
         after the password, as VMailMgr does). mailbox-enabled=0 is not a block. A table
         that exists but cannot be read is a temporary failure (111).
         """
-        from ..formats.cdb import CdbError
-        from ..formats.vpwentry import RecordError
-        from ..tables import TableError, lookup, open_table, table_path
-
         home = self.host.home(base)
         try:
             reader = open_table(table_path(home, self.config.text("password-file")))
