@@ -72,14 +72,13 @@ def check_config(path: str | os.PathLike[str]) -> CheckResult:
             continue
         value, problems = read_yaml(raw, name)
         diagnostics.extend(problems)
-        if not problems:
+        if value is not None or not problems:  # a syntax error leaves nothing to check
             documents.append((name, value))
     names = tuple(_display(f) for f in files)
-    if any(d.severity == "error" for d in diagnostics):
-        return _result(None, diagnostics, names)
     doc, merge_problems = merge_documents(documents)
     diagnostics.extend(merge_problems)
-    diagnostics.extend(schema_errors(doc))
+    if doc is not None:  # an empty configuration is valid: it manages nothing
+        diagnostics.extend(schema_errors(doc))
     spec, semantic = build_spec(doc, names)
     diagnostics.extend(semantic)
     return _result(spec, diagnostics, names)
@@ -133,15 +132,14 @@ def merge_documents(documents: list[tuple[str, object]]) -> tuple[object, list[D
             if key in MERGED_SECTIONS and isinstance(existing, YMap) and isinstance(value, YMap):
                 for entry, entry_value in value.items():
                     if entry in existing:
-                        what = "domain" if key == "domains" else f"{key}."
-                        label = f"domain {entry!r}" if key == "domains" else f"{what}{entry}"
+                        label = f"domain {entry!r} is defined" if key == "domains" else "defined"
                         problems.append(Diagnostic(
                             value.key_position(entry), (key, entry),
-                            f"{label} is defined twice: here and at {existing.key_position(entry)}",
+                            f"{label} twice: here and at {existing.key_position(entry)}",
                         ))
                     else:
                         existing.put(entry, entry_value, value)
             else:
                 problems.append(Diagnostic(doc.key_position(key), (key,),
-                                           f"{key!r} is defined twice: here and at {merged.key_position(key)}"))
+                                           f"defined twice: here and at {merged.key_position(key)}"))
     return (merged if merged is not None else first_doc), problems

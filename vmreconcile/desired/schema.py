@@ -123,6 +123,8 @@ def _translate(error: jsonschema.ValidationError, doc: object) -> list[Diagnosti
                 for key in missing]
     if validator == "type":
         message = f"expected {_expected(error.validator_value)}, found {_kind(instance)}"
+        if isinstance(instance, bool):
+            message += " (YAML reads yes/no/on/off as true/false: quote the value)"
     elif validator == "enum":
         message = f"{instance!r} is not one of: {', '.join(str(v) for v in error.validator_value)}"
     elif validator == "const":
@@ -131,10 +133,6 @@ def _translate(error: jsonschema.ValidationError, doc: object) -> list[Diagnosti
         message = "write exactly one of 'env: VARIABLE' or 'file: PATH'"
     elif validator == "minLength":
         message = "must not be empty"
-    elif validator == "minimum":
-        message = f"{instance!r} is negative"
-    elif validator == "uniqueItems":
-        message = "lists the same value more than once"
     else:  # pragma: no cover - every keyword the schema uses is handled above
         message = error.message
     return [Diagnostic(locate(doc, path), tuple(path), message)]

@@ -60,9 +60,7 @@ class _Checker:
 def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None, list[Diagnostic]]:
     """The `Spec` of a merged document and every diagnostic (the Spec is None on errors)."""
     check = _Checker(doc)
-    if not isinstance(doc, dict):
-        if doc is not None:
-            check.error((), "the configuration must be a mapping with keys such as 'domains'")
+    if not isinstance(doc, dict):  # the schema reports anything but a mapping
         return (Spec(sources=sources) if doc is None else None), check.diagnostics
     qmail = _mapping(doc.get("qmail"))
     runtime = _mapping(doc.get("runtime"))
@@ -199,7 +197,7 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
         path: tuple[PathPart, ...] = ("domains", name)
         if not isinstance(body, dict):
             continue
-        _check_hostname(check, name, path, "domain name", at_key=True)
+        valid_name = _check_hostname(check, name, path, "domain name", at_key=True)
         base_user = body.get("base_user")
         if isinstance(base_user, str):
             if not _BASE_USER.match(base_user):
@@ -214,10 +212,11 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
         wildcard = body.get("wildcard") is True
         aliases = [a for a in body.get("domain_aliases") or () if isinstance(a, str)] \
             if isinstance(body.get("domain_aliases"), list) else []
-        for index, alias in enumerate(aliases):
-            _check_hostname(check, alias, path + ("domain_aliases", index), "domain alias")
         keys = [(name, path, True)] + ([("." + name, path + ("wildcard",), False)] if wildcard else [])
-        keys += [(alias, path + ("domain_aliases", i), False) for i, alias in enumerate(aliases)]
+        keys = keys if valid_name else []
+        for index, alias in enumerate(aliases):
+            if _check_hostname(check, alias, path + ("domain_aliases", index), "domain alias"):
+                keys.append((alias, path + ("domain_aliases", index), False))
         for key, key_path, at_key in keys:
             previous = routed.get(key)
             if previous is not None and previous[0] != name:
@@ -233,13 +232,17 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
     return out
 
 
-def _check_hostname(check: _Checker, name: str, path: tuple[PathPart, ...], what: str, at_key: bool = False) -> None:
+def _check_hostname(check: _Checker, name: str, path: tuple[PathPart, ...], what: str, at_key: bool = False) -> bool:
+    """True when ``name`` can be a virtualdomains/rcpthosts key; reports why not otherwise."""
     if name != name.lower() and _HOSTNAME.match(name.lower()):
         check.error(path, f"{what} {name!r} must be written in lowercase ({name.lower()!r}): qmail's control "
                           "files compare lowercase names", at_key=at_key)
-    elif not _HOSTNAME.match(name) or len(name) > 253:
+        return False
+    if not _HOSTNAME.match(name) or len(name) > 253:
         hint = " (use wildcard: true for '.domain')" if name.startswith(".") else ""
         check.error(path, f"{what} {name!r} is not a valid host name{hint}", at_key=at_key)
+        return False
+    return True
 
 
 def _domain(
@@ -409,9 +412,7 @@ def _entry(
 
 def _parsed(check: _Checker, fields: dict[str, object], field: str, value: object,
             path: tuple[PathPart, ...], parser: object, what: str) -> None:
-    if isinstance(value, (dict, list, float)) or (value is None and field != "expires"):
-        if isinstance(value, float):
-            check.error(path + (field,), f"{value!r} is not a whole number")
+    if isinstance(value, (dict, list, float, bool)) or (value is None and field != "expires"):
         return  # the schema reports wrong types
     try:
         fields[field] = parser(value, what)  # type: ignore[operator]

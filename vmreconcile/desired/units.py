@@ -58,7 +58,7 @@ def parse_size(value: object, what: str = "size") -> int | None:
     unit = match.group(3).upper() if match else ""
     if not match or unit not in _UNITS:
         raise UnitError(
-            f"cannot read {value!r} as a {what}: use an integer, KB/MB/GB (1000), KiB/MiB/GiB (1024) or unlimited"
+            f"cannot read {value!r} ({what}): use an integer, KB/MB/GB (1000), KiB/MiB/GiB (1024) or unlimited"
         )
     whole, frac = match.group(1).replace("_", ""), match.group(2) or ""
     factor = _UNITS[unit]
@@ -109,7 +109,7 @@ def parse_time(value: object, what: str = "time") -> int:
             moment = datetime.fromisoformat(f"{day}T{clock.zfill(8)}{zone}")
     except ValueError:
         raise UnitError(
-            f"cannot read {value!r} as a {what}: use a date (2027-06-30), a datetime (2027-06-30T12:00:00Z) "
+            f"cannot read {value!r} ({what}): use a date (2027-06-30), a datetime (2027-06-30T12:00:00Z) "
             "or epoch seconds"
         ) from None
     seconds = int(moment.timestamp())

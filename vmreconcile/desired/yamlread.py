@@ -160,13 +160,16 @@ def _decode(raw: bytes, name: str) -> str:
 
 
 def read_yaml(raw: bytes, name: str) -> tuple[object, list[Diagnostic]]:
-    """Parse one YAML file's bytes; ``(value, [])`` or ``(None, [the first problem])``.
+    """Parse one YAML file's bytes into ``(value, problems)``.
 
-    ``value`` is a `YMap`, `YList`, scalar, or None for an empty file.
+    ``value`` is a `YMap`, `YList`, scalar, or None for an empty file. A syntax error stops
+    the file (``value`` None); a duplicate key is reported and its later value dropped, so
+    the rest of the file is still checked.
     """
     try:
         text = _decode(raw, name)
-        return _build(text, name), []
+        duplicates: list[Diagnostic] = []
+        return _build(text, name, duplicates), duplicates
     except _Problem as problem:
         return None, [Diagnostic(problem.position, (), problem.message)]
     except yaml.MarkedYAMLError as exc:
@@ -184,7 +187,11 @@ def read_yaml(raw: bytes, name: str) -> tuple[object, list[Diagnostic]]:
         return None, [Diagnostic(Position(name, line, column), (), f"YAML error: {reason}")]
 
 
-def _build(text: str, name: str) -> object:
+class _Duplicate(str):
+    """A repeated key: its value is read (and checked for YAML errors) but not kept."""
+
+
+def _build(text: str, name: str, duplicates: list[Diagnostic]) -> object:
     """Turn the event stream into values; raises `_Problem` for what YAML allows but we refuse.
 
     Written as one flat loop (no per-event helper calls, libyaml's marks stored as they are)
@@ -264,12 +271,16 @@ def _build(text: str, name: str) -> object:
                     raise _Problem(_pos(name, mark), "merge keys (<<) are not supported; write the values out")
                 if value in container:
                     first = container.keymarks[value]
-                    raise _Problem(_pos(name, mark), f"duplicate key {value!r} (first defined at line {first.line + 1})")
+                    duplicates.append(Diagnostic(_pos(name, mark), (), f"duplicate key {value!r} (first defined at "
+                                                                       f"line {first.line + 1}); YAML would keep "
+                                                                       "only the last one"))
+                    value = _Duplicate(value)
                 frame[2], frame[3] = value, mark
             else:
-                container[key] = value
-                container.keymarks[key] = frame[3]
-                container.valmarks[key] = mark
+                if type(key) is str:
+                    container[key] = value
+                    container.keymarks[key] = frame[3]
+                    container.valmarks[key] = mark
                 frame[2] = None
         else:
             container.append(value)
