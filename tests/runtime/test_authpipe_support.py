@@ -13,8 +13,10 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,3 +101,94 @@ def domain(prefix: str = "vmrc", step: str = STEP, programs: tuple[str, ...] = (
         # PASSWD child) would fail, so the tests prove everything is imported before it.
         (top / "lib").chmod(0o700)
         yield Domain(root, entry.pw_name, entry.pw_uid, entry.pw_gid, home, bindir)
+
+
+# --------------------------------------------------------------------------- a private authdaemond
+
+AUTHDAEMOND = "/usr/lib/courier/courier-authlib/authdaemond"
+LIBAUTHPIPE = "/usr/lib/courier-authlib/libauthpipe.so"
+
+AUTHDAEMONRC = """\
+authmodulelist="authpipe"
+authmodulelistorig="authpipe"
+daemons=2
+authdaemonvar=/run/courier/authdaemon
+DEBUG_LOGIN=1
+DEFAULTOPTIONS=""
+LOGGEROPTS=""
+"""
+
+
+@dataclass
+class Courier:
+    domain: Domain
+    pid: int
+    log: Path
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsenter", "--mount", f"--target={self.pid}", *argv],
+            capture_output=True, text=True, timeout=40,
+        )
+
+    def authtest(self, user: str, *passwords: str) -> subprocess.CompletedProcess[str]:
+        return self.run("authtest", "-s", "imap", user, *passwords)
+
+
+def _our_processes(marker: str) -> list[int]:
+    """Pids whose command line mentions ``marker`` (our temp dir): what we started."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+@contextmanager
+def authdaemond(dom: Domain, modules: str = "authpipe") -> Iterator[Courier]:
+    """A private authdaemond in its own mount namespace, started the way Debian's script does."""
+    with world_dir("vmr-authdaemon-") as top:
+        etc = top / "etc"
+        run = top / "run"
+        etc.mkdir()
+        run.mkdir(mode=0o750)
+        (etc / "authdaemonrc").write_text(AUTHDAEMONRC.replace('"authpipe"', f'"{modules}"', 1))
+        (etc / "authProg").symlink_to(dom.launcher("authpipe"))
+        log = top / "authdaemond.log"
+        script = (  # /usr/sbin/authdaemond does 'set -a; . /etc/courier/authdaemonrc' too
+            f"mount --bind {etc} /etc/courier && mount --bind {run} /run/courier/authdaemon && "
+            f"set -a && . /etc/courier/authdaemonrc && exec {AUTHDAEMOND}"
+        )
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 10
+            while not (run / "socket").exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"authdaemond did not start: {log.read_text()}")
+                time.sleep(0.02)
+            yield Courier(dom, proc.pid, log)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            deadline = time.monotonic() + 5
+            while _our_processes(str(dom.bindir)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for pid in _our_processes(str(dom.bindir)):
+                os.kill(pid, signal.SIGKILL)
+
+
