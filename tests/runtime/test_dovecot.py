@@ -45,6 +45,8 @@ pytestmark = [
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dovecot" / "vmreconcile-checkvpw.conf"
 SUBJECT = "Subject: login runtime test"
 DEFAULT_OVERRIDE = "  override_fields = userdb_home=%{passdb:userdb_home}/%{passdb:maildir}\n"
+DEFAULT_ARGS = "  args = CHECKVPW /usr/lib/dovecot/checkpassword-reply Maildir\n"
+IP_ARGS = "  #args = /usr/bin/env TCPLOCALHOST=%{lip} CHECKVPW /usr/lib/dovecot/checkpassword-reply Maildir\n"
 KEEP_NAME_OVERRIDE = "  #override_fields = user=%L{orig_user} userdb_home=%{passdb:userdb_home}/%{passdb:maildir}\n"
 
 HEADER = """\
@@ -106,17 +108,23 @@ def wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 
 class Dovecot:
     """A private Dovecot instance; `stop` kills it and its children."""
 
-    def __init__(self, world, keep_login_name: bool, realm: str = "") -> None:
-        self.tmp = world.root / ("dovecot-keep" if keep_login_name else "dovecot")
+    def __init__(self, world, keep_login_name: bool, realm: str = "", ip_domains: bool = False) -> None:
+        self.tmp = world.root / f"dovecot-{keep_login_name:d}{realm}{ip_domains:d}"
         self.tmp.mkdir()
         (self.tmp / "nodelay").write_text("127.0.0.1:::::::nodelay=yes\n")
         self.imap_port, self.pop3_port = free_port(), free_port()
-        example = EXAMPLE.read_text().replace("/usr/local/bin/checkvpw", world.launcher("checkvpw"))
+        example = EXAMPLE.read_text().replace("/usr/local/bin/checkvpw", "CHECKVPW")
         assert DEFAULT_OVERRIDE in example and KEEP_NAME_OVERRIDE in example
+        if ip_domains:
+            assert DEFAULT_ARGS in example and IP_ARGS in example
+            example = example.replace(DEFAULT_ARGS, "").replace(IP_ARGS, IP_ARGS.replace("#", "", 1))
         if keep_login_name:
             example = example.replace(DEFAULT_OVERRIDE, "").replace(KEEP_NAME_OVERRIDE, KEEP_NAME_OVERRIDE.replace("#", "", 1))
+        example = example.replace("CHECKVPW", world.launcher("checkvpw"))
         self.conf = self.tmp / "dovecot.conf"
         header = HEADER.format(tmp=self.tmp, imap=self.imap_port, pop3=self.pop3_port)
+        if ip_domains:
+            header = header.replace("listen = 127.0.0.1", "listen = 127.0.0.1 127.0.0.2")
         if realm:
             header += f"auth_default_realm = {realm}\n"
         self.conf.write_text(header + example)
@@ -171,7 +179,11 @@ def dovecot(world):
 
 
 def imap_subjects(port: int, user: str, password: str) -> list[str]:
-    with imaplib.IMAP4("127.0.0.1", port, timeout=20) as imap:
+    return imap_subjects_at("127.0.0.1", port, user, password)
+
+
+def imap_subjects_at(address: str, port: int, user: str, password: str) -> list[str]:
+    with imaplib.IMAP4(address, port, timeout=20) as imap:
         imap.login(user, password)
         typ, data = imap.select("INBOX", readonly=True)
         assert typ == "OK"
@@ -282,3 +294,21 @@ def test_keep_login_name_variant(world, dovecot):
         assert f"imap({world.name})" not in server.log_text()
     finally:
         server.stop()
+
+
+def test_ip_based_virtual_domain_from_the_local_address(world):
+    """The documented ``env TCPLOCALHOST=%{lip}`` args: the address picks the domain (§4.6)."""
+    control = world.control_dir / "virtualdomains"
+    saved = control.read_text()
+    control.write_text(saved + f"127.0.0.2:{world.name}\n")
+    server = Dovecot(world, keep_login_name=False, ip_domains=True)
+    try:
+        assert imap_subjects_at("127.0.0.2", server.imap_port, "me", "secret") == [f"{SUBJECT} me"]
+        with imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=20) as imap, \
+                pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            imap.login("me", "secret")  # 127.0.0.1 names no domain
+        assert imap_subjects(server.imap_port, "me@mydomain.org", "secret") == [f"{SUBJECT} me"]
+        assert imap_subjects(server.imap_port, f"{world.name}-me", "secret") == [f"{SUBJECT} me"]
+    finally:
+        server.stop()
+        control.write_text(saved)
