@@ -11,7 +11,7 @@ Typical use (what checkvpw does)::
 
     session = LoginSession(host, hook_prefix="checkvpw", error_variable="CHECKVPW_ERROR")
     try:
-        account = session.authenticate(login.lower(), password)
+        account = session.authenticate(ascii_lowercased_login, password)
     except LoginFailure as failure:
         return session.fail(failure)          # sets the error variable, runs the hook
     ... account.base, account.virtual_name, account.user, account.home ...
