@@ -248,8 +248,8 @@ def quoted(text: str) -> str:
         code = ord(ch)
         if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
-        elif 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD and code != 0xFEFF \
-                or code >= 0x10000:
+        elif (0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000) \
+                and code not in (0x2028, 0x2029, 0xFEFF):
             out.append(ch)
         elif code <= 0xFF:
             out.append(f"\\x{code:02x}")
