@@ -211,3 +211,30 @@ def test_system_accounts_fall_through_to_authpam() -> None:
             assert system.returncode == 0, system.stdout + system.stderr
             assert f"(system username: {other.pw_name})" in system.stdout
             assert running.authtest(other.pw_name, "wrong").returncode != 0
+
+
+def test_unusable_table_is_a_temporary_failure(courier: Courier) -> None:
+    """A symlinked passwd.cdb: authpipe exits without a reply, Courier reports a temporary error."""
+    dom = courier.domain
+    real = dom.home / "passwd.real"
+    dom.table.rename(real)
+    dom.table.symlink_to(real)
+    try:
+        result = courier.authtest(f"me@{DOMAIN}", "secret")
+        assert result.returncode != 0
+        assert "Input/output error" in result.stdout + result.stderr  # not "Operation not permitted"
+    finally:
+        dom.table.unlink()
+        real.rename(dom.table)
+    assert "is a symbolic link; refusing to follow it" in courier.log.read_text()
+    assert courier.authtest(f"me@{DOMAIN}", "secret").returncode == 0  # a fresh program answers again
+
+
+def test_programs_stay_running_between_requests(courier: Courier) -> None:
+    """One long-lived authpipe per worker: many requests, no new program started."""
+    started = courier.log.read_text().count("executing /etc/courier/authProg")
+    for _ in range(6):
+        assert courier.authtest(f"carol@{DOMAIN}", "carol-pw").returncode == 0
+        assert courier.authtest(f"carol@{DOMAIN}", "nope").returncode != 0
+    assert courier.run("authenumerate").returncode == 0
+    assert courier.log.read_text().count("executing /etc/courier/authProg") - started <= 2  # at most one per worker

@@ -265,3 +265,14 @@ def test_failing_presetuid_hook_stops_before_setuid(chain: Chain) -> None:
         (chain.domain.root / "etc" / "vmailmgr" / "authvmailmgr-presetuid").unlink()
     got = record(result.stdout)
     assert got["program"] == "imaplogin" and got["uid"] == "0"
+
+
+def test_oversized_request_fails(chain: Chain) -> None:
+    result = chain.run(login(f"me@{DOMAIN}", "x" * 9000), relogin=False)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", "AUTHFAILURE\n")
+
+
+def test_unparseable_request_runs_error_hook(hooks: Chain) -> None:
+    result = hooks.run(b"imap-without-newlines")
+    assert record(result.stdout)["program"] == "imaplogin"
+    assert "hook authvmailmgr-error where=global uid=0 error=[Invalid authentication request]" in result.stderr
