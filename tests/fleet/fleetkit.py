@@ -1,0 +1,103 @@
+"""Helpers for the fleet tests: run real ansible-playbook locally, record results, digest trees.
+
+Every playbook runs against ``localhost`` with the local connection and a throwaway
+``--root``; the managed-host Python is Debian's ``/usr/bin/python3`` when present (which does
+not have vmreconcile installed), so the tests also prove that the module only needs the
+``vmreconcile`` executable, not an importable package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fleet.treedigest import tree_digest  # noqa: F401 - re-exported for the tests
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+VMRECONCILE = BIN / "vmreconcile"
+ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
+COLLECTIONS = REPO / "ansible"
+CALLBACKS = Path(__file__).resolve().parent / "callback"
+TREEDIGEST = Path(__file__).resolve().parent / "treedigest.py"
+MANAGED_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+requires_ansible = pytest.mark.skipif(
+    not ANSIBLE_PLAYBOOK.exists(),
+    reason=f"ansible-core is not installed in this venv ({ANSIBLE_PLAYBOOK} missing): pip install ansible-core",
+)
+
+
+@dataclass
+class Record:
+    """One task result as the test callback saw it."""
+
+    task: str
+    handler: bool
+    status: str
+    changed: bool
+    result: dict
+
+
+@dataclass
+class PlaybookRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    records: list[Record]
+
+    def named(self, name: str) -> Record:
+        found = [r for r in self.records if r.task == name]
+        assert len(found) == 1, (name, [r.task for r in self.records], self.stdout[-3000:])
+        return found[0]
+
+    def handlers_run(self) -> list[str]:
+        return [r.task for r in self.records if r.handler and r.status == "ok"]
+
+
+def run_playbook(playbook: Path, workdir: Path, *args: str, extra_vars: dict | None = None,
+                 timeout: int = 120) -> PlaybookRun:
+    """``ansible-playbook -i localhost, -c local`` with the repository's collection and the recorder."""
+    record = workdir / f"record-{os.getpid()}-{len(list(workdir.glob('record-*')))}.jsonl"
+    home = workdir / "ansible-home"
+    home.mkdir(exist_ok=True)
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+        ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
+        ANSIBLE_CALLBACKS_ENABLED="vmr_record",
+        ANSIBLE_HOME=str(home),
+        ANSIBLE_LOCAL_TEMP=str(home / "tmp"),
+        ANSIBLE_REMOTE_TEMP=str(home / "remote-tmp"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_HOST_KEY_CHECKING="0",
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+        ANSIBLE_CONFIG=str(workdir / "no-ansible.cfg"),
+        VMR_RECORD_FILE=str(record),
+    )
+    env.pop("ANSIBLE_STDOUT_CALLBACK", None)
+    command = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local",
+               "-e", f"ansible_python_interpreter={MANAGED_PYTHON}", *args]
+    if extra_vars:
+        vars_file = workdir / f"vars-{len(list(workdir.glob('vars-*')))}.json"
+        vars_file.write_text(json.dumps(extra_vars))
+        command += ["-e", f"@{vars_file}"]
+    command.append(str(playbook))
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    records = []
+    if record.exists():
+        records = [Record(**json.loads(line)) for line in record.read_text().splitlines() if line]
+    return PlaybookRun(done.returncode, done.stdout, done.stderr, records)
+
+
+def vmreconcile(*args: str, root: Path | None = None, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """The venv's ``vmreconcile`` command (the same one the playbooks drive)."""
+    command = [str(VMRECONCILE)] + (["--root", str(root)] if root else []) + list(args)
+    return subprocess.run(command, capture_output=True, text=True, check=check, **kw)
