@@ -158,3 +158,26 @@ def test_default_config_path_is_used_when_none_is_given(site, monkeypatch):
     monkeypatch.chdir(config.parent)
     os.rename(config, config.parent / "vmreconcile.yaml")
     assert run(root, "plan", "--detailed-exitcode").exit_code == 2
+
+
+def test_domain_targeting_plans_and_applies_only_that_domain(tmp_path):
+    root = tmp_path / "root"
+    empty_root(root)
+    (root / "etc/passwd").write_text(f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n"
+                                     f"other:x:{os.getuid()}:{os.getgid()}::/home/other:/bin/sh\n")
+    (root / "home/other").mkdir()
+    config = tmp_path / "two.yaml"
+    config.write_text(HOWTO + "  other.org:\n    base_user: other\n    users:\n      bob: {password: null}\n")
+    only = run(root, "plan", str(config), "--domain", "other.org", "--format", "json")
+    addresses = [c["address"] for c in json.loads(only.stdout)["changes"]]
+    assert addresses and all("other.org" in a for a in addresses)
+    saved = tmp_path / "other.plan"
+    assert run(root, "plan", str(config), "--domain", "other.org", "--out", str(saved)).exit_code == 0
+    assert run(root, "apply", "--plan", str(saved), "--yes").exit_code == 0
+    assert (root / "home/other/passwd.cdb").exists() and not (root / "home/myuser/passwd.cdb").exists()
+    assert "mydomain.org" not in (root / "var/qmail/control/virtualdomains").read_text()
+    full = json.loads(run(root, "plan", str(config), "--format", "json").stdout)
+    assert {c["address"].split("/")[0] for c in full["changes"]} >= {"mydomain.org"}
+    assert not any("other.org" in c["address"] for c in full["changes"])
+    unknown = run(root, "plan", str(config), "--domain", "nope.org")
+    assert unknown.exit_code == 1 and "nope.org" in unknown.stderr

@@ -12,9 +12,16 @@ from pathlib import Path
 
 from ..desired.spec import Spec
 from ..host import Host
-from ..live import read_domain, read_live_state
+from ..live import (
+    group_virtualdomains,
+    read_control_files,
+    read_domain,
+    read_live_state,
+    read_options,
+    split_domain_keys,
+)
 from ..model import HostState
-from ..plan.build import build_plan
+from ..plan.build import build_plan, restrict_spec
 from ..plan.changes import Plan
 from ..plan.resolve import CHANGEABLE_FILE, SecretReader
 from ..tables import open_table, table_path
@@ -46,13 +53,17 @@ def config_dir(spec: Spec, fallback: Path) -> Path:
     return Path(spec.sources[0]).resolve().parent if spec.sources else fallback
 
 
-def read_live_for(host: Host, wanted: Iterable[tuple[str, str]] = ()) -> HostState:
+def read_live_for(host: Host, wanted: Iterable[tuple[str, str]] = (),
+                  targets: tuple[str, ...] | None = None) -> HostState:
     """The live state, plus the table of any wanted (name, base user) not yet in ``virtualdomains``.
 
     A base user whose home already has a table (set up by hand, or before a half-finished
     apply) is adopted as it is, so its entries are updated in place, never overwritten.
+    With ``targets`` only those domains' tables are read (``--domain``: a fleet of 1,000
+    domains is not read to change one user).
     """
-    live = read_live_state(host)
+    wanted = list(wanted)
+    live = read_live_state(host) if targets is None else read_targeted(host, targets, wanted)
     known = {d.base_user for d in live.domains} | {d.name for d in live.domains}
     extra = []
     for name, base_name in wanted:
@@ -65,6 +76,18 @@ def read_live_for(host: Host, wanted: Iterable[tuple[str, str]] = ()) -> HostSta
             continue
         extra.append(read_domain(host, base_name, [name]))
     return live.with_changes(domains=live.domains + tuple(extra)) if extra else live
+
+
+def read_targeted(host: Host, targets: tuple[str, ...], wanted: list[tuple[str, str]]) -> HostState:
+    """Control files, global options and only the domains named in ``targets``."""
+    control = read_control_files(host)
+    bases = {base for name, base in wanted if name in targets}
+    domains = []
+    for base_user, keys in group_virtualdomains(control.get("virtualdomains", ())):
+        name = split_domain_keys(keys)[0]
+        if name in targets or base_user in bases:
+            domains.append(read_domain(host, base_user, keys))
+    return HostState(options=read_options(host.config_dir), control=control, domains=tuple(domains))
 
 
 def read_changeable(host: Host) -> tuple[str, ...] | None:
@@ -83,13 +106,15 @@ def check_base_users(host: Host, spec: Spec) -> None:
 
 
 def plan_on_host(host: Host, spec: Spec, *, now: int | None = None, purge_mailboxes: bool = False,
-                 fallback_dir: Path = Path(".")) -> tuple[Plan, HostState]:
-    """Read the host and plan ``spec`` against it."""
+                 fallback_dir: Path = Path("."), targets: tuple[str, ...] | None = None) -> tuple[Plan, HostState]:
+    """Read the host (only ``targets`` when given) and plan ``spec`` against it."""
+    if targets is not None:
+        spec = restrict_spec(spec, targets)
     check_base_users(host, spec)
-    live = read_live_for(host, wanted(spec))
+    live = read_live_for(host, wanted(spec), targets)
     plan = build_plan(spec, live, now=int(time.time()) if now is None else now,
                       secrets=secret_reader(config_dir(spec, fallback_dir)),
-                      purge_mailboxes=purge_mailboxes, live_changeable=read_changeable(host))
+                      purge_mailboxes=purge_mailboxes, live_changeable=read_changeable(host), targets=targets)
     return plan, live
 
 
@@ -109,3 +134,8 @@ def wanted(spec: Spec) -> list[tuple[str, str]]:
 
 def wanted_by_plan(plan: Plan) -> list[tuple[str, str]]:
     return [(d.name, d.base_user) for d in plan.desired.domains]
+
+
+def read_live_for_plan(host: Host, plan: Plan) -> HostState:
+    """The live state read exactly as it was for ``plan`` (same targets), to compare checksums."""
+    return read_live_for(host, wanted_by_plan(plan), plan.targets)

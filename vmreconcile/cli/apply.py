@@ -15,7 +15,7 @@ import typer
 
 from ..apply import lock
 from ..apply.execute import ApplyResult, execute
-from ..apply.session import plan_on_host, read_live_for, wanted_by_plan
+from ..apply.session import plan_on_host, read_live_for_plan
 from ..host import Host
 from ..plan.changes import Plan
 from ..plan.planfile import PlanFileError, load_plan, state_checksum
@@ -72,6 +72,7 @@ def apply_command(
     purge_mailboxes: bool = typer.Option(False, "--purge-mailboxes",
                                          help="Also delete the maildirs of deleted users (cur/new/tmp only)."),
     lock_timeout: float = typer.Option(lock.DEFAULT_TIMEOUT, "--lock-timeout", help="Seconds to wait for the lock."),
+    domain: list[str] | None = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
     now: int | None = typer.Option(None, "--now", hidden=True, help="Clock for new entries (tests)."),
 ) -> None:
     """Make the host match the configuration (or a saved plan). Idempotent.
@@ -87,7 +88,7 @@ def apply_command(
             else:
                 assert spec is not None
                 plan, _ = plan_on_host(host, spec, now=now, purge_mailboxes=purge_mailboxes,
-                                       fallback_dir=config.parent)
+                                       fallback_dir=config.parent, targets=tuple(domain) if domain else None)
             run_apply(host, plan, yes=yes, force=force)
     except lock.LockTimeout as exc:
         raise fail(exc.strerror) from None
@@ -103,7 +104,7 @@ def load_saved_plan(host: Host, path: Path, purge_mailboxes: bool) -> Plan:
         raise fail(str(exc)) from None
     if purge_mailboxes and not plan.purge_mailboxes:
         raise fail("--purge-mailboxes must be given when the plan is made (plan --purge-mailboxes --out FILE)")
-    live = read_live_for(host, wanted_by_plan(plan))
+    live = read_live_for_plan(host, plan)
     if state_checksum(live) != plan.live_checksum:
         raise fail(f"{path}: the live state changed since this plan was made; run `vmreconcile plan --out` again")
     return plan

@@ -22,7 +22,7 @@ from ..formats.hashing import HashingError
 from ..formats.vpwentry import RecordError
 from ..host import BaseUserMissing
 from ..model import HostState
-from ..plan.build import build_plan
+from ..plan.build import UnknownTarget, build_plan
 from ..plan.changes import Plan
 from ..plan.planfile import save_plan
 from ..plan.render import render_json, render_markdown, render_text
@@ -32,7 +32,8 @@ from ..tables import TableError
 DEFAULT_CONFIG = Path("vmreconcile.yaml")
 
 #: Problems that end a plan or apply with one message and exit 1.
-PLAN_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, ResolveError, HashingError, OSError)
+PLAN_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, ResolveError, HashingError, UnknownTarget,
+               OSError)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -84,14 +85,17 @@ def error_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def make_plan(ctx: typer.Context, config: Path, state: Path | None, now: int | None, purge: bool) -> Plan:
+def make_plan(ctx: typer.Context, config: Path, state: Path | None, now: int | None, purge: bool,
+              targets: tuple[str, ...] | None = None) -> Plan:
     spec = load_spec_or_fail(config)
     try:
         if state is not None:
             live = read_state_file(state)
             return build_plan(spec, live, now=int(time.time()) if now is None else now,
-                              secrets=_secrets(spec, config), purge_mailboxes=purge, manage_changeable=False)
-        plan, _ = plan_on_host(host_of(ctx), spec, now=now, purge_mailboxes=purge, fallback_dir=config.parent)
+                              secrets=_secrets(spec, config), purge_mailboxes=purge, manage_changeable=False,
+                              targets=targets)
+        plan, _ = plan_on_host(host_of(ctx), spec, now=now, purge_mailboxes=purge, fallback_dir=config.parent,
+                               targets=targets)
         return plan
     except PLAN_ERRORS as exc:
         raise fail(error_text(exc)) from None
@@ -128,13 +132,14 @@ def plan_command(
     state: Path | None = typer.Option(None, "--state", help="Plan against a saved `show --format json`."),
     purge_mailboxes: bool = typer.Option(False, "--purge-mailboxes",
                                          help="Plan the removal of deleted users' maildirs too."),
+    domain: list[str] | None = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
     now: int | None = typer.Option(None, "--now", hidden=True, help="Clock for new entries (tests)."),
 ) -> None:
     """Show what apply would change, field by field (hashes masked).
 
     Example: vmreconcile plan examples/howto.yaml --detailed-exitcode
     """
-    plan = make_plan(ctx, config, state, now, purge_mailboxes)
+    plan = make_plan(ctx, config, state, now, purge_mailboxes, tuple(domain) if domain else None)
     typer.echo(render(plan, format), nl=False)
     if out is not None:
         if state is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..desired.spec import Spec
 from ..model import HostState
 from .changes import Plan
@@ -19,12 +21,18 @@ def build_plan(
     purge_mailboxes: bool = False,
     live_changeable: tuple[str, ...] | None = None,
     manage_changeable: bool = True,
+    targets: tuple[str, ...] | None = None,
 ) -> Plan:
     """The plan that makes ``live`` what ``spec`` asks for.
 
     ``live_changeable`` is the current authpipe list (None when the file is missing);
     ``manage_changeable=False`` leaves that file out (a ``--state`` snapshot does not carry it).
+    ``targets`` limits the plan to those domains (``--domain``): the spec is cut down to them,
+    ``live`` is expected to hold only them, and the authpipe list is left alone.
     """
+    if targets is not None:
+        spec = restrict_spec(spec, targets)
+        manage_changeable = False
     desired, notes = resolve(spec, live, now, secrets)
     changeable = passwd_changeable(spec) if manage_changeable else None
     changes = diff(desired, live, purge_mailboxes=purge_mailboxes, changeable=changeable,
@@ -44,7 +52,20 @@ def build_plan(
         reload_command=spec.reload_command,
         changeable=changeable,
         purge_mailboxes=purge_mailboxes,
+        targets=targets,
     )
+
+
+class UnknownTarget(ValueError):
+    """``--domain`` names a domain the configuration does not have."""
+
+
+def restrict_spec(spec: Spec, targets: tuple[str, ...]) -> Spec:
+    names = {d.name for d in spec.domains}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise UnknownTarget(f"--domain {', '.join(missing)}: not a domain of the configuration")
+    return replace(spec, domains=tuple(d for d in spec.domains if d.name in targets))
 
 
 def _base_user(state: HostState, domain: str | None) -> str:

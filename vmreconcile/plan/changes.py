@@ -92,6 +92,7 @@ class Plan:
     reload_command: str | None = None
     changeable: tuple[str, ...] | None = None
     purge_mailboxes: bool = False
+    targets: tuple[str, ...] | None = None  # plan --domain: only these domains were read and planned
 
     @property
     def empty(self) -> bool:

@@ -40,6 +40,7 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
     doc["reload_command"] = plan.reload_command
     doc["changeable"] = list(plan.changeable) if plan.changeable is not None else None
     doc["purge_mailboxes"] = plan.purge_mailboxes
+    doc["targets"] = list(plan.targets) if plan.targets is not None else None
     return doc
 
 
@@ -64,6 +65,7 @@ def plan_from_document(doc: Any) -> Plan:
             reload_command=doc.get("reload_command"),
             changeable=tuple(changeable) if changeable is not None else None,
             purge_mailboxes=bool(doc.get("purge_mailboxes")),
+            targets=tuple(doc["targets"]) if doc.get("targets") is not None else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanFileError(f"malformed plan file: {exc}") from None

@@ -187,7 +187,7 @@ def resolve_domain(
 
     postmaster = [
         defaults.new_entry(a, now, directory=defaults.userdir(a), forwards=(defaults.postmaster_email,), has_mailbox=True)
-        for a in defaults.postmaster_aliases
+        for a in defaults.postmaster_aliases if a not in table
     ]
     yaml_names = {ascii_lower(u.name) for u in dspec.users} | {ascii_lower(a) for u in dspec.users for a in u.aliases}
     if not live_users:  # vsetup runs before anything is added
@@ -226,8 +226,8 @@ def resolve_domain(
         table.pop(catch_key, None)
         new_entries = [e for e in new_entries if e.name != catch_key]
 
-    for entry in postmaster:  # vsetup re-run: create the missing ones, never prune them
-        named.add(entry.name)
+    named.update(defaults.postmaster_aliases)  # never pruned
+    for entry in postmaster:  # vsetup re-run: create the missing ones
         if entry.name not in table:
             put(entry)
 
@@ -286,11 +286,16 @@ def resolve_user(
     changes: dict[str, object] = {}
     for name in _SIMPLE_FIELDS:
         value = getattr(uspec, name)
-        if value is not UNSET:
-            changes[name] = tuple(value) if name == "forwards" else value
+        if value is UNSET:
+            continue
+        if name == "forwards":
+            value = tuple(value)
+        if getattr(entry, name) != value:
+            changes[name] = value
     password = resolve_password(uspec.password, live, scheme, secrets, address, notes, problems)
-    if password is not None:
+    if password is not None and password != entry.password:
         changes["password"] = password
+    # the same object when nothing changes: the diff then compares by identity (fast at fleet scale)
     return entry.with_changes(**changes) if changes else entry
 
 
