@@ -1,5 +1,7 @@
 """Crash injection for the crash-safety tests: ``VMRECONCILE_CRASH_AT=N`` SIGKILLs at checkpoint N.
 
+``VMRECONCILE_CRASH_AT=LABEL`` (e.g. ``passwd.cdb: half written``) kills at that checkpoint.
+
 Every step of a write that could be interrupted by a power cut or a kill calls `checkpoint`.
 Without the variable this is one dictionary lookup. The tests run an apply with N = 1, 2, ...
 and check after each kill that every table is old or new and that the next apply converges.
@@ -18,7 +20,7 @@ def checkpoint(label: str) -> None:
     global _passed
     _passed += 1
     target = os.environ.get("VMRECONCILE_CRASH_AT")
-    if target and int(target) == _passed:
+    if target and (int(target) == _passed if target.isdigit() else target == label):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
