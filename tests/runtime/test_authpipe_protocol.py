@@ -7,10 +7,13 @@ is needed for lookups; PASSWD's child really drops to uid 1008, so those tests n
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from test_authpipe_support import DOMAIN, STEP, chown_tree, world_dir
 from vmreconcile.formats.cdb import CdbReader, build_cdb
 from vmreconcile.formats.vpwentry import decode_record
 from vmreconcile.host import Host
-from vmreconcile.runtime import authpipe, authpipe_protocol
+from vmreconcile.runtime import authpipe, authpipe_passwd, authpipe_protocol
 from vmreconcile.runtime.authpipe_core import Directory
 from vmreconcile.runtime.authpipe_protocol import (
     Auth,
@@ -278,12 +281,61 @@ def test_passwd_upgrades_plaintext_to_yescrypt(host: Host) -> None:
 
 
 @requires_root
-def test_passwd_refuses_symlinked_lock(host: Host, tmp_path: Path) -> None:
+def test_passwd_replaces_a_planted_symlink_lock(host: Host, tmp_path: Path) -> None:
     (host.config_dir / "vmreconcile-passwd-changeable").write_text("vbase1/me\n")
     home = host.path("/home/vbase1")
     victim = tmp_path / "victim"
     victim.write_bytes(b"untouched")
     (home / "passwd.cdb.tmp").symlink_to(victim)
+    code, out = serve(host, f"PASSWD imap\tme@{DOMAIN}\tsecret\tx\n".encode() + auth(f"me@{DOMAIN}", "x"))
+    assert (code, out[:3]) == (0, b"OK\n") and out.endswith(b".\n")
+    assert victim.read_bytes() == b"untouched"
+    assert not (home / "passwd.cdb.tmp").exists()
+
+
+@requires_root
+def test_passwd_clears_a_stale_leftover(host: Host) -> None:
+    """An unlocked ``passwd.cdb.tmp`` untouched for longer than STALE_AFTER: a crash's leftover (§11.13)."""
+    (host.config_dir / "vmreconcile-passwd-changeable").write_text("vbase1/me\n")
+    leftover = host.path("/home/vbase1/passwd.cdb.tmp")
+    leftover.write_bytes(b"half a table")
+    os.utime(leftover, (time.time() - 60, time.time() - 60))
+    code, out = serve(host, f"PASSWD imap\tme@{DOMAIN}\tsecret\tx\n".encode())
+    assert (code, out) == (0, b"OK\n")
+    assert not leftover.exists()
+
+
+@requires_root
+def test_passwd_waits_for_a_live_writer(host: Host) -> None:
+    """Another writer holds ``passwd.cdb.tmp`` (flock): wait, then write once it is gone."""
+    (host.config_dir / "vmreconcile-passwd-changeable").write_text("vbase1/me\n")
+    lock = host.path("/home/vbase1/passwd.cdb.tmp")
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def finish() -> None:  # the other writer ends: its temp file goes away, then the lock
+        time.sleep(0.4)
+        lock.unlink()
+        os.close(fd)
+
+    other = threading.Thread(target=finish)
+    other.start()
+    started = time.monotonic()
+    code, out = serve(host, f"PASSWD imap\tme@{DOMAIN}\tsecret\tx\n".encode())
+    other.join()
+    assert (code, out) == (0, b"OK\n")
+    assert time.monotonic() - started >= 0.3
+
+
+@requires_root
+def test_passwd_gives_up_on_a_busy_table(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A young unlocked temp file (a running vadduser) that stays: FAIL after the wait, untouched."""
+    monkeypatch.setattr(authpipe_passwd, "TEMP_TIMEOUT", 0.3)  # inherited by the forked child
+    (host.config_dir / "vmreconcile-passwd-changeable").write_text("vbase1/me\n")
+    busy = host.path("/home/vbase1/passwd.cdb.tmp")
+    busy.write_bytes(b"")
+    table = host.path("/home/vbase1/passwd.cdb")
+    before = table.read_bytes()
     code, out = serve(host, f"PASSWD imap\tme@{DOMAIN}\tsecret\tx\n".encode())
     assert (code, out) == (0, b"FAIL\n")
-    assert victim.read_bytes() == b"untouched"
+    assert busy.exists() and table.read_bytes() == before

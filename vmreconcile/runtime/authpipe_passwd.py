@@ -9,9 +9,11 @@ The write happens in a forked child that has dropped to the base user (supplemen
 cleared, umask 077) before touching the base user's directory, so root never writes into a
 directory its owner controls. The table is rebuilt the way VMailMgr and ``apply`` do it:
 
-* ``passwd.cdb.tmp`` is created with ``O_EXCL|O_NOFOLLOW``: it is the lock (§1.1), so a
-  concurrent VMailMgr tool or ``apply`` makes this change fail instead of losing one of them;
-  an exclusive ``flock`` is held on it while writing, for writers that wait on flock;
+* ``passwd.cdb.tmp`` is created with ``O_EXCL|O_NOFOLLOW``: it is the lock (§1.1). As in
+  ``apply`` (whose module the runtime may not import): an exclusive ``flock`` is held on it
+  while writing; another writer's temp file is waited for (at most `TEMP_TIMEOUT`); one that
+  nobody holds and that has not changed for `STALE_AFTER` seconds is a crash's leftover and is
+  removed (§11.13), and a symlink in its place is removed at once;
 * the table is re-read under that lock and the old password checked again, so a change made
   by someone else in the meantime is never overwritten;
 * every record keeps its bytes and its place; only the changed one is re-encoded (v2);
@@ -24,9 +26,11 @@ directory its owner controls. The table is rebuilt the way VMailMgr and ``apply`
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sys
+import time
 from pathlib import Path
 
 from ..formats.cdb import build_cdb
@@ -36,6 +40,11 @@ from ..host import BaseUser
 from ..tables import open_table
 from . import authcore
 from .authpipe_core import Directory, Refused
+
+#: Seconds after which an unlocked ``passwd.cdb.tmp`` is a crash's leftover (as in ``apply``).
+STALE_AFTER = 5.0
+#: How long to wait for another writer's ``passwd.cdb.tmp``; authdaemond's client waits 30 s.
+TEMP_TIMEOUT = 10.0
 
 MSG_MANAGED = "password is managed by vmreconcile (not listed in /etc/vmailmgr/vmreconcile-passwd-changeable)"
 
@@ -58,18 +67,78 @@ def new_hash(new: str, old_stored: str) -> str:
     return hash_password(new, scheme if scheme in SCHEMES else DEFAULT_SCHEME)
 
 
+def _clear_if_stale(dir_fd: int, tmpname: str) -> bool:
+    """``apply``'s rule: remove a leftover temp file nobody holds and nobody touched lately.
+
+    A symlink in its place is never a writer's temp file and goes at once. An unlocked but
+    young one may be a running ``vadduser`` (VMailMgr does not flock): it is waited for.
+    True when the name is free again.
+    """
+    try:
+        fd = os.open(tmpname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return True
+    except PermissionError:
+        return False  # another writer's (apply as root, before its fchown): wait for it
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        os.unlink(tmpname, dir_fd=dir_fd)
+        sys.stderr.write(f"authpipe: removed {tmpname}: a symbolic link where a temp file belongs\n")
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        info = os.fstat(fd)
+        if time.time() - info.st_mtime < STALE_AFTER:
+            return False
+        now = os.stat(tmpname, dir_fd=dir_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            return False
+        os.unlink(tmpname, dir_fd=dir_fd)
+        sys.stderr.write(f"authpipe: removed stale {tmpname} (left by an interrupted write; nobody held it)\n")
+        return True
+    finally:
+        os.close(fd)
+
+
+def acquire_temp(dir_fd: int, tmpname: str) -> int:
+    """Create ``tmpname`` with ``O_EXCL|O_NOFOLLOW`` and flock it, as ``apply`` does.
+
+    A live writer's temp file is waited for, at most `TEMP_TIMEOUT` seconds (authdaemond's
+    client gives up after 30); a stale leftover is cleared first.
+    """
+    deadline = time.monotonic() + TEMP_TIMEOUT
+    while True:
+        try:
+            fd = os.open(tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dir_fd)
+        except FileExistsError:
+            if _clear_if_stale(dir_fd, tmpname):
+                continue
+            if time.monotonic() > deadline:
+                raise PasswdError(f"{tmpname} exists and another writer (vadduser, vmreconcile) is still "
+                                  "using it; try again later") from None
+            time.sleep(0.05)
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+
 def rewrite_table(table: Path, virtual_name: str, old: str, new: str) -> None:
     """Replace the password of ``virtual_name`` in ``table`` (runs as the base user)."""
-    tmp = table.with_name(table.name + ".tmp")
+    name = table.name
+    tmpname = name + ".tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        raise PasswdError(f"{tmp} exists: another writer holds the table (or a stale lock needs removing)") from None
+        dir_fd = os.open(table.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise PasswdError(f"cannot create {tmp}: {exc.strerror}") from None
+        raise PasswdError(f"cannot open {table.parent}: {exc.strerror}") from None
+    fd = -1
     renamed = False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = acquire_temp(dir_fd, tmpname)
         reader = open_table(table)
         if reader is None:
             raise PasswdError(f"{table} does not exist")
@@ -85,23 +154,22 @@ def rewrite_table(table: Path, virtual_name: str, old: str, new: str) -> None:
         view = memoryview(build_cdb(items))
         while view:
             view = view[os.write(fd, view):]
+        os.fchmod(fd, 0o600)
         os.fsync(fd)
-        os.rename(tmp, table)
+        os.rename(tmpname, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         renamed = True
-        dirfd = os.open(table.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+        os.fsync(dir_fd)
     except HashingError as exc:
         raise PasswdError(str(exc)) from None
     except OSError as exc:
         raise PasswdError(f"cannot write {table}: {exc}") from None
     finally:
-        os.close(fd)
-        if not renamed:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        if fd >= 0:
+            if not renamed:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmpname, dir_fd=dir_fd)
+            os.close(fd)
+        os.close(dir_fd)
 
 
 def _child(base: BaseUser, table: Path, virtual_name: str, old: str, new: str) -> int:
