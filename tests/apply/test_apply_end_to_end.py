@@ -179,3 +179,26 @@ def test_a_missing_home_is_an_error_not_created(tmp_path):
     result = execute(plan, Host(tmp_path))
     assert result.errors and "does not exist" in result.errors[0]
     assert not Path(home).exists()
+
+
+def test_a_table_changed_between_plan_and_write_is_not_overwritten(tmp_path):
+    home = empty_root(tmp_path)
+    host = Host(tmp_path)
+    spec = howto_spec(PasswordSpec("unmanaged"))
+    apply_spec(host, spec)
+    domain = spec.domains[0]
+    plan, _ = plan_on_host(host, replace(spec, domains=(replace(domain, users=domain.users + (UserSpec("bob"),)),)),
+                           now=NOW)
+    # a PASSWD through the authpipe lands after the plan read the table, before apply writes it
+    users = [u.with_changes(password="$0$changed") if u.name == "me" else u
+             for u in iter_users(open_table(home / "passwd.cdb"))]
+    changed = build_cdb((user_key(u.name), encode_record(u)) for u in users)
+    (home / "passwd.cdb").write_bytes(changed)
+    result = execute(plan, host)
+    assert result.errors and "changed since the plan was made" in result.errors[0]
+    assert (home / "passwd.cdb").read_bytes() == changed
+    assert not (home / "passwd.cdb.tmp").exists()
+    again, _ = plan_on_host(host, replace(spec, domains=(replace(domain, users=domain.users + (UserSpec("bob"),)),)),
+                            now=NOW)
+    assert execute(again, host).errors == []
+    assert read_live_state(host).domains[0].user("me").password == "$0$changed"

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..formats.cdb import build_cdb
+from ..formats.cdb import CdbReader, build_cdb
 from ..formats.config import render_option
 from ..formats.control import render_lines
-from ..formats.vpwentry import encode_record, user_key
+from ..formats.vpwentry import decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ..model import Domain, to_bytes
-from ..plan.changes import Change, Plan
+from ..plan.changes import Change, Plan, table_digest
 from ..plan.resolve import CHANGEABLE_FILE, option_value
 from . import writer
 from .crashpoint import checkpoint
@@ -224,9 +224,18 @@ class Executor:
         home_fd = self.open_home(base_user)
         try:
             dir_fd, _ = writer.walk_dirs(home_fd, parts[:-1], where=f"~{base_user.name}")
+            expected = self.plan.table_digests.get(domain.name)
+
+            def unchanged_since_plan() -> None:
+                """Under the temp-file lock: nobody (vadduser, authpipe PASSWD) changed the table."""
+                if expected is not None and current_table_digest(dir_fd, parts[-1]) != expected:
+                    raise TableMoved(f"~{base_user.name}/{parts[-1]} changed since the plan was made (vadduser, "
+                                     "a password change?); nothing written for this domain; run apply again")
+
             try:
                 writer.write_file_at(dir_fd, parts[-1], data, mode=0o600, owner=self.owner(base_user),
-                                     where=f"~{base_user.name}", tmpname=parts[-1] + ".tmp", log=self.note)
+                                     where=f"~{base_user.name}", tmpname=parts[-1] + ".tmp", log=self.note,
+                                     precheck=unchanged_since_plan)
             finally:
                 os.close(dir_fd)
         finally:
@@ -281,6 +290,18 @@ class Executor:
                 os.close(parent_fd)
         finally:
             os.close(home_fd)
+
+
+class TableMoved(ValueError):
+    """The table is not the one the plan was made against."""
+
+
+def current_table_digest(dir_fd: int, name: str) -> str:
+    """`table_digest` of the table as it is now (a missing one is empty)."""
+    raw = writer.read_regular(dir_fd, name)
+    if raw is None:
+        return table_digest(())
+    return table_digest(decode_record(k, v) for k, v in CdbReader(raw).items())
 
 
 def _is_link(info: os.stat_result) -> bool:

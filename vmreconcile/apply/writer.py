@@ -195,15 +195,18 @@ def _clear_if_stale(dir_fd: int, tmpname: str, where: str, stale_after: float, l
 
 
 def write_file_at(dir_fd: int, name: str, data: bytes, *, mode: int, owner: Owner | None, where: str,
-                  tmpname: str | None = None, log: Log = _quiet) -> None:
+                  tmpname: str | None = None, log: Log = _quiet, precheck: Callable[[], None] | None = None) -> None:
     """Atomically replace ``name`` in ``dir_fd`` with ``data`` (exact mode and owner).
 
-    A symlink or hardlink at ``name`` is replaced, never written through.
+    A symlink or hardlink at ``name`` is replaced, never written through. ``precheck`` runs
+    once the temp file (the writers' lock) is held and may raise to abandon the write.
     """
     tmpname = tmpname or f".{name}.vmreconcile-tmp"
     fd = acquire_temp(dir_fd, tmpname, where=f"{where}/{tmpname}" if where else tmpname, log=log)
     renamed = False
     try:
+        if precheck is not None:
+            precheck()
         checkpoint(f"{name}: temp created")
         half = len(data) // 2
         _write_all(fd, data[:half])

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from ..desired.spec import Spec
 from ..model import HostState
-from .changes import Plan
+from .changes import Plan, table_digest
 from .diff import diff
 from .planfile import state_checksum
 from .resolve import SecretReader, passwd_changeable, resolve
@@ -53,7 +53,20 @@ def build_plan(
         changeable=changeable,
         purge_mailboxes=purge_mailboxes,
         targets=targets,
+        table_digests=_table_digests(changes, desired, live),
     )
+
+
+def _table_digests(changes: list, desired: HostState, live: HostState) -> dict[str, str]:
+    """The live table's digest for every domain whose table the plan rewrites."""
+    out = {}
+    by_name = {d.name: d for d in live.domains}
+    by_base = {d.base_user: d for d in live.domains}
+    for name in {c.domain for c in changes if c.type in ("user", "alias") and c.domain}:
+        domain = desired.domain(name)
+        old = by_name.get(name) or (by_base.get(domain.base_user) if domain else None)
+        out[name] = table_digest(old.users if old else ())
+    return out
 
 
 class UnknownTarget(ValueError):

@@ -9,12 +9,14 @@ which is what apply writes and what a saved plan file (mode 0600) holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..formats.hashing import scheme_of
-from ..model import HostState
+from ..formats.vpwentry import encode_record, user_key
+from ..model import HostState, VirtualUser
 from .resolve import hash_digest, is_redacted
 
 Action = Literal["create", "update", "delete"]
@@ -36,6 +38,16 @@ _RANK = {
 }
 
 PLAN_FORMAT_VERSION = 1
+
+
+def table_digest(users: Iterable[VirtualUser]) -> str:
+    """sha256 over the entries as they would be encoded, in table order."""
+    digest = hashlib.sha256()
+    for user in users:
+        key = user_key(user.name)
+        record = encode_record(user)
+        digest.update(len(key).to_bytes(4, "little") + key + len(record).to_bytes(4, "little") + record)
+    return digest.hexdigest()
 
 
 def mask_password(value: str) -> str:
@@ -93,6 +105,9 @@ class Plan:
     changeable: tuple[str, ...] | None = None
     purge_mailboxes: bool = False
     targets: tuple[str, ...] | None = None  # plan --domain: only these domains were read and planned
+    #: domain -> `table_digest` of the live entries, for each table the plan rewrites: apply
+    #: re-reads the table under its temp-file lock and refuses to overwrite a table that moved
+    table_digests: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:

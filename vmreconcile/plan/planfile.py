@@ -41,6 +41,7 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
     doc["changeable"] = list(plan.changeable) if plan.changeable is not None else None
     doc["purge_mailboxes"] = plan.purge_mailboxes
     doc["targets"] = list(plan.targets) if plan.targets is not None else None
+    doc["table_digests"] = dict(plan.table_digests)
     return doc
 
 
@@ -66,6 +67,7 @@ def plan_from_document(doc: Any) -> Plan:
             changeable=tuple(changeable) if changeable is not None else None,
             purge_mailboxes=bool(doc.get("purge_mailboxes")),
             targets=tuple(doc["targets"]) if doc.get("targets") is not None else None,
+            table_digests=dict(doc.get("table_digests") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanFileError(f"malformed plan file: {exc}") from None
