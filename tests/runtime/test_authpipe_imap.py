@@ -1,9 +1,10 @@
 """An IMAP session through Debian's real courier-imap, authenticated by our authpipe.
 
-courier-imap conflicts with nothing we need but pulls in an MTA, so it is not installed: its
-binaries are unpacked beside the system (``apt-get download courier-imap libcourier-unicode4
-libidn12 libgamin0`` then ``dpkg -x`` each into one directory) and that directory is named by
-``VMR_COURIER_IMAP_DIR`` (default ``/opt/vmr-courier-imap``). Without it the test is skipped.
+courier-imap pulls in an MTA and courier-base, so it is not installed: its binaries are
+unpacked beside the system instead (``apt-get download courier-imap libcourier-unicode4
+libidn12 libgamin0``, then ``dpkg -x`` each into one directory). The directory is
+``$VMR_COURIER_IMAP_DIR`` if set, else ``/opt/vmr-courier-imap``, which the test fills itself
+(as root, through apt's ordinary client) the first time; without network or apt it is skipped.
 
 ``imaplogin`` runs inside the private authdaemond's mount namespace with the connection on
 stdin/stdout (as couriertcpd would run it), asks authdaemond -> authpipe, then becomes the
@@ -12,10 +13,12 @@ base user and execs ``imapd`` on the maildir authpipe returned.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +29,30 @@ from test_authpipe_support import AUTHDAEMOND, DOMAIN, LIBAUTHPIPE, authdaemond,
 IMAP_DIR = Path(os.environ.get("VMR_COURIER_IMAP_DIR", "/opt/vmr-courier-imap"))
 IMAPLOGIN = IMAP_DIR / "usr/lib/courier/courier/imaplogin"
 IMAPD = IMAP_DIR / "usr/bin/imapd"
+DEBS = ("courier-imap", "libcourier-unicode4", "libidn12", "libgamin0")
+
+
+def _unpack_courier_imap() -> str | None:
+    """Fill IMAP_DIR with dpkg -x of the packages; None when done, else why it could not be."""
+    if IMAPLOGIN.exists() and IMAPD.exists():
+        return None
+    if "VMR_COURIER_IMAP_DIR" in os.environ:
+        return f"courier-imap is not unpacked in {IMAP_DIR} (VMR_COURIER_IMAP_DIR)"
+    if os.geteuid() != 0 or not shutil.which("apt-get") or not shutil.which("dpkg"):
+        return "courier-imap is not unpacked and apt-get/dpkg (as root) are not available"
+    with tempfile.TemporaryDirectory(prefix="vmr-courier-imap-", dir=IMAP_DIR.parent) as tmp:
+        os.chmod(tmp, 0o755)  # apt's _apt user writes the downloads here
+        got = subprocess.run(["apt-get", "download", *DEBS], cwd=tmp, capture_output=True, text=True, timeout=180)
+        debs = sorted(Path(tmp).glob("*.deb"))
+        if got.returncode != 0 or len(debs) != len(DEBS):
+            return f"apt-get download {' '.join(DEBS)} failed: {got.stderr.strip()[-300:]}"
+        staging = Path(tmp) / "tree"
+        for deb in debs:
+            subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True, timeout=60)
+        staging.chmod(0o755)
+        with contextlib.suppress(OSError):  # someone else unpacked it meanwhile
+            os.rename(staging, IMAP_DIR)
+    return None if IMAPLOGIN.exists() else f"unpacking courier-imap into {IMAP_DIR} failed"
 
 pytestmark = [
     pytest.mark.root,
@@ -35,11 +62,16 @@ pytestmark = [
         not (os.path.exists(AUTHDAEMOND) and os.path.exists(LIBAUTHPIPE) and shutil.which("nsenter")),
         reason="needs Debian's courier-authdaemon and courier-authlib-pipe packages",
     ),
-    pytest.mark.skipif(
-        not (IMAPLOGIN.exists() and IMAPD.exists()),
-        reason=f"courier-imap is not unpacked in {IMAP_DIR} (set VMR_COURIER_IMAP_DIR; see the module docstring)",
-    ),
+    pytest.mark.slow,
 ]
+
+
+@pytest.fixture(scope="module")
+def courier_imap() -> Path:
+    problem = _unpack_courier_imap()
+    if problem:
+        pytest.skip(problem)
+    return IMAP_DIR
 
 
 class Session:
@@ -81,7 +113,7 @@ class Session:
         self.proc.wait()
 
 
-def test_imap_login_through_courier_imap() -> None:
+def test_imap_login_through_courier_imap(courier_imap: Path) -> None:
     with domain("vmrimap") as dom, authdaemond(dom) as courier:
         message = (FIXTURES / "messages" / "small.eml").read_bytes()
         maildir = dom.home / "users" / "me"
