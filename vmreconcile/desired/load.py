@@ -10,7 +10,10 @@ everything (errors and warnings) for ``vmreconcile validate``. Reads only the YA
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +55,29 @@ def _display(path: Path) -> str:
     return os.fspath(path)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building millions of small acyclic objects.
+
+    Loading makes no reference cycles, but each allocation burst triggers full collections
+    that walk everything built so far: about a third of the time of a 100,000-user file.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def check_config(path: str | os.PathLike[str]) -> CheckResult:
     """Every error and warning of the configuration at ``path`` (file or directory)."""
-    root = Path(path)
+    with _collector_paused():
+        return _check(Path(path))
+
+
+def _check(root: Path) -> CheckResult:
     diagnostics: list[Diagnostic] = []
     if not root.exists():
         return CheckResult(None, [Diagnostic(None, (), f"{_display(root)}: no such file or directory")])

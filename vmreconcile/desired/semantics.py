@@ -29,12 +29,13 @@ from .yamlread import YMap
 _HOST_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
 _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
 _BASE_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
+#: The characters `name_problem` refuses (all ASCII, so the str check equals the byte check).
+_NAME_BAD_CHARS = re.compile(r"[/:\n\r\t \x00]")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BAD_ADDRESS_CHARS = re.compile(r"[\s\x00-\x1f\x7f,<>()\[\]\\\"]")
 #: Options VMailMgr reads before it switches to the domain's config (§3.1).
 GLOBAL_ONLY_OPTIONS = ("separators",)
 
-_SIZE_FIELDS = ("hard_quota", "soft_quota", "message_size_limit")
 _TEXT_FIELDS = ("directory", "personal")
 _BOOL_FIELDS = ("has_mailbox", "mailbox_enabled")
 
@@ -171,7 +172,7 @@ class _Names:
 
     def claim(self, name: str, label: str, path: tuple[PathPart, ...], at_key: bool = True) -> bool:
         """Record ``name`` (described as ``label``); False and an error if invalid or taken."""
-        problem = name_problem(name)
+        problem = name_problem(name) if not name or _NAME_BAD_CHARS.search(name) else None
         if problem:
             self.check.error(path, f"invalid name {name!r}: {problem}", at_key=at_key)
             return False
@@ -355,6 +356,16 @@ def forward_problem(forward: str, local_keys: set[str]) -> str | None:
             "name@ + control/me)")
 
 
+_PARSERS = {
+    "hard_quota": (units.parse_size, "hard quota"),
+    "soft_quota": (units.parse_size, "soft quota"),
+    "message_size_limit": (units.parse_size, "message size limit"),
+    "message_count_limit": (units.parse_count, "message count limit"),
+    "created": (units.parse_time, "creation time"),
+    "expires": (units.parse_expiry, "expiry"),
+}
+
+
 def _entry(
     check: _Checker,
     name: str,
@@ -366,40 +377,35 @@ def _entry(
     aliases: tuple[str, ...] = (),
     forward_paths: dict[int, tuple[PathPart, ...]] | None = None,
 ) -> UserSpec:
+    """One table entry. Loops over the keys present (usually a few), not over every field."""
     fields: dict[str, object] = {}
-    forwards = body.get("forwards")
-    if isinstance(forwards, list):
-        good = []
-        for index, forward in enumerate(forwards):
-            if isinstance(forward, str):
-                fpath = forward_paths[index] if forward_paths else path + ("forwards", index)
-                forward_checks.append((fpath, forward))
-                good.append(forward)
-        fields["forwards"] = tuple(good)
-    if "password" in body:
-        password = _password(check, body["password"], path + ("password",), body)
-        if password is not None:
-            fields["password"] = password
-    for field in _TEXT_FIELDS:
-        value = body.get(field)
-        if isinstance(value, str):
-            if "\0" in value:
-                check.error(path + (field,), "contains a NUL byte, which the table cannot store")
+    for field, value in body.items():
+        if field in _PARSERS:
+            if isinstance(value, (dict, list, float, bool)) or (value is None and field != "expires"):
+                continue  # the schema reports wrong types
+            parsed = _parse_cached(check, field, value, path)
+            if parsed is not _FAILED:
+                fields[field] = parsed
+        elif field == "password":
+            password = _password(check, value, path + ("password",))
+            if password is not None:
+                fields["password"] = password
+        elif field == "forwards":
+            if isinstance(value, list):
+                good = []
+                for index, forward in enumerate(value):
+                    if isinstance(forward, str):
+                        fpath = forward_paths[index] if forward_paths else path + ("forwards", index)
+                        forward_checks.append((fpath, forward))
+                        good.append(forward)
+                fields["forwards"] = tuple(good)
+        elif field in _TEXT_FIELDS:
+            if isinstance(value, str):
+                if "\0" in value:
+                    check.error(path + (field,), "contains a NUL byte, which the table cannot store")
+                fields[field] = value
+        elif field in _BOOL_FIELDS and isinstance(value, bool):
             fields[field] = value
-    for field in _BOOL_FIELDS:
-        value = body.get(field)
-        if isinstance(value, bool):
-            fields[field] = value
-    for field in _SIZE_FIELDS:
-        if field in body:
-            _parsed(check, fields, field, body[field], path, units.parse_size, field.replace("_", " "))
-    if "message_count_limit" in body:
-        _parsed(check, fields, "message_count_limit", body["message_count_limit"], path, units.parse_count,
-                "message count limit")
-    if "created" in body:
-        _parsed(check, fields, "created", body["created"], path, units.parse_time, "creation time")
-    if "expires" in body:
-        _parsed(check, fields, "expires", body["expires"], path, units.parse_expiry, "expiry")
     if fields.get("has_mailbox") is True and fields.get("directory") == "":
         check.error(path + ("has_mailbox",), "an entry with an empty directory cannot have a mailbox")
     soft, hard = fields.get("soft_quota"), fields.get("hard_quota")
@@ -410,17 +416,27 @@ def _entry(
     return UserSpec(name=name, kind=kind, aliases=aliases, position=position, **fields)  # type: ignore[arg-type]
 
 
-def _parsed(check: _Checker, fields: dict[str, object], field: str, value: object,
-            path: tuple[PathPart, ...], parser: object, what: str) -> None:
-    if isinstance(value, (dict, list, float, bool)) or (value is None and field != "expires"):
-        return  # the schema reports wrong types
+_FAILED = object()
+_parse_memo: dict[tuple[str, object, type], object] = {}
+
+
+def _parse_cached(check: _Checker, field: str, value: object, path: tuple[PathPart, ...]) -> object:
+    """Parse a size/count/time; the same text (``1 GiB`` on 30,000 users) is parsed once."""
+    key = (field, value, type(value))
+    if key in _parse_memo:
+        return _parse_memo[key]
+    parser, what = _PARSERS[field]
     try:
-        fields[field] = parser(value, what)  # type: ignore[operator]
+        parsed = parser(value, what)
     except units.UnitError as exc:
         check.error(path + (field,), str(exc))
+        return _FAILED
+    if len(_parse_memo) < 10_000:
+        _parse_memo[key] = parsed
+    return parsed
 
 
-def _password(check: _Checker, value: object, path: tuple[PathPart, ...], owner: Mapping[str, object]) -> PasswordSpec | None:
+def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> PasswordSpec | None:
     if value is None:
         return PasswordSpec("none")
     if isinstance(value, dict):

@@ -106,13 +106,12 @@ class _Problem(Exception):
 
 
 def _scalar(event: Any, name: str) -> object:
-    """The value of a scalar event under YAML 1.1 safe rules (timestamps kept as text)."""
+    """The value of a tagged scalar or a plain one that may not be a string (YAML 1.1 safe rules).
+
+    Timestamps are kept as the text they were written as.
+    """
     value = event.value
     tag = event.tag
-    if tag is None and not event.implicit[0]:
-        return value  # quoted
-    if tag is None and value and value[0] not in _FIRST_CHARS:
-        return value  # the common plain string
     pos = _pos(name, event.start_mark)
     if tag is not None and tag not in _PLAIN_TAGS:
         raise _Problem(pos, f"unsupported YAML tag {tag!r}: only plain YAML values are allowed")
@@ -194,56 +193,61 @@ class _Duplicate(str):
 def _build(text: str, name: str, duplicates: list[Diagnostic]) -> object:
     """Turn the event stream into values; raises `_Problem` for what YAML allows but we refuse.
 
-    Written as one flat loop (no per-event helper calls, libyaml's marks stored as they are)
-    because it runs once per scalar of configs with 100,000 users.
+    Written as one flat loop with the common cases first (a plain or quoted string that is
+    a mapping key or value) and libyaml's marks stored as they are, because it runs once per
+    scalar of configs with 100,000 users. Alias expansion is counted only where aliases are.
     """
-    anchors: dict[str, tuple[object, int]] = {}
-    # stack frames: [container, size, pending key (maps), key mark, anchor, key was plain '<<']
+    anchors: dict[str, object] = {}
+    sizes: dict[int, int] = {}
+    # stack frames: [container, is_map, pending key, key mark, anchor, key was a plain '<<']
     stack: list[list[Any]] = []
     frame: list[Any] | None = None
     root: object = None
     documents = 0
-    total = 0
+    expanded = 0
     scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
     map_start, seq_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
     map_end, seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+    first_chars = _FIRST_CHARS
 
     for event in yaml.parse(text, Loader=_Loader):
         kind = type(event)
         if kind is scalar_event:
             mark = event.start_mark
-            if frame is not None and frame[6] and frame[2] is None:  # a mapping key
-                if event.tag is not None and event.tag not in (_STR, "!"):
-                    raise _Problem(_pos(name, mark), f"unsupported YAML tag {event.tag!r} on a key")
-                value: object = event.value
+            value: object = event.value
+            tag = event.tag
+            if frame is not None and frame[1] and frame[2] is None:  # a mapping key: its text as written
+                if tag is not None and tag not in (_STR, "!"):
+                    raise _Problem(_pos(name, mark), f"unsupported YAML tag {tag!r} on a key")
                 frame[5] = value == "<<" and event.implicit[0]
-            else:
+            elif tag is not None or (event.implicit[0] and (not value or value[0] in first_chars)):
                 value = _scalar(event, name)
             if event.anchor:
-                anchors[event.anchor] = (value, 1)
-            size = 1
+                anchors[event.anchor] = value
         elif kind is map_start or kind is seq_start:
             mark = event.start_mark
             if event.tag is not None and event.tag not in _PLAIN_TAGS:
                 raise _Problem(_pos(name, mark), f"unsupported YAML tag {event.tag!r}: only plain YAML values are allowed")
             is_map = kind is map_start
-            container = YMap(mark, name) if is_map else YList(mark, name)
-            frame = [container, 1, None, None, event.anchor, False, is_map]
+            frame = [YMap(mark, name) if is_map else YList(mark, name), is_map, None, None, event.anchor, False]
             stack.append(frame)
             continue
         elif kind is map_end or kind is seq_end:
-            value, size, _key, _kmark, anchor, _merge, _is_map = stack.pop()
+            value, _is_map, _key, _kmark, anchor, _merge = stack.pop()
             frame = stack[-1] if stack else None
             if anchor:
-                anchors[anchor] = (value, size)
+                anchors[anchor] = value
             mark = value.mark
         elif kind is alias_event:
             mark = event.start_mark
             if event.anchor not in anchors:
                 raise _Problem(_pos(name, mark), f"alias *{event.anchor} refers to no anchor defined before it")
-            value, size = anchors[event.anchor]
-            if frame is not None and frame[6] and frame[2] is None and not isinstance(value, str):
+            value = anchors[event.anchor]
+            if frame is not None and frame[1] and frame[2] is None and not isinstance(value, str):
                 raise _Problem(_pos(name, mark), "a mapping key must be a plain name")
+            expanded += _size(value, sizes)
+            if expanded > MAX_NODES:
+                raise _Problem(_pos(name, mark), "the document is too large once its aliases are expanded")
         elif kind is yaml.DocumentStartEvent:
             documents += 1
             if documents > 1:
@@ -252,40 +256,48 @@ def _build(text: str, name: str, duplicates: list[Diagnostic]) -> object:
         else:
             continue
 
-        total += size
-        if total > MAX_NODES:
-            raise _Problem(_pos(name, mark), "the document is too large once its aliases are expanded")
         if frame is None:
             root = value
-            continue
-        frame[1] += size
-        container = frame[0]
-        if frame[6]:
+        elif not frame[1]:
+            frame[0].append(value)
+            frame[0].itemmarks.append(mark)
+        elif frame[2] is not None:
             key = frame[2]
-            if key is None:
-                if not isinstance(value, str):
-                    if isinstance(value, (YMap, YList)):
-                        raise _Problem(_pos(name, mark), "a mapping key must be a plain name, not a list or mapping")
-                    raise _Problem(_pos(name, mark), "a mapping key must be a plain name")
-                if frame[5]:
-                    raise _Problem(_pos(name, mark), "merge keys (<<) are not supported; write the values out")
-                if value in container:
-                    first = container.keymarks[value]
-                    duplicates.append(Diagnostic(_pos(name, mark), (), f"duplicate key {value!r} (first defined at "
-                                                                       f"line {first.line + 1}); YAML would keep "
-                                                                       "only the last one"))
-                    value = _Duplicate(value)
-                frame[2], frame[3] = value, mark
-            else:
-                if type(key) is str:
-                    container[key] = value
-                    container.keymarks[key] = frame[3]
-                    container.valmarks[key] = mark
-                frame[2] = None
+            frame[2] = None
+            if type(key) is str:
+                container = frame[0]
+                container[key] = value
+                container.keymarks[key] = frame[3]
+                container.valmarks[key] = mark
         else:
-            container.append(value)
-            container.itemmarks.append(mark)
+            container = frame[0]
+            if not isinstance(value, str):
+                if isinstance(value, (YMap, YList)):
+                    raise _Problem(_pos(name, mark), "a mapping key must be a plain name, not a list or mapping")
+                raise _Problem(_pos(name, mark), "a mapping key must be a plain name")
+            if frame[5]:
+                raise _Problem(_pos(name, mark), "merge keys (<<) are not supported; write the values out")
+            if value in container:
+                first = container.keymarks[value]
+                duplicates.append(Diagnostic(_pos(name, mark), (), f"duplicate key {value!r} (first defined at "
+                                                                   f"line {first.line + 1}); YAML would keep "
+                                                                   "only the last one"))
+                value = _Duplicate(value)
+            frame[2], frame[3] = value, mark
     return root
+
+
+def _size(value: object, memo: dict[int, int]) -> int:
+    """How many values ``value`` stands for once every alias inside it is expanded."""
+    if not isinstance(value, (YMap, YList)):
+        return 1
+    known = memo.get(id(value))
+    if known is not None:
+        return known
+    items = value.values() if isinstance(value, YMap) else value
+    total = 1 + sum(_size(item, memo) for item in items)
+    memo[id(value)] = total
+    return total
 
 
 def _pos(name: str, mark: Any) -> Position:
