@@ -202,3 +202,15 @@ def test_a_table_changed_between_plan_and_write_is_not_overwritten(tmp_path):
                             now=NOW)
     assert execute(again, host).errors == []
     assert read_live_state(host).domains[0].user("me").password == "$0$changed"
+
+
+def test_a_missing_qmail_control_directory_is_an_error_not_created(tmp_path):
+    empty_root(tmp_path)
+    control = tmp_path / "var/qmail/control"
+    for child in control.iterdir():
+        child.unlink()
+    control.rmdir()
+    plan, _ = plan_on_host(Host(tmp_path), howto_spec(), now=NOW)
+    result = execute(plan, Host(tmp_path))
+    assert result.errors and "is qmail installed" in result.errors[0]
+    assert not control.exists()

@@ -246,8 +246,11 @@ class Executor:
         if lines is None:
             return
         directory = self.host.control_path(name).parent
-        directory.mkdir(parents=True, exist_ok=True)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{directory} does not exist: is qmail installed there (qmail-root)? "
+                                    "vmreconcile does not create qmail's own directories") from None
         try:
             info = writer.file_info(dir_fd, name)
             mode = info.st_mode & 0o7777 if info is not None and not _is_link(info) else 0o644
