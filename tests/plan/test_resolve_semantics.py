@@ -133,6 +133,8 @@ def test_catch_all_none_removes_the_entry_and_unset_leaves_it():
     assert domain_of(left).user("+") == plus
     gone, _ = resolve(one_domain(catch_all=None), live, NOW, no_secrets)
     assert domain_of(gone).user("+") is None
+    pruned, _ = resolve(one_domain(prune=True), live, NOW, no_secrets)
+    assert domain_of(pruned).user("+") == plus  # an unmentioned catch-all is left alone, prune or not
 
 
 class TestPasswords:

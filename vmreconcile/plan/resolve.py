@@ -225,6 +225,8 @@ def resolve_domain(
     elif dspec.catch_all is None and catch_key not in named:
         table.pop(catch_key, None)
         new_entries = [e for e in new_entries if e.name != catch_key]
+    elif dspec.catch_all is UNSET:
+        named.add(catch_key)  # "leave the live entry alone", prune included
 
     named.update(defaults.postmaster_aliases)  # never pruned
     for entry in postmaster:  # vsetup re-run: create the missing ones
