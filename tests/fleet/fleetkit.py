@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.fleet.treedigest import tree_digest  # noqa: F401 - re-exported for the tests
 
@@ -62,8 +63,8 @@ class PlaybookRun:
 
 
 def run_playbook(playbook: Path, workdir: Path, *args: str, extra_vars: dict | None = None,
-                 timeout: int = 120) -> PlaybookRun:
-    """``ansible-playbook -i localhost, -c local`` with the repository's collection and the recorder."""
+                 inventory: str = "localhost,", timeout: int = 120) -> PlaybookRun:
+    """``ansible-playbook -i INVENTORY -c local`` with the repository's collection and the recorder."""
     record = workdir / f"record-{os.getpid()}-{len(list(workdir.glob('record-*')))}.jsonl"
     home = workdir / "ansible-home"
     home.mkdir(exist_ok=True)
@@ -79,11 +80,12 @@ def run_playbook(playbook: Path, workdir: Path, *args: str, extra_vars: dict | N
         ANSIBLE_RETRY_FILES_ENABLED="0",
         ANSIBLE_HOST_KEY_CHECKING="0",
         ANSIBLE_DEPRECATION_WARNINGS="0",
+        ANSIBLE_PIPELINING="1",  # one process per task instead of copy + chmod + run + rm
         ANSIBLE_CONFIG=str(workdir / "no-ansible.cfg"),
         VMR_RECORD_FILE=str(record),
     )
     env.pop("ANSIBLE_STDOUT_CALLBACK", None)
-    command = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local",
+    command = [str(ANSIBLE_PLAYBOOK), "-i", inventory, "-c", "local",
                "-e", f"ansible_python_interpreter={MANAGED_PYTHON}", *args]
     if extra_vars:
         vars_file = workdir / f"vars-{len(list(workdir.glob('vars-*')))}.json"
@@ -101,3 +103,18 @@ def vmreconcile(*args: str, root: Path | None = None, check: bool = True, **kw) 
     """The venv's ``vmreconcile`` command (the same one the playbooks drive)."""
     command = [str(VMRECONCILE)] + (["--root", str(root)] if root else []) + list(args)
     return subprocess.run(command, capture_output=True, text=True, check=check, **kw)
+
+
+class _KeepDates(yaml.SafeLoader):
+    """A SafeLoader that keeps ISO dates as the strings export wrote (vmreconcile reads them)."""
+
+
+_KeepDates.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_export(text: str) -> dict:
+    """An exported configuration as plain data, to edit and dump again with ``yaml.safe_dump``."""
+    return yaml.load(text, Loader=_KeepDates)  # noqa: S506 - _KeepDates is a SafeLoader

@@ -18,6 +18,7 @@ from tests.fleet.fleetkit import (
     MANAGED_PYTHON,
     TREEDIGEST,
     VMRECONCILE,
+    load_export,
     requires_ansible,
     run_playbook,
     tree_digest,
@@ -39,19 +40,9 @@ BAD_YAML = """domains:
 """
 
 
-class _NoDates(yaml.SafeLoader):
-    """Keep ISO dates as the strings export wrote (vmreconcile reads them, not PyYAML)."""
-
-
-_NoDates.yaml_implicit_resolvers = {
-    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 def edited_export(root: Path) -> str:
     """The step's export with three edits: one per part the plan can show (update, create, control)."""
-    doc = yaml.load(vmreconcile("export", root=root).stdout, Loader=_NoDates)  # noqa: S506 - a SafeLoader
+    doc = load_export(vmreconcile("export", root=root).stdout)
     domain = doc["domains"]["mydomain.org"]
     domain["users"]["me"]["forwards"] = ["me-copy@new.example"]
     domain["users"]["zoe"] = {"password": ZOE_HASH}
