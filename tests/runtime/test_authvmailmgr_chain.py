@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_authpipe_support import DOMAIN, Domain, domain
 
 pytestmark = [
@@ -43,6 +45,11 @@ HOOK = """#!/bin/sh
 echo "hook $(basename "$0") where={where} uid=$(id -u) error=[$AUTHVMAILMGR_ERROR] vuser=[$VUSER]" >&2
 exit {code}
 """
+
+
+def _text(raw: bytes) -> str:
+    """Output as text, byte for byte (no newline translation, undecodable bytes kept)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 @dataclass
@@ -78,10 +85,11 @@ class Chain:
         ]
         if request is not None:  # the request arrives on stdin and is moved to fd 3 by sh
             args = ["/bin/sh", "-c", 'exec "$0" "$@" 3<&0 0</dev/null', *args]
-        return subprocess.run(
-            args, env=environ, input=request.decode("latin-1") if request is not None else "",
-            capture_output=True, text=True, timeout=30, preexec_fn=lambda: os.setgroups(list(groups)), cwd="/",
+        done = subprocess.run(
+            args, env=environ, input=request if request is not None else b"",
+            capture_output=True, timeout=30, preexec_fn=lambda: os.setgroups(list(groups)), cwd="/",
         )
+        return subprocess.CompletedProcess(done.args, done.returncode, _text(done.stdout), _text(done.stderr))
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +217,7 @@ def test_system_account_is_passed_to_next_module(hooks: Chain) -> None:
     got = record(result.stdout)
     assert got["program"] == "next" and got["uid"] == "0"  # still root: the next module decides
     assert "AUTHENTICATED" not in got
-    assert result.stdout.split("fd3=[", 1)[1] == request.decode() + "]\n"  # the request, byte for byte
+    assert result.stdout.split("fd3=[", 1)[1] == _text(request) + "]\n"  # the request, byte for byte
     assert "hook " not in result.stderr  # nothing ran: not our user
 
 
@@ -218,7 +226,7 @@ def test_other_auth_types_are_passed_on(hooks: Chain) -> None:
     request = b"imap\ncram-md5\nPDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2U+\nam9lIDNkYmM4OGYwNjI0Nzc2YTczN2I1\n"
     result = hooks.run(request)
     assert record(result.stdout)["program"] == "next"
-    assert result.stdout.split("fd3=[", 1)[1] == request.decode() + "]\n"
+    assert result.stdout.split("fd3=[", 1)[1] == _text(request) + "]\n"
     assert "hook " not in result.stderr
 
 
@@ -276,3 +284,27 @@ def test_unparseable_request_runs_error_hook(hooks: Chain) -> None:
     result = hooks.run(b"imap-without-newlines")
     assert record(result.stdout)["program"] == "imaplogin"
     assert "hook authvmailmgr-error where=global uid=0 error=[Invalid authentication request]" in result.stderr
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda t, u, p: b"imap\n" + t + b"\n" + u + b"\n" + p + b"\n",
+              st.sampled_from([b"login", b"LOGIN", b"cram-md5", b""]),
+              st.sampled_from([b"me@mydomain.org", b"Me@MyDomain.org", b"info@mydomain.org", b"x@", b"", b"\xff@\xfe"]),
+              st.sampled_from([b"secret", b"", b"*", b"\x00", b"wrong\rpass"])),
+))
+def test_fuzz_requests_only_documented_outcomes(chain: Chain, request_bytes: bytes) -> None:
+    """Any fd-3 bytes: the next module, the login program, or AUTHFAILURE/exit 1; never a traceback."""
+    result = chain.run(request_bytes, relogin=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    if result.returncode == 1:
+        assert result.stderr.endswith("AUTHFAILURE\n") and result.stdout == ""
+    else:
+        assert result.returncode == 0
+        got = record(result.stdout)
+        assert got["program"] == "next"
+        if "AUTHENTICATED" in got:
+            assert got["uid"] == str(chain.domain.uid) and got["MAILDIR"].startswith("./users/")
+        else:
+            assert got["uid"] == "0" and result.stdout.split("fd3=[", 1)[1] == _text(request_bytes) + "]\n"
