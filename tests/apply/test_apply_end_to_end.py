@@ -214,3 +214,22 @@ def test_a_missing_qmail_control_directory_is_an_error_not_created(tmp_path):
     result = execute(plan, Host(tmp_path))
     assert result.errors and "is qmail installed" in result.errors[0]
     assert not control.exists()
+
+
+def test_options_are_written_global_and_per_domain_and_shape_new_users(tmp_path):
+    home = empty_root(tmp_path)
+    spec = howto_spec()
+    spec = replace(spec, options={"default-expiry": "86400"},
+                   domains=(replace(spec.domains[0], options={"user-dir-bits": "4", "user-dir-slices": "1"}),))
+    plan, _ = apply_spec(Host(tmp_path), spec)
+    assert [c.address for c in plan.changes[:3]] == ["option/default-expiry", "option/mydomain.org/user-dir-bits",
+                                                     "option/mydomain.org/user-dir-slices"]
+    assert (tmp_path / "etc/vmailmgr/default-expiry").read_text() == "86400\n"
+    assert (home / ".vmailmgr/user-dir-bits").read_text() == "4\n"
+    assert stat.S_IMODE((home / ".vmailmgr").stat().st_mode) == 0o755
+    assert stat.S_IMODE((home / ".vmailmgr/user-dir-bits").stat().st_mode) == 0o644
+    me = read_live_state(Host(tmp_path)).domains[0].user("me")
+    assert me.directory.startswith("./users/") and me.directory.count("/") == 3
+    assert me.expires == NOW + 86400
+    assert (home / me.directory / "new").is_dir()
+    assert plan_on_host(Host(tmp_path), spec, now=NOW)[0].changes == ()

@@ -134,31 +134,32 @@ class Executor:
         self.result.written.append(unit.label)
 
     def write_option(self, domain_name: str | None, name: str) -> None:
+        """One option file (global or per domain), or the authpipe's changeable list."""
+        data: bytes | None
         if domain_name is None:
             self.host.config_dir.mkdir(parents=True, exist_ok=True)
             dir_fd = os.open(self.host.config_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             owner, where = None, str(self.host.config_dir)
             if name == CHANGEABLE_FILE:
-                value: object = "".join(line + "\n" for line in self.plan.changeable or ())
+                data = to_bytes("".join(line + "\n" for line in self.plan.changeable or ()))
             else:
                 value = self.plan.desired.options.get(name)
+                data = None if value is None else render_option(value)
         else:
             domain = self.domain(domain_name)
             base_user = self.host.base_user(domain.base_user)
+            owner, where = self.owner(base_user), f"~{base_user.name}/{LOCAL_CONFIG_DIR}"
             home_fd = self.open_home(base_user)
             try:
-                dir_fd, _ = writer.open_dir(home_fd, LOCAL_CONFIG_DIR, create_mode=0o755,
-                                            owner=self.owner(base_user), where=f"~{base_user.name}/{LOCAL_CONFIG_DIR}")
+                dir_fd, _ = writer.open_dir(home_fd, LOCAL_CONFIG_DIR, create_mode=0o755, owner=owner, where=where)
             finally:
                 os.close(home_fd)
-            owner, where = self.owner(base_user), f"~{base_user.name}/{LOCAL_CONFIG_DIR}"
             value = domain.options.get(name)
+            data = None if value is None else render_option(value)
         try:
-            if value is None:
+            if data is None:
                 writer.unlink_at(dir_fd, name)
             else:
-                data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) and name == CHANGEABLE_FILE \
-                    else render_option(value)  # type: ignore[arg-type]
                 writer.write_file_at(dir_fd, name, data, mode=0o644, owner=owner, where=where, log=self.note)
         finally:
             os.close(dir_fd)
