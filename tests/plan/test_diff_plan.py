@@ -77,6 +77,13 @@ def test_each_single_field_edit_is_exactly_one_change(step11, user, field, value
     assert change.before[field] != change.after[field]
 
 
+def test_a_directory_change_says_mail_is_not_moved(step11):
+    plan = build_plan(edited(step11, "bob", directory="./users/robert"), step11, now=NOW, secrets=no_secrets)
+    assert [(c.action, c.type) for c in plan.changes] == [("create", "maildir"), ("update", "user")]
+    assert plan.notes == ("mydomain.org/bob: directory changes from ./users/bob to ./users/robert; mail is not "
+                          "moved and the old directory stays",)
+
+
 def test_turning_an_alias_into_a_mailbox_adds_a_maildir_change(step11):
     plan = build_plan(edited(step11, "info", has_mailbox=True), step11, now=NOW, secrets=no_secrets)
     assert [(c.action, c.type, c.address) for c in plan.changes] == [

@@ -38,6 +38,9 @@ def build_plan(
     changes = diff(desired, live, purge_mailboxes=purge_mailboxes, changeable=changeable,
                    live_changeable=live_changeable)
     for change in changes:
+        if change.action == "update" and "directory" in change.before and change.before["directory"]:
+            notes.append(f"{change.address}: directory changes from {change.before['directory']} to "
+                         f"{change.after['directory']}; mail is not moved and the old directory stays")
         if change.action == "delete" and change.type in ("user", "alias") and not purge_mailboxes:
             directory = change.before.get("directory")
             if directory and change.before.get("has_mailbox"):
