@@ -1,0 +1,78 @@
+"""`vmreconcile validate`: every error at once as file:line:col lines, exit codes, touches nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.desired.test_corpus import DATA, INVALID, VALID, expectations
+from vmreconcile.cli.main import app
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_each_bad_input_prints_its_errors_and_exits_1_without_a_traceback(name, monkeypatch):
+    monkeypatch.chdir(DATA / "invalid")
+    result = run("validate", name)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    expected = expectations(Path(name), "expect")
+    assert result.stdout.splitlines() == expected
+    count = len(expected)
+    assert result.stderr == f"vmreconcile: {name}: {count} error{'' if count == 1 else 's'}\n"
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_each_good_input_prints_warnings_and_one_summary_line(name, monkeypatch):
+    monkeypatch.chdir(DATA / "valid")
+    result = run("validate", name)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:-1] == expectations(Path(name), "warn")
+    assert lines[-1].startswith(f"{name}: valid: ")
+
+
+def test_summary_counts_domains_users_and_aliases():
+    result = run("validate", str(REPO / "examples" / "howto.yaml"))
+    assert result.stdout == f"{REPO / 'examples' / 'howto.yaml'}: valid: 1 domain, 1 user, 2 aliases\n"
+
+
+def test_both_examples_validate_without_any_environment(monkeypatch):
+    for name in list(os.environ):
+        if name.endswith(("_PASSWORD", "_ALICE")):
+            monkeypatch.delenv(name)
+    assert run("validate", str(REPO / "examples" / "howto.yaml")).exit_code == 0
+    result = run("validate", str(REPO / "examples" / "multi-domain"))
+    assert result.exit_code == 0 and result.stdout.endswith("valid: 2 domains, 6 users, 6 aliases\n")
+
+
+def test_default_config_is_vmreconcile_yaml_in_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = run("validate")
+    assert missing.exit_code == 1
+    assert missing.stdout == "vmreconcile.yaml: no such file or directory\n"
+    (tmp_path / "vmreconcile.yaml").write_text("domains:\n  a.example:\n    base_user: va\n")
+    assert run("validate").stdout == "vmreconcile.yaml: valid: 1 domain, 0 users, 0 aliases\n"
+
+
+def test_validate_touches_nothing_and_reads_no_secret(tmp_path, monkeypatch):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("plaintext\n")
+    secret.chmod(0)
+    config = tmp_path / "c.yaml"
+    config.write_text("domains:\n  a.example:\n    base_user: va\n    users:\n"
+                      f"      u: {{password: {{file: {secret}}}}}\n      v: {{password: {{env: UNSET_FOR_SURE}}}}\n")
+    monkeypatch.delenv("UNSET_FOR_SURE", raising=False)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    result = run("--root", str(tmp_path / "nonexistent-root"), "validate", str(config))
+    assert result.exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+    assert not (tmp_path / "nonexistent-root").exists()
