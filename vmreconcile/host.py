@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import os
 import pwd
-from pathlib import Path, PurePosixPath
 
 from .formats.config import ConfigChain
 from .model import Record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
 GLOBAL_CONFIG_DIR = "/etc/vmailmgr"
 LOCAL_CONFIG_DIR = ".vmailmgr"
 LOCK_FILE = "/run/lock/vmreconcile.lock"
+
+
+def _Path(text: str) -> Path:  # noqa: N802 - stands for the pathlib class
+    """``pathlib.Path`` imported on first use: the runtime works on ``str`` paths only, because
+    importing pathlib (re, fnmatch, urllib.parse, ...) would double a login's start-up time."""
+    from pathlib import Path
+
+    return Path(text)
 
 
 class BaseUserMissing(LookupError):
@@ -40,59 +51,89 @@ class BaseUser(Record):
 
 
 class Host:
-    """Maps absolute paths under an optional root and looks up base users there."""
+    """Maps absolute paths under an optional root and looks up base users there.
+
+    Each path method has a ``str`` twin (``fspath``, ``home_str``, ...) for the runtime; the
+    ``Path`` versions are for the management side.
+    """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root).resolve() if root is not None else None
+        self.root_str: str | None = os.path.realpath(os.fspath(root)) if root is not None else None
         self._users: dict[str, BaseUser] | None = None
+
+    @property
+    def root(self) -> Path | None:
+        return _Path(self.root_str) if self.root_str is not None else None
 
     @property
     def is_rooted(self) -> bool:
         """True under ``--root``: reload commands are printed instead of run."""
-        return self.root is not None
+        return self.root_str is not None
 
     @property
     def can_chown(self) -> bool:
         """Ownership is set only when running as root (with or without ``--root``)."""
         return os.geteuid() == 0
 
+    def fspath(self, absolute: str | os.PathLike[str]) -> str:
+        """The real location of ``absolute`` (a path as the mail system knows it), as a string.
+
+        Like ``PurePosixPath``: repeated and trailing slashes and ``.`` components are dropped;
+        ``..`` is kept (it is not resolved, so it cannot be used to step out of a prefix check).
+        """
+        text = os.fspath(absolute)
+        if not text.startswith("/"):
+            raise ValueError(f"{text} is not an absolute path")
+        parts = [p for p in text.split("/") if p and p != "."]
+        if self.root_str is None:
+            return "/" + "/".join(parts)
+        return "/".join([self.root_str.rstrip("/"), *parts]) if parts else self.root_str
+
     def path(self, absolute: str | os.PathLike[str]) -> Path:
-        """The real location of ``absolute`` (a path as the mail system knows it)."""
-        posix = PurePosixPath(absolute)
-        if not posix.is_absolute():
-            raise ValueError(f"{absolute!s} is not an absolute path")
-        if self.root is None:
-            return Path(posix)
-        return self.root.joinpath(*posix.parts[1:])
+        """`fspath` as a ``pathlib.Path``."""
+        return _Path(self.fspath(absolute))
+
+    @property
+    def config_dir_str(self) -> str:
+        return self.fspath(GLOBAL_CONFIG_DIR)
 
     @property
     def config_dir(self) -> Path:
-        return self.path(GLOBAL_CONFIG_DIR)
+        return _Path(self.config_dir_str)
 
     @property
     def lock_path(self) -> Path:
         return self.path(LOCK_FILE)
 
     def global_config(self) -> ConfigChain:
-        return ConfigChain([self.config_dir])
+        return ConfigChain([self.config_dir_str])
 
     def domain_config(self, user: BaseUser) -> ConfigChain:
         """Local ``~base/.vmailmgr`` first, then ``/etc/vmailmgr`` (§3.1)."""
-        return ConfigChain([self.home(user) / LOCAL_CONFIG_DIR, self.config_dir])
+        return ConfigChain([os.path.join(self.home_str(user), LOCAL_CONFIG_DIR), self.config_dir_str])
+
+    def qmail_root_str(self) -> str:
+        """``qmail-root`` from the global config, mapped under the root."""
+        return self.fspath(self.global_config().text("qmail-root"))
 
     def qmail_root(self) -> Path:
-        """``qmail-root`` from the global config, mapped under the root."""
-        return self.path(self.global_config().text("qmail-root"))
+        return _Path(self.qmail_root_str())
+
+    def control_path_str(self, name: str) -> str:
+        return os.path.join(self.qmail_root_str(), "control", name)
 
     def control_path(self, name: str) -> Path:
-        return self.qmail_root() / "control" / name
+        return _Path(self.control_path_str(name))
+
+    def home_str(self, user: BaseUser) -> str:
+        return self.fspath(user.home)
 
     def home(self, user: BaseUser) -> Path:
-        return self.path(user.home)
+        return _Path(self.home_str(user))
 
     def base_user(self, name: str) -> BaseUser:
         """Look up a base user; `BaseUserMissing` if there is none."""
-        if self.root is None:
+        if self.root_str is None:
             try:
                 entry = pwd.getpwnam(name)
             except KeyError:
@@ -100,7 +141,7 @@ class Host:
             return BaseUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
         users = self._rooted_users()
         if name not in users:
-            raise BaseUserMissing(name, str(self.path("/etc/passwd")))
+            raise BaseUserMissing(name, self.fspath("/etc/passwd"))
         return users[name]
 
     def find_base_user(self, name: str) -> BaseUser | None:
@@ -113,7 +154,8 @@ class Host:
         if self._users is None:
             self._users = {}
             try:
-                text = self.path("/etc/passwd").read_text("utf-8", "surrogateescape")
+                with open(self.fspath("/etc/passwd"), "rb") as fp:
+                    text = fp.read().decode("utf-8", "surrogateescape")
             except OSError:
                 text = ""
             for line in text.splitlines():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import mmap
 import os
 import stat
-from pathlib import Path
 
 from .formats.cdb import CdbError, CdbReader
 from .formats.vpwentry import decode_record, user_key
@@ -21,17 +20,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    StrPath = str | os.PathLike[str]
+
 
 class TableError(OSError):
     """The table exists but cannot be used (symlink, not a file, unreadable)."""
 
 
-def table_path(home: Path, password_file: str = "passwd") -> Path:
-    """``<password-file>.cdb`` relative to the base user's home (§1.1)."""
-    return home / (password_file + ".cdb")
+def table_path(home: StrPath, password_file: str = "passwd") -> str:
+    """``<password-file>.cdb`` relative to the base user's home (§1.1); an absolute one stays."""
+    return os.path.join(home, password_file + ".cdb")
 
 
-def open_table(path: Path) -> CdbReader | None:
+def open_table(path: StrPath) -> CdbReader | None:
     """A reader over the table at ``path``; None if it does not exist."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)

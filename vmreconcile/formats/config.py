@@ -7,13 +7,15 @@ through a function the caller provides, so the runtime and the management side s
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from ..model import UINT_MAX, OptionValue, Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    StrPath = str | os.PathLike[str]
 
 STRING, DIR, UNSIGNED, LIST = "string", "dir", "unsigned", "list"
 
@@ -105,7 +107,7 @@ def render_option(value: OptionValue) -> bytes:
     return (value + "\n").encode("utf-8", "surrogateescape")
 
 
-def read_file_or_none(path: Path) -> bytes | None:
+def read_file_or_none(path: StrPath) -> bytes | None:
     """Read a config file; None when it cannot be opened (missing, unreadable, a dir)."""
     try:
         with open(path, "rb") as fp:
@@ -120,7 +122,7 @@ class ConfigChain:
     Reads each option once and caches it, as VMailMgr's config nodes do.
     """
 
-    def __init__(self, directories: Iterable[Path], read: Callable[[Path], bytes | None] = read_file_or_none) -> None:
+    def __init__(self, directories: Iterable[StrPath], read: Callable[[str], bytes | None] = read_file_or_none) -> None:
         self.directories = tuple(directories)
         self._read = read
         self._cache: dict[str, str | int | tuple[str, ...]] = {}
@@ -131,7 +133,7 @@ class ConfigChain:
         option = OPTIONS[name]
         value = option.default
         for directory in self.directories:
-            raw = self._read(directory / name)
+            raw = self._read(os.path.join(directory, name))
             if raw is None:
                 continue
             parsed = parse_option(option.kind, raw)

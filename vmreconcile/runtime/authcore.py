@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 # Everything a virtual login needs after the setuid is imported here, as root, so a runtime
 # copy that the base user cannot read still works; only formats.hashing (ctypes, needed for
@@ -114,7 +113,7 @@ class Account:
 
     __slots__ = ("base", "virtual_name", "user", "home")
 
-    def __init__(self, base: BaseUser, virtual_name: str, user: VirtualUser | None, home: Path) -> None:
+    def __init__(self, base: BaseUser, virtual_name: str, user: VirtualUser | None, home: str) -> None:
         self.base = base
         self.virtual_name = virtual_name
         self.user = user
@@ -133,7 +132,7 @@ class Account:
 # --------------------------------------------------------------------------- runtime config
 
 
-def _first_line(path: Path) -> str | None:
+def _first_line(path: str) -> str | None:
     try:
         with open(path, "rb") as fp:
             raw = fp.read(4096)
@@ -144,7 +143,7 @@ def _first_line(path: Path) -> str | None:
 
 def system_logins_enabled(host: Host) -> bool:
     """``/etc/vmailmgr/vmreconcile-system-logins``: first line ``1``/``yes`` enables; else off."""
-    value = _first_line(host.config_dir / SYSTEM_LOGINS_FILE)
+    value = _first_line(os.path.join(host.config_dir_str, SYSTEM_LOGINS_FILE))
     return value is not None and value.lower() in ("1", "yes")
 
 
@@ -155,7 +154,7 @@ def passwd_changeable(host: Host) -> frozenset[tuple[str, str]]:
     line; blank lines and ``#`` comments are skipped; a missing file means "none".
     """
     try:
-        with open(host.config_dir / PASSWD_CHANGEABLE_FILE, "rb") as fp:
+        with open(os.path.join(host.config_dir_str, PASSWD_CHANGEABLE_FILE), "rb") as fp:
             text = fp.read(1 << 20).decode("utf-8", "surrogateescape")
     except OSError:
         return frozenset()
@@ -224,7 +223,7 @@ def split_login(name: str, separators: str, environ: Environ) -> tuple[str, str]
 
 def _control_lines(host: Host, config: ConfigChain, name: str) -> tuple[str, ...]:
     """A qmail control file under ``qmail-root`` (global config); () when unreadable."""
-    path = host.path(config.text("qmail-root")) / "control" / name
+    path = os.path.join(host.fspath(config.text("qmail-root")), "control", name)
     try:
         with open(path, "rb") as fp:
             return parse_lines(fp.read())
@@ -283,7 +282,7 @@ def _shadow_hash(host: Host, name: str) -> str | None:
     """The stored hash of a system account: ``/etc/shadow``, else the passwd field."""
     for file in ("/etc/shadow", "/etc/passwd"):
         try:
-            with open(host.path(file), "rb") as fp:
+            with open(host.fspath(file), "rb") as fp:
                 text = fp.read().decode("utf-8", "surrogateescape")
         except OSError:
             continue
@@ -363,7 +362,7 @@ def spawn_wait(argv: list[str], environ: Environ, search: bool = False) -> int:
     return code if code >= 0 else -1
 
 
-def run_hook(directories: tuple[Path, ...], name: str, environ: Environ) -> int:
+def run_hook(directories: tuple[str, ...], name: str, environ: Environ) -> int:
     """``execute(name)`` of §3.4: run ``<dir>/<name>`` for each dir, global first.
 
     A hook runs only if it exists and has any execute bit; it gets no arguments and
@@ -371,7 +370,7 @@ def run_hook(directories: tuple[Path, ...], name: str, environ: Environ) -> int:
     returned; a skipped hook counts as 0.
     """
     for directory in directories:
-        path = str(directory / name)
+        path = os.path.join(directory, name)
         try:
             mode = os.stat(path).st_mode
         except OSError:
@@ -432,7 +431,7 @@ class LoginSession:
         self.environ: Environ = os.environ if environ is None else environ
         self.now = int(time.time()) if now is None else now
         self.config: ConfigChain = host.global_config()
-        self.hook_dirs: tuple[Path, ...] = (host.config_dir,)
+        self.hook_dirs: tuple[str, ...] = (host.config_dir_str,)
         self.base: BaseUser | None = None
 
     # hooks and failures ------------------------------------------------------------
@@ -473,14 +472,14 @@ class LoginSession:
             raise LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_BASE)
         return found
 
-    def set_user(self, base: BaseUser) -> Path:
+    def set_user(self, base: BaseUser) -> str:
         """Become the base user (§5.3 step 6, with supplementary groups dropped).
 
         Exports ``USER`` and ``HOME``, runs the ``-presetuid`` hook (global dir, as root),
         then setgroups([gid]), setgid, setuid, chdir(home), and switches to the domain
         config chain. Returns the home directory.
         """
-        home = self.host.home(base)
+        home = self.host.home_str(base)
         self.environ["USER"] = base.name
         self.environ["HOME"] = str(home)
         if self.run_hook("presetuid") != 0:
@@ -494,8 +493,9 @@ class LoginSession:
             raise LoginFailure(EXIT_TEMPORARY, MSG_BAD_USER_DATA) from None
         self.base = base
         self.config = self.host.domain_config(base)
-        local = home / ".vmailmgr"
-        self.hook_dirs = (self.host.config_dir,) if local == self.host.config_dir else (self.host.config_dir, local)
+        local = os.path.join(home, ".vmailmgr")
+        config_dir = self.host.config_dir_str
+        self.hook_dirs = (config_dir,) if local == config_dir else (config_dir, local)
         return home
 
     def find_virtual_user(self, base: BaseUser, virtual_name: str, password: str) -> VirtualUser:
@@ -506,7 +506,7 @@ class LoginSession:
         after the password, as VMailMgr does). mailbox-enabled=0 is not a block. A table
         that exists but cannot be read is a temporary failure (111).
         """
-        home = self.host.home(base)
+        home = self.host.home_str(base)
         try:
             reader = open_table(table_path(home, self.config.text("password-file")))
             user = lookup(reader, virtual_name) if reader is not None else None

@@ -101,7 +101,7 @@ def choose_maildir(session: LoginSession, account: Account, original: str) -> st
     maildir = account.maildir if account.is_virtual else original
     if not os.path.isdir(maildir):
         error_dir = session.config.text("error-maildir")
-        maildir = str(session.host.path(error_dir)) if error_dir.startswith("/") else error_dir
+        maildir = session.host.fspath(error_dir) if error_dir.startswith("/") else error_dir
         if error_dir.endswith("/") and not maildir.endswith("/"):
             maildir += "/"
     return maildir
