@@ -145,6 +145,12 @@ def test_auth_pre_and_failures(host: Host) -> None:
     assert out == me + b"FAIL\n" + bob + b"FAIL\n" + b"FAIL\n" + b"FAIL\n" + alice.encode() + b"FAIL\n"
 
 
+def test_nul_in_a_name_is_refused_not_a_crash() -> None:
+    """Unrooted (the real pwd module, read-only lookups): getpwnam() raises on NUL; we answer FAIL."""
+    code, out = serve(Host(None), auth("x\0y", "p") + b"PRE . imap a\0b@example.org\n")
+    assert (code, out) == (0, b"FAIL\nFAIL\n")
+
+
 def test_login_without_domain_uses_tcplocalhost(host: Host) -> None:
     directory = Directory(host, environ={"TCPLOCALHOST": DOMAIN})
     assert directory.authenticate("me", "secret").user.directory == "./users/me"

@@ -205,7 +205,7 @@ def test_empty_or_missing_request_fails(chain: Chain, request_bytes: bytes | Non
     assert result.returncode == 1 and result.stdout == "" and result.stderr == "AUTHFAILURE\n"
 
 
-@pytest.mark.parametrize("user, password", [("", "secret"), (f"me@{DOMAIN}", "")])
+@pytest.mark.parametrize("user, password", [("", "secret"), (f"me@{DOMAIN}", ""), ("m\0e@mydomain.org", "secret")])
 def test_empty_user_or_password_fails_completely(chain: Chain, user: str, password: str) -> None:
     got = record(chain.run(login(user, password)).stdout)
     assert got["program"] == "imaplogin"

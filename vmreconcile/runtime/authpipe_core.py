@@ -251,6 +251,8 @@ class Directory:
 
     def resolve(self, login: str) -> tuple[BaseUser, str]:
         """§4: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
+        if "\0" in login:  # no account name holds one, and getpwnam() would raise on it
+            raise Refused(authcore.MSG_UNKNOWN_BASE)
         try:
             user, domain = authcore.split_login(login, str(self.option("separators")), self.environ)
         except authcore.LoginFailure as failure:

@@ -47,7 +47,15 @@ try:  # authcore.verify's own lazy import
     from . import fastcrypt as _fastcrypt  # noqa: F401
 except ImportError:  # pragma: no cover - an authcore without it
     _fastcrypt = None
-from .authcore import EXIT_LOGIN_FAILED, LoginFailure, LoginSession, NotVirtual, split_login, undo_locale_coercion
+from .authcore import (
+    EXIT_LOGIN_FAILED,
+    MSG_UNKNOWN_BASE,
+    LoginFailure,
+    LoginSession,
+    NotVirtual,
+    split_login,
+    undo_locale_coercion,
+)
 
 #: courier-imap 1.2.2 reads the request into a BUFSIZ buffer.
 MAX_REQUEST = 8191
@@ -192,6 +200,9 @@ def main(argv: list[str], host: Host) -> int:
         return pass_on(argv, request)
     if not user or not password:
         session.fail(LoginFailure(EXIT_LOGIN_FAILED, MSG_EMPTY))
+        return fail_completely()
+    if "\0" in user:  # fd 3 is newline-separated; no account name holds a NUL (getpwnam would raise)
+        session.fail(LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_BASE))
         return fail_completely()
     _hashing.crypt(b"", b"*")  # load libcrypt while still root
     try:
