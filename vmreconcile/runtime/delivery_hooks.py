@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 def run_hook(name: str, directories: Iterable[str]) -> int:

@@ -17,14 +17,13 @@ decided only on a figure recomputed by walking the mailbox, never on ``maildirsi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
 from ..model import VirtualUser
 from .delivery_errors import permanent
 from .maildir_quota import Usage, current_usage, quota_definition, recompute, record_delivery
-from .maildir_writer import PendingFile, write_pending
+from .maildir_writer import PendingFile, unlink_quietly, write_pending
 
 WARNED_MARKER = "vdeliver-softquota-warned"
 
@@ -75,8 +74,7 @@ def after_delivery(user: VirtualUser, maildir: str, usage: Usage | None, stored:
     soft = user.soft_quota
     marker = os.path.join(maildir, WARNED_MARKER)
     if soft is None or usage.bytes + stored <= soft:
-        with contextlib.suppress(OSError):
-            os.unlink(marker)
+        unlink_quietly(marker)
         return
     if os.path.lexists(marker):
         return
@@ -97,8 +95,7 @@ def after_delivery(user: VirtualUser, maildir: str, usage: Usage | None, stored:
         pending: PendingFile = write_pending(maildir, len(text), lambda out: _write(out, text))
         pending.commit()
     except Exception:  # noqa: BLE001 - the real message is delivered; a warning must not undo that
-        with contextlib.suppress(OSError):
-            os.unlink(marker)
+        unlink_quietly(marker)
         return
     record_delivery(maildir, len(text))
 

@@ -15,16 +15,25 @@ never bounced on a remembered figure: before a bounce, usage is always recompute
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 
-from .maildir_writer import unique_name
+from .maildir_writer import unique_name, unlink_quietly
 
 MAILDIRSIZE = "maildirsize"
 #: maildir++: a maildirsize larger than this is recomputed (and so rewritten as one line).
 MAX_SIZE_FILE = 5120
-_SIZE_IN_NAME = re.compile(r",S=(\d+)")
+
+
+def size_in_name(name: str) -> int | None:
+    """The ``,S=<bytes>`` maildir++ size in a message file name, or None (no ``re``: start-up)."""
+    start = name.find(",S=")
+    if start < 0:
+        return None
+    start += 3
+    end = start
+    while end < len(name) and "0" <= name[end] <= "9":
+        end += 1
+    return int(name[start:end]) if end > start else None
 
 
 class Usage:
@@ -114,9 +123,9 @@ def walk_usage(maildir: str) -> Usage:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
-                    match = _SIZE_IN_NAME.search(entry.name)
-                    if match:
-                        size += int(match.group(1))
+                    named = size_in_name(entry.name)
+                    if named is not None:
+                        size += named
                     else:
                         try:
                             size += entry.stat(follow_symlinks=False).st_size
@@ -139,8 +148,7 @@ def recompute(maildir: str, definition: str) -> Usage:
             os.close(fd)
         os.rename(tmp, os.path.join(maildir, MAILDIRSIZE))
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        unlink_quietly(tmp)
     return usage
 
 

@@ -16,14 +16,16 @@ file in ``tmp/`` (readers clean those after 36 hours), never a partial file in `
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import time
-from collections.abc import Callable
 
 from .delivery_errors import DeliveryFailure, permanent, temporary
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing-only imports cost start-up time in a per-message process
+    from collections.abc import Callable
 
 #: How many times a failing open/write of the ``tmp/`` file is tried in all.
 ATTEMPTS = 3
@@ -31,6 +33,14 @@ ATTEMPTS = 3
 RETRY_PAUSE = 0.25
 
 _counter = 0
+
+
+def unlink_quietly(path: str) -> None:
+    """Remove ``path`` if it is there; cleanup must never raise over the real error."""
+    try:  # noqa: SIM105 - contextlib would be one more import per message
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def escaped_hostname() -> str:
@@ -79,8 +89,7 @@ class PendingFile:
     def discard(self) -> None:
         """Remove the ``tmp/`` file (every failure path calls this)."""
         if not self.committed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.tmp_path)
+            unlink_quietly(self.tmp_path)
 
     def commit(self) -> None:
         """Make the message visible in ``new/``; on failure the ``tmp/`` file is removed."""
@@ -95,12 +104,7 @@ class PendingFile:
             self.discard()
             raise temporary(f"Could not move the message into new/: {exc.strerror}") from None
         self.committed = True
-        try:
-            os.unlink(self.tmp_path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass  # the message is delivered; a leftover tmp/ link is cleaned by readers
+        unlink_quietly(self.tmp_path)  # delivered; a leftover tmp/ link is cleaned by readers
         _fsync_dir(os.path.join(self.directory, "new"))
 
 

@@ -17,18 +17,16 @@ Where it deliberately differs from VMailMgr 0.97 (see docs/delivery.md):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from pathlib import Path
 
 from ..formats.cdb import CdbError
 from ..formats.config import ConfigChain
 from ..formats.vpwentry import RecordError, decode_record, user_key
-from ..host import LOCAL_CONFIG_DIR, Host
+from ..host import GLOBAL_CONFIG_DIR, LOCAL_CONFIG_DIR, Host
 from ..model import UINT_MAX, VirtualUser
-from ..tables import TableError, open_table, table_path
+from ..tables import TableError, open_table
 from .delivery_errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
 from .delivery_forward import envelope, queue
 from .delivery_hooks import run_hook
@@ -94,8 +92,10 @@ class Output:
         if self.quiet:
             return
         line = ("vdeliver: " if prefixed else "") + text + "\n"
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib would be one more import per message
             write_all(1, line.encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
 
 
 def main(argv: list[str], host: Host) -> int:
@@ -122,6 +122,26 @@ def main(argv: list[str], host: Host) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug must defer the message, never lose it
         out.say(f"Internal error, delivery deferred: {type(exc).__name__}: {exc}")
         return TEMPORARY
+
+
+def host_path(host: Host, absolute: str) -> str:
+    """``absolute`` under the launcher's baked root, as a ``str``.
+
+    Uses ``Host.fspath`` (no pathlib import: this process runs once per message) where the
+    foundation has it, else ``Host.path``.
+    """
+    fspath = getattr(host, "fspath", None)
+    return fspath(absolute) if fspath is not None else str(host.path(absolute))
+
+
+def chain_dirs(local_dir: str, global_dir: str) -> list:
+    """Directories for `ConfigChain`: ``str`` where it joins with ``os.path.join``; the older
+    foundation joins with ``/`` and needs ``pathlib.Path`` (it imports pathlib anyway)."""
+    if hasattr(Host, "fspath"):
+        return [local_dir, global_dir]
+    from pathlib import Path
+
+    return [Path(local_dir), Path(global_dir)]
 
 
 def _config_limit(chain: ConfigChain, option: str) -> int | None:
@@ -178,8 +198,10 @@ class Delivery:
         self.host = host
         self.home = home
         self.out = out
-        self.chain = ConfigChain([Path(home) / LOCAL_CONFIG_DIR, host.config_dir])
-        self.hook_dirs = [str(host.config_dir), os.path.join(home, LOCAL_CONFIG_DIR)]
+        global_dir = host_path(host, GLOBAL_CONFIG_DIR)
+        local_dir = os.path.join(home, LOCAL_CONFIG_DIR)
+        self.chain = ConfigChain(chain_dirs(local_dir, global_dir))
+        self.hook_dirs = [global_dir, local_dir]
 
     def run(self) -> int:
         for var in REQUIRED:
@@ -214,7 +236,7 @@ class Delivery:
     def find_user(self, ext: str) -> tuple[str, VirtualUser]:
         """§7.3: ``EXT``, then ``default-username``; unknown bounces, expired bounces."""
         try:
-            reader = open_table(table_path(Path(self.home), self.chain.text("password-file")))
+            reader = open_table(os.path.join(self.home, self.chain.text("password-file") + ".cdb"))
             name, user = ext, lookup_user(reader, ext, self.chain)
             if user is None:
                 name = self.chain.text("default-username")
@@ -230,7 +252,7 @@ class Delivery:
     def qmail_root(self) -> str:
         configured = self.chain.text("qmail-root")
         try:
-            return str(self.host.path(configured))
+            return host_path(self.host, configured)
         except ValueError:
             return configured
 
