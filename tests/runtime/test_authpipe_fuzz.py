@@ -151,3 +151,10 @@ def test_launcher_never_prints_a_traceback() -> None:
             assert result.returncode in (0, 1, 111), (data, result)
             assert b"Traceback" not in result.stderr, result.stderr
             split_replies(result.stdout)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(requests, st.binary(max_size=80)).filter(lambda r: not r.startswith(b"PASSWD")), max_size=6))
+def test_unrooted_lookups(batch: list[bytes]) -> None:
+    """The real ``pwd``/NSS path (no --root): names with NUL, surrogates or odd bytes never crash it."""
+    check(Host(None), b"".join(batch))
