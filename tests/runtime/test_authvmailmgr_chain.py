@@ -172,23 +172,32 @@ def test_personal_info_and_limits_exported(chain: Chain) -> None:
 
 
 @pytest.mark.parametrize(
-    "user, password, message",
+    "user, password, message, after_setuid",
     [
-        (f"me@{DOMAIN}", "wrong", "Invalid or incorrect password"),
-        (f"ghost@{DOMAIN}", "secret", "Invalid or unknown virtual user"),
-        (f"info@{DOMAIN}", "*", "Invalid or unknown virtual user"),  # alias only
-        (f"dave@{DOMAIN}", "dave-plain", "Account has expired"),
-        ("me@unknown.example", "secret", "Invalid or unknown base user or domain"),
+        (f"me@{DOMAIN}", "wrong", "Invalid or incorrect password", True),
+        (f"ghost@{DOMAIN}", "secret", "Invalid or unknown virtual user", True),
+        (f"info@{DOMAIN}", "*", "Invalid or unknown virtual user", True),  # alias only
+        (f"dave@{DOMAIN}", "dave-plain", "Account has expired", True),
+        ("me@unknown.example", "secret", "Invalid or unknown base user or domain", False),
     ],
 )
-def test_failure_reexecs_login_program(hooks: Chain, user: str, password: str, message: str) -> None:
+def test_failure_reexecs_login_program(hooks: Chain, user: str, password: str, message: str, after_setuid: bool) -> None:
+    """Kept from VMailMgr: a virtual user is checked after the setuid, so its failure hooks run as
+    the base user (global, then the domain's own), and the login program is re-executed as it."""
+    dom = hooks.domain
     result = hooks.run(login(user, password))
     got = record(result.stdout)
     assert got["program"] == "imaplogin" and got["args"] == "--again"  # $AUTHUSER with $AUTHARGV0..1
+    assert got["uid"] == (str(dom.uid) if after_setuid else "0")
     assert int(got["sigign"], 16) & (1 << 12) == 0
     assert "AUTHENTICATED" not in got and "MAILDIR" not in got
-    fails = [line for line in result.stderr.splitlines() if line.startswith("hook authvmailmgr-loginfail")]
-    assert fails and all(f"error=[{message}]" in line for line in fails)
+    fails = [line.split(" error=")[0] for line in result.stderr.splitlines() if line.startswith("hook authvmailmgr-loginfail")]
+    if after_setuid:
+        assert fails == [f"hook authvmailmgr-loginfail where=global uid={dom.uid}",
+                         f"hook authvmailmgr-loginfail where=local uid={dom.uid}"]
+    else:
+        assert fails == ["hook authvmailmgr-loginfail where=global uid=0"]
+    assert result.stderr.count(f"error=[{message}]") == len(fails)
     assert not any("postsetuid" in line for line in result.stderr.splitlines())
 
 
