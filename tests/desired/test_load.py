@@ -51,7 +51,7 @@ def test_every_field_of_every_entry_is_read_exactly(monkeypatch):
     assert users["star"].password == PasswordSpec("hash", "*")
     assert users["star"].message_count_limit is None and users["star"].hard_quota is UNSET
     assert users["selfservice"].password == PasswordSpec("unmanaged")
-    assert users["filesecret"].password == PasswordSpec("file", "secrets/filesecret.txt")
+    assert users["filesecret"].password == PasswordSpec("file", str(VALID / "secrets" / "filesecret.txt"))
     assert users["josé"].personal == "José Müller" and users["josé"].password is UNSET
     assert users["single"] == UserSpec(name="single", kind="alias", forwards=("henry.ford",),
                                        position=Position("all-fields.yaml", 56, 7))

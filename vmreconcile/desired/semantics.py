@@ -12,6 +12,7 @@ never read (the planner reads them when it needs them).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -450,8 +451,9 @@ def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> Pas
                 check.error(path + ("env",), f"{ref!r} is not an environment variable name")
                 return None
             return PasswordSpec("env", ref)
+        # Absolute from here on: relative to the file it is written in, wherever plan runs.
         base = Path(value.file).parent if isinstance(value, YMap) else Path(".")
-        return PasswordSpec("file", str(Path(ref) if Path(ref).is_absolute() else (base / ref)))
+        return PasswordSpec("file", os.path.abspath(base / ref))
     if not isinstance(value, str):
         return None
     if value == "unmanaged":
