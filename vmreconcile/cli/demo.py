@@ -16,7 +16,6 @@ from pathlib import Path
 
 import typer
 
-from .. import __file__ as package_file
 from ..apply.execute import execute
 from ..apply.lock import global_lock
 from ..apply.session import plan_on_host
@@ -25,6 +24,7 @@ from ..desired.semantics import summary
 from ..desired.spec import Spec
 from ..host import Host
 from ..plan.render import render_text
+from ..resources import examples_dir
 from .plan import PLAN_ERRORS, error_text, fail, style_for_tty
 
 EXAMPLE = "howto.yaml"
@@ -32,20 +32,15 @@ DEMO_MARKER = ".vmreconcile-demo"
 
 
 def find_example(name: str = EXAMPLE) -> Path:
-    """Where an example configuration lives: in the package (wheel), the repo, or share/.
+    """The example configuration ``name``, through the package's one resource lookup.
 
-    The one place that knows; the wheel build may package ``examples/`` as package data.
+    ``vmreconcile/examples`` links to the repository's ``examples/`` and is package data in the
+    wheel (`vmreconcile.resources`), so this works in a checkout and when installed.
     """
-    package = Path(package_file).resolve().parent
-    candidates = [
-        package / "examples" / name,
-        package.parent / "examples" / name,
-        Path(sys.prefix) / "share" / "vmreconcile" / "examples" / name,
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"example {name} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+    path = examples_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"example {name} not found in {examples_dir()}")
+    return path
 
 
 def build_demo_root(root: Path, spec: Spec) -> None:
