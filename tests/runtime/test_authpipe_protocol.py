@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -345,3 +346,24 @@ def test_passwd_gives_up_on_a_busy_table(host: Host, monkeypatch: pytest.MonkeyP
     code, out = serve(host, f"PASSWD imap\tme@{DOMAIN}\tsecret\tx\n".encode())
     assert (code, out) == (0, b"FAIL\n")
     assert busy.exists() and table.read_bytes() == before
+
+
+def test_sigint_ends_the_program_without_a_traceback(tmp_path: Path) -> None:
+    from vmreconcile.install import install_runtime
+
+    root = tmp_path / "root"
+    build_step_root(STEP, root)
+    install_runtime(tmp_path / "bin", root=str(root), libdir=tmp_path / "lib", programs=("authpipe",))
+    proc = subprocess.Popen([str(tmp_path / "bin" / "authpipe")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"PRE . imap me@mydomain.org\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith(b"UID=")  # up and serving
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == -signal.SIGINT
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

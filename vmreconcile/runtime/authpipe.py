@@ -32,6 +32,7 @@ import sys
 # Imported up front: the PASSWD child must not import after dropping privileges.
 from ..formats import hashing as _hashing  # noqa: F401
 from ..host import Host
+from .authcore import restore_default_signals
 from .authpipe_core import Directory, Found, Refused
 from .authpipe_passwd import change_password
 from .authpipe_protocol import (
@@ -159,4 +160,5 @@ def serve(directory: Directory, infd: int = 0, outfd: int = 1) -> int:
 def main(argv: list[str], host: Host) -> int:
     if os.isatty(0):
         _log("speaks courier-authlib's authpipe protocol on stdin/stdout; run it from authdaemond")
+    restore_default_signals()  # Ctrl-C on a foreground authdaemond ends us like a C program, no traceback
     return serve(Directory(host))

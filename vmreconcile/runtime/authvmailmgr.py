@@ -53,6 +53,7 @@ from .authcore import (
     LoginFailure,
     LoginSession,
     NotVirtual,
+    restore_default_signals,
     split_login,
     undo_locale_coercion,
 )
@@ -180,6 +181,7 @@ def parse_request(request: bytes) -> tuple[str, str, str] | None:
 
 
 def main(argv: list[str], host: Host) -> int:
+    restore_default_signals()
     undo_locale_coercion(os.environ)
     if len(argv) < 2:
         sys.stderr.write("usage: authvmailmgr next-module [args...]\n")
