@@ -98,7 +98,8 @@ def feed(program: Path, requests: list[bytes]) -> tuple[float, bytes]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=5_000)
+    parser.add_argument("--requests", type=int, default=3_000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     top = Path(tempfile.mkdtemp(prefix="vmr-bench-authpipe-"))
     try:
@@ -108,28 +109,40 @@ def main() -> int:
               f"built in {time.perf_counter() - t0:.2f} s; interpreter /usr/bin/python3 -IS")
 
         stored = hash_password(PASSWORD, "md5-crypt")
-        hash_ms = hash_time(top / "lib", stored)
-        print(f"$1$ hash check alone:        {hash_ms:.4f} ms  (verify_password, same interpreter)")
-
         n = args.requests
         names = [f"user{(i * 7919) % args.users:05d}@{DOMAIN}" for i in range(n)]
-        elapsed, out = feed(program, [auth(name, PASSWORD) for name in names])
-        assert out.count(b"\n.\n") == n, "not every AUTH succeeded"
-        per = elapsed / n * 1000
-        print(f"AUTH good password:          {n / elapsed:9.0f} req/s  {per:.4f} ms/req  "
-              f"beyond the hash: {per - hash_ms:.4f} ms/req")
+        good = [auth(name, PASSWORD) for name in names]
+        unknown = [auth(f"nobody{i}@{DOMAIN}", PASSWORD) for i in range(n)]
+        pre = [f"PRE . imap {name}\n".encode() for name in names]
+        best: dict[str, float] = {}
 
-        elapsed, out = feed(program, [auth(f"nobody{i}@{DOMAIN}", PASSWORD) for i in range(n)])
-        assert out == b"FAIL\n" * n
-        print(f"AUTH unknown user (no hash): {n / elapsed:9.0f} req/s  {elapsed / n * 1000:.4f} ms/req")
+        def keep(label: str, value: float) -> None:
+            best[label] = min(best.get(label, value), value)
 
-        elapsed, out = feed(program, [f"PRE . imap {name}\n".encode() for name in names])
-        assert out.count(b"\n.\n") == n
-        print(f"PRE (lookup only):           {n / elapsed:9.0f} req/s  {elapsed / n * 1000:.4f} ms/req")
+        # Interleaved rounds, best of each: the hash time and the request times are taken under
+        # the same load, and a burst from another process only costs that round.
+        for _ in range(args.rounds):
+            keep("hash", hash_time(top / "lib", stored))
+            elapsed, out = feed(program, good)
+            assert out.count(b"\n.\n") == n, "not every AUTH succeeded"
+            keep("good", elapsed / n * 1000)
+            elapsed, out = feed(program, unknown)
+            assert out == b"FAIL\n" * n
+            keep("unknown", elapsed / n * 1000)
+            elapsed, out = feed(program, pre)
+            assert out.count(b"\n.\n") == n
+            keep("pre", elapsed / n * 1000)
+            elapsed, out = feed(program, [b"ENUMERATE\n"])
+            listed = out.count(b"\n") - 1
+            keep("enumerate", elapsed * 1000)
 
-        elapsed, out = feed(program, [b"ENUMERATE\n"])
-        listed = out.count(b"\n") - 1
-        print(f"ENUMERATE ({listed} users):    {elapsed * 1000:9.1f} ms")
+        print(f"best of {args.rounds} interleaved rounds, {n} requests each:")
+        print(f"$1$ hash check alone:        {best['hash']:.4f} ms  (verify_password, same interpreter)")
+        print(f"AUTH good password:          {1000 / best['good']:9.0f} req/s  {best['good']:.4f} ms/req  "
+              f"beyond the hash: {best['good'] - best['hash']:.4f} ms/req")
+        print(f"AUTH unknown user (no hash): {1000 / best['unknown']:9.0f} req/s  {best['unknown']:.4f} ms/req")
+        print(f"PRE (lookup only):           {1000 / best['pre']:9.0f} req/s  {best['pre']:.4f} ms/req")
+        print(f"ENUMERATE ({listed} users):    {best['enumerate']:9.1f} ms")
 
         t0 = time.perf_counter()
         runs = 10
