@@ -367,3 +367,19 @@ def test_sigint_ends_the_program_without_a_traceback(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_control_files_rechecked_within_a_second(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmreconcile.runtime import authpipe_core
+
+    directory = Directory(host, environ={})
+    assert directory.authenticate(f"me@{DOMAIN}", "secret").virtual_name == "me"
+    with pytest.raises(authpipe_core.Refused):
+        directory.authenticate("me@new.example", "secret")
+    control = host.path("/var/qmail/control/virtualdomains")
+    replacement = control.with_name("virtualdomains.new")
+    replacement.write_text(control.read_text() + "new.example:vbase1\n")
+    os.rename(replacement, control)
+    clock = time.monotonic()
+    monkeypatch.setattr(authpipe_core.time, "monotonic", lambda: clock + 1.5)
+    assert directory.authenticate("me@new.example", "secret").virtual_name == "me"

@@ -5,7 +5,8 @@ files and the options afresh each time and then drops privileges. authpipe answe
 of requests as root in one process and never changes user, so this module keeps what it read
 and parsed, keyed by the file's ``lstat`` identity (device, inode, size, mtime, ctime): a table
 rewritten by ``apply`` or VMailMgr (always a new inode through rename) is noticed on the next
-request, an unchanged file costs one ``lstat``. Paths are plain strings on this hot path
+request, an unchanged one costs one ``lstat``; option files, ``locals``, ``virtualdomains`` and
+a rooted ``etc/passwd`` are re-checked at most once a second. Paths are plain strings on this hot path
 (pathlib costs more than the lookups). Every file is opened without following a symlink in the
 last component; a symlinked table is refused (a base user must not point root at other files),
 a symlinked option or control file counts as missing.
@@ -42,6 +43,8 @@ Identity = tuple[int, int, int, int, int]
 
 #: How many tables stay mapped at once (one per base user that logged in recently).
 MAX_TABLES = 256
+#: Seconds an option/control file's identity is trusted before it is lstat'ed again.
+RECHECK = 1.0
 #: Decoded records kept per table (the same users log in again and again).
 MAX_DECODED = 4096
 
@@ -165,23 +168,33 @@ class Directory:
         self.host = host
         self.environ = dict(os.environ if environ is None else environ)
         self.config_dir = str(host.config_dir)
-        self._parsed: dict[str, tuple[Identity | None, object]] = {}
+        self._parsed: dict[str, tuple[Identity | None, object, float]] = {}
+        self.recheck = RECHECK
         self._tables: OrderedDict[str, tuple[Identity | None, Table | None]] = OrderedDict()
         self._paths: dict[str, str] = {}
 
     # files --------------------------------------------------------------------------
 
     def _cached(self, path: str, parse: Callable[[bytes | None], object]) -> object:
-        """``parse(content or None)``, recomputed only when the file's identity changes."""
+        """``parse(content or None)``, recomputed only when the file's identity changes.
+
+        The identity is checked again at most every `RECHECK` seconds: options, control files
+        and ``etc/passwd`` change rarely, and one ``lstat`` per file per request would be most
+        of a request's cost. (Tables are checked on every request, see `table`.)
+        """
+        now = time.monotonic()
+        cached = self._parsed.get(path)
+        if cached is not None and now - cached[2] < self.recheck:
+            return cached[1]
         try:
             ident = identity(path)
         except TableError:
             ident = None  # a symlinked option or control file counts as missing
-        cached = self._parsed.get(path)
         if cached is not None and cached[0] == ident:
+            self._parsed[path] = (ident, cached[1], now)
             return cached[1]
         value = parse(read_nofollow(path) if ident is not None else None)
-        self._parsed[path] = (ident, value)
+        self._parsed[path] = (ident, value, now)
         return value
 
     def _mapped(self, absolute: str) -> str:
