@@ -181,3 +181,19 @@ def test_domain_targeting_plans_and_applies_only_that_domain(tmp_path):
     assert not any("other.org" in c["address"] for c in full["changes"])
     unknown = run(root, "plan", str(config), "--domain", "nope.org")
     assert unknown.exit_code == 1 and "nope.org" in unknown.stderr
+
+
+def test_offline_plan_needs_no_secrets_and_cannot_be_applied(site, tmp_path):
+    root, config = site
+    assert run(root, "apply", str(config), "--yes").exit_code == 0
+    snapshot = tmp_path / "state.json"
+    snapshot.write_text(run(root, "show", "--format", "json", "--redact").stdout)
+    config.write_text(HOWTO + "      bob:\n        password: {env: BOB_PW}\n")
+    saved = tmp_path / "offline.plan"
+    offline = CliRunner().invoke(app, ["plan", str(config), "--state", str(snapshot), "--out", str(saved)],
+                                 env={"ME_PW": None, "BOB_PW": None})
+    assert offline.exit_code == 0, offline.output
+    assert "mydomain.org/me: password from a env secret is not verifiable offline" in offline.stdout
+    assert "mydomain.org/bob: password from a env secret that is not available offline" in offline.stdout
+    refused = run(root, "apply", "--plan", str(saved), "--yes")
+    assert refused.exit_code == 1 and "for review only" in refused.stderr

@@ -102,6 +102,9 @@ def load_saved_plan(host: Host, path: Path, purge_mailboxes: bool) -> Plan:
         plan = load_plan(path)
     except PlanFileError as exc:
         raise fail(str(exc)) from None
+    if plan.offline:
+        raise fail(f"{path}: this plan was made against a saved state (plan --state), for review only; "
+                   "make the plan on the host to apply it")
     if purge_mailboxes and not plan.purge_mailboxes:
         raise fail("--purge-mailboxes must be given when the plan is made (plan --purge-mailboxes --out FILE)")
     live = read_live_for_plan(host, plan)

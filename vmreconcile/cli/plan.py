@@ -93,7 +93,7 @@ def make_plan(ctx: typer.Context, config: Path, state: Path | None, now: int | N
             live = read_state_file(state)
             return build_plan(spec, live, now=int(time.time()) if now is None else now,
                               secrets=_secrets(spec, config), purge_mailboxes=purge, manage_changeable=False,
-                              targets=targets)
+                              targets=targets, offline=True)
         plan, _ = plan_on_host(host_of(ctx), spec, now=now, purge_mailboxes=purge, fallback_dir=config.parent,
                                targets=targets)
         return plan
@@ -142,9 +142,6 @@ def plan_command(
     plan = make_plan(ctx, config, state, now, purge_mailboxes, tuple(domain) if domain else None)
     typer.echo(render(plan, format), nl=False)
     if out is not None:
-        if state is not None:
-            typer.echo("note: a plan made against --state can only be applied to a host in exactly that state",
-                       err=True)
         try:
             save_plan(plan, out)
         except OSError as exc:

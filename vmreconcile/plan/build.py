@@ -22,18 +22,20 @@ def build_plan(
     live_changeable: tuple[str, ...] | None = None,
     manage_changeable: bool = True,
     targets: tuple[str, ...] | None = None,
+    offline: bool = False,
 ) -> Plan:
     """The plan that makes ``live`` what ``spec`` asks for.
 
     ``live_changeable`` is the current authpipe list (None when the file is missing);
     ``manage_changeable=False`` leaves that file out (a ``--state`` snapshot does not carry it).
     ``targets`` limits the plan to those domains (``--domain``): the spec is cut down to them,
-    ``live`` is expected to hold only them, and the authpipe list is left alone.
+    ``live`` is expected to hold only them, and the authpipe list is left alone. ``offline``:
+    ``live`` is a saved snapshot (``plan --state``); secrets that cannot be read are notes.
     """
     if targets is not None:
         spec = restrict_spec(spec, targets)
         manage_changeable = False
-    desired, notes = resolve(spec, live, now, secrets)
+    desired, notes = resolve(spec, live, now, secrets, offline)
     changeable = passwd_changeable(spec) if manage_changeable else None
     changes = diff(desired, live, purge_mailboxes=purge_mailboxes, changeable=changeable,
                    live_changeable=live_changeable)
@@ -57,6 +59,7 @@ def build_plan(
         purge_mailboxes=purge_mailboxes,
         targets=targets,
         table_digests=_table_digests(changes, desired, live),
+        offline=offline,
     )
 
 

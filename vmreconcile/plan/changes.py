@@ -108,6 +108,7 @@ class Plan:
     #: domain -> `table_digest` of the live entries, for each table the plan rewrites: apply
     #: re-reads the table under its temp-file lock and refuses to overwrite a table that moved
     table_digests: Mapping[str, str] = field(default_factory=dict)
+    offline: bool = False  # made against a saved snapshot (plan --state): for review, never applied
 
     @property
     def empty(self) -> bool:

@@ -42,6 +42,7 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
     doc["purge_mailboxes"] = plan.purge_mailboxes
     doc["targets"] = list(plan.targets) if plan.targets is not None else None
     doc["table_digests"] = dict(plan.table_digests)
+    doc["offline"] = plan.offline
     return doc
 
 
@@ -68,6 +69,7 @@ def plan_from_document(doc: Any) -> Plan:
             purge_mailboxes=bool(doc.get("purge_mailboxes")),
             targets=tuple(doc["targets"]) if doc.get("targets") is not None else None,
             table_digests=dict(doc.get("table_digests") or {}),
+            offline=bool(doc.get("offline")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanFileError(f"malformed plan file: {exc}") from None

@@ -122,11 +122,14 @@ class DomainDefaults:
         return base.with_changes(**fields)
 
 
-def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader) -> tuple[HostState, list[str]]:
+def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader,
+            offline: bool = False) -> tuple[HostState, list[str]]:
     """The desired `HostState` for ``spec`` on a host that is in state ``live``, and notes.
 
     Raises `ResolveError` listing every problem (a missing secret names the user, never the
-    secret's value). Domains the spec does not name are kept as they are live.
+    secret's value). Domains the spec does not name are kept as they are live. ``offline``
+    (planning against a saved snapshot, as CI does without secrets): a secret that cannot be
+    read is a note, not an error; a redacted live hash never needs the secret.
     """
     notes: list[str] = []
     problems: list[str] = []
@@ -138,7 +141,7 @@ def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader) -> tup
         if live_domain is not None:
             claimed.add(live_domain.name)
         desired_domains[dspec.name] = resolve_domain(
-            dspec, live_domain, global_options, spec, now, secrets, notes, problems
+            dspec, live_domain, global_options, spec, now, secrets, notes, problems, offline
         )
     if problems:
         raise ResolveError(problems)
@@ -169,6 +172,7 @@ def resolve_domain(
     secrets: SecretReader,
     notes: list[str],
     problems: list[str],
+    offline: bool = False,
 ) -> Domain:
     options = {**(live.options if live else {}), **dspec.options}
     defaults = DomainDefaults.of(options, global_options)
@@ -200,7 +204,7 @@ def resolve_domain(
         key = ascii_lower(uspec.name)
         user_is_new = key not in table
         entry = resolve_user(uspec, table.get(key), defaults, spec.password_scheme, now, secrets, address,
-                             notes, problems)
+                             notes, problems, offline)
         if entry is not None:
             put(entry)
         # vadduser NAME ALIAS... makes the aliases in the same second as the user
@@ -275,6 +279,7 @@ def resolve_user(
     address: str,
     notes: list[str],
     problems: list[str],
+    offline: bool = False,
 ) -> VirtualUser | None:
     """One entry: live fields where the spec is silent, VMailMgr's defaults for a new entry."""
     if live is None:
@@ -294,7 +299,7 @@ def resolve_user(
             value = tuple(value)
         if getattr(entry, name) != value:
             changes[name] = value
-    password = resolve_password(uspec.password, live, scheme, secrets, address, notes, problems)
+    password = resolve_password(uspec.password, live, scheme, secrets, address, notes, problems, offline)
     if password is not None and password != entry.password:
         changes["password"] = password
     # the same object when nothing changes: the diff then compares by identity (fast at fleet scale)
@@ -309,6 +314,7 @@ def resolve_password(
     address: str,
     notes: list[str],
     problems: list[str],
+    offline: bool = False,
 ) -> str | None:
     """The password field to store, or None to keep what the entry has (live, or ``*`` if new)."""
     if pw is UNSET or not isinstance(pw, PasswordSpec) or pw.kind == "unmanaged":
@@ -320,12 +326,16 @@ def resolve_password(
         if live is not None and is_redacted(live.password) and hash_digest(value) == hash_digest(live.password):
             return None
         return value
+    if live is not None and is_redacted(live.password):  # a snapshot: the secret is not even read
+        notes.append(f"{address}: password from a {pw.kind} secret is not verifiable offline (hash redacted); not compared")
+        return None
     plain = secrets(pw.kind, pw.value or "")
     if plain is None:
+        if offline:
+            notes.append(f"{address}: password from a {pw.kind} secret that is not available offline; "
+                         "shown as '*' (apply hashes the secret)")
+            return "*"
         problems.append(f"{address}: password secret {{{pw.kind}:…}} is not available")
-        return None
-    if live is not None and is_redacted(live.password):
-        notes.append(f"{address}: password from a {pw.kind} secret is not verifiable offline (hash redacted); not compared")
         return None
     if live is not None and verify_password(plain, live.password):
         return None
