@@ -24,7 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 VMRECONCILE = BIN / "vmreconcile"
 ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
+ANSIBLE_GALAXY = BIN / "ansible-galaxy"
+ANSIBLE_DOC = BIN / "ansible-doc"
 COLLECTIONS = REPO / "ansible"
+COLLECTION_SOURCE = COLLECTIONS / "ansible_collections" / "vmreconcile" / "mail"
 CALLBACKS = Path(__file__).resolve().parent / "callback"
 TREEDIGEST = Path(__file__).resolve().parent / "treedigest.py"
 MANAGED_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -63,14 +66,14 @@ class PlaybookRun:
 
 
 def run_playbook(playbook: Path, workdir: Path, *args: str, extra_vars: dict | None = None,
-                 inventory: str = "localhost,", timeout: int = 120) -> PlaybookRun:
+                 inventory: str = "localhost,", collections: Path = COLLECTIONS, timeout: int = 120) -> PlaybookRun:
     """``ansible-playbook -i INVENTORY -c local`` with the repository's collection and the recorder."""
     record = workdir / f"record-{os.getpid()}-{len(list(workdir.glob('record-*')))}.jsonl"
     home = workdir / "ansible-home"
     home.mkdir(exist_ok=True)
     env = dict(
         os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+        ANSIBLE_COLLECTIONS_PATH=str(collections),
         ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
         ANSIBLE_CALLBACKS_ENABLED="vmr_record",
         ANSIBLE_HOME=str(home),
@@ -118,3 +121,18 @@ _KeepDates.yaml_implicit_resolvers = {
 def load_export(text: str) -> dict:
     """An exported configuration as plain data, to edit and dump again with ``yaml.safe_dump``."""
     return yaml.load(text, Loader=_KeepDates)  # noqa: S506 - _KeepDates is a SafeLoader
+
+
+def install_collection(work: Path) -> Path:
+    """Build the collection tarball and install it (offline, from the file) under ``work``.
+
+    Returns the collections path to give Ansible, so a test exercises the built artifact.
+    """
+    ansible_env = dict(os.environ, ANSIBLE_HOME=str(work / "ansible-home"), ANSIBLE_NOCOLOR="1")
+    subprocess.run([str(ANSIBLE_GALAXY), "collection", "build", str(COLLECTION_SOURCE), "--output-path", str(work)],
+                   check=True, capture_output=True, env=ansible_env)
+    [tarball] = work.glob("vmreconcile-mail-*.tar.gz")
+    target = work / "collections"
+    subprocess.run([str(ANSIBLE_GALAXY), "collection", "install", "--offline", str(tarball), "-p", str(target)],
+                   check=True, capture_output=True, env=ansible_env)
+    return target

@@ -8,6 +8,8 @@ read what Ansible recorded and compare it with the CLI's own plan and with file 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,12 @@ import yaml
 
 from tests.conftest import build_step_root
 from tests.fleet.fleetkit import (
+    ANSIBLE_DOC,
+    COLLECTION_SOURCE,
     MANAGED_PYTHON,
     TREEDIGEST,
     VMRECONCILE,
+    install_collection,
     load_export,
     requires_ansible,
     run_playbook,
@@ -60,8 +65,9 @@ def module_run(tmp_path_factory):
     bad = work / "bad.yaml"
     bad.write_text(BAD_YAML)
     cli_plan = json.loads(vmreconcile("plan", str(config), "--format", "json", root=root).stdout)
+    collections = install_collection(work)  # the built tarball, not the tree
     before = tree_digest(root)
-    run = run_playbook(PLAYBOOK, work, extra_vars={
+    run = run_playbook(PLAYBOOK, work, collections=collections, extra_vars={
         "root": str(root), "executable": str(VMRECONCILE), "treedigest": str(TREEDIGEST), "workdir": str(work),
         "config": str(config), "bad_config": str(bad), "zoe_password": ZOE_PASSWORD,
         "secret_content": "domains:\n  mydomain.org:\n    base_user: vbase1\n    wildcard: true\n"
@@ -72,7 +78,8 @@ def module_run(tmp_path_factory):
         "ansible_python_interpreter": MANAGED_PYTHON,
     })
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    return dict(run=run, work=work, root=root, config=config, bad=bad, cli_plan=cli_plan, before=before)
+    return dict(run=run, work=work, root=root, config=config, bad=bad, cli_plan=cli_plan, before=before,
+                collections=collections)
 
 
 def test_check_mode_reports_the_cli_plan_and_touches_nothing(module_run):
@@ -159,3 +166,25 @@ def test_bad_configuration_fails_with_file_line_col(module_run):
     missing = run.named("missing base user")
     assert missing.status == "failed" and "nosuchbaseuser" in missing.result["msg"]
     assert missing.result["errors"] == []
+
+
+def test_documented_options_are_the_module_arguments(module_run):
+    """ansible-doc parses the installed module's documentation, and it lists exactly its arguments."""
+    import importlib.util
+
+    done = subprocess.run([str(ANSIBLE_DOC), "--json", "vmreconcile.mail.vmreconcile"], capture_output=True, text=True,
+                          env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(module_run["collections"]),
+                                   ANSIBLE_HOME=str(module_run["work"] / "ansible-home")), check=True)
+    doc = json.loads(done.stdout)["vmreconcile.mail.vmreconcile"]
+    spec = importlib.util.spec_from_file_location("vmr_ansible_module",
+                                                  COLLECTION_SOURCE / "plugins" / "modules" / "vmreconcile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    arguments = module.argument_spec()
+    options = doc["doc"]["options"]
+    assert set(options) == set(arguments)
+    for name, argument in arguments.items():
+        assert options[name]["type"] == argument["type"], name
+        assert options[name].get("default") == argument.get("default"), name
+    assert doc["doc"]["attributes"]["check_mode"]["support"] == "full"
+    assert set(doc["return"]) >= {"summary", "changes", "parts", "notes", "brake", "messages", "errors"}

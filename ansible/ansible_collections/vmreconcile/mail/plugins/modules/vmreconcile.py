@@ -144,7 +144,7 @@ messages:
   type: list
   elements: str
 errors:
-  description: The configuration errors, one C(file:line:col: message) each.
+  description: "The configuration errors, one C(file:line:col: message) each."
   returned: failure on a bad configuration
   type: list
   elements: str
