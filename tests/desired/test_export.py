@@ -62,15 +62,25 @@ def rebuild(entry: UserSpec, dspec: DomainSpec, spec: Spec) -> VirtualUser:
     )
 
 
+def user_dir_options(dspec: DomainSpec, spec: Spec) -> tuple:
+    return tuple(effective_option(n, dspec.options, spec.options) for n in ("user-dir", "user-dir-bits",
+                                                                           "user-dir-slices"))
+
+
 def assert_rebuilds(state: HostState, spec: Spec) -> None:
     assert [d.name for d in spec.domains] == [d.name for d in state.domains]
     for live, dspec in zip(state.domains, spec.domains, strict=True):
         assert (dspec.base_user, dspec.wildcard, dspec.domain_aliases) == (
             live.base_user, live.wildcard, live.domain_aliases)
         assert dict(dspec.options) == dict(live.options)
-        rebuilt = {ascii_lower(u.name): rebuild(u, dspec, spec) for u in dspec.users}
+        rebuilt = {}
+        for entry in dspec.users:
+            user = rebuilt[ascii_lower(entry.name)] = rebuild(entry, dspec, spec)
+            for alias in entry.aliases:  # like `vadduser USER ALIAS...`, in the user's second
+                extra = UserSpec(name=alias, kind="alias", forwards=(user.name,), created=user.created)
+                directory = userdir(ascii_lower(alias), *user_dir_options(dspec, spec))
+                rebuilt[ascii_lower(alias)] = rebuild(extra, dspec, spec).with_changes(directory=directory)
         assert rebuilt == {u.name: u for u in live.users}
-        assert all(u.aliases == () for u in dspec.users)
     assert dict(spec.options) == dict(state.options)
 
 

@@ -107,12 +107,19 @@ def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, obj
     if domain.options:
         out["options"] = _options(domain.options)
     defaults = _Defaults(domain.options, state.options)
+    extras = vadduser_extras(domain.users, defaults)
+    absorbed = {alias for names in extras.values() for alias in names}
     users: dict[str, object] = {}
     aliases: dict[str, object] = {}
     for user in domain.users:
+        if user.name in absorbed:
+            continue
         kind = "user" if user.has_mailbox else "alias"
         name = typed_name(user, defaults)
         fields = entry_fields(user, kind, name, defaults)
+        if user.name in extras:  # right after the password, where `vadduser NAME ALIAS...` reads
+            head = {"password": fields.pop("password")} if "password" in fields else {}
+            fields = {**head, "aliases": extras[user.name], **fields}
         (users if kind == "user" else aliases)[name] = fields
     if users:
         out["users"] = users
@@ -138,6 +145,37 @@ class _Defaults:
 
     def directory(self, name: str) -> str:
         return "./" + userdir(name, self.user_dir, self.bits, self.slices)
+
+
+def vadduser_extras(entries: tuple[VirtualUser, ...], defaults: _Defaults) -> dict[str, list[str]]:
+    """User key -> the aliases ``vadduser USER ALIAS...`` made with it, written as ``aliases: [...]``.
+
+    Only entries exactly as vadduser makes them qualify (``*``, ``userdir(alias)`` without
+    ``./``, no mailbox, forwarding to the user alone, the defaults, the user's creation second)
+    and only when they follow the user in the table: the planner then rebuilds them in place.
+    """
+    extras: dict[str, list[str]] = {}
+    for index, user in enumerate(entries):
+        if not user.has_mailbox:
+            continue
+        following = index + 1
+        while following < len(entries) and _is_extra_of(entries[following], user, defaults):
+            extras.setdefault(user.name, []).append(entries[following].name)
+            following += 1
+    return extras
+
+
+def _is_extra_of(alias: VirtualUser, user: VirtualUser, defaults: _Defaults) -> bool:
+    expires = None
+    if defaults.default_expiry != UINT_MAX and alias.created + defaults.default_expiry < UINT_MAX:
+        expires = alias.created + defaults.default_expiry
+    return (
+        alias.forwards == (user.name,) and alias.password == "*" and not alias.has_mailbox
+        and alias.directory == userdir(alias.name, defaults.user_dir, defaults.bits, defaults.slices)
+        and alias.mailbox_enabled and not alias.personal and alias.created == user.created
+        and alias.expires == expires
+        and all(getattr(alias, field) == value for field, value in defaults.limits.items())
+    )
 
 
 def typed_name(user: VirtualUser, defaults: _Defaults) -> str:
