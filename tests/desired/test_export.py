@@ -243,3 +243,26 @@ def host_states(draw):
 @given(host_states())
 def test_any_live_domain_exports_to_yaml_that_rebuilds_it_exactly(tmp_path, state):
     assert_rebuilds(state, export_and_load(state, tmp_path).spec)
+
+
+def test_vadduser_extras_are_written_in_their_users_aliases_list(tmp_path):
+    made = dict(created=1000, password="*", has_mailbox=False)
+    users = (
+        VirtualUser("alice", password="$1$abcdefgh$IvHnD.uhYhhpxAiK9IT/C/", directory="./users/alice", created=1000,
+                    expires=1000 + 86400),
+        VirtualUser("ali", directory="users/ali", forwards=("alice",), expires=1000 + 86400, **made),
+        VirtualUser("al", directory="users/al", forwards=("alice",), expires=1000 + 86400, **made),
+        VirtualUser("later", directory="users/later", forwards=("alice",), expires=1000 + 86400,
+                    **{**made, "created": 1001}),
+        VirtualUser("dotted", directory="./users/dotted", forwards=("alice",), expires=1000 + 86400, **made),
+    )
+    state = HostState(options={"default-expiry": "86400"},
+                      domains=(Domain("d.example", "vd", users=users, qmail_default="|/usr/local/bin/vdeliver\n"),))
+    doc, _ = export_document(state)
+    domain = doc["domains"]["d.example"]
+    assert list(domain["users"]["alice"]) == ["password", "aliases", "created", "expires"]
+    assert domain["users"]["alice"]["aliases"] == ["ali", "al"]
+    assert list(domain["aliases"]) == ["later", "dotted"]
+    assert domain["aliases"]["dotted"] == {"forwards": ["alice"], "created": "1970-01-01T00:16:40Z",
+                                           "expires": "1970-01-02T00:16:40Z"}
+    assert_rebuilds(state, export_and_load(state, tmp_path).spec)
