@@ -15,11 +15,6 @@ from vmreconcile.live import read_live_state
 export = pytest.importorskip("vmreconcile.desired.export", reason="desired/export.py not in this checkout yet")
 
 NOW = 1_900_000_000
-#: Steps whose table has `ali`, made by `vadduser alice ali` right after alice. The export lists it
-#: under `aliases:` (after every user), so only creation times order it, and it ties with the
-#: users of its second. Written under alice's own `aliases:` it would land in place.
-ORDER_LOST = {"02-vadduser", "03-vaddalias", "04-forwards-user", "05-vchattr", "06-vchattr-unlimited",
-              "07-vchforwards", "08-vpasswd"}
 
 
 def exported_spec(step, tmp_path):
@@ -37,11 +32,7 @@ def test_exported_step_plans_no_changes_on_its_own_host(step, tmp_path):
     assert plan.changes == ()
 
 
-@pytest.mark.parametrize("step", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="export loses vadduser-extra alias order"))
-    if s in ORDER_LOST else s
-    for s in STEPS
-])
+@pytest.mark.parametrize("step", STEPS)
 def test_exported_step_applied_to_an_empty_home_rebuilds_the_table_byte_for_byte(step, tmp_path):
     _, spec = exported_spec(step, tmp_path)
     target = tmp_path / "target"

@@ -241,3 +241,13 @@ def test_aliases_of_a_new_user_share_its_creation_time_but_not_of_an_existing_on
     live = live_with(VirtualUser("alice", directory="./users/alice", created=100))
     state, _ = resolve(spec, live, NOW, no_secrets)
     assert domain_of(state).user("ali").created == NOW
+
+
+def test_an_alias_in_vadduser_extra_shape_goes_right_after_its_user():
+    """Step 02: `vadduser alice ali` wrote ali right after alice; an export lists it after all users."""
+    spec = one_domain(UserSpec("alice", created=100), UserSpec("bob", created=100),
+                      UserSpec("ali", kind="alias", forwards=("alice",), directory="users/ali", created=100),
+                      UserSpec("info", kind="alias", forwards=("alice",), created=100),
+                      options={"postmaster-aliases": ()})
+    state, _ = resolve(spec, HostState(), NOW, no_secrets)
+    assert [u.name for u in domain_of(state).users] == ["alice", "ali", "bob", "info"]

@@ -11,8 +11,9 @@ Table order is creation order with updates in place (§1.10): live entries keep 
 new ones are appended in YAML order (for a domain that has no table yet, vsetup's postmaster
 aliases come first, as they would on a host set up with ``vsetup`` then ``vadduser``). New
 entries whose YAML gives an explicit ``created`` are ordered by it (stable, so ties and
-entries without one keep YAML order): an exported table, whose ``users:`` and ``aliases:``
-sections are separate, is then rebuilt in VMailMgr's own order.
+entries without one keep YAML order), and an alias in the shape ``vadduser USER ALIAS`` gives
+it goes right after USER: an exported table, whose ``users:`` and ``aliases:`` sections are
+separate, is then rebuilt in VMailMgr's own order, byte for byte.
 """
 
 from __future__ import annotations
@@ -240,6 +241,7 @@ def resolve_domain(
     # table order is creation order (§1.10): new entries given an explicit, older creation time
     # (an exported table rebuilt on an empty home) go where VMailMgr had them; ties keep YAML order
     new_entries.sort(key=lambda e: table.get(e.name, e).created)
+    new_entries = place_vadduser_extras([table.get(e.name, e) for e in new_entries], defaults)
     order = [u.name for u in live_users] + [e.name for e in new_entries]
     users = []
     for name in order:
@@ -263,6 +265,31 @@ def resolve_domain(
         users=users_t,
         maildirs=frozenset(maildirs),
     )
+
+
+def place_vadduser_extras(entries: list[VirtualUser], defaults: DomainDefaults) -> list[VirtualUser]:
+    """Put each alias made by ``vadduser USER ALIAS`` right after USER, where VMailMgr wrote it.
+
+    Such an alias has a unique shape (§1.8): ``*``, directory ``userdir(alias)`` without ``./``
+    (vaddalias writes ``./``), no mailbox, one forward to USER, and USER's creation second. An
+    export lists it under ``aliases:``, after every user; this puts it back in table order.
+    """
+    by_name = {e.name: e for e in entries}
+    extras: dict[str, list[VirtualUser]] = {}
+    rest = []
+    for entry in entries:
+        target = by_name.get(entry.forwards[0]) if len(entry.forwards) == 1 else None
+        if (target is not None and target is not entry and not target.is_alias and not entry.has_mailbox
+                and entry.password == "*" and entry.created == target.created
+                and entry.directory == defaults.userdir(entry.name)):
+            extras.setdefault(target.name, []).append(entry)
+        else:
+            rest.append(entry)
+    out = []
+    for entry in rest:
+        out.append(entry)
+        out.extend(extras.get(entry.name, ()))
+    return out
 
 
 _SIMPLE_FIELDS = ("forwards", "directory", "has_mailbox", "mailbox_enabled", "personal", "hard_quota",
