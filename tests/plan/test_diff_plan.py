@@ -211,3 +211,8 @@ def test_option_changes_are_addressed_per_domain_and_global():
         ("create", "option", "option/default-expiry", "runtime-config"),
         ("create", "option", "option/mydomain.org/user-dir-bits", "runtime-config"),
     ]
+
+
+def test_a_mailbox_outside_the_home_is_not_planned_as_a_maildir(step11):
+    plan = build_plan(edited(step11, "bob", directory="/srv/mail/bob"), step11, now=NOW, secrets=no_secrets)
+    assert [(c.action, c.type) for c in plan.changes] == [("update", "user")]

@@ -55,7 +55,8 @@ def diff_users(desired: Domain, live: Domain | None, purge_mailboxes: bool) -> l
             fields = tuple(f for f in _USER_DIFF_FIELDS if getattr(old, f) != getattr(user, f))
             changes.append(Change("update", entry_type(user), address, "tables", user_fields(old, fields),
                                   user_fields(user, fields), desired.name, user.name))
-        if user.has_mailbox and user.directory and user.directory not in live_maildirs:
+        if user.has_mailbox and user.directory and user.directory not in live_maildirs \
+                and not user.directory.startswith("/"):  # outside the home: the admin's to create
             changes.append(Change("create", "maildir", f"{address}/maildir", "tables", {},
                                   {"directory": user.directory}, desired.name, user.directory))
     for name, old in live_users.items():

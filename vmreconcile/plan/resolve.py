@@ -252,7 +252,7 @@ def resolve_domain(
         users.append(table[name])
     users_t = tuple(users)
 
-    needed = {u.directory for u in users_t if u.has_mailbox and u.directory}
+    needed = {u.directory for u in users_t if u.has_mailbox and u.directory and not u.directory.startswith("/")}
     live_maildirs = live.maildirs if live else frozenset()
     maildirs = live_maildirs | needed if not needed <= live_maildirs else live_maildirs
     return Domain(
