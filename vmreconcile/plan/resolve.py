@@ -247,7 +247,7 @@ def resolve_domain(
     for name in order:
         if name not in table:
             continue
-        if dspec.prune and name not in named and live is not None and live.user(name) is not None:
+        if dspec.prune and name not in named:  # every new entry is named: only live ones go
             continue
         users.append(table[name])
     users_t = tuple(users)
