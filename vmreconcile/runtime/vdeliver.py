@@ -24,9 +24,9 @@ import time
 from ..formats.cdb import CdbError
 from ..formats.config import ConfigChain
 from ..formats.vpwentry import RecordError, decode_record, user_key
-from ..host import GLOBAL_CONFIG_DIR, LOCAL_CONFIG_DIR, Host
+from ..host import LOCAL_CONFIG_DIR, Host
 from ..model import UINT_MAX, VirtualUser
-from ..tables import TableError, open_table
+from ..tables import TableError, open_table, table_path
 from .delivery_errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
 from .delivery_forward import envelope, queue
 from .delivery_hooks import run_hook
@@ -124,26 +124,6 @@ def main(argv: list[str], host: Host) -> int:
         return TEMPORARY
 
 
-def host_path(host: Host, absolute: str) -> str:
-    """``absolute`` under the launcher's baked root, as a ``str``.
-
-    Uses ``Host.fspath`` (no pathlib import: this process runs once per message) where the
-    foundation has it, else ``Host.path``.
-    """
-    fspath = getattr(host, "fspath", None)
-    return fspath(absolute) if fspath is not None else str(host.path(absolute))
-
-
-def chain_dirs(local_dir: str, global_dir: str) -> list:
-    """Directories for `ConfigChain`: ``str`` where it joins with ``os.path.join``; the older
-    foundation joins with ``/`` and needs ``pathlib.Path`` (it imports pathlib anyway)."""
-    if hasattr(Host, "fspath"):
-        return [local_dir, global_dir]
-    from pathlib import Path
-
-    return [Path(local_dir), Path(global_dir)]
-
-
 def _config_limit(chain: ConfigChain, option: str) -> int | None:
     value = chain.unsigned(option)
     return None if value == UINT_MAX else value
@@ -198,9 +178,9 @@ class Delivery:
         self.host = host
         self.home = home
         self.out = out
-        global_dir = host_path(host, GLOBAL_CONFIG_DIR)
+        global_dir = host.config_dir_str
         local_dir = os.path.join(home, LOCAL_CONFIG_DIR)
-        self.chain = ConfigChain(chain_dirs(local_dir, global_dir))
+        self.chain = ConfigChain([local_dir, global_dir])
         self.hook_dirs = [global_dir, local_dir]
 
     def run(self) -> int:
@@ -236,7 +216,7 @@ class Delivery:
     def find_user(self, ext: str) -> tuple[str, VirtualUser]:
         """§7.3: ``EXT``, then ``default-username``; unknown bounces, expired bounces."""
         try:
-            reader = open_table(os.path.join(self.home, self.chain.text("password-file") + ".cdb"))
+            reader = open_table(table_path(self.home, self.chain.text("password-file")))
             name, user = ext, lookup_user(reader, ext, self.chain)
             if user is None:
                 name = self.chain.text("default-username")
@@ -252,7 +232,7 @@ class Delivery:
     def qmail_root(self) -> str:
         configured = self.chain.text("qmail-root")
         try:
-            return host_path(self.host, configured)
+            return self.host.fspath(configured)
         except ValueError:
             return configured
 
