@@ -32,6 +32,8 @@ _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
 _BASE_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 #: The characters `name_problem` refuses (all ASCII, so the str check equals the byte check).
 _NAME_BAD_CHARS = re.compile(r"[/:\n\r\t \x00]")
+#: yescrypt, SHA-512/256, MD5 and bcrypt crypt strings: what `looks_like_hash` accepts, decided fast.
+_COMMON_HASH = re.compile(r"\$(?:y|6|5|1|2[aby])\$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BAD_ADDRESS_CHARS = re.compile(r"[\s\x00-\x1f\x7f,<>()\[\]\\\"]")
 #: Options VMailMgr reads before it switches to the domain's config (§3.1).
@@ -407,11 +409,12 @@ def _entry(
                 fields[field] = value
         elif field in _BOOL_FIELDS and isinstance(value, bool):
             fields[field] = value
-    if fields.get("has_mailbox") is True and fields.get("directory") == "":
+    if "has_mailbox" in fields and fields["has_mailbox"] is True and fields.get("directory") == "":
         check.error(path + ("has_mailbox",), "an entry with an empty directory cannot have a mailbox")
-    soft, hard = fields.get("soft_quota"), fields.get("hard_quota")
-    if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
-        check.warn(path + ("soft_quota",), f"soft quota {soft} is above the hard quota {hard}")
+    if "soft_quota" in fields and "hard_quota" in fields:
+        soft, hard = fields["soft_quota"], fields["hard_quota"]
+        if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
+            check.warn(path + ("soft_quota",), f"soft quota {soft} is above the hard quota {hard}")
     mark = parent.keymarks.get(name)
     position = Position(parent.file_of(name), mark.line + 1, mark.column + 1) if mark is not None else None
     return UserSpec(name=name, kind=kind, aliases=aliases, position=position, **fields)  # type: ignore[arg-type]
@@ -464,7 +467,7 @@ def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> Pas
     if "\n" in value or "\r" in value or "\0" in value:
         check.error(path, "a password hash cannot contain CR, LF or NUL")
         return None
-    if value == "*" or value.startswith("!"):
+    if _COMMON_HASH.match(value) or value == "*" or value.startswith("!"):
         return PasswordSpec("hash", value)
     if value.startswith("$0$"):
         check.warn(path, "'$0$' is VMailMgr's null crypt: the plaintext password is stored in the table; "
