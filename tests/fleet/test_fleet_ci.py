@@ -110,17 +110,23 @@ def test_invalid_yaml_exits_1_with_file_line_col(host, tmp_path):
 
 
 def test_secret_passwords_are_not_verifiable_offline(host, tmp_path):
+    """CI has no secrets: an existing user's secret is noted, not compared; a new one is shown as '*'."""
     doc = load_export(host["export"])
-    doc["domains"]["mydomain.org"]["users"]["me"]["password"] = {"env": "ME_PASSWORD"}
-    repo = config_repo(tmp_path, {"mx1": (yaml.safe_dump(doc, sort_keys=False), host["snapshot"])})
-    done = run_ci_plan(repo)  # CI has no secrets: ME_PASSWORD is not set
+    users = doc["domains"]["mydomain.org"]["users"]
+    users["me"]["password"] = {"env": "ME_PASSWORD"}
+    repo = config_repo(tmp_path / "existing", {"mx1": (yaml.safe_dump(doc, sort_keys=False), host["snapshot"])})
+    done = run_ci_plan(repo)  # ME_PASSWORD is not set
     plan_md = (repo / "vmreconcile-plan" / "plan.md").read_text()
-    if done.returncode == 1 and "is not available" in plan_md:
-        pytest.skip("missing piece in vmreconcile/plan/resolve.py: `plan --state` against a redacted snapshot "
-                    "fails when an {env:}/{file:} secret is unset, instead of noting the password as "
-                    "'not verifiable offline' (CI never has the secrets)")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "mydomain.org/me: password from a env secret is not verifiable offline" in plan_md
+    assert "- mydomain.org/me: password from a env secret is not verifiable offline" in plan_md
+
+    users["zoe"] = {"password": {"file": "secrets/zoe"}}
+    repo = config_repo(tmp_path / "new", {"mx1": (yaml.safe_dump(doc, sort_keys=False), host["snapshot"])})
+    done = run_ci_plan(repo)
+    plan_md = (repo / "vmreconcile-plan" / "plan.md").read_text()
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "`mydomain.org/zoe`" in plan_md and '`password: "*"`' in plan_md
+    assert "mydomain.org/zoe: password from a file secret that is not available offline" in plan_md
 
 
 def test_github_and_gitlab_jobs_run_their_commands(host, tmp_path):
