@@ -383,3 +383,17 @@ def test_control_files_rechecked_within_a_second(host: Host, monkeypatch: pytest
     clock = time.monotonic()
     monkeypatch.setattr(authpipe_core.time, "monotonic", lambda: clock + 1.5)
     assert directory.authenticate("me@new.example", "secret").virtual_name == "me"
+
+
+def test_system_accounts_only_with_the_switch(host: Host) -> None:
+    from vmreconcile.formats.hashing import hash_password
+
+    (host.path("/etc/shadow")).write_text(f"vbase1:{hash_password('base-pass-1', 'sha512-crypt')}:19000:0:99999:7:::\n")
+    requests = auth("vbase1@unknown.example", "base-pass-1") + b"PRE . imap vbase1@unknown.example\n"
+    assert serve(host, requests) == (0, b"FAIL\nFAIL\n")  # off by default (authcore's switch)
+    (host.config_dir / "vmreconcile-system-logins").write_text("yes\n")
+    home = host.path("/home/vbase1")
+    account = f"UID=1008\nGID=1008\nHOME={home}\nADDRESS=vbase1@unknown.example\n.\n".encode()  # no MAILDIR
+    assert serve(host, requests) == (0, account + account)
+    assert serve(host, auth("vbase1@unknown.example", "wrong")) == (0, b"FAIL\n")
+    assert serve(host, auth("root@unknown.example", "x")) == (0, b"FAIL\n")  # uid 0 is never an account
