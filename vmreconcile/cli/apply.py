@@ -18,7 +18,8 @@ from ..apply.execute import ApplyResult, execute
 from ..apply.session import plan_on_host, read_live_for_plan
 from ..host import Host
 from ..plan.changes import Plan
-from ..plan.planfile import PlanFileError, load_plan, state_checksum
+from ..plan.checksum import state_checksum
+from ..plan.planfile import PlanFileError, load_plan
 from ..plan.render import render_text
 from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
 
@@ -108,7 +109,7 @@ def load_saved_plan(host: Host, path: Path, purge_mailboxes: bool) -> Plan:
     if purge_mailboxes and not plan.purge_mailboxes:
         raise fail("--purge-mailboxes must be given when the plan is made (plan --purge-mailboxes --out FILE)")
     live = read_live_for_plan(host, plan)
-    if state_checksum(live) != plan.live_checksum:
+    if state_checksum(live) != plan.checksum():
         raise fail(f"{path}: the live state changed since this plan was made; run `vmreconcile plan --out` again")
     return plan
 

@@ -8,7 +8,6 @@ from ..desired.spec import Spec
 from ..model import HostState
 from .changes import Plan, table_digest
 from .diff import diff
-from .planfile import state_checksum
 from .resolve import SecretReader, passwd_changeable, resolve
 
 
@@ -51,7 +50,7 @@ def build_plan(
     return Plan(
         changes=tuple(changes),
         desired=desired,
-        live_checksum=state_checksum(live),
+        live=live,
         notes=tuple(notes),
         live_entry_counts=_entry_counts(desired, live),
         reload_command=spec.reload_command,

@@ -98,7 +98,7 @@ class Plan:
 
     changes: tuple[Change, ...]
     desired: HostState
-    live_checksum: str
+    live_checksum: str | None = None  # set when loaded from a plan file; else computed from ``live``
     notes: tuple[str, ...] = ()
     live_entry_counts: Mapping[str, int] = field(default_factory=dict)
     reload_command: str | None = None
@@ -109,6 +109,15 @@ class Plan:
     #: re-reads the table under its temp-file lock and refuses to overwrite a table that moved
     table_digests: Mapping[str, str] = field(default_factory=dict)
     offline: bool = False  # made against a saved snapshot (plan --state): for review, never applied
+    live: HostState | None = field(default=None, compare=False, repr=False)
+
+    def checksum(self) -> str:
+        """The live state's checksum (computed on demand: it costs a second per 100,000 entries)."""
+        if self.live_checksum is not None:
+            return self.live_checksum
+        from .checksum import state_checksum
+
+        return state_checksum(self.live if self.live is not None else HostState())
 
     @property
     def empty(self) -> bool:
@@ -142,7 +151,7 @@ class Plan:
         add, change, destroy = self.summary()
         return {
             "format_version": PLAN_FORMAT_VERSION,
-            "live_checksum": self.live_checksum,
+            "live_checksum": self.checksum(),
             "summary": {"add": add, "change": change, "destroy": destroy},
             "changes": [c.to_json() for c in self.changes],
             "notes": list(self.notes),

@@ -8,13 +8,11 @@ was made against: apply recomputes it from the host and refuses when the two dif
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from ..model import HostState
 from ..showjson import state_from_json, state_to_json
 from .changes import PLAN_FORMAT_VERSION, Change, Plan
 
@@ -25,14 +23,8 @@ class PlanFileError(ValueError):
     """The file is not a plan this version can apply."""
 
 
-def state_checksum(state: HostState) -> str:
-    """sha256 over the canonical ``show --format json`` document of ``state``."""
-    doc = json.dumps(state_to_json(state), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(doc.encode("utf-8", "surrogateescape")).hexdigest()
-
-
 def plan_to_document(plan: Plan) -> dict[str, Any]:
-    doc = plan.to_json()
+    doc = plan.to_json()  # includes live_checksum
     doc["kind"] = PLAN_KIND
     doc["changes"] = [{**c.to_json(), "domain": c.domain, "target": c.target} for c in plan.changes]
     doc["desired"] = state_to_json(plan.desired)
