@@ -55,6 +55,20 @@ def edited_export(root: Path) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+#: Deleted by the brake test: 6 of the step's 17 entries (after the edits), more than 30%.
+PRUNED = ("alice", "bob", "dave", "erin", "nopass", "Henry.Ford")
+
+
+def pruned_config(config: str) -> str:
+    """The edited configuration with prune on and six users gone: trips the safety brake."""
+    doc = load_export(config)
+    domain = doc["domains"]["mydomain.org"]
+    domain["prune"] = True
+    for name in PRUNED:
+        del domain["users"][name]
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
 @pytest.fixture(scope="module")
 def module_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("ansible-module")
@@ -64,12 +78,14 @@ def module_run(tmp_path_factory):
     config.write_text(edited_export(root))
     bad = work / "bad.yaml"
     bad.write_text(BAD_YAML)
+    brake = work / "brake.yaml"
+    brake.write_text(pruned_config(config.read_text()))
     cli_plan = json.loads(vmreconcile("plan", str(config), "--format", "json", root=root).stdout)
     collections = install_collection(work)  # the built tarball, not the tree
     before = tree_digest(root)
     run = run_playbook(PLAYBOOK, work, collections=collections, extra_vars={
         "root": str(root), "executable": str(VMRECONCILE), "treedigest": str(TREEDIGEST), "workdir": str(work),
-        "config": str(config), "bad_config": str(bad), "zoe_password": ZOE_PASSWORD,
+        "config": str(config), "bad_config": str(bad), "brake_config": str(brake), "zoe_password": ZOE_PASSWORD,
         "secret_content": "domains:\n  mydomain.org:\n    base_user: vbase1\n    wildcard: true\n"
                           "    domain_aliases: [mydomain.net]\n    users:\n"
                           "      zoe:\n        password: {env: ZOE_PASSWORD}\n",
@@ -119,7 +135,7 @@ def test_diff_mode_shows_before_and_after_with_hashes_masked(module_run):
 
 
 def test_first_apply_changes_then_nothing_is_left_to_do(module_run):
-    run, root, config = module_run["run"], module_run["root"], module_run["config"]
+    run, root = module_run["run"], module_run["root"]
     first = run.named("first apply")
     assert first.status == "ok" and first.changed
     assert first.result["parts"] == ["control", "tables"]
@@ -131,8 +147,6 @@ def test_first_apply_changes_then_nothing_is_left_to_do(module_run):
         assert again.result["changes"] == [] and again.result["parts"] == []
     assert tree_digest(root) != module_run["before"]
     assert (root / "var/qmail/control/virtualdomains").read_text().splitlines()[-1] == "mydomain.net:vbase1"
-    after = vmreconcile("plan", str(config), "--detailed-exitcode", root=root, check=False)
-    assert after.returncode == 0, after.stdout + after.stderr
     show = json.loads(vmreconcile("show", "--format", "json", root=root).stdout)
     users = {u["name"]: u for u in show["domains"][0]["users"]}
     assert users["zoe"]["password"] == ZOE_HASH
@@ -188,3 +202,24 @@ def test_documented_options_are_the_module_arguments(module_run):
         assert options[name].get("default") == argument.get("default"), name
     assert doc["doc"]["attributes"]["check_mode"]["support"] == "full"
     assert set(doc["return"]) >= {"summary", "changes", "parts", "notes", "brake", "messages", "errors"}
+
+
+def test_safety_brake_refuses_until_forced_and_purge_removes_maildirs(module_run):
+    run, work, root = module_run["run"], module_run["work"], module_run["root"]
+    refused = run.named("safety brake refuses")
+    assert refused.status == "failed" and not refused.changed
+    assert refused.result["msg"].startswith("safety brake: refusing to apply (nothing was written)")
+    assert refused.result["brake"] and "mydomain.org" in refused.result["brake"][0]
+    assert json.loads((work / "digest-2.json").read_text()) == json.loads((work / "digest-3.json").read_text())
+    forced = run.named("forced past the brake, purging mailboxes")
+    assert forced.status == "ok" and forced.changed
+    deleted = sorted(c["address"] for c in forced.result["changes"] if c["action"] == "delete" and c["type"] == "user")
+    assert deleted == sorted(f"mydomain.org/{name.lower()}" for name in PRUNED)
+    assert any(c["type"] == "maildir" and c["action"] == "delete" for c in forced.result["changes"])
+    home = root / "home" / "vbase1"
+    assert not (home / "users" / "alice" / "new").exists() and not (home / "users" / "alice" / "cur").exists()
+    assert (home / "users" / "me" / "new").is_dir()
+    names = {u["name"] for u in json.loads(vmreconcile("show", "--format", "json", root=root).stdout)["domains"][0]["users"]}
+    assert not names & {n.lower() for n in PRUNED} and {"me", "zoe"} <= names
+    after = vmreconcile("plan", str(work / "brake.yaml"), "--detailed-exitcode", root=root, check=False)
+    assert after.returncode == 0, after.stdout + after.stderr
