@@ -5,8 +5,8 @@ Prints:
   each with its own maildir), without and with limits (maildirsize accounting), and with a
   forward through a qmail-queue stand-in that discards what it reads;
 * the time of one delivery process against ``/usr/bin/python3 -I -S -c pass`` (the ratio the
-  issue targets at <= 2x), and the runtime's import floor (the launcher running the trivial
-  ``runtime-selftest`` program) so vdeliver's own share is visible;
+  issue targets at <= 2x), and the launcher's floor (python plus the foundation modules every
+  runtime program imports) so vdeliver's own share is visible;
 * a 50 MB message: time and the child's peak RSS, next to the 10 kB figure (flat memory).
 
 Usage: ``.venv/bin/python bench/bench_vdeliver.py [--deliveries N]``. Runs as the invoking user
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vmreconcile.formats.cdb import build_cdb  # noqa: E402
 from vmreconcile.formats.vpwentry import encode_record, user_key  # noqa: E402
-from vmreconcile.install import install_runtime  # noqa: E402
+from vmreconcile.install import default_libdir, install_runtime  # noqa: E402
 from vmreconcile.model import VirtualUser  # noqa: E402
 
 USERS = 10_000
@@ -107,7 +107,10 @@ def main() -> int:
         (root / "var/qmail/bin").mkdir()
         (root / "var/qmail/bin/qmail-queue").write_text(DISCARDING_QUEUE)
         (root / "var/qmail/bin/qmail-queue").chmod(0o755)
-        vdeliver, selftest = install_runtime(base / "bin", root=str(root), programs=("vdeliver", "runtime-selftest"))
+        (vdeliver,) = install_runtime(base / "bin", root=str(root), programs=("vdeliver",))
+        libdir = default_libdir(vdeliver.parent.resolve())
+        floor_cmd = [PYTHON, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(libdir)!r}); "
+                     f"from vmreconcile.runtime.launch import run; from vmreconcile.host import Host; Host({str(root)!r})"]
         home = base / "home"
         started = time.perf_counter()
         names = build_domain(home)
@@ -123,7 +126,7 @@ def main() -> int:
 
         n = args.deliveries
         bare = [run_once([PYTHON, "-I", "-S", "-c", "pass"], None, None)[0] for _ in range(n)]
-        floor = [run_once([str(selftest)], None, None)[0] for _ in range(n)]
+        floor = [run_once(floor_cmd, None, None)[0] for _ in range(n)]
         results = {}
         for label, pool in (("plain mailbox", plain), ("mailbox with limits (maildirsize)", limited),
                             ("mailbox + forward (qmail-queue stand-in)", forwarding)):
@@ -137,7 +140,7 @@ def main() -> int:
 
         print(f"\n{n} runs each, one process per run (sequential, {os.cpu_count()} CPUs):")
         bare_median = rate("/usr/bin/python3 -I -S -c pass", bare)
-        floor_median = rate("launcher floor (runtime-selftest: foundation imports)", floor)
+        floor_median = rate("launcher floor (python + the launcher's foundation imports)", floor)
         for label, (times, rss) in results.items():
             median = rate(f"vdeliver 10 kB, {label}", times)
             print(f"{'':<58} {median / bare_median:8.2f}x bare python, "

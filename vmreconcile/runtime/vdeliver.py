@@ -28,9 +28,7 @@ from ..host import LOCAL_CONFIG_DIR, Host
 from ..model import UINT_MAX, VirtualUser
 from ..tables import TableError, open_table, table_path
 from .delivery_errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
-from .delivery_forward import envelope, queue
 from .delivery_hooks import run_hook
-from .delivery_limits import after_delivery, check_mailbox, check_message_size
 from .delivery_message import Message, write_all
 from .maildir_writer import PendingFile, check_maildir, write_pending
 
@@ -205,7 +203,10 @@ class Delivery:
                 return STOP
             if result != 0:
                 raise DeliveryFailure(result % 256, "Execution of vdeliver-predeliver failed")
-        check_message_size(user, name, message.size)
+        if user.message_size_limit is not None:
+            from .delivery_limits import check_message_size
+
+            check_message_size(user, name, message.size)
         self.deliver(user, name, message, header, dtline, sender, mailhost)
         try:
             return self.postdeliver(message)
@@ -239,16 +240,26 @@ class Delivery:
     def deliver(self, user: VirtualUser, name: str, message: Message, header: bytes,
                 dtline: bytes, sender: str, mailhost: str) -> None:
         """Mailbox copy into ``tmp/``, then the forward, then the link into ``new/`` (§7.4-7.5)."""
+        # The forward and limit modules are imported only when needed: this process runs once
+        # per message, and most messages neither forward nor meet a limit.
         to_mailbox = user.has_mailbox and user.mailbox_enabled and bool(user.directory)
+        limited = to_mailbox and (user.hard_quota is not None or user.soft_quota is not None
+                                  or user.message_count_limit is not None)
         stored = len(header) + message.size
-        qmail_root = self.qmail_root() if user.forwards else ""
-        envelope_bytes = envelope(sender, user.forwards, mailhost, qmail_root) if user.forwards else b""
+        if user.forwards:
+            from .delivery_forward import envelope, queue
+
+            qmail_root = self.qmail_root()
+            envelope_bytes = envelope(sender, user.forwards, mailhost, qmail_root)
         pending: PendingFile | None = None
         usage = None
         try:
             if to_mailbox:
                 check_maildir(user.directory)
-                usage = check_mailbox(user, name, user.directory, stored)
+                if limited:
+                    from .delivery_limits import check_mailbox
+
+                    usage = check_mailbox(user, name, user.directory, stored)
 
                 def fill(fd: int) -> None:
                     write_all(fd, header)
@@ -263,8 +274,10 @@ class Delivery:
         finally:
             if pending is not None:
                 pending.discard()
-        if pending is not None:
+        if pending is not None and limited:
             try:
+                from .delivery_limits import after_delivery
+
                 after_delivery(user, user.directory, usage, stored, mailhost)
             except Exception as exc:  # noqa: BLE001 - delivered: a retry now would duplicate it
                 self.out.say(f"Delivered, but the quota bookkeeping failed: {type(exc).__name__}: {exc}")
