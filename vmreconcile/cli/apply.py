@@ -59,6 +59,9 @@ def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo
     if result.errors:
         for error in result.errors:
             typer.echo(f"vmreconcile: error: {error}", err=True)
+        if result.written:  # each unit is complete on its own: the host is consistent, just not done
+            typer.echo(f"vmreconcile: written before the error: {', '.join(result.written)}; "
+                       "apply again once the error is fixed", err=True)
         raise typer.Exit(1)
     echo(f"Apply complete: {add} added, {change} changed, {destroy} destroyed.")
     return result
