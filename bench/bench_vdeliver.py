@@ -85,6 +85,29 @@ def peak_rss(cmd: list[str], env: dict[str, str], stdin_path: Path, scratch: Pat
     return float(seconds), int(kilobytes)
 
 
+def disk_cost(base: Path, runs: int) -> float:
+    """The median time of the durable part of one maildir delivery, without any process start."""
+    box = base / "disk-probe"
+    for sub in ("tmp", "new"):
+        (box / sub).mkdir(parents=True)
+    data = b"x" * 10240
+    times = []
+    for n in range(runs):
+        started = time.perf_counter()
+        fd = os.open(box / "tmp" / str(n), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.link(box / "tmp" / str(n), box / "new" / str(n))
+        os.unlink(box / "tmp" / str(n))
+        dfd = os.open(box / "new", os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
+        times.append(time.perf_counter() - started)
+    shutil.rmtree(box)
+    return sorted(times)[len(times) // 2]
+
+
 def rate(label: str, times: list[float]) -> float:
     """Print runs per second, the median and the 10th percentile (less noisy on a busy host)."""
     ordered = sorted(times)
@@ -138,7 +161,10 @@ def main() -> int:
                 times.append(elapsed)
             results[label] = (times, peak_rss([str(vdeliver)], env_for(home, rng.choice(pool)), small, base)[1])
 
-        print(f"\n{n} runs each, one process per run (sequential, {os.cpu_count()} CPUs):")
+        print(f"\n{n} runs each, one process per run (sequential, {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f}):")
+        print(f"{'disk: write 10 kB + fsync + link + fsync of new/ (in-process)':<58} "
+              f"{'':>10}   median {disk_cost(base, n) * 1000:7.2f} ms")
         bare_median = rate("/usr/bin/python3 -I -S -c pass", bare)
         floor_median = rate("launcher floor (python + the launcher's foundation imports)", floor)
         for label, (times, rss) in results.items():
