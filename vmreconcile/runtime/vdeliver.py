@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from ..formats.cdb import CdbError
+from ..formats.cdb import CdbError, CdbReader
 from ..formats.config import ConfigChain
 from ..formats.vpwentry import RecordError, decode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, Host
@@ -127,13 +127,13 @@ def _config_limit(chain: ConfigChain, option: str) -> int | None:
     return None if value == UINT_MAX else value
 
 
-def lookup_user(reader: object, name: str, chain: ConfigChain) -> VirtualUser | None:
+def lookup_user(reader: CdbReader | None, name: str, chain: ConfigChain) -> VirtualUser | None:
     """The entry stored under ``name`` (A-Z lowercased); old ``:pass:dest`` records get the
     configured defaults as VMailMgr gives them."""
     if reader is None or not name:
         return None
     key = user_key(name)
-    data = reader.get(key)  # type: ignore[attr-defined]
+    data = reader.get(key)
     if data is None:
         return None
     defaults = None
