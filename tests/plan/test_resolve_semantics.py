@@ -251,3 +251,13 @@ def test_an_alias_in_vadduser_extra_shape_goes_right_after_its_user():
                       options={"postmaster-aliases": ()})
     state, _ = resolve(spec, HostState(), NOW, no_secrets)
     assert [u.name for u in domain_of(state).users] == ["alice", "ali", "bob", "info"]
+
+
+def test_renaming_a_domain_keeps_its_table_and_moves_its_control_lines():
+    old = Domain("old.org", "myuser", wildcard=True, users=POSTMASTER, qmail_default="|/usr/local/bin/vdeliver\n")
+    live = HostState(control={"virtualdomains": ("old.org:myuser", ".old.org:myuser", "x.org:joe"),
+                              "rcpthosts": ("localhost", "old.org", ".old.org")}, domains=(old,))
+    state, _ = resolve(Spec(domains=(DomainSpec("new.org", "myuser"),)), live, NOW, no_secrets)
+    assert state.control["virtualdomains"] == ("x.org:joe", "new.org:myuser")
+    assert state.control["rcpthosts"] == ("localhost", "new.org")
+    assert [d.name for d in state.domains] == ["new.org"] and state.domains[0].users == POSTMASTER
