@@ -261,3 +261,17 @@ def test_sigint_ends_checkvpw_without_a_traceback(world):
     result = checkvpw(world, argv=["/bin/sh", "-c", "kill -INT $PPID; sleep 0.5", "Maildir"])
     assert result.code == -2
     assert result.err == ""
+
+
+def test_a_root_only_runtime_copy_still_serves_every_hash_scheme(world):
+    """Everything a login needs is imported before the setuid: with the runtime copy made
+    unreadable to the base user, a $6$ user (libxcrypt via ctypes) still logs in."""
+    lib = Path(world.launcher("checkvpw")).parent.parent / "lib" / "vmreconcile-runtime"
+    lib.chmod(0o700)
+    try:
+        result = checkvpw(world, b"erin@mydomain.org\0erin-pw\0\0")
+        assert result.code == 0, result.err
+        assert f"uid={world.uid}" in result.out
+        assert checkvpw(world, b"erin@mydomain.org\0wrong\0\0").code == 1
+    finally:
+        lib.chmod(0o755)

@@ -27,9 +27,8 @@ Deliberate differences from VMailMgr (documented in docs/login-runtime.md):
   because front ends differ).
 
 Standard library only. Every login is a fresh process, so imports are kept cheap: no
-``typing``, ``signal`` or ``contextlib``; ``formats.hashing`` (ctypes) only for hashes that
-`fastcrypt` does not cover. The runtime copy must be readable by base users for that lazy
-import (``install-runtime`` makes it world-readable).
+``typing``, ``signal`` or ``contextlib``; every module a login needs is imported before the
+setuid, so the runtime copy does not even have to be readable by base users.
 """
 
 from __future__ import annotations
@@ -38,11 +37,12 @@ import os
 import time
 
 # Everything a virtual login needs after the setuid is imported here, as root, so a runtime
-# copy that the base user cannot read still works; only formats.hashing (ctypes, needed for
-# schemes other than $1$/$0$/old MD5) stays lazy.
+# copy that the base user cannot read still works. formats.hashing costs ctypes' import
+# (~1.5 ms) but libcrypt itself is loaded only when a scheme outside fastcrypt's is checked.
 from ..formats.cdb import CdbError
 from ..formats.config import ConfigChain
 from ..formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
+from ..formats.hashing import verify_password
 from ..formats.vpwentry import RecordError, user_key
 from ..host import BaseUser, Host
 from ..model import VirtualUser, from_bytes
@@ -296,8 +296,8 @@ def _shadow_hash(host: Host, name: str) -> str | None:
 
 
 def verify(plain: str, stored: str) -> bool:
-    """``crypt_cmp`` (§9.2). ``$1$``, ``$0$`` and old MD5 are checked by `fastcrypt`; only
-    other schemes import formats.hashing (ctypes + libcrypt cost ~2.5 ms per login)."""
+    """``crypt_cmp`` (§9.2). ``$1$``, ``$0$`` and old MD5 are checked by `fastcrypt`; other
+    schemes go to libxcrypt (loaded on first use)."""
     if not plain or not stored:
         return False
     plain_b = plain.encode("utf-8", "surrogateescape")
@@ -305,8 +305,6 @@ def verify(plain: str, stored: str) -> bool:
     decided = fast_check(plain_b, stored_b)
     if decided is not None:
         return decided
-    from ..formats.hashing import verify_password
-
     return verify_password(plain_b, stored_b)
 
 
