@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import IS_ROOT, requires_root
+from tests.conftest import requires_root
 from vmreconcile.model import VirtualUser
 from vmreconcile.runtime import maildir_writer
 
@@ -80,7 +80,6 @@ def test_not_a_maildir_defers(domain):
     assert domain.files(ME) == [] and domain.queued() == []
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="root ignores permissions; needs the throwaway non-root base user")
 def test_unwritable_tmp_is_retried_a_bounded_number_of_times_then_defers(domain):
     (domain.home / "users/me/tmp").chmod(0o500)
     started = time.monotonic()
@@ -93,7 +92,6 @@ def test_unwritable_tmp_is_retried_a_bounded_number_of_times_then_defers(domain)
     assert domain.files(ME) == [] and domain.queued() == []
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="root ignores permissions; needs the throwaway non-root base user")
 def test_link_failure_after_the_forward_defers_and_leaves_no_copy(domain):
     """The one documented duplicate: the forward went out, qmail will retry the whole delivery."""
     (domain.home / "users/me/new").chmod(0o500)
