@@ -47,3 +47,43 @@ def test_killed_while_writing_the_table_then_the_next_run_removes_the_stale_temp
     assert keys == [b"mailer-daemon", b"postmaster", b"root", b"me", b"myself", b"+"]
     final = vmreconcile(root, "plan", str(config), "--detailed-exitcode")
     assert final.returncode == 0, final.stdout
+
+
+def test_real_process_killed_after_random_delays_always_leaves_old_or_new_tables(tmp_path, monkeypatch):
+    import random
+    import shutil
+    import time
+
+    from vmreconcile.apply import writer
+    from vmreconcile.apply.execute import execute
+    from vmreconcile.apply.session import plan_on_host
+    from vmreconcile.desired.load import load_spec
+    from vmreconcile.host import Host
+
+    base = tmp_path / "base"
+    home = empty_root(base)
+    small = tmp_path / "small.yaml"
+    small.write_text(CONFIG)
+    assert vmreconcile(base, "apply", str(small), "--yes").returncode == 0
+    old_table = (home / "passwd.cdb").read_bytes()
+    big = tmp_path / "big.yaml"
+    big.write_text(CONFIG + "".join(f"      u{i}: {{password: null}}\n" for i in range(1500)))
+    monkeypatch.setattr(writer, "STALE_AFTER", 0.0)
+    rng = random.Random(5)
+    for attempt in range(4):
+        root = tmp_path / f"run{attempt}"
+        shutil.copytree(base, root, symlinks=True)
+        proc = subprocess.Popen([sys.executable, "-c", "from vmreconcile.cli.main import main; main()",
+                                 "--root", str(root), "apply", str(big), "--yes"], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        table = (root / "home/myuser/passwd.cdb").read_bytes()
+        keys = [k for k, _ in CdbReader(table).items()]  # decodable
+        assert table == old_table or len(keys) == 1506, attempt
+        spec = load_spec(big)
+        plan, _ = plan_on_host(Host(root), spec)
+        assert execute(plan, Host(root)).errors == []
+        assert plan_on_host(Host(root), spec)[0].changes == ()
+        shutil.rmtree(root)
