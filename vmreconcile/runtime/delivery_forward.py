@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from .delivery_errors import temporary
+from .delivery_hooks import default_signals
 from .delivery_message import Message, write_all
 
 
@@ -74,7 +75,7 @@ def queue(qmail_queue: str, message: Message, dtline: bytes, env_bytes: bytes, s
         pid = os.posix_spawn(
             qmail_queue, [qmail_queue], child_environment(sender),
             file_actions=[(os.POSIX_SPAWN_DUP2, msg_read, 0), (os.POSIX_SPAWN_DUP2, env_read, 1)],
-            setsigdef=_default_signals(),
+            setsigdef=default_signals(),
         )
     except OSError:
         for fd in (msg_read, msg_write, env_read, env_write):
@@ -109,10 +110,3 @@ def queue(qmail_queue: str, message: Message, dtline: bytes, env_bytes: bytes, s
     if os.waitstatus_to_exitcode(status) != 0:
         raise temporary("qmail-queue exited with an error!")
 
-
-def _default_signals() -> tuple[int, ...]:
-    """Signals Python ignores that a child must get back at their defaults. ``signal`` is
-    imported here, not at the top: most deliveries never start a child (saves ~0.5 ms)."""
-    import signal
-
-    return (signal.SIGPIPE, signal.SIGXFSZ)
