@@ -148,20 +148,24 @@ def main() -> int:
         forwarding = [n for i, n in enumerate(names) if i % 100 == 2]
 
         n = args.deliveries
-        bare = [run_once([PYTHON, "-I", "-S", "-c", "pass"], None, None)[0] for _ in range(n)]
-        floor = [run_once(floor_cmd, None, None)[0] for _ in range(n)]
-        results = {}
-        for label, pool in (("plain mailbox", plain), ("mailbox with limits (maildirsize)", limited),
-                            ("mailbox + forward (qmail-queue stand-in)", forwarding)):
-            times = []
-            for _ in range(n):
+        # Interleaved (one of each per round) so a busy host slows every figure alike.
+        pools = {"plain mailbox": plain, "mailbox with limits (maildirsize)": limited,
+                 "mailbox + forward (qmail-queue stand-in)": forwarding}
+        bare: list[float] = []
+        floor: list[float] = []
+        timings: dict[str, list[float]] = {label: [] for label in pools}
+        for _ in range(n):
+            bare.append(run_once([PYTHON, "-I", "-S", "-c", "pass"], None, None)[0])
+            floor.append(run_once(floor_cmd, None, None)[0])
+            for label, pool in pools.items():
                 ext = rng.choice(pool)
                 elapsed, code = run_once([str(vdeliver)], env_for(home, ext), small)
                 assert code == 0, (label, ext, code)
-                times.append(elapsed)
-            results[label] = (times, peak_rss([str(vdeliver)], env_for(home, rng.choice(pool)), small, base)[1])
+                timings[label].append(elapsed)
+        results = {label: (timings[label], peak_rss([str(vdeliver)], env_for(home, rng.choice(pool)), small, base)[1])
+                   for label, pool in pools.items()}
 
-        print(f"\n{n} runs each, one process per run (sequential, {os.cpu_count()} CPUs, "
+        print(f"\n{n} runs each, one process per run (interleaved, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f}):")
         print(f"{'disk: write 10 kB + fsync + link + fsync of new/ (in-process)':<58} "
               f"{'':>10}   median {disk_cost(base, n) * 1000:7.2f} ms")
