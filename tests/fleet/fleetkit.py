@@ -64,6 +64,14 @@ class PlaybookRun:
     def handlers_run(self) -> list[str]:
         return [r.task for r in self.records if r.handler and r.status == "ok"]
 
+    def to_json(self) -> dict:
+        return dict(returncode=self.returncode, stdout=self.stdout, stderr=self.stderr,
+                    records=[vars(r) for r in self.records])
+
+    @classmethod
+    def from_json(cls, data: dict) -> PlaybookRun:
+        return cls(data["returncode"], data["stdout"], data["stderr"], [Record(**r) for r in data["records"]])
+
 
 def run_playbook(playbook: Path, workdir: Path, *args: str, extra_vars: dict | None = None,
                  inventory: str = "localhost,", collections: Path = COLLECTIONS, timeout: int = 120) -> PlaybookRun:
@@ -136,3 +144,25 @@ def install_collection(work: Path) -> Path:
     subprocess.run([str(ANSIBLE_GALAXY), "collection", "install", "--offline", str(tarball), "-p", str(target)],
                    check=True, capture_output=True, env=ansible_env)
     return target
+
+
+def build_once(tmp_path_factory, name: str, build) -> dict:  # noqa: ANN001 - pytest's factory, a callable
+    """``build(directory) -> dict`` once per test session, even under pytest-xdist.
+
+    xdist gives every worker its own module-scoped fixtures, which would build the wheel and run
+    the module playbook once per worker. Instead the first worker builds into a directory of
+    the session's shared temp root under an exclusive lock and saves the (JSON) result; the
+    others wait for the lock and load it. Without xdist it is the session's own temp root.
+    """
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    directory = shared / f"fleet-{name}-{os.getpid()}"  # a fresh one if an earlier build failed
+    result = shared / f"fleet-{name}.json"
+    with open(shared / f"fleet-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            directory.mkdir()
+            result.write_text(json.dumps(build(directory)))
+    return json.loads(result.read_text())

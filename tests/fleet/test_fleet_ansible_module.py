@@ -22,6 +22,8 @@ from tests.fleet.fleetkit import (
     MANAGED_PYTHON,
     TREEDIGEST,
     VMRECONCILE,
+    PlaybookRun,
+    build_once,
     install_collection,
     load_export,
     requires_ansible,
@@ -69,9 +71,8 @@ def pruned_config(config: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-@pytest.fixture(scope="module")
-def module_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("ansible-module")
+def run_module_playbook(work: Path) -> dict:
+    """Set up a step root and configurations, run the module playbook once; JSON-ready results."""
     root = work / "root"
     build_step_root(STEP, root)
     config = work / "config.yaml"
@@ -93,9 +94,17 @@ def module_run(tmp_path_factory):
         "missing_user_content": "domains:\n  other.example:\n    base_user: nosuchbaseuser\n",
         "ansible_python_interpreter": MANAGED_PYTHON,
     })
+    return dict(run=run.to_json(), work=str(work), root=str(root), config=str(config), bad=str(bad),
+                cli_plan=cli_plan, before=before, collections=str(collections))
+
+
+@pytest.fixture(scope="module")
+def module_run(tmp_path_factory):
+    data = build_once(tmp_path_factory, "ansible-module", run_module_playbook)
+    run = PlaybookRun.from_json(data["run"])
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    return dict(run=run, work=work, root=root, config=config, bad=bad, cli_plan=cli_plan, before=before,
-                collections=collections)
+    paths = {key: Path(data[key]) for key in ("work", "root", "config", "bad", "collections")}
+    return dict(data, run=run, **paths)
 
 
 def test_check_mode_reports_the_cli_plan_and_touches_nothing(module_run):

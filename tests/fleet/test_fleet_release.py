@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import build_step_root
-from tests.fleet.fleetkit import REPO
+from tests.fleet.fleetkit import REPO, build_once
 from vmreconcile import __version__
 from vmreconcile.cli.main import app
 
@@ -64,10 +64,8 @@ def run(*args: str | Path, cwd: Path, check: bool = True, **kw) -> subprocess.Co
     return done
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory):
+def build_and_install(work: Path) -> dict:
     """Build sdist + wheel, install the sdist into a fresh venv, then the wheel over it."""
-    work = tmp_path_factory.mktemp("release")
     source = work / "source"
     copy_worktree(source)
     dist = work / "dist"
@@ -80,10 +78,21 @@ def release(tmp_path_factory):
     run(python, "-m", "pip", "install", "--quiet", sdist, cwd=work)
     from_sdist = run(venv / "bin" / "vmreconcile", "--version", cwd=work).stdout
     run(python, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", wheel, cwd=work)
-    outside = work / "elsewhere"
-    outside.mkdir()
-    return dict(work=work, wheel=wheel, sdist=sdist, venv=venv, python=python, outside=outside,
-                vmreconcile=venv / "bin" / "vmreconcile", from_sdist=from_sdist)
+    return dict(work=str(work), wheel=str(wheel), sdist=str(sdist), venv=str(venv), python=str(python),
+                vmreconcile=str(venv / "bin" / "vmreconcile"), from_sdist=from_sdist)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    data = build_once(tmp_path_factory, "release", build_and_install)
+    paths = {key: Path(value) for key, value in data.items() if key != "from_sdist"}
+    return dict(data, **paths)
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A working directory outside the checkout."""
+    return tmp_path
 
 
 def packaged_data() -> set[str]:
@@ -115,8 +124,8 @@ def test_wheel_and_sdist_carry_the_schemas_examples_and_one_version(release):
     assert all(members[n].isfile() for n in packaged_data())
 
 
-def test_installed_cli_reports_its_version_and_completes(release):
-    outside, vmr = release["outside"], release["vmreconcile"]
+def test_installed_cli_reports_its_version_and_completes(release, outside):
+    vmr = release["vmreconcile"]
     assert release["from_sdist"] == f"vmreconcile {__version__}\n"
     assert run(vmr, "--version", cwd=outside).stdout == f"vmreconcile {__version__}\n"
     where = run(release["python"], "-c", "import vmreconcile; print(vmreconcile.__file__)", cwd=outside).stdout
@@ -131,8 +140,7 @@ def test_installed_cli_reports_its_version_and_completes(release):
     assert words.split() == ["--format"]
 
 
-def test_installed_demo_runs_outside_the_checkout(release):
-    outside = release["outside"]
+def test_installed_demo_runs_outside_the_checkout(release, outside):
     demo_root = outside / "demo-root"
     done = run(release["vmreconcile"], "demo", demo_root, cwd=outside)
     assert "Apply complete:" in done.stdout
@@ -148,7 +156,7 @@ def test_installed_demo_runs_outside_the_checkout(release):
     run(release["vmreconcile"], "validate", Path(packaged) / "howto.yaml", cwd=outside)
 
 
-def test_installed_runtime_launchers_log_in_and_deliver(release, make_system_user, public_tmp):
+def test_installed_runtime_launchers_log_in_and_deliver(release, make_system_user, public_tmp, outside):
     """install-runtime from the wheel; vauthenticate (as root) and vdeliver (as the base user) through them."""
     user = make_system_user(prefix="vmrw")
     root = public_tmp / "root"
@@ -156,7 +164,7 @@ def test_installed_runtime_launchers_log_in_and_deliver(release, make_system_use
     for path in [home, *home.rglob("*")]:
         os.lchown(path, user.uid, user.gid)
     bindir = public_tmp / "bin"
-    run(release["vmreconcile"], "--root", root, "install-runtime", "--bindir", bindir, cwd=release["outside"])
+    run(release["vmreconcile"], "--root", root, "install-runtime", "--bindir", bindir, cwd=outside)
     launcher = (bindir / "vauthenticate").read_text()
     assert f"sys.path.insert(0, {str(public_tmp / 'lib' / 'vmreconcile-runtime')!r})" in launcher
     assert f"root={str(root)!r}" in launcher
