@@ -95,26 +95,40 @@ def read_domain(host: Host, base_user_name: str, keys: list[str]) -> Domain:
         options=read_options(home / LOCAL_CONFIG_DIR),
         qmail_default=from_bytes(qmail_default) if qmail_default is not None else None,
         users=users,
-        maildirs=frozenset(u.directory for u in users if u.directory and is_maildir(host, base_user, u.directory)),
+        maildirs=existing_maildirs(host, base_user, users),
     )
 
 
-def user_directory_path(host: Host, base_user: BaseUser, directory: str) -> Path:
+def user_directory_path(host: Host, base_user: BaseUser, directory: str) -> str:
     """Where a stored directory lives: relative to the base user's home, or absolute under the root."""
     if directory.startswith("/"):
-        return host.path(directory)
-    return host.home(base_user) / directory
+        return host.fspath(directory)
+    return os.path.join(host.home_str(base_user), directory)
 
 
 def is_maildir(host: Host, base_user: BaseUser, directory: str) -> bool:
     """True when the directory and its cur/new/tmp are real directories (symlinks do not count)."""
-    path = user_directory_path(host, base_user, directory)
-    return all(_is_real_dir(p) for p in (path, path / "cur", path / "new", path / "tmp"))
+    return _is_maildir_at(user_directory_path(host, base_user, directory))
 
 
-def _is_real_dir(path: Path) -> bool:
+def existing_maildirs(host: Host, base_user: BaseUser, users: tuple) -> frozenset[str]:
+    """The stored directories of ``users`` that are maildirs (string paths: 100,000 users)."""
+    home = host.home_str(base_user) + "/"
+    found = set()
+    for user in users:
+        directory = user.directory
+        if not directory or directory in found:
+            continue
+        path = host.fspath(directory) if directory.startswith("/") else home + directory
+        if _is_maildir_at(path):
+            found.add(directory)
+    return frozenset(found)
+
+
+def _is_maildir_at(path: str) -> bool:
+    lstat, isdir = os.lstat, stat.S_ISDIR
     try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
+        return all(isdir(lstat(p).st_mode) for p in (path, path + "/cur", path + "/new", path + "/tmp"))
     except OSError:
         return False
 

@@ -63,6 +63,16 @@ class Record:
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(kwargs)}")
 
+    @classmethod
+    def from_values(cls, values: tuple):  # noqa: ANN206 - an instance of cls
+        """Build from a complete tuple in ``_fields`` order (the decoders' fast path)."""
+        if len(values) != len(cls._fields):
+            raise TypeError(f"{cls.__name__} needs {len(cls._fields)} values")
+        self = object.__new__(cls)
+        for name, value in zip(cls._fields, values, strict=True):
+            object.__setattr__(self, name, value)
+        return self
+
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable; use with_changes()")
 

@@ -146,7 +146,7 @@ def test_empty_flag_list_means_both_flags_true_and_empty_directory_means_no_mail
         (b"\x02\x0b\x01\x00*\x00d\x00\x00\x00-\x00-\x00-\x00-\x000\x00-\x00", "unknown flag number 11"),
         (EXAMPLE_A[:-1], "does not end in NUL"),
         (EXAMPLE_A[:40] + b"\x00", "truncated record"),
-        (EXAMPLE_A + b"x\x00", "unexpected bytes after the expiry"),
+        (EXAMPLE_A + b"x\x00", "1 unexpected fields after the expiry"),
         (b"\x02\x0a", "truncated record"),
     ],
 )

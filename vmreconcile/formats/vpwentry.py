@@ -109,56 +109,54 @@ def _strtou(key: bytes, raw: bytes, what: str) -> int:
     return int(text) % (1 << 32) if text else 0
 
 
-def _limit(value: int) -> int | None:
-    return None if value == UINT_MAX else value
+_NUMBER_NAMES = ("hard quota", "soft quota", "message size limit", "message count limit",
+                 "creation time", "expiry time")
 
 
-class _Fields:
-    """Walks the NUL-terminated fields of a record, raising on truncation."""
-
-    def __init__(self, key: bytes, data: bytes, pos: int) -> None:
-        self.key, self.data, self.pos = key, data, pos
-
-    def take(self, what: str) -> bytes:
-        end = self.data.find(b"\0", self.pos)
-        if end < 0:
-            raise RecordError(self.key, f"truncated record: {what} has no terminating NUL")
-        field = self.data[self.pos : end]
-        self.pos = end + 1
-        return field
+def _field_number(key: bytes, raw: bytes, what: str) -> int:
+    """A number field; the common shapes ('-', plain digits) without the general parser."""
+    if raw == b"-":
+        return UINT_MAX
+    if raw.isdigit():
+        return int(raw) & 0xFFFFFFFF
+    return _strtou(key, raw, what)
 
 
-def _decode_tail(key: bytes, fields: _Fields, has_mailbox: bool, enabled: bool) -> VirtualUser:
-    """Items 5-15 of §1.4, shared by v1 and v2."""
-    password = fields.take("the password")
-    directory = fields.take("the directory")
-    forwards = []
-    while True:
-        forward = fields.take("the forward list")
-        if not forward:
-            break
-        forwards.append(from_bytes(forward))
-    personal = fields.take("the personal info")
-    names = ("hard quota", "soft quota", "message size limit", "message count limit",
-             "creation time", "expiry time")
-    numbers = [_strtou(key, fields.take(n), n) for n in names]
-    if fields.pos != len(fields.data):
-        raise RecordError(key, f"{len(fields.data) - fields.pos} unexpected bytes after the expiry time")
-    return VirtualUser(
-        name=from_bytes(key),
-        password=from_bytes(password),
-        directory=from_bytes(directory),
-        forwards=tuple(forwards),
-        personal=from_bytes(personal),
-        hard_quota=_limit(numbers[0]),
-        soft_quota=_limit(numbers[1]),
-        message_size_limit=_limit(numbers[2]),
-        message_count_limit=_limit(numbers[3]),
-        created=numbers[4],
-        expires=_limit(numbers[5]),
-        has_mailbox=has_mailbox and bool(directory),
-        mailbox_enabled=enabled,
-    )
+def _decode_tail(key: bytes, data: bytes, pos: int, has_mailbox: bool, enabled: bool) -> VirtualUser:
+    """Items 5-15 of §1.4, shared by v1 and v2; ``data`` is known to end in NUL.
+
+    Splitting once at NUL is several times faster than walking field by field, which matters
+    when a plan reads 100,000 users.
+    """
+    fields = data[pos:-1].split(b"\0")
+    end = 2
+    while end < len(fields) and fields[end]:
+        end += 1
+    if end >= len(fields):
+        raise RecordError(key, "truncated record: the forward list does not end")
+    tail = fields[end + 1 :]
+    if len(tail) < 7:
+        missing = ("the personal info", *_NUMBER_NAMES)[len(tail)]
+        raise RecordError(key, f"truncated record: {missing} is missing")
+    if len(tail) > 7:
+        raise RecordError(key, f"{len(tail) - 7} unexpected fields after the expiry time")
+    hq, sq, ms, mc, ctime, expiry = (_field_number(key, raw, what) for raw, what in zip(tail[1:], _NUMBER_NAMES, strict=True))
+    directory = fields[1]
+    return VirtualUser.from_values((
+        from_bytes(key),
+        from_bytes(fields[0]),
+        from_bytes(directory),
+        tuple(from_bytes(f) for f in fields[2:end]),
+        from_bytes(tail[0]),
+        None if hq == UINT_MAX else hq,
+        None if sq == UINT_MAX else sq,
+        None if ms == UINT_MAX else ms,
+        None if mc == UINT_MAX else mc,
+        ctime,
+        None if expiry == UINT_MAX else expiry,
+        has_mailbox and bool(directory),
+        enabled,
+    ))
 
 
 def decode_record(key: bytes, data: bytes, defaults: Mapping[str, int | None] | None = None) -> VirtualUser:
@@ -193,11 +191,11 @@ def decode_record(key: bytes, data: bytes, defaults: Mapping[str, int | None] | 
             else:
                 raise RecordError(key, f"unknown flag number {flag} (VMailMgr hides such a record)")
             pos += 2
-        return _decode_tail(key, _Fields(key, data, pos), has_mailbox, enabled)
+        return _decode_tail(key, data, pos, has_mailbox, enabled)
     if version == 1:
         if not data.endswith(b"\0"):
             raise RecordError(key, "truncated record: it does not end in NUL")
-        return _decode_tail(key, _Fields(key, data, 1), True, True)
+        return _decode_tail(key, data, 1, True, True)
     if version == ord(":"):
         return _decode_old(key, data, defaults or {})
     raise RecordError(key, f"unknown record format version 0x{version:02x} (VMailMgr reads 1, 2 and ':')")
