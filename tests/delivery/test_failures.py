@@ -97,7 +97,7 @@ def test_link_failure_after_the_forward_defers_and_leaves_no_copy(domain):
     (domain.home / "users/me/new").chmod(0o500)
     result = domain.deliver("me")
     assert result.code == 111
-    assert result.stdout.startswith(b"vdeliver: Could not move the message into new/:")
+    assert result.stdout == b"vdeliver: Error linking the temp file to the new file. (Permission denied)\n"
     assert_nothing_stored(domain)
     assert len(domain.queued()) == 1
 
@@ -151,3 +151,17 @@ def test_disk_full_with_a_forward_queues_nothing(domain, small_tmpfs):
     assert result.code == 111
     assert_nothing_stored(domain, "./users/tiny")
     assert domain.queued() == []
+
+
+def test_parallel_deliveries_to_one_mailbox_are_all_stored_whole_under_unique_names(domain):
+    domain.set_table([VirtualUser("p", directory="./users/p", hard_quota=10**9)])
+    messages = [SMALL_EML + f"message {n}\n".encode() * 2000 for n in range(12)]
+    procs = [domain.popen("p", m) for m in messages]
+    assert [p.wait(timeout=60) for p in procs] == [0] * len(procs)
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    env = domain.env("p")
+    prefix = env["RPLINE"].encode() + env["DTLINE"].encode()
+    assert sorted(domain.contents("./users/p")) == sorted(prefix + m for m in messages)
+    assert domain.files("./users/p", "tmp") == []

@@ -53,7 +53,7 @@ def envelope(sender: str, forwards: tuple[str, ...], host: str, qmail_root: str)
 def child_environment(sender: str) -> dict[str, str]:
     """Our environment plus ``QMAILUSER``/``QMAILHOST`` from ``SENDER`` (§7.5; qmail-queue ignores them)."""
     env = dict(os.environ)
-    at = sender.rfind("@")
+    at = sender.find("@")
     if at > 0:
         env["QMAILUSER"], env["QMAILHOST"] = sender[:at], sender[at + 1:]
     return env

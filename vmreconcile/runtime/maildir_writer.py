@@ -102,7 +102,7 @@ class PendingFile:
                 os.rename(self.tmp_path, self.new_path)
         except OSError as exc:
             self.discard()
-            raise temporary(f"Could not move the message into new/: {exc.strerror}") from None
+            raise temporary(f"Error linking the temp file to the new file. ({exc.strerror})") from None
         self.committed = True
         unlink_quietly(self.tmp_path)  # delivered; a leftover tmp/ link is cleaned by readers
         _fsync_dir(os.path.join(self.directory, "new"))
