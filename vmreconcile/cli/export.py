@@ -11,7 +11,7 @@ import typer
 
 from ..desired.export import ExportError, export_yaml
 from ..live import read_live_state
-from .main import fail, host_of
+from .common import fail, host_of
 from .show import LIVE_ERRORS
 
 

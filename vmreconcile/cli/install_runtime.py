@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..install import DEFAULT_PYTHON, InstallError, install_runtime
-from .main import fail, host_of
+from .common import fail, host_of
 
 
 def install_runtime_command(

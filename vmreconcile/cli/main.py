@@ -46,17 +46,6 @@ def _global_options(
     ctx.obj = Host(root)
 
 
-def host_of(ctx: typer.Context) -> Host:
-    """The `Host` the global options built (commands call this instead of parsing --root)."""
-    return ctx.find_root().obj
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one line to stderr and return the Exit to raise: ``raise fail("...")``."""
-    typer.echo(f"vmreconcile: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _register_commands() -> None:
     package = Path(__file__).parent
     for info in sorted(pkgutil.iter_modules([str(package)]), key=lambda m: m.name):

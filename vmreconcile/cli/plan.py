@@ -28,25 +28,13 @@ from ..plan.planfile import save_plan
 from ..plan.render import render_json, render_markdown, render_text
 from ..plan.resolve import ResolveError
 from ..tables import TableError
+from .common import fail, host_of
 
 DEFAULT_CONFIG = Path("vmreconcile.yaml")
 
 #: Problems that end a plan or apply with one message and exit 1.
 PLAN_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, ResolveError, HashingError, UnknownTarget,
                OSError)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """``main.fail``, imported late: main imports every command module while it registers them."""
-    from .main import fail as main_fail
-
-    return main_fail(message, code)
-
-
-def host_of(ctx: typer.Context):  # noqa: ANN201 - vmreconcile.host.Host
-    from .main import host_of as main_host_of
-
-    return main_host_of(ctx)
 
 
 class PlanFormat(StrEnum):

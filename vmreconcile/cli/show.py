@@ -15,7 +15,7 @@ from ..live import read_live_state
 from ..model import Domain, HostState
 from ..showjson import state_to_json
 from ..tables import TableError
-from .main import fail, host_of
+from .common import fail, host_of
 
 #: Errors reading the live system that become one line on stderr and exit 1.
 LIVE_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, OSError)

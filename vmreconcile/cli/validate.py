@@ -8,7 +8,7 @@ import typer
 
 from ..desired.load import check_config
 from ..desired.semantics import summary
-from .main import fail
+from .common import fail
 
 
 def validate(

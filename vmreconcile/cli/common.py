@@ -1,0 +1,20 @@
+"""What every command module shares; kept apart from `main` so that a command module can be
+imported first (main imports every command module while it registers them)."""
+
+from __future__ import annotations
+
+import typer
+
+from ..host import Host
+
+
+def host_of(ctx: typer.Context) -> Host:
+    """The `Host` the global options built (commands call this instead of parsing --root)."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Host) else Host(None)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line to stderr and return the Exit to raise: ``raise fail("...")``."""
+    typer.echo(f"vmreconcile: {message}", err=True)
+    return typer.Exit(code)
