@@ -36,7 +36,7 @@ def test_qmail_queue_failure_defers_and_leaves_nothing(domain, code, text):
     assert domain.queued()[0][1] == b"Fsender@example.net\0Tme-copy@backup.example\0\0"
 
 
-def private_qmail_root(domain, me: str | None, with_queue: bool) -> None:
+def private_qmail_root(domain, me: str | None, with_queue: bool, queue_script: str | None = None) -> None:
     """Point this domain's ``qmail-root`` at a fresh tree under the baked root."""
     name = f"/var/qmail-{secrets.token_hex(4)}"
     tree = domain.runtime.root / name.lstrip("/")
@@ -46,9 +46,19 @@ def private_qmail_root(domain, me: str | None, with_queue: bool) -> None:
         path.chmod(0o755)
     if me is not None:
         (tree / "control" / "me").write_text(me)
-    if with_queue:
+    if queue_script is not None:
+        (tree / "bin" / "qmail-queue").write_text(queue_script)
+        (tree / "bin" / "qmail-queue").chmod(0o755)
+    elif with_queue:
         os.symlink(domain.runtime.root / "var/qmail/bin/qmail-queue", tree / "bin" / "qmail-queue")
     domain.write(".vmailmgr/qmail-root", name + "\n")
+
+
+def test_qmail_queue_that_stops_reading_defers_even_if_it_exits_0(domain):
+    private_qmail_root(domain, "mx.oracle.test\n", with_queue=True, queue_script="#!/bin/sh\nexit 0\n")
+    result = domain.deliver("me", SMALL_EML + b"y" * (1 << 20))
+    assert (result.code, result.stdout) == (111, b"vdeliver: Error writing to pipe\n")
+    assert_nothing_stored(domain)
 
 
 def test_missing_qmail_queue_defers(domain):
