@@ -15,7 +15,7 @@ from ..host import Host
 def main(argv: list[str], host: Host) -> int:
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     print(f"package={package_dir}")
-    print(f"root={host.root if host.root is not None else '/'}")
+    print(f"root={host.root_str or '/'}")
     print(f"isolated={sys.flags.isolated} no_site={sys.flags.no_site}")
     print(f"uid={os.getuid()} argv={argv[1:]}")
     print(f"modules={','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'typer', 'jsonschema', 'deepdiff', 'passlib', 'site')))}")
