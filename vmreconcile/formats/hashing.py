@@ -9,7 +9,6 @@ from ``os.urandom`` (VMailMgr seeded ``random()`` from the clock, §11.5).
 
 from __future__ import annotations
 
-import ctypes
 import os
 from _operator import _compare_digest as compare_digest  # what hmac.compare_digest is; hmac loads OpenSSL
 
@@ -36,9 +35,17 @@ class HashingError(RuntimeError):
     """libcrypt is missing or refused to make a hash."""
 
 
-def _libcrypt() -> ctypes.CDLL:
+def _libcrypt():  # noqa: ANN202 - a ctypes.CDLL
+    """libxcrypt, loaded on first use.
+
+    ``ctypes`` is imported here, not at module level: a login whose hash `runtime.fastcrypt`
+    handles ($1$, $0$, old MD5) never pays for it (~2 ms). It is a root-owned standard-library
+    module, so importing it after a setuid loads nothing a base user can influence.
+    """
     global _lib
     if _lib is None:
+        import ctypes
+
         try:
             lib = ctypes.CDLL("libcrypt.so.1", use_errno=True)
         except OSError as exc:  # pragma: no cover - every Debian has libcrypt1
@@ -58,6 +65,8 @@ def crypt(plain: bytes, setting: bytes) -> bytes | None:
     if b"\0" in plain or b"\0" in setting:
         return None
     lib = _libcrypt()
+    import ctypes
+
     data = ctypes.create_string_buffer(_CRYPT_DATA_SIZE)
     result = lib.crypt_r(plain, setting, data)
     if not result or result.startswith(b"*"):
@@ -103,6 +112,8 @@ def hash_password(plain: str | bytes, scheme: str = DEFAULT_SCHEME) -> str:
     except KeyError:
         raise HashingError(f"unknown password scheme {scheme!r}; use one of {', '.join(SCHEMES)}") from None
     lib = _libcrypt()
+    import ctypes
+
     random_bytes = os.urandom(32)
     out = ctypes.create_string_buffer(256)
     setting = lib.crypt_gensalt_rn(prefix, _COST.get(scheme, 0), random_bytes, len(random_bytes), out, len(out))

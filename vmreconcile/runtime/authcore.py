@@ -37,8 +37,8 @@ import os
 import time
 
 # Everything a virtual login needs after the setuid is imported here, as root, so a runtime
-# copy that the base user cannot read still works. formats.hashing costs ctypes' import
-# (~1.5 ms) but libcrypt itself is loaded only when a scheme outside fastcrypt's is checked.
+# copy that the base user cannot read still works. (formats.hashing imports the standard
+# library's ctypes and loads libcrypt only when a scheme outside fastcrypt's is checked.)
 from ..formats.cdb import CdbError
 from ..formats.config import ConfigChain
 from ..formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
