@@ -20,7 +20,7 @@ from .formats.config import OPTIONS, stored_value
 from .formats.control import parse_lines, split_virtualdomain
 from .host import LOCAL_CONFIG_DIR, BaseUser, Host
 from .model import CONTROL_FILES, Domain, HostState, OptionValue, from_bytes
-from .tables import iter_users, open_table, table_path
+from .tables import iter_users, open_table, read_regular, table_path
 
 
 def read_live_state(host: Host) -> HostState:
@@ -35,7 +35,7 @@ def read_live_state(host: Host) -> HostState:
 def read_control_files(host: Host) -> dict[str, tuple[str, ...]]:
     control = {}
     for name in CONTROL_FILES:
-        raw = _read_regular(host.control_path(name), follow_symlinks=True)
+        raw = read_regular(host.control_path(name), follow_symlinks=True)
         if raw is not None:
             control[name] = parse_lines(raw)
     return control
@@ -73,7 +73,7 @@ def read_options(directory: Path, host_config_dir: Path | None = None) -> dict[s
     """
     options: dict[str, OptionValue] = {}
     for name, option in OPTIONS.items():
-        raw = _read_regular(directory / name, follow_symlinks=directory == host_config_dir)
+        raw = read_regular(directory / name, follow_symlinks=directory == host_config_dir)
         if raw is not None:
             options[name] = stored_value(raw, option.kind)
     return options
@@ -86,7 +86,7 @@ def read_domain(host: Host, base_user_name: str, keys: list[str]) -> Domain:
     config = host.domain_config(base_user)
     reader = open_table(table_path(home, config.text("password-file")))
     users = tuple(iter_users(reader)) if reader is not None else ()
-    qmail_default = _read_regular(home / ".qmail-default")
+    qmail_default = read_regular(home / ".qmail-default")
     return Domain(
         name=name,
         base_user=base_user.name,
@@ -131,26 +131,3 @@ def _is_maildir_at(path: str) -> bool:
         return all(isdir(lstat(p).st_mode) for p in (path, path + "/cur", path + "/new", path + "/tmp"))
     except OSError:
         return False
-
-
-def _read_regular(path: Path, follow_symlinks: bool = False) -> bytes | None:
-    """A file's bytes, or None if missing or not a regular file.
-
-    Inside a base user's home symlinks are not followed (the base user could point them at
-    root's files); root-owned control and config files may be symlinks.
-    """
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-

@@ -23,6 +23,37 @@ if TYPE_CHECKING:
     StrPath = str | os.PathLike[str]
 
 
+def read_regular(path: StrPath, *, dir_fd: int | None = None, follow_symlinks: bool = False,
+                 limit: int | None = None) -> bytes | None:
+    """A regular file's bytes (at most ``limit``); None when missing, unreadable or not regular.
+
+    Files in a base user's home are read with ``follow_symlinks=False`` (the default): the base
+    user could point a symlink at root's files. Root-owned control and config files may be
+    symlinks. ``dir_fd`` reads ``path`` relative to an open directory (``openat``).
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        left = limit if limit is not None else -1
+        while left:
+            chunk = os.read(fd, 65536 if left < 0 else min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left = left - len(chunk) if left > 0 else left
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 class TableError(OSError):
     """The table exists but cannot be used (symlink, not a file, unreadable)."""
 

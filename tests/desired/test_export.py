@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from tests.conftest import STEPS, build_step_root
 from vmreconcile.desired.export import ExportError, export_document, export_yaml, scalar
 from vmreconcile.desired.load import check_config
-from vmreconcile.desired.semantics import effective_option
 from vmreconcile.desired.spec import UNSET, DomainSpec, Spec, UserSpec
 from vmreconcile.desired.yamlread import read_yaml
+from vmreconcile.formats.config import layered_value
 from vmreconcile.formats.userdir import userdir
 from vmreconcile.host import Host
 from vmreconcile.live import read_live_state
@@ -32,7 +32,7 @@ NOW = 1_900_000_000
 def rebuild(entry: UserSpec, dspec: DomainSpec, spec: Spec) -> VirtualUser:
     """A new entry as docs/config-format.md says the planner makes it (no live value to keep)."""
     def opt(name):
-        return effective_option(name, dspec.options, spec.options)
+        return layered_value(name, dspec.options, spec.options)
 
     def given(field, default):
         value = getattr(entry, field)
@@ -63,7 +63,7 @@ def rebuild(entry: UserSpec, dspec: DomainSpec, spec: Spec) -> VirtualUser:
 
 
 def user_dir_options(dspec: DomainSpec, spec: Spec) -> tuple:
-    return tuple(effective_option(n, dspec.options, spec.options) for n in ("user-dir", "user-dir-bits",
+    return tuple(layered_value(n, dspec.options, spec.options) for n in ("user-dir", "user-dir-bits",
                                                                            "user-dir-slices"))
 
 
@@ -198,8 +198,8 @@ personal = st.text(st.characters(blacklist_categories=("Cs",), blacklist_charact
 
 @st.composite
 def live_users(draw, options):
-    user_dir = effective_option("user-dir", options)
-    bits, slices = effective_option("user-dir-bits", options), effective_option("user-dir-slices", options)
+    user_dir = layered_value("user-dir", options)
+    bits, slices = layered_value("user-dir-bits", options), layered_value("user-dir-slices", options)
     out, seen = [], set()
     for _ in range(draw(st.integers(0, 6))):
         typed = draw(names.map(lambda n: draw(st.sampled_from([n, n.upper(), n.capitalize()]))))

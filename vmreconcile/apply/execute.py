@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..formats.cdb import CdbReader, build_cdb
-from ..formats.config import render_option
+from ..formats.config import layered_value, render_option
 from ..formats.control import render_lines
 from ..formats.vpwentry import decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ..model import Domain, to_bytes
 from ..plan.changes import Change, Plan, table_digest
-from ..plan.resolve import CHANGEABLE_FILE, option_value
+from ..plan.resolve import CHANGEABLE_FILE
+from ..tables import read_regular
 from . import writer
 from .crashpoint import checkpoint
 from .writer import Owner, UnsafePath
@@ -101,7 +102,7 @@ class Executor:
         return Owner(base_user.uid, base_user.gid) if self.host.can_chown else None
 
     def option(self, domain: Domain, name: str):  # noqa: ANN201 - the option's parsed value
-        return option_value(name, domain.options, self.plan.desired.options)
+        return layered_value(name, domain.options, self.plan.desired.options)
 
     def open_home(self, base_user: BaseUser) -> int:
         home = self.host.home(base_user)
@@ -178,7 +179,7 @@ class Executor:
                 if made:
                     self.note(f"{domain.name}: created {user_dir}")
             content = to_bytes(domain.qmail_default or "")
-            current = writer.read_regular(home_fd, ".qmail-default")
+            current = read_regular(".qmail-default", dir_fd=home_fd)
             if current is not None and current != content:
                 kept = writer.backup_name(home_fd, ".qmail-default")
                 self.note(f"{domain.name}: kept the previous .qmail-default as ~{base_user.name}/{kept}")
@@ -302,7 +303,7 @@ class TableMoved(ValueError):
 
 def current_table_digest(dir_fd: int, name: str) -> str:
     """`table_digest` of the table as it is now (a missing one is empty)."""
-    raw = writer.read_regular(dir_fd, name)
+    raw = read_regular(name, dir_fd=dir_fd)
     if raw is None:
         return table_digest(())
     return table_digest(decode_record(k, v) for k, v in CdbReader(raw).items())

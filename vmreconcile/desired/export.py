@@ -17,11 +17,10 @@ from collections.abc import Mapping
 import yaml
 
 from ..formats import control as ctl
-from ..formats.config import LIST, OPTIONS, UNSIGNED
+from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value
 from ..formats.userdir import userdir
 from ..model import UINT_MAX, Domain, HostState, OptionValue, VirtualUser, ascii_lower
 from . import units
-from .semantics import effective_option
 
 DEFAULT_BINDIR = "/usr/local/bin"
 
@@ -133,7 +132,7 @@ class _Defaults:
 
     def __init__(self, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> None:
         def get(name: str):  # noqa: ANN202 - value type follows the option's kind
-            return effective_option(name, domain_options, global_options)
+            return layered_value(name, domain_options, global_options)
 
         self.user_dir, self.bits, self.slices = get("user-dir"), get("user-dir-bits"), get("user-dir-slices")
         self.limits = {

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..formats.config import LIST, OPTIONS, UNSIGNED, parse_option, render_option
+from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value
 from ..formats.hashing import looks_like_hash
 from ..formats.vpwentry import name_problem
 from ..model import OptionValue, ascii_lower
@@ -155,15 +155,6 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
     return out
 
 
-def effective_option(name: str, *layers: Mapping[str, OptionValue]) -> str | int | tuple[str, ...]:
-    """An option as VMailMgr would read it through the layers (domain, global), else its default."""
-    option = OPTIONS[name]
-    for layer in layers:
-        if name in layer:
-            parsed = parse_option(option.kind, render_option(layer[name]))
-            if parsed is not None:
-                return parsed
-    return option.default
 
 
 class _Names:
@@ -302,8 +293,8 @@ def _domain(
                            at_key=True)
             entries.append(entry)
 
-    default_username = effective_option("default-username", domain_options, global_options)
-    postmaster = effective_option("postmaster-aliases", domain_options, global_options)
+    default_username = layered_value("default-username", domain_options, global_options)
+    postmaster = layered_value("postmaster-aliases", domain_options, global_options)
     catch_all: str | None | object = UNSET
     if "catch_all" in body:
         target = body.get("catch_all")

@@ -13,7 +13,7 @@ from ..model import UINT_MAX, OptionValue, Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     StrPath = str | os.PathLike[str]
 
@@ -105,6 +105,21 @@ def render_option(value: OptionValue) -> bytes:
     if isinstance(value, tuple):
         return "".join(item + "\n" for item in value).encode("utf-8", "surrogateescape")
     return (value + "\n").encode("utf-8", "surrogateescape")
+
+
+def layered_value(name: str, *layers: Mapping[str, OptionValue]) -> str | int | tuple[str, ...]:
+    """An option as VMailMgr reads it from model layers (most specific first), else its default.
+
+    Each layer maps option names to their stored values (`stored_value`), as in a `Domain` or
+    `HostState`; a value that does not parse moves on to the next layer (§3.2).
+    """
+    option = OPTIONS[name]
+    for layer in layers:
+        if name in layer:
+            parsed = parse_option(option.kind, render_option(layer[name]))
+            if parsed is not None:
+                return parsed
+    return option.default
 
 
 def read_file_or_none(path: StrPath) -> bytes | None:

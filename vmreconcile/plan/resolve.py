@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ..desired.spec import UNSET, DomainSpec, PasswordSpec, Spec, UserSpec
 from ..formats import control as ctl
-from ..formats.config import OPTIONS, parse_option, render_option
+from ..formats.config import layered_value
 from ..formats.hashing import hash_password, verify_password
 from ..formats.userdir import userdir
 from ..model import UINT_MAX, Domain, HostState, OptionValue, VirtualUser, ascii_lower
@@ -60,15 +60,6 @@ def hash_digest(stored: str) -> str:
     return hashlib.sha256(stored.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def option_value(name: str, *layers: Mapping[str, OptionValue]) -> str | int | tuple[str, ...]:
-    """An option as VMailMgr reads it: first layer that has a usable value, else the default (§3.2)."""
-    option = OPTIONS[name]
-    for layer in layers:
-        if name in layer:
-            parsed = parse_option(option.kind, render_option(layer[name]))
-            if parsed is not None:
-                return parsed
-    return option.default
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +78,7 @@ class DomainDefaults:
     @classmethod
     def of(cls, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> DomainDefaults:
         def get(name: str):  # noqa: ANN202 - str | int | tuple by option kind
-            return option_value(name, domain_options, global_options)
+            return layered_value(name, domain_options, global_options)
 
         def limit(name: str) -> int | None:
             value = get(name)

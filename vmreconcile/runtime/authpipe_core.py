@@ -36,7 +36,7 @@ from ..formats.hashing import verify_password
 from ..formats.vpwentry import RecordError, decode_record, user_key
 from ..host import BaseUser, Host
 from ..model import VirtualUser, from_bytes
-from ..tables import TableError, iter_users, open_table
+from ..tables import TableError, iter_users, open_table, read_regular
 from . import authcore
 
 Identity = tuple[int, int, int, int, int]
@@ -67,29 +67,6 @@ def identity(path: str) -> Identity | None:
     if stat.S_ISLNK(info.st_mode):
         raise TableError(f"{path}: is a symbolic link; refusing to follow it")
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-
-
-def read_nofollow(path: str, limit: int = 1 << 20) -> bytes | None:
-    """A small regular file's bytes, opened with ``O_NOFOLLOW``; None if it cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks = []
-        while limit > 0:
-            chunk = os.read(fd, min(limit, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            limit -= len(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 class Table:
@@ -193,7 +170,7 @@ class Directory:
         if cached is not None and cached[0] == ident:
             self._parsed[path] = (ident, cached[1], now)
             return cached[1]
-        value = parse(read_nofollow(path) if ident is not None else None)
+        value = parse(read_regular(path, limit=1 << 20) if ident is not None else None)
         self._parsed[path] = (ident, value, now)
         return value
 
