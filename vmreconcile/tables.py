@@ -8,9 +8,12 @@ crashes on it, §11.14); a missing one means "no users yet".
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
 import stat
+import time
 
 from .formats.cdb import CdbError, CdbReader
 from .formats.vpwentry import decode_record, user_key
@@ -18,7 +21,7 @@ from .model import VirtualUser
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     StrPath = str | os.PathLike[str]
 
@@ -50,6 +53,54 @@ def read_regular(path: StrPath, *, dir_fd: int | None = None, follow_symlinks: b
         return b"".join(chunks)
     except OSError:
         return None
+    finally:
+        os.close(fd)
+
+
+#: A temp table nobody holds (flock) and nobody touched for this long is a crash's leftover.
+STALE_AFTER = 5.0
+
+
+def clear_stale_temp(dir_fd: int, tmpname: str, stale_after: float, log: Callable[[str], None]) -> bool:
+    """The shared rule for ``passwd.cdb.tmp`` (apply and authpipe's PASSWD): True when free.
+
+    VMailMgr takes the temp file with ``O_EXCL`` as its only lock, so one left by a crash blocks
+    every later write (§1.1). Our writers also ``flock`` it while writing. A leftover that
+    nobody holds and that has not changed for ``stale_after`` seconds is removed with a message
+    (an unlocked young one may be a running ``vadduser``, which does not flock: wait for it).
+    A symlink in its place is never a writer's temp file and goes at once; one we may not open
+    (another writer's, before its chown) is waited for.
+    """
+    try:
+        fd = os.open(tmpname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return True
+    except PermissionError:
+        return False
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        os.unlink(tmpname, dir_fd=dir_fd)
+        log(f"removed {tmpname}: a symbolic link where a temp file belongs")
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        info = os.fstat(fd)
+        age = time.time() - info.st_mtime
+        if age < stale_after:
+            return False
+        try:
+            now = os.stat(tmpname, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return True
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            return False
+        os.unlink(tmpname, dir_fd=dir_fd)
+        log(f"removed stale {tmpname} (left by an interrupted write {age:.0f}s ago; nobody held it)")
+        return True
     finally:
         os.close(fd)
 

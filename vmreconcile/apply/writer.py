@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..tables import STALE_AFTER, clear_stale_temp
 from .crashpoint import checkpoint
 
 #: Seconds after which an unlocked temp file is considered left over by a crash.
-STALE_AFTER = 5.0
 #: How long to wait for a temp file another writer holds.
 TEMP_TIMEOUT = 30.0
 
@@ -148,7 +148,7 @@ def acquire_temp(dir_fd: int, tmpname: str, *, where: str, log: Log = _quiet,
             fd = os.open(tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=dir_fd)
         except FileExistsError:
-            if _clear_if_stale(dir_fd, tmpname, where, stale_after, log):
+            if clear_stale_temp(dir_fd, tmpname, stale_after, lambda text: log(text.replace(tmpname, where, 1))):
                 continue
             if time.monotonic() > deadline:
                 raise TempBusy(errno.EBUSY, f"{where}: exists and another writer (vadduser, vmreconcile) is "
@@ -157,40 +157,6 @@ def acquire_temp(dir_fd: int, tmpname: str, *, where: str, log: Log = _quiet,
             continue
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
-
-
-def _clear_if_stale(dir_fd: int, tmpname: str, where: str, stale_after: float, log: Log) -> bool:
-    """Remove a leftover temp file nobody holds and nobody touched lately; True if it went away."""
-    try:
-        fd = os.open(tmpname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return True
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        os.unlink(tmpname, dir_fd=dir_fd)  # a planted symlink is never a writer's temp file
-        log(f"removed {where}: a symbolic link where a temp file belongs")
-        return True
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        info = os.fstat(fd)
-        age = time.time() - info.st_mtime
-        if age < stale_after:
-            return False
-        try:
-            now = os.stat(tmpname, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return True
-        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
-            return False
-        os.unlink(tmpname, dir_fd=dir_fd)
-        log(f"removed stale {where} (left by an interrupted write {age:.0f}s ago; nobody held it)")
-        return True
-    finally:
-        os.close(fd)
 
 
 def write_file_at(dir_fd: int, name: str, data: bytes, *, mode: int, owner: Owner | None, where: str,

@@ -32,8 +32,8 @@ import sys
 # Imported up front: the PASSWD child must not import after dropping privileges.
 from ..formats import hashing as _hashing  # noqa: F401
 from ..host import Host
-from .authcore import restore_default_signals
-from .authpipe_core import Directory, Found, Refused
+from .authcore import Account, restore_default_signals
+from .authpipe_core import Directory, Refused
 from .authpipe_passwd import change_password
 from .authpipe_protocol import (
     END,
@@ -69,7 +69,7 @@ def _log(message: str) -> None:
         pass
 
 
-def account(found: Found, address: str) -> bytes:
+def account(found: Account, address: str) -> bytes:
     """The ``ATTR=value`` reply for a found account."""
     attributes = [
         ("UID", str(found.base.uid)),

@@ -96,18 +96,6 @@ class Table:
         return user
 
 
-class Found:
-    """A resolved login: base user, virtual name as typed (empty: system account), its entry."""
-
-    __slots__ = ("base", "virtual_name", "user", "home")
-
-    def __init__(self, base: BaseUser, virtual_name: str, user: VirtualUser | None, home: str) -> None:
-        self.base = base
-        self.virtual_name = virtual_name
-        self.user = user
-        self.home = home
-
-
 def may_log_in(user: VirtualUser | None, now: int) -> str | None:
     """Why the entry cannot log in, password aside (§5.6), or None."""
     if user is None or not user.has_mailbox or not user.directory:
@@ -268,20 +256,20 @@ class Directory:
         table = self.table(base)
         return table.user(virtual) if table is not None else None
 
-    def find(self, login: str) -> Found:
+    def find(self, login: str) -> authcore.Account:
         """The account for ``login`` with no password check (PRE): blocked entries refused."""
         base, virtual = self.resolve(login)
         if not virtual:
             if not authcore.system_logins_enabled(self.host):
                 raise Refused(authcore.MSG_SYSTEM_LOGINS_DISABLED)
-            return Found(base, "", None, self.home(base))
+            return authcore.Account(base, "", None, self.home(base))
         user = self._virtual(base, virtual)
         problem = may_log_in(user, int(time.time()))
         if problem:
             raise Refused(problem)
-        return Found(base, virtual, user, self.home(base))
+        return authcore.Account(base, virtual, user, self.home(base))
 
-    def authenticate(self, login: str, password: str) -> Found:
+    def authenticate(self, login: str, password: str) -> authcore.Account:
         """The account for ``login`` if ``password`` is right and the entry may log in (§5.6).
 
         Checked in VMailMgr's order: existence and mailbox, then the password, then expiry.
@@ -292,7 +280,7 @@ class Directory:
                 raise Refused(authcore.MSG_SYSTEM_LOGINS_DISABLED)
             if not authcore.check_system_password(self.host, base.name, password):
                 raise Refused(authcore.MSG_BAD_PASSWORD)
-            return Found(base, "", None, self.home(base))
+            return authcore.Account(base, "", None, self.home(base))
         user = self._virtual(base, virtual)
         if user is None or not user.has_mailbox or not user.directory:
             raise Refused(authcore.MSG_UNKNOWN_VIRTUAL)
@@ -301,7 +289,7 @@ class Directory:
         problem = may_log_in(user, int(time.time()))
         if problem:
             raise Refused(problem)
-        return Found(base, virtual, user, self.home(base))
+        return authcore.Account(base, virtual, user, self.home(base))
 
     # enumeration --------------------------------------------------------------------
 

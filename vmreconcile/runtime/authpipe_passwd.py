@@ -26,7 +26,6 @@ directory its owner controls. The table is rebuilt the way VMailMgr and ``apply`
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import sys
@@ -37,12 +36,11 @@ from ..formats.cdb import build_cdb
 from ..formats.hashing import DEFAULT_SCHEME, SCHEMES, HashingError, hash_password, scheme_of, verify_password
 from ..formats.vpwentry import decode_record, encode_record, user_key
 from ..host import BaseUser
-from ..tables import open_table
+from ..tables import STALE_AFTER, clear_stale_temp, open_table
 from . import authcore
 from .authpipe_core import Directory, Refused
 
 #: Seconds after which an unlocked ``passwd.cdb.tmp`` is a crash's leftover (as in ``apply``).
-STALE_AFTER = 5.0
 #: How long to wait for another writer's ``passwd.cdb.tmp``; authdaemond's client waits 30 s.
 TEMP_TIMEOUT = 10.0
 
@@ -67,41 +65,8 @@ def new_hash(new: str, old_stored: str) -> str:
     return hash_password(new, scheme if scheme in SCHEMES else DEFAULT_SCHEME)
 
 
-def _clear_if_stale(dir_fd: int, tmpname: str) -> bool:
-    """``apply``'s rule: remove a leftover temp file nobody holds and nobody touched lately.
-
-    A symlink in its place is never a writer's temp file and goes at once. An unlocked but
-    young one may be a running ``vadduser`` (VMailMgr does not flock): it is waited for.
-    True when the name is free again.
-    """
-    try:
-        fd = os.open(tmpname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return True
-    except PermissionError:
-        return False  # another writer's (apply as root, before its fchown): wait for it
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        os.unlink(tmpname, dir_fd=dir_fd)
-        sys.stderr.write(f"authpipe: removed {tmpname}: a symbolic link where a temp file belongs\n")
-        return True
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        info = os.fstat(fd)
-        if time.time() - info.st_mtime < STALE_AFTER:
-            return False
-        now = os.stat(tmpname, dir_fd=dir_fd, follow_symlinks=False)
-        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
-            return False
-        os.unlink(tmpname, dir_fd=dir_fd)
-        sys.stderr.write(f"authpipe: removed stale {tmpname} (left by an interrupted write; nobody held it)\n")
-        return True
-    finally:
-        os.close(fd)
+def _log(text: str) -> None:
+    sys.stderr.write(f"authpipe: {text}\n")
 
 
 def acquire_temp(dir_fd: int, tmpname: str) -> int:
@@ -116,7 +81,7 @@ def acquire_temp(dir_fd: int, tmpname: str) -> int:
             fd = os.open(tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=dir_fd)
         except FileExistsError:
-            if _clear_if_stale(dir_fd, tmpname):
+            if clear_stale_temp(dir_fd, tmpname, STALE_AFTER, _log):
                 continue
             if time.monotonic() > deadline:
                 raise PasswdError(f"{tmpname} exists and another writer (vadduser, vmreconcile) is still "
