@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -135,3 +136,35 @@ def test_an_empty_root_shows_no_domains(tmp_path):
     result = run_cli("--root", str(tmp_path), "show", "-f", "json")
     assert result.returncode == 0
     assert json.loads(result.stdout)["domains"] == []
+
+
+@pytest.mark.parametrize("value", ["../other/passwd", "/etc/passwd", "sub/passwd", ".."])
+def test_a_password_file_outside_the_home_is_refused(tmp_path, value):
+    """A base user controls ~/.vmailmgr/password-file; root must not read another table through it."""
+    home = build_step_root("03-vaddalias", tmp_path)
+    (home / ".vmailmgr").mkdir()
+    (home / ".vmailmgr" / "password-file").write_text(value + "\n")
+    assert "must be a plain file name" in one_line_error(run_cli("--root", str(tmp_path), "show"))
+
+
+def test_a_fifo_or_symlink_in_vmailmgr_is_not_read(tmp_path):
+    """Option files in a home are read non-blocking, regular files only, symlinks not followed."""
+    home = build_step_root("03-vaddalias", tmp_path)
+    (home / ".vmailmgr").mkdir()
+    os.mkfifo(home / ".vmailmgr" / "password-file")
+    (tmp_path / "elsewhere").write_text("4\n")
+    (home / ".vmailmgr" / "user-dir-bits").symlink_to(tmp_path / "elsewhere")
+    result = subprocess.run([sys.executable, "-m", "vmreconcile", "--root", str(tmp_path), "show", "-f", "json"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["domains"][0]["users"]) == 16
+
+
+def test_a_symlinked_vmailmgr_directory_is_ignored(tmp_path):
+    home = build_step_root("03-vaddalias", tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "password-file").write_text("nosuch\n")
+    (home / ".vmailmgr").symlink_to(other)
+    result = run_cli("--root", str(tmp_path), "show", "-f", "json")
+    assert result.returncode == 0 and len(json.loads(result.stdout)["domains"][0]["users"]) == 16

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 
-from .formats.config import ConfigChain
+from .formats.config import ConfigChain, read_file_or_none
 from .model import Record
 
 TYPE_CHECKING = False
@@ -109,8 +110,25 @@ class Host:
         return ConfigChain([self.config_dir_str])
 
     def domain_config(self, user: BaseUser) -> ConfigChain:
-        """Local ``~base/.vmailmgr`` first, then ``/etc/vmailmgr`` (§3.1)."""
-        return ConfigChain([os.path.join(self.home_str(user), LOCAL_CONFIG_DIR), self.config_dir_str])
+        """Local ``~base/.vmailmgr`` first, then ``/etc/vmailmgr`` (§3.1).
+
+        The local directory belongs to the base user and root reads it (plan, authpipe): its
+        files are read without following symlinks, and a symlinked ``.vmailmgr`` is ignored.
+        """
+        local = os.path.join(self.home_str(user), LOCAL_CONFIG_DIR)
+        global_dir = self.config_dir_str
+        try:
+            local_ok = stat.S_ISDIR(os.lstat(local).st_mode)
+        except OSError:
+            local_ok = False
+        if not local_ok:
+            return ConfigChain([global_dir])
+        prefix = local + "/"
+
+        def read(path: str) -> bytes | None:
+            return read_file_or_none(path, follow_symlinks=not str(path).startswith(prefix))
+
+        return ConfigChain([local, global_dir], read)
 
     def qmail_root_str(self) -> str:
         """``qmail-root`` from the global config, mapped under the root."""

@@ -109,8 +109,24 @@ class TableError(OSError):
     """The table exists but cannot be used (symlink, not a file, unreadable)."""
 
 
+def password_file_problem(password_file: str) -> str | None:
+    """Why a ``password-file`` value is refused, or None.
+
+    VMailMgr takes it relative to the base user's home (§1.1). The option can be set by the
+    base user (``~/.vmailmgr/password-file``) and is read by root (plan, authpipe), so only a
+    plain file name is accepted: no ``/`` (no other directory, no symlinked parent, no other
+    tenant's table through ``..``) and not ``.``/``..``.
+    """
+    if not password_file or "/" in password_file or password_file in (".", "..") or "\0" in password_file:
+        return f"password-file {password_file!r} must be a plain file name in the base user's home"
+    return None
+
+
 def table_path(home: StrPath, password_file: str = "passwd") -> str:
-    """``<password-file>.cdb`` relative to the base user's home (§1.1); an absolute one stays."""
+    """``<password-file>.cdb`` in the base user's home (§1.1); `TableError` for an unsafe name."""
+    problem = password_file_problem(password_file)
+    if problem is not None:
+        raise TableError(problem)
     return os.path.join(home, password_file + ".cdb")
 
 
@@ -121,7 +137,7 @@ def open_table(path: StrPath) -> CdbReader | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP: the last component is a symlink
+        if exc.errno == errno.ELOOP:  # the last component is a symlink
             raise TableError(f"{path}: is a symbolic link; refusing to follow it") from None
         raise TableError(f"{path}: {exc.strerror}") from None
     try:

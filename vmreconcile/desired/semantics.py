@@ -21,6 +21,7 @@ from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value
 from ..formats.hashing import looks_like_hash
 from ..formats.vpwentry import name_problem
 from ..model import OptionValue, ascii_lower
+from ..tables import password_file_problem
 from . import units
 from .errors import Diagnostic, PathPart
 from .positions import locate
@@ -150,6 +151,8 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
                 check.error(here, "an empty value means 'not set'; omit the option to use the default")
             elif "\n" in raw or "\0" in raw or raw != raw.strip():
                 check.error(here, "an option value is one line without surrounding spaces")
+            elif name == "password-file" and password_file_problem(raw):
+                check.error(here, str(password_file_problem(raw)))
             else:
                 out[name] = raw
     return out

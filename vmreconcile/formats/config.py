@@ -8,6 +8,7 @@ through a function the caller provides, so the runtime and the management side s
 from __future__ import annotations
 
 import os
+import stat
 
 from ..model import UINT_MAX, OptionValue, Record
 
@@ -122,13 +123,25 @@ def layered_value(name: str, *layers: Mapping[str, OptionValue]) -> str | int | 
     return option.default
 
 
-def read_file_or_none(path: StrPath) -> bytes | None:
-    """Read a config file; None when it cannot be opened (missing, unreadable, a dir)."""
+def read_file_or_none(path: StrPath, follow_symlinks: bool = True) -> bytes | None:
+    """Read a config file; None when it cannot be opened or is not a regular file.
+
+    Opened non-blocking and checked with ``fstat``, so a FIFO planted in a base user's
+    ``.vmailmgr`` cannot hang a root process; ``follow_symlinks=False`` for files in homes.
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        with open(path, "rb") as fp:
-            return fp.read(65536)
+        fd = os.open(path, flags)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 65536)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class ConfigChain:

@@ -22,6 +22,7 @@ three times faster (same ``crypt_cmp`` rules either way).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
@@ -36,7 +37,7 @@ from ..formats.hashing import verify_password
 from ..formats.vpwentry import RecordError, decode_record, user_key
 from ..host import BaseUser, Host
 from ..model import VirtualUser, from_bytes
-from ..tables import TableError, iter_users, open_table, read_regular
+from ..tables import TableError, iter_users, open_table, read_regular, table_path
 from . import authcore
 
 Identity = tuple[int, int, int, int, int]
@@ -206,11 +207,14 @@ class Directory:
         return self._mapped(base.home) if base.home.startswith("/") else base.home
 
     def table_file(self, base: BaseUser) -> str:
-        return f"{self.home(base)}/{self.option('password-file', base)}.cdb"
+        return table_path(self.home(base), str(self.option("password-file", base)))
 
     def table(self, base: BaseUser) -> Table | None:
         """The base user's table (None: no table yet). Unusable tables raise `Refused` (temporary)."""
-        path = self.table_file(base)
+        try:
+            path = self.table_file(base)
+        except TableError as exc:
+            raise Refused(f"{authcore.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
         try:
             ident = identity(path)
             cached = self._tables.get(path)
@@ -228,7 +232,8 @@ class Directory:
         return table
 
     def forget_table(self, base: BaseUser) -> None:
-        self._tables.pop(self.table_file(base), None)
+        with contextlib.suppress(TableError):
+            self._tables.pop(self.table_file(base), None)
 
     # logins -------------------------------------------------------------------------
 
