@@ -168,3 +168,26 @@ def test_a_symlinked_vmailmgr_directory_is_ignored(tmp_path):
     (home / ".vmailmgr").symlink_to(other)
     result = run_cli("--root", str(tmp_path), "show", "-f", "json")
     assert result.returncode == 0 and len(json.loads(result.stdout)["domains"][0]["users"]) == 16
+
+
+def test_plaintext_equivalent_hashes_are_redacted_without_a_digest(tmp_path):
+    """dave's `$0$dave-plain` is the password itself: its sha256 would be a dictionary lookup."""
+    import hashlib
+
+    build_step_root("11-after-deliveries", tmp_path)
+    snapshot = run_cli("--root", str(tmp_path), "show", "-f", "json", "--redact")
+    doc = json.loads(snapshot.stdout)
+    passwords = {u["name"]: u["password"] for u in doc["domains"][0]["users"]}
+    assert passwords["dave"] == "unverifiable:null-crypt"
+    assert hashlib.sha256(b"$0$dave-plain").hexdigest() not in snapshot.stdout
+    assert passwords["carol"].startswith("sha256:")
+
+    exported = run_cli("--root", str(tmp_path), "export")
+    assert exported.returncode == 0, exported.stderr
+    (tmp_path / "mail.yaml").write_text(exported.stdout)
+    (tmp_path / "snapshot.json").write_text(snapshot.stdout)
+    plan = run_cli("plan", str(tmp_path / "mail.yaml"), "--state", str(tmp_path / "snapshot.json"),
+                   "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "mydomain.org/dave: live password is null-crypt" in plan.stdout
+    assert "dave-plain" not in plan.stdout

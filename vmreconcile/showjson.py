@@ -2,8 +2,9 @@
 
 It carries the full live state, so a saved copy can be planned against later (``plan --state``)
 without root on the mail host. `state_to_json` and `state_from_json` are inverses; with
-``redact=True`` each password hash becomes ``sha256:<hex digest of the hash string>`` (still
-enough to detect a changed literal hash, never enough to attack one).
+``redact=True`` each password hash becomes ``sha256:<hex digest of the hash string>`` (enough
+to detect a changed literal hash, not enough to attack a salted one), or
+``unverifiable:<scheme>`` where the string is the password in disguise (``$0$``, old MD5).
 """
 
 from __future__ import annotations
@@ -11,20 +12,47 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from .formats.hashing import scheme_of
 from .model import FORMAT_VERSION, USER_FIELDS, Domain, HostState, VirtualUser, to_bytes
 
 REDACTED_PREFIX = "sha256:"
+#: Stands in for hashes whose digest would reveal the password (``$0$`` plaintext, old MD5).
+UNVERIFIABLE_PREFIX = "unverifiable:"
+#: Schemes whose stored string is the password in disguise: an unsalted digest of it is crackable.
+_PLAINTEXT_EQUIVALENT = ("null-crypt", "old-md5")
 
 
 class StateDocumentError(ValueError):
     """A saved state document that is not a ``show --format json`` of this format version."""
 
 
+def is_redacted(stored: str) -> bool:
+    """True for a value a redacted ``show`` document put in place of a hash."""
+    return (stored.startswith(REDACTED_PREFIX) and len(stored) == len(REDACTED_PREFIX) + 64) or \
+        stored.startswith(UNVERIFIABLE_PREFIX)
+
+
+def hash_digest(stored: str) -> str:
+    """The hex sha256 of a hash string (a redacted ``sha256:`` value gives its own digest)."""
+    if stored.startswith(REDACTED_PREFIX) and is_redacted(stored):
+        return stored[len(REDACTED_PREFIX):]
+    return hashlib.sha256(to_bytes(stored)).hexdigest()
+
+
 def redact_hash(password: str) -> str:
-    """The digest that stands in for a hash in redacted output (``*``/empty kept: they are not secrets)."""
-    if password in ("", "*") or password.startswith(REDACTED_PREFIX):
+    """What stands in for a hash in redacted output (``*``/empty kept: they are not secrets).
+
+    Normally ``sha256:<digest of the hash string>``: a salted crypt hash stays uncrackable and
+    a changed literal hash is still detected offline. For ``$0$`` and old-MD5 entries the
+    string *is* the password (or its unsalted MD5), so its digest could be looked up in a
+    dictionary: those become ``unverifiable:<scheme>`` and are reported, not compared, offline.
+    """
+    if password in ("", "*") or is_redacted(password):
         return password
-    return REDACTED_PREFIX + hashlib.sha256(to_bytes(password)).hexdigest()
+    scheme = scheme_of(password)
+    if scheme in _PLAINTEXT_EQUIVALENT:
+        return UNVERIFIABLE_PREFIX + scheme
+    return REDACTED_PREFIX + hash_digest(password)
 
 
 def user_to_json(user: VirtualUser, redact: bool = False) -> dict[str, Any]:
@@ -90,5 +118,5 @@ def state_from_json(doc: dict[str, Any]) -> HostState:
             control={k: tuple(v) for k, v in doc.get("control", {}).items()},
             domains=domains,
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise StateDocumentError(f"malformed state document: {exc}") from None

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from ..formats.hashing import scheme_of
 from ..formats.vpwentry import encode_record, user_key
 from ..model import HostState, VirtualUser
-from .resolve import hash_digest, is_redacted
+from ..showjson import hash_digest, is_redacted
 
 Action = Literal["create", "update", "delete"]
 ChangeType = Literal["control_line", "option", "domain", "user", "alias", "maildir"]
@@ -58,7 +58,11 @@ def mask_password(value: str) -> str:
     """
     if value == "*" or value == "" or (value.startswith("!") and len(value) <= 1):
         return value
+    if is_redacted(value) and not value.startswith("sha256:"):
+        return f"<{value}>"
     scheme = "redacted" if is_redacted(value) else (scheme_of(value) or "hash")
+    if scheme in ("null-crypt", "old-md5"):  # the string is the password in disguise: no digest
+        return f"<{scheme}>"
     return f"<{scheme} sha256:{hash_digest(value)[:12]}>"
 
 

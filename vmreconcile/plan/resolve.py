@@ -18,8 +18,6 @@ separate, is then rebuilt in VMailMgr's own order, byte for byte.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -29,12 +27,10 @@ from ..formats.config import layered_value
 from ..formats.hashing import hash_password, verify_password
 from ..formats.userdir import userdir
 from ..model import UINT_MAX, Domain, HostState, OptionValue, VirtualUser, ascii_lower
+from ..showjson import UNVERIFIABLE_PREFIX, hash_digest, is_redacted
 
 #: (kind, reference) -> the secret's plaintext, or None when it is not available.
 SecretReader = Callable[[str, str], "str | None"]
-
-#: ``show --format json --redact`` replaces a hash by ``sha256:<hex of the hash string>``.
-_REDACTED = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 #: Where the authpipe looks for users whose password it may change (``base/key`` lines).
 CHANGEABLE_FILE = "vmreconcile-passwd-changeable"
@@ -46,18 +42,6 @@ class ResolveError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-def is_redacted(stored: str) -> bool:
-    """True for a hash replaced by its digest in a redacted ``show`` document."""
-    return bool(_REDACTED.match(stored))
-
-
-def hash_digest(stored: str) -> str:
-    """The hex sha256 a redacted document shows for ``stored`` (its own digest if redacted)."""
-    if is_redacted(stored):
-        return stored[len("sha256:"):]
-    return hashlib.sha256(stored.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 
@@ -341,6 +325,10 @@ def resolve_password(
         return "*"
     if pw.kind == "hash":
         value = pw.value or "*"
+        if live is not None and live.password.startswith(UNVERIFIABLE_PREFIX):
+            notes.append(f"{address}: live password is {live.password.removeprefix(UNVERIFIABLE_PREFIX)} "
+                         "(plaintext-equivalent, redacted without a digest); not verifiable offline, not compared")
+            return None
         if live is not None and is_redacted(live.password) and hash_digest(value) == hash_digest(live.password):
             return None
         return value
