@@ -89,3 +89,21 @@ def test_does_not_lowercase_the_user(world):
     result = run(world, b"mydomain.org\0ME\0secret")
     assert result.code == 0
     assert result.out.endswith("VUSER=ME\n")
+
+
+def test_a_newline_in_a_stored_directory_cannot_forge_answer_lines(world):
+    """The base user controls the table; a directory like "x\\nUID=0" must not become a UID= line."""
+    from vmreconcile.formats.cdb import CdbReader, build_cdb
+    from vmreconcile.formats.vpwentry import encode_record
+    from vmreconcile.model import VirtualUser
+
+    table = world.home / "passwd.cdb"
+    original = table.read_bytes()
+    evil = VirtualUser("evil", "$0$pw", "./users/evil\nUID=0", created=1)
+    try:
+        table.write_bytes(build_cdb([*CdbReader(original).items(), (b"evil", encode_record(evil))]))
+        result = run(world, b"mydomain.org\0evil\0pw")
+        assert result.code == 1
+        assert "UID=0" not in result.out and result.out == ""
+    finally:
+        table.write_bytes(original)

@@ -36,17 +36,9 @@ from __future__ import annotations
 import os
 import sys
 
-# Imported before the setuid: authcore imports these lazily, after it has dropped privileges.
-from .. import tables as _tables  # noqa: F401
-from ..formats import cdb as _cdb  # noqa: F401
-from ..formats import hashing as _hashing
-from ..formats import vpwentry as _vpwentry  # noqa: F401
 from ..host import Host
 
-try:  # authcore.verify's own lazy import
-    from . import fastcrypt as _fastcrypt  # noqa: F401
-except ImportError:  # pragma: no cover - an authcore without it
-    _fastcrypt = None
+# authcore imports every module of ours a login needs at its top, before any setuid.
 from .authcore import (
     EXIT_LOGIN_FAILED,
     MSG_UNKNOWN_BASE,
@@ -206,7 +198,6 @@ def main(argv: list[str], host: Host) -> int:
     if "\0" in user:  # fd 3 is newline-separated; no account name holds a NUL (getpwnam would raise)
         session.fail(LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_BASE))
         return fail_completely()
-    _hashing.crypt(b"", b"*")  # load libcrypt while still root
     try:
         user_part = split_login(user, session.config.text("separators"), session.environ)[0]
         account = session.authenticate(user, password, virtual_only=True)
@@ -214,6 +205,10 @@ def main(argv: list[str], host: Host) -> int:
         return pass_on(argv, request)
     except LoginFailure as failure:
         session.fail(failure)
+        return fail_completely()
+    except Exception as exc:  # a traceback is no answer: fail like any temporary error
+        sys.stderr.write(f"authvmailmgr: internal error: {type(exc).__name__}: {exc}\n")
+        session.fail(LoginFailure(111, f"internal error: {type(exc).__name__}"))
         return fail_completely()
     env = session.environ
     if session.run_hook("postsetuid") != 0:

@@ -25,6 +25,7 @@ import sys
 from ..host import Host
 from .authcore import (
     EXIT_BAD_INPUT,
+    EXIT_LOGIN_FAILED,
     EXIT_OK,
     EXIT_TEMPORARY,
     LoginFailure,
@@ -86,11 +87,18 @@ def main(argv: list[str], host: Host) -> int:
         sys.stderr.write(f"vauthenticate: internal error: {type(exc).__name__}: {exc}\n")
         return EXIT_TEMPORARY
     base = account.base
-    text = (
-        f"UID={base.uid}\nGID={base.gid}\nUSER={base.name}\nHOME={account.home}\n"
-        f"MAILDIR={account.maildir}\nVUSER={account.virtual_name}\n"
-    )
-    view = memoryview(text.encode("utf-8", "surrogateescape"))
-    while view:
-        view = view[os.write(1, view):]
+    fields = (("UID", str(base.uid)), ("GID", str(base.gid)), ("USER", base.name), ("HOME", account.home),
+              ("MAILDIR", account.maildir), ("VUSER", account.virtual_name))
+    if any("\n" in value or "\0" in value for _, value in fields):
+        # one line per field is the whole protocol: a newline in a (base-user controlled) value
+        # could forge a UID= or HOME= line for the caller
+        sys.stderr.write("vauthenticate: refusing an account whose data contains a newline\n")
+        return EXIT_LOGIN_FAILED
+    view = memoryview("".join(f"{name}={value}\n" for name, value in fields).encode("utf-8", "surrogateescape"))
+    try:
+        while view:
+            view = view[os.write(1, view):]
+    except OSError as exc:  # the caller went away: no answer was delivered
+        sys.stderr.write(f"vauthenticate: cannot write the answer: {exc.strerror}\n")
+        return EXIT_TEMPORARY
     return EXIT_OK
