@@ -61,6 +61,16 @@ class Host:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root_str: str | None = os.path.realpath(os.fspath(root)) if root is not None else None
         self._users: dict[str, BaseUser] | None = None
+        self._qmail_root: str | None = None
+
+    def using_qmail_root(self, qmail_root: str | None) -> Host:
+        """This host with the qmail root fixed to ``qmail_root`` (the configuration's, when it
+        names one) instead of the one ``/etc/vmailmgr/qmail-root`` says right now."""
+        if qmail_root is None:
+            return self
+        other = Host.__new__(Host)
+        other.root_str, other._users, other._qmail_root = self.root_str, self._users, qmail_root
+        return other
 
     @property
     def root(self) -> Path | None:
@@ -131,8 +141,8 @@ class Host:
         return ConfigChain([local, global_dir], read)
 
     def qmail_root_str(self) -> str:
-        """``qmail-root`` from the global config, mapped under the root."""
-        return self.fspath(self.global_config().text("qmail-root"))
+        """``qmail-root`` from the global config (unless fixed by `using_qmail_root`), mapped under the root."""
+        return self.fspath(self._qmail_root or self.global_config().text("qmail-root"))
 
     def qmail_root(self) -> Path:
         return _Path(self.qmail_root_str())

@@ -32,6 +32,7 @@ from ..plan.resolve import CHANGEABLE_FILE
 from ..tables import read_regular
 from . import writer
 from .crashpoint import checkpoint
+from .session import configured_qmail_root
 from .writer import Owner, UnsafePath
 
 Log = Callable[[str], None]
@@ -347,6 +348,7 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
     The caller holds the global lock. An error stops at the failing unit (earlier units stay
     written: each is complete on its own) and is returned in ``errors``.
     """
+    host = host.using_qmail_root(configured_qmail_root(plan.desired.options))
     runner = Executor(host, plan, log)
     units = group_units(plan.changes)
     for done, unit in enumerate(units):

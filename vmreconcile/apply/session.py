@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..desired.spec import Spec
@@ -20,7 +20,7 @@ from ..live import (
     read_options,
     split_domain_keys,
 )
-from ..model import HostState
+from ..model import HostState, OptionValue
 from ..plan.build import build_plan, restrict_spec
 from ..plan.changes import Plan
 from ..plan.resolve import CHANGEABLE_FILE, SecretReader
@@ -110,6 +110,7 @@ def plan_on_host(host: Host, spec: Spec, *, now: int | None = None, purge_mailbo
     """Read the host (only ``targets`` when given) and plan ``spec`` against it."""
     if targets is not None:
         spec = restrict_spec(spec, targets)
+    host = host.using_qmail_root(configured_qmail_root(spec.options))
     check_base_users(host, spec)
     live = read_live_for(host, wanted(spec), targets)
     plan = build_plan(spec, live, now=int(time.time()) if now is None else now,
@@ -138,4 +139,11 @@ def wanted_by_plan(plan: Plan) -> list[tuple[str, str]]:
 
 def read_live_for_plan(host: Host, plan: Plan) -> HostState:
     """The live state read exactly as it was for ``plan`` (same targets), to compare checksums."""
+    host = host.using_qmail_root(configured_qmail_root(plan.desired.options))
     return read_live_for(host, wanted_by_plan(plan), plan.targets)
+
+
+def configured_qmail_root(options: Mapping[str, OptionValue]) -> str | None:
+    """The qmail root a configuration (or a plan's desired options) names, if any."""
+    value = options.get("qmail-root")
+    return value if isinstance(value, str) and value.startswith("/") else None

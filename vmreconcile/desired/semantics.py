@@ -72,6 +72,10 @@ def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None,
     passwords = _mapping(doc.get("passwords"))
     options = _options(check, doc.get("vmailmgr"), ("vmailmgr",), is_global=True)
     qmail_root = _qmail_root(check, qmail, options)
+    if isinstance(qmail.get("root"), str) and qmail_root.startswith("/"):
+        # qmail.root is where plan reads and apply writes the control files; written to
+        # /etc/vmailmgr/qmail-root too, so the runtime programs and VMailMgr's tools agree
+        options.setdefault("qmail-root", qmail_root)
     bindir = runtime.get("bindir", "/usr/local/bin")
     if isinstance(bindir, str) and not bindir.startswith("/"):
         check.error(("runtime", "bindir"), f"{bindir!r} is not an absolute path")

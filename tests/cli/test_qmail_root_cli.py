@@ -1,0 +1,34 @@
+"""The YAML's ``qmail.root`` is where plan reads and apply writes the control files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def vmr(root, *args):
+    return subprocess.run([sys.executable, "-m", "vmreconcile", "--root", str(root), *args],
+                          capture_output=True, text=True)
+
+
+def test_apply_writes_control_files_under_the_configured_qmail_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc" / "vmailmgr").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text(f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n")
+    (root / "home" / "myuser").mkdir(parents=True)
+    control = root / "opt" / "qmail" / "control"
+    control.mkdir(parents=True)
+    (control / "rcpthosts").write_text("localhost\n# kept\n")
+    config = tmp_path / "mail.yaml"
+    config.write_text("qmail:\n  root: /opt/qmail\ndomains:\n  mydomain.org:\n    base_user: myuser\n")
+
+    applied = vmr(root, "apply", str(config), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert (control / "virtualdomains").read_text() == "mydomain.org:myuser\n"
+    assert (control / "rcpthosts").read_text() == "localhost\n# kept\nmydomain.org\n"
+    assert not (root / "var" / "qmail").exists()
+    assert (root / "etc" / "vmailmgr" / "qmail-root").read_text() == "/opt/qmail\n"  # the runtime agrees
+
+    again = vmr(root, "plan", str(config), "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
