@@ -266,3 +266,12 @@ def test_vadduser_extras_are_written_in_their_users_aliases_list(tmp_path):
     assert domain["aliases"]["dotted"] == {"forwards": ["alice"], "created": "1970-01-01T00:16:40Z",
                                            "expires": "1970-01-02T00:16:40Z"}
     assert_rebuilds(state, export_and_load(state, tmp_path).spec)
+
+
+def test_a_trailing_newline_is_quoted_not_lost():
+    """Python's ``$`` matches before a final newline: "A\\n" must not be written as plain ``A``."""
+    from vmreconcile.desired.export import scalar
+
+    assert scalar("A\n") == '"A\\n"'
+    assert scalar("x\n", flow=True) == '"x\\n"'
+    assert scalar("plain text") == "plain text"

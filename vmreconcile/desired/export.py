@@ -40,8 +40,8 @@ def export_document(state: HostState, domain: str | None = None) -> tuple[dict[s
         raise ExportError(f"no live domain {domain!r} (known: {', '.join(d.name for d in state.domains) or 'none'})")
     doc: dict[str, object] = {}
     qmail_root = state.options.get("qmail-root")
-    root = (qmail_root.rstrip("/") or "/") if isinstance(qmail_root, str) else "/var/qmail"
-    doc["qmail"] = {"root": root}
+    if isinstance(qmail_root, str):  # without the option file the default /var/qmail applies
+        doc["qmail"] = {"root": qmail_root.rstrip("/") or "/"}
     bindir = _bindir(domains, notes)
     doc["runtime"] = {"bindir": bindir}
     if state.options:
@@ -227,8 +227,8 @@ def export_yaml(state: HostState, domain: str | None = None) -> str:
 
 # --- a small emitter: block mappings, flow lists of scalars, every scalar quoted when needed ---
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_./$+][A-Za-z0-9_./$+@:=~ -]*$")
-_PLAIN_FLOW = re.compile(r"^[A-Za-z0-9_./$+][A-Za-z0-9_./$+@=~-]*$")
+_PLAIN = re.compile(r"[A-Za-z0-9_./$+][A-Za-z0-9_./$+@:=~ -]*\Z")  # \Z: "$" would accept a trailing newline
+_PLAIN_FLOW = re.compile(r"[A-Za-z0-9_./$+][A-Za-z0-9_./$+@=~-]*\Z")
 _resolver = yaml.resolver.Resolver()
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
