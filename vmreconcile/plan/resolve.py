@@ -116,6 +116,10 @@ def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader,
         live_domain = match_live_domain(dspec, live)
         if live_domain is not None:
             claimed.add(live_domain.name)
+            moved = moving_problem(dspec, live_domain, live.options, global_options)
+            if moved:
+                problems.append(moved)
+                continue
         desired_domains[dspec.name] = resolve_domain(
             dspec, live_domain, global_options, spec, now, secrets, notes, problems, offline
         )
@@ -126,6 +130,25 @@ def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader,
     control = resolve_control(live.control, spec.domains, [d for d in live.domains if d.name in claimed],
                               desired_domains)
     return HostState(options=global_options, control=control, domains=tuple(domains)), notes
+
+
+def moving_problem(dspec: DomainSpec, live: Domain, live_global: Mapping[str, OptionValue],
+                   desired_global: Mapping[str, OptionValue]) -> str | None:
+    """Why the spec would move a live domain's table (not supported), or None.
+
+    A new base user or a new ``password-file`` means another table: applying it would leave
+    the live users, their mailboxes and the mail routing behind. Such a move is done by hand
+    (copy the table and ``users/``, then adopt with export); the plan refuses it.
+    """
+    if live.users and dspec.base_user != live.base_user:
+        return (f"{dspec.name}: base user {live.base_user!r} -> {dspec.base_user!r} would move the domain's "
+                f"{len(live.users)} entries and mailboxes to another home; vmreconcile does not move domains")
+    before = layered_value("password-file", live.options, live_global)
+    after = layered_value("password-file", {**live.options, **dspec.options}, desired_global)
+    if live.users and before != after:
+        return (f"{dspec.name}: password-file {before!r} -> {after!r} would leave the live table with "
+                f"{len(live.users)} entries behind; rename the table by hand first")
+    return None
 
 
 def match_live_domain(dspec: DomainSpec, live: HostState) -> Domain | None:
