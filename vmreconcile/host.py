@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 GLOBAL_CONFIG_DIR = "/etc/vmailmgr"
 LOCAL_CONFIG_DIR = ".vmailmgr"
-LOCK_FILE = "/run/lock/vmreconcile.lock"
+#: In a root-only directory: /run/lock is world-writable, and anybody could hold a lock there.
+LOCK_FILE = "/run/vmreconcile/apply.lock"
 
 
 def _Path(text: str) -> Path:  # noqa: N802 - stands for the pathlib class

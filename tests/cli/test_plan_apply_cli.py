@@ -197,3 +197,19 @@ def test_offline_plan_needs_no_secrets_and_cannot_be_applied(site, tmp_path):
     assert "mydomain.org/bob: password from a env secret that is not available offline" in offline.stdout
     refused = run(root, "apply", "--plan", str(saved), "--yes")
     assert refused.exit_code == 1 and "for review only" in refused.stderr
+
+
+def test_a_saved_plan_that_purges_mailboxes_needs_the_flag_again(site, tmp_path):
+    root, config = site
+    config.write_text(HOWTO + "      bob: {password: null}\n")
+    assert run(root, "apply", str(config), "--yes").exit_code == 0
+    config.write_text(HOWTO.replace("    wildcard: true", "    wildcard: true\n    prune: true"))
+    saved = tmp_path / "purge.plan"
+    made = run(root, "plan", str(config), "--purge-mailboxes", "--out", str(saved))
+    assert made.exit_code == 0, made.output
+    refused = run(root, "apply", "--plan", str(saved), "--yes")
+    assert refused.exit_code == 1 and "give --purge-mailboxes to apply it too" in refused.stderr
+    mailbox = root / "home" / "myuser" / "users" / "bob"
+    assert (mailbox / "new").is_dir()
+    assert run(root, "apply", "--plan", str(saved), "--yes", "--purge-mailboxes").exit_code == 0
+    assert not mailbox.exists()

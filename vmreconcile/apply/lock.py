@@ -1,6 +1,6 @@
 """The one global lock: two applies (or an apply and the authpipe's PASSWD) never interleave.
 
-An ``flock`` on ``Host.lock_path`` (``/run/lock/vmreconcile.lock``, under ``--root`` when given).
+An ``flock`` on ``Host.lock_path`` (``/run/vmreconcile/apply.lock``, in a directory only its creator can write, under ``--root`` when given).
 The kernel drops it when the holder dies, so a SIGKILLed apply never leaves a stale lock
 behind. A second apply waits, says so once, and gives up after the timeout.
 """
@@ -26,7 +26,7 @@ class LockTimeout(OSError):
 def global_lock(path: Path, timeout: float = DEFAULT_TIMEOUT,
                 on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the exclusive lock on ``path`` for the duration of the ``with`` block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + timeout

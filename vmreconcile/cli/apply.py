@@ -111,6 +111,8 @@ def load_saved_plan(host: Host, path: Path, purge_mailboxes: bool) -> Plan:
                    "make the plan on the host to apply it")
     if purge_mailboxes and not plan.purge_mailboxes:
         raise fail("--purge-mailboxes must be given when the plan is made (plan --purge-mailboxes --out FILE)")
+    if plan.purge_mailboxes and not purge_mailboxes:
+        raise fail(f"{path} deletes mailboxes: give --purge-mailboxes to apply it too")
     live = read_live_for_plan(host, plan)
     if state_checksum(live) != plan.checksum():
         raise fail(f"{path}: the live state changed since this plan was made; run `vmreconcile plan --out` again")
