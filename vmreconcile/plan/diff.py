@@ -64,7 +64,8 @@ def diff_users(desired: Domain, live: Domain | None, purge_mailboxes: bool) -> l
             continue
         address = f"{desired.name}/{name}"
         changes.append(Change("delete", entry_type(old), address, "tables", user_fields(old), {}, desired.name, name))
-        if purge_mailboxes and old.directory in live_maildirs and not _shared(old.directory, desired):
+        if (purge_mailboxes and old.directory in live_maildirs and not old.directory.startswith("/")
+                and not _shared(old.directory, desired)):  # mailboxes outside the home are never purged
             changes.append(Change("delete", "maildir", f"{address}/maildir", "tables",
                                   {"directory": old.directory}, {}, desired.name, old.directory))
     return changes
