@@ -8,7 +8,7 @@ from ..desired.spec import Spec
 from ..model import HostState
 from .changes import Plan, table_digest
 from .diff import diff
-from .resolve import SecretReader, passwd_changeable, resolve
+from .resolve import SecretReader, live_counterparts, passwd_changeable, resolve
 
 
 def build_plan(
@@ -64,12 +64,10 @@ def build_plan(
 
 def _table_digests(changes: list, desired: HostState, live: HostState) -> dict[str, str]:
     """The live table's digest for every domain whose table the plan rewrites."""
+    counterparts = live_counterparts(desired.domains, live)
     out = {}
-    by_name = {d.name: d for d in live.domains}
-    by_base = {d.base_user: d for d in live.domains}
     for name in {c.domain for c in changes if c.type in ("user", "alias") and c.domain}:
-        domain = desired.domain(name)
-        old = by_name.get(name) or (by_base.get(domain.base_user) if domain else None)
+        old = counterparts.get(name)
         out[name] = table_digest(old.users if old else ())
     return out
 
@@ -94,8 +92,5 @@ def _base_user(state: HostState, domain: str | None) -> str:
 def _entry_counts(desired: HostState, live: HostState) -> dict[str, int]:
     """Live entries per domain, under the desired name (a domain may be matched by base user)."""
     counts = {d.name: len(d.users) for d in live.domains}
-    by_base = {d.base_user: len(d.users) for d in live.domains}
-    for domain in desired.domains:
-        if domain.name not in counts and domain.base_user in by_base:
-            counts[domain.name] = by_base[domain.base_user]
+    counts.update((name, len(old.users)) for name, old in live_counterparts(desired.domains, live).items())
     return counts

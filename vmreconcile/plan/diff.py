@@ -16,6 +16,7 @@ from typing import Any
 from ..formats import control as ctl
 from ..model import USER_FIELDS, Domain, HostState, VirtualUser
 from .changes import Change, mask_password
+from .resolve import live_counterparts
 
 _USER_DIFF_FIELDS = tuple(f for f in USER_FIELDS if f != "name")
 
@@ -170,10 +171,9 @@ def diff(
     """
     changes: list[Change] = []
     changes += diff_options(desired.options, live.options, "option", None)
-    live_by_base = {d.base_user: d for d in live.domains}
-    live_by_name = {d.name: d for d in live.domains}
+    counterparts = live_counterparts(desired.domains, live)
     for domain in desired.domains:
-        old = live_by_name.get(domain.name) or live_by_base.get(domain.base_user)
+        old = counterparts.get(domain.name)
         if old is not None and old == domain:
             continue
         changes += diff_options(domain.options, old.options if old else {}, f"option/{domain.name}", domain.name)

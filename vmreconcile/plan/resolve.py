@@ -151,15 +151,25 @@ def moving_problem(dspec: DomainSpec, live: Domain, live_global: Mapping[str, Op
     return None
 
 
-def match_live_domain(dspec: DomainSpec, live: HostState) -> Domain | None:
-    """The live domain a spec domain manages: same name, else the same base user (one table each)."""
-    found = live.domain(dspec.name)
-    if found is not None:
-        return found
+def live_counterparts(domains: Iterable[Domain | DomainSpec], live: HostState) -> dict[str, Domain]:
+    """Desired domain name -> the live domain it manages: the same name, else the first live
+    domain of the same base user (VMailMgr keeps one table per base user). The one rule that
+    resolve, diff and the plan's digests and brake counts all follow."""
+    by_name = {d.name: d for d in live.domains}
+    by_base: dict[str, Domain] = {}
     for domain in live.domains:
-        if domain.base_user == dspec.base_user:
-            return domain
-    return None
+        by_base.setdefault(domain.base_user, domain)
+    out = {}
+    for domain in domains:
+        found = by_name.get(domain.name) or by_base.get(domain.base_user)
+        if found is not None:
+            out[domain.name] = found
+    return out
+
+
+def match_live_domain(dspec: DomainSpec, live: HostState) -> Domain | None:
+    """The live domain a spec domain manages (`live_counterparts` for one domain)."""
+    return live_counterparts([dspec], live).get(dspec.name)
 
 
 def resolve_domain(
