@@ -151,6 +151,26 @@ class VirtualUser(Record):
         return not (self.has_mailbox and self.directory)
 
 
+def vuser_environment(user: VirtualUser) -> dict[str, str]:
+    """The ``VUSER_*`` variables (§5.4) checkvpw, authvmailmgr and vdeliver export for a user;
+    ``-`` stands for unlimited/never, as VMailMgr's ``utoa`` writes ``UINT_MAX``."""
+
+    def unsigned(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    return {
+        "VUSER_CTIME": str(user.created),
+        "VUSER_EXPIRY": unsigned(user.expires),
+        "VUSER_MSGCOUNT": unsigned(user.message_count_limit),
+        "VUSER_MSGSIZE": unsigned(user.message_size_limit),
+        "VUSER_PERSONAL": user.personal,
+        "VUSER_HARDQUOTA": unsigned(user.hard_quota),
+        "VUSER_SOFTQUOTA": unsigned(user.soft_quota),
+        "VUSER_HAS_MAILBOX": "1" if user.has_mailbox else "0",
+        "VUSER_MAILBOX_ENABLED": "1" if user.mailbox_enabled else "0",
+    }
+
+
 #: Fields of `VirtualUser` in their documented order (show JSON, plan diffs, export).
 USER_FIELDS = (
     "name",

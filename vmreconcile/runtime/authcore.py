@@ -45,7 +45,7 @@ from ..formats.control import find_virtual, is_local, parse_lines, virtualdomain
 from ..formats.hashing import verify_password
 from ..formats.vpwentry import RecordError, user_key
 from ..host import BaseUser, Host
-from ..model import VirtualUser, from_bytes
+from ..model import VirtualUser, from_bytes, vuser_environment
 from ..tables import TableError, lookup, open_table, table_path
 from .fastcrypt import check as fast_check
 
@@ -379,25 +379,6 @@ def run_hook(directories: tuple[str, ...], name: str, environ: Environ) -> int:
         if code != 0:
             return code
     return 0
-
-
-def _unsigned(value: int | None) -> str:
-    return "-" if value is None else str(value)
-
-
-def vuser_environment(user: VirtualUser) -> dict[str, str]:
-    """The ``VUSER_*`` variables of §5.4 for a virtual user (``-`` for unlimited/never)."""
-    return {
-        "VUSER_CTIME": str(user.created),
-        "VUSER_EXPIRY": _unsigned(user.expires),
-        "VUSER_MSGCOUNT": _unsigned(user.message_count_limit),
-        "VUSER_MSGSIZE": _unsigned(user.message_size_limit),
-        "VUSER_PERSONAL": user.personal,
-        "VUSER_HARDQUOTA": _unsigned(user.hard_quota),
-        "VUSER_SOFTQUOTA": _unsigned(user.soft_quota),
-        "VUSER_HAS_MAILBOX": "1" if user.has_mailbox else "0",
-        "VUSER_MAILBOX_ENABLED": "1" if user.mailbox_enabled else "0",
-    }
 
 
 # --------------------------------------------------------------------------- the session

@@ -25,7 +25,7 @@ from ..formats.cdb import CdbError, CdbReader
 from ..formats.config import ConfigChain
 from ..formats.vpwentry import RecordError, decode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, Host
-from ..model import UINT_MAX, VirtualUser
+from ..model import UINT_MAX, VirtualUser, vuser_environment
 from ..tables import TableError, open_table, table_path
 from .delivery_errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
 from .delivery_hooks import run_hook
@@ -148,24 +148,12 @@ def lookup_user(reader: CdbReader | None, name: str, chain: ConfigChain) -> Virt
     return decode_record(key, data, defaults)
 
 
-def _utoa(value: int | None) -> str:
-    return "-" if value is None else str(value)
-
-
 def export_user(name: str, user: VirtualUser) -> None:
     """The §5.4 variables, for the hooks and qmail-queue (``VUSER`` is the name as looked up)."""
     env = os.environ
     env["VUSER"] = name
     env["MAILDIR"] = user.directory
-    env["VUSER_CTIME"] = str(user.created)
-    env["VUSER_EXPIRY"] = _utoa(user.expires)
-    env["VUSER_MSGCOUNT"] = _utoa(user.message_count_limit)
-    env["VUSER_MSGSIZE"] = _utoa(user.message_size_limit)
-    env["VUSER_PERSONAL"] = user.personal
-    env["VUSER_HARDQUOTA"] = _utoa(user.hard_quota)
-    env["VUSER_SOFTQUOTA"] = _utoa(user.soft_quota)
-    env["VUSER_HAS_MAILBOX"] = "1" if user.has_mailbox else "0"
-    env["VUSER_MAILBOX_ENABLED"] = "1" if user.mailbox_enabled else "0"
+    env.update(vuser_environment(user))
 
 
 class Delivery:
