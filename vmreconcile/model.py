@@ -255,11 +255,12 @@ class HostState(Record):
         return None
 
 
-def _ascii_lower(text: str) -> str:
-    """Lowercase A-Z only, as VMailMgr's ``mystring::lower`` does in the C locale."""
-    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+#: Translation tables that lowercase A-Z only, for str and for bytes.
+ASCII_LOWER_STR = {c: c + 32 for c in range(65, 91)}
+ASCII_LOWER_BYTES = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
 
 
 def ascii_lower(text: str) -> str:
-    """Lowercase A-Z only (C-locale ``tolower``); every other character is kept."""
-    return text.lower() if text.isascii() else _ascii_lower(text)
+    """Lowercase A-Z only, as VMailMgr's ``mystring::lower`` does in the C locale; every other
+    character is kept (``str.lower`` would also fold non-ASCII letters)."""
+    return text.lower() if text.isascii() else text.translate(ASCII_LOWER_STR)

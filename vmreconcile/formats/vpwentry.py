@@ -8,7 +8,7 @@ can say what is wrong and the runtime can refuse cleanly.
 
 from __future__ import annotations
 
-from ..model import UINT_MAX, VirtualUser, from_bytes, to_bytes
+from ..model import ASCII_LOWER_BYTES, UINT_MAX, VirtualUser, from_bytes, to_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,10 +30,9 @@ class RecordError(ValueError):
 
 def user_key(name: str) -> bytes:
     """The cdb key of a user name: its bytes with only A-Z lowercased (``mystring::lower``)."""
-    return to_bytes(name).translate(_ASCII_LOWER)
+    return to_bytes(name).translate(ASCII_LOWER_BYTES)
 
 
-_ASCII_LOWER = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
 
 
 def name_problem(name: str) -> str | None:

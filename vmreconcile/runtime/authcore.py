@@ -45,7 +45,7 @@ from ..formats.control import find_virtual, is_local, parse_lines, virtualdomain
 from ..formats.hashing import verify_password
 from ..formats.vpwentry import RecordError, user_key
 from ..host import BaseUser, Host
-from ..model import VirtualUser, from_bytes, vuser_environment
+from ..model import VirtualUser, ascii_lower, from_bytes, vuser_environment
 from ..tables import TableError, lookup, open_table, table_path
 from .fastcrypt import check as fast_check
 
@@ -241,11 +241,6 @@ def full_name(user: str, domain: str, host: Host, config: ConfigChain) -> str:
     return user
 
 
-def _ascii_lower(text: str) -> str:
-    return text.translate(_LOWER)
-
-
-_LOWER = {c: c + 32 for c in range(65, 91)}
 
 
 def baseuser_candidates(full: str) -> list[tuple[str, str]]:
@@ -254,10 +249,10 @@ def baseuser_candidates(full: str) -> list[tuple[str, str]]:
     The whole string first (virtual name empty), then each prefix ending before a ``-``,
     longest first. System names are lowercased; virtual names keep their case.
     """
-    out = [(_ascii_lower(full), "")]
+    out = [(ascii_lower(full), "")]
     for index in range(len(full) - 1, -1, -1):
         if full[index] == "-":
-            out.append((_ascii_lower(full[:index]), full[index + 1 :]))
+            out.append((ascii_lower(full[:index]), full[index + 1 :]))
     return out
 
 

@@ -18,6 +18,7 @@ import os
 import sys
 
 from ..host import Host
+from ..model import ASCII_LOWER_BYTES
 from .authcore import (
     EXIT_BAD_INPUT,
     EXIT_LOGIN_FAILED,
@@ -75,12 +76,11 @@ def parse_input(data: bytes) -> tuple[str, str]:
     end = data.find(b"\0")
     if end < 0:
         raise LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_BASE)
-    name = data[:end].translate(_LOWER)
+    name = data[:end].translate(ASCII_LOWER_BYTES)
     password = data[end + 1 :].split(b"\0", 1)[0]
     return name.decode("utf-8", "surrogateescape"), password.decode("utf-8", "surrogateescape")
 
 
-_LOWER = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
 
 
 def maildir_argument(args: list[str], needle: str) -> int:
