@@ -181,15 +181,22 @@ class Host:
 
     def _rooted_users(self) -> dict[str, BaseUser]:
         if self._users is None:
-            self._users = {}
             try:
                 with open(self.fspath("/etc/passwd"), "rb") as fp:
-                    text = fp.read().decode("utf-8", "surrogateescape")
+                    raw = fp.read()
             except OSError:
-                text = ""
-            for line in text.splitlines():
-                parts = line.split(":")
-                if len(parts) < 7 or not parts[2].isdigit() or not parts[3].isdigit():
-                    continue
-                self._users.setdefault(parts[0], BaseUser(parts[0], int(parts[2]), int(parts[3]), parts[5]))
+                raw = b""
+            self._users = parse_passwd(raw)
         return self._users
+
+
+def parse_passwd(raw: bytes | None) -> dict[str, BaseUser]:
+    """A rooted host's ``etc/passwd``: name -> `BaseUser`; malformed lines are skipped and the
+    first entry of a name wins (as ``getpwnam`` would find it)."""
+    users: dict[str, BaseUser] = {}
+    for line in (raw or b"").decode("utf-8", "surrogateescape").splitlines():
+        parts = line.split(":")
+        if len(parts) < 7 or not parts[2].isdigit() or not parts[3].isdigit():
+            continue
+        users.setdefault(parts[0], BaseUser(parts[0], int(parts[2]), int(parts[3]), parts[5]))
+    return users

@@ -35,7 +35,7 @@ from ..formats.config import OPTIONS, parse_option
 from ..formats.control import find_virtual, parse_lines, virtualdomains_map
 from ..formats.hashing import verify_password
 from ..formats.vpwentry import RecordError, decode_record, user_key
-from ..host import BaseUser, Host
+from ..host import BaseUser, Host, parse_passwd
 from ..model import VirtualUser, from_bytes
 from ..tables import TableError, iter_users, open_table, read_regular, table_path
 from . import authcore
@@ -115,17 +115,6 @@ def _parse_virtualdomains(raw: bytes | None) -> dict[str, str]:
     return virtualdomains_map(parse_lines(raw)) if raw else {}
 
 
-def _parse_passwd(raw: bytes | None) -> dict[str, BaseUser]:
-    """A rooted host's ``etc/passwd``, read the way `Host` reads it (first entry of a name wins)."""
-    users: dict[str, BaseUser] = {}
-    for line in parse_lines(raw) if raw else ():
-        parts = line.split(":")
-        if len(parts) < 7 or not parts[2].isdigit() or not parts[3].isdigit():
-            continue
-        users.setdefault(parts[0], BaseUser(parts[0], int(parts[2]), int(parts[3]), parts[5]))
-    return users
-
-
 class Directory:
     """Resolves logins to accounts for authpipe, caching files by their lstat identity."""
 
@@ -190,7 +179,7 @@ class Directory:
         """A system account: ``pwd`` (NSS) unrooted, else ``ROOT/etc/passwd`` parsed once per change."""
         if self.root is None:
             return self.host.find_base_user(name)
-        users = self._cached(self._mapped("/etc/passwd"), _parse_passwd)
+        users = self._cached(self._mapped("/etc/passwd"), parse_passwd)
         return users.get(name)  # type: ignore[attr-defined]
 
     def lookup_baseuser(self, full: str) -> tuple[BaseUser, str] | None:
