@@ -57,6 +57,13 @@ def read_regular(path: StrPath, *, dir_fd: int | None = None, follow_symlinks: b
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is out (pipes, sockets and full disks write short)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 #: A temp table nobody holds (flock) and nobody touched for this long is a crash's leftover.
 STALE_AFTER = 5.0
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..tables import STALE_AFTER, clear_stale_temp
+from ..tables import STALE_AFTER, clear_stale_temp, write_all
 from .crashpoint import checkpoint
 
 #: Seconds after which an unlocked temp file is considered left over by a crash.
@@ -174,9 +174,9 @@ def write_file_at(dir_fd: int, name: str, data: bytes, *, mode: int, owner: Owne
             precheck()
         checkpoint(f"{name}: temp created")
         half = len(data) // 2
-        _write_all(fd, data[:half])
+        write_all(fd, data[:half])
         checkpoint(f"{name}: half written")
-        _write_all(fd, data[half:])
+        write_all(fd, data[half:])
         os.fchmod(fd, mode)
         if owner is not None:
             os.fchown(fd, owner.uid, owner.gid)
@@ -191,13 +191,6 @@ def write_file_at(dir_fd: int, name: str, data: bytes, *, mode: int, owner: Owne
             with contextlib.suppress(OSError):
                 os.unlink(tmpname, dir_fd=dir_fd)
         os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def file_info(dir_fd: int, name: str) -> os.stat_result | None:

@@ -36,7 +36,7 @@ from ..formats.cdb import build_cdb
 from ..formats.hashing import DEFAULT_SCHEME, SCHEMES, HashingError, hash_password, scheme_of, verify_password
 from ..formats.vpwentry import decode_record, encode_record, user_key
 from ..host import BaseUser
-from ..tables import STALE_AFTER, clear_stale_temp, open_table
+from ..tables import STALE_AFTER, clear_stale_temp, open_table, write_all
 from . import authcore
 from .authpipe_core import Directory, Refused
 
@@ -116,9 +116,7 @@ def rewrite_table(table: Path, virtual_name: str, old: str, new: str) -> None:
         if not user.has_mailbox or not verify_password(old, user.password):
             raise PasswdError(f"virtual user {virtual_name!r} changed while its password was being set")
         items[index] = (key, encode_record(user.with_changes(password=new_hash(new, user.password))))
-        view = memoryview(build_cdb(items))
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, build_cdb(items))
         os.fchmod(fd, 0o600)
         os.fsync(fd)
         os.rename(tmpname, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

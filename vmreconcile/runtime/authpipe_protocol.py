@@ -25,6 +25,7 @@ import errno
 import os
 
 from ..model import from_bytes
+from ..tables import write_all
 
 #: Longest request line accepted. authdaemond's own buffers are BUFSIZ (8 KiB).
 MAX_LINE = 8192
@@ -222,7 +223,4 @@ def enumerate_line(name: str, uid: int, gid: int, home: str, maildir: str, optio
 
 def write_reply(fd: int, data: bytes) -> None:
     """Hand ``data`` to the kernel in one ``write()`` (the rest only if the pipe took less)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    write_all(fd, data)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 
+from ..tables import write_all
 from .delivery_errors import temporary
 from .delivery_hooks import default_signals
-from .delivery_message import Message, write_all
+from .delivery_message import Message
 
 
 def read_me(qmail_root: str) -> str:

@@ -21,6 +21,7 @@ import os
 import time
 
 from ..model import VirtualUser
+from ..tables import write_all
 from .delivery_errors import permanent
 from .maildir_quota import Usage, current_usage, quota_definition, recompute, record_delivery
 from .maildir_writer import PendingFile, unlink_quietly, write_pending
@@ -92,18 +93,12 @@ def after_delivery(user: VirtualUser, maildir: str, usage: Usage | None, stored:
     os.close(fd)
     text = warning_text(user, used, host)
     try:
-        pending: PendingFile = write_pending(maildir, len(text), lambda out: _write(out, text))
+        pending: PendingFile = write_pending(maildir, len(text), lambda out: write_all(out, text))
         pending.commit()
     except Exception:  # noqa: BLE001 - the real message is delivered; a warning must not undo that
         unlink_quietly(marker)
         return
     record_delivery(maildir, len(text))
-
-
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def warning_text(user: VirtualUser, used: int, host: str) -> bytes:

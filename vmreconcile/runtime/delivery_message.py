@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 
+from ..tables import write_all
 from .delivery_errors import temporary
 
 CHUNK = 1 << 16
@@ -101,14 +102,6 @@ class Message:
                 raise OSError(errno.EIO, "the message file ended early")
             write_all(out_fd, chunk)
             offset += len(chunk)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until every byte is out (pipes and full disks write short)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _spool_stdin(directory: str) -> None:

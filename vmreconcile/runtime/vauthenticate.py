@@ -23,6 +23,7 @@ import os
 import sys
 
 from ..host import Host
+from ..tables import write_all
 from .authcore import (
     EXIT_BAD_INPUT,
     EXIT_LOGIN_FAILED,
@@ -94,10 +95,8 @@ def main(argv: list[str], host: Host) -> int:
         # could forge a UID= or HOME= line for the caller
         sys.stderr.write("vauthenticate: refusing an account whose data contains a newline\n")
         return EXIT_LOGIN_FAILED
-    view = memoryview("".join(f"{name}={value}\n" for name, value in fields).encode("utf-8", "surrogateescape"))
     try:
-        while view:
-            view = view[os.write(1, view):]
+        write_all(1, "".join(f"{name}={value}\n" for name, value in fields).encode("utf-8", "surrogateescape"))
     except OSError as exc:  # the caller went away: no answer was delivered
         sys.stderr.write(f"vauthenticate: cannot write the answer: {exc.strerror}\n")
         return EXIT_TEMPORARY

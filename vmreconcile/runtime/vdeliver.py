@@ -26,10 +26,10 @@ from ..formats.config import ConfigChain
 from ..formats.vpwentry import RecordError, decode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, Host
 from ..model import UINT_MAX, VirtualUser, vuser_environment
-from ..tables import TableError, open_table, table_path
+from ..tables import TableError, open_table, table_path, write_all
 from .delivery_errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
 from .delivery_hooks import run_hook
-from .delivery_message import Message, write_all
+from .delivery_message import Message
 from .maildir_writer import PendingFile, check_maildir, write_pending
 
 USAGE_TEXT = "usage: vdeliver [-D|-d] [-F|-f] [-R|-r] [--no-predeliver] [--no-postdeliver] [--quiet]"
