@@ -84,9 +84,13 @@ def test_reinstall_replaces_the_runtime_atomically(tmp_path):
     install_runtime(tmp_path / "bin", programs=SELFTEST)
     stale = tmp_path / "lib" / "vmreconcile-runtime" / "vmreconcile" / "stale.py"
     stale.write_text("x = 1\n")
+    first = (tmp_path / "lib" / "vmreconcile-runtime").resolve()
     install_runtime(tmp_path / "bin", programs=SELFTEST)
-    assert not stale.exists()
-    assert not list(tmp_path.glob("lib/.vmreconcile-runtime*"))
+    libdir = tmp_path / "lib" / "vmreconcile-runtime"
+    assert libdir.is_symlink() and libdir.resolve() != first  # switched with one rename
+    assert not stale.exists() and not first.exists()
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == sorted(["vmreconcile-runtime", libdir.resolve().name])
+    assert selftest(tmp_path / "bin")["package"].startswith(str(libdir))
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="running a launcher as another user needs root; CI runs as root")

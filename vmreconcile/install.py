@@ -71,6 +71,27 @@ def _write_atomic(path: Path, text: str, mode: int) -> None:
         raise
 
 
+def _switch_to(libdir: Path, version: Path) -> None:
+    """Point ``libdir`` (a symlink) at the new ``version`` directory in one ``rename``.
+
+    A login or delivery starting at any moment imports either the old or the new runtime,
+    never a missing one; the old version directory is removed afterwards.
+    """
+    previous = libdir.parent / os.readlink(libdir) if libdir.is_symlink() else None
+    legacy = None
+    if libdir.exists() and not libdir.is_symlink():  # a plain directory from an older install
+        legacy = libdir.with_name(libdir.name + ".old")
+        shutil.rmtree(legacy, ignore_errors=True)
+        os.rename(libdir, legacy)
+    link = libdir.with_name(f".{libdir.name}.link")
+    link.unlink(missing_ok=True)
+    os.symlink(version.name, link)
+    os.replace(link, libdir)
+    for old in (previous, legacy):
+        if old is not None and old.resolve() != version.resolve():
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def install_runtime(
     bindir: Path,
     root: str | None = None,
@@ -98,14 +119,7 @@ def install_runtime(
             raise InstallError(f"{python} could not byte-compile the runtime: {compiled.stdout}{compiled.stderr}")
         for path in staging.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
-        old = libdir.with_name(libdir.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        if libdir.exists():
-            os.rename(libdir, old)
-        os.rename(staging, libdir)
-        if old.exists():
-            shutil.rmtree(old)
+        _switch_to(libdir, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
