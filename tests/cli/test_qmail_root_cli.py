@@ -32,3 +32,27 @@ def test_apply_writes_control_files_under_the_configured_qmail_root(tmp_path):
 
     again = vmr(root, "plan", str(config), "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_symlinked_control_and_option_files_are_written_through(tmp_path):
+    """qmail's control directory and /etc/vmailmgr are root's: an admin's symlink there stays."""
+    root = tmp_path / "root"
+    (root / "etc" / "vmailmgr").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text(f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n")
+    (root / "home" / "myuser").mkdir(parents=True)
+    control = root / "var" / "qmail" / "control"
+    control.mkdir(parents=True)
+    shared = root / "srv" / "shared"
+    shared.mkdir(parents=True)
+    (shared / "rcpthosts").write_text("localhost\n")
+    (control / "rcpthosts").symlink_to(shared / "rcpthosts")
+    (shared / "separators").write_text("@\n")
+    (root / "etc" / "vmailmgr" / "separators").symlink_to(shared / "separators")
+    config = tmp_path / "mail.yaml"
+    config.write_text('vmailmgr: {separators: "@:"}\ndomains:\n  mydomain.org:\n    base_user: myuser\n')
+
+    applied = vmr(root, "apply", str(config), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert (control / "rcpthosts").is_symlink() and (shared / "rcpthosts").read_text() == "localhost\nmydomain.org\n"
+    assert (root / "etc/vmailmgr/separators").is_symlink() and (shared / "separators").read_text() == "@:\n"
+    assert vmr(root, "plan", str(config), "--detailed-exitcode").returncode == 0

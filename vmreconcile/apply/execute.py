@@ -140,8 +140,9 @@ class Executor:
         data: bytes | None
         if domain_name is None:
             self.host.config_dir.mkdir(parents=True, exist_ok=True)
-            dir_fd = os.open(self.host.config_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            owner, where = None, str(self.host.config_dir)
+            directory, file_name = root_owned_target(self.host.config_dir / name, self.note)
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            owner, where = None, str(directory)
             if name == CHANGEABLE_FILE:
                 data = to_bytes("".join(line + "\n" for line in self.plan.changeable or ()))
             else:
@@ -158,11 +159,12 @@ class Executor:
                 os.close(home_fd)
             value = domain.options.get(name)
             data = None if value is None else render_option(value)
+            file_name = name  # in a home: a symlink is replaced, never followed
         try:
             if data is None:
-                writer.unlink_at(dir_fd, name)
+                writer.unlink_at(dir_fd, file_name)
             else:
-                writer.write_file_at(dir_fd, name, data, mode=0o644, owner=owner, where=where, log=self.note)
+                writer.write_file_at(dir_fd, file_name, data, mode=0o644, owner=owner, where=where, log=self.note)
         finally:
             os.close(dir_fd)
 
@@ -248,7 +250,7 @@ class Executor:
         lines = self.plan.desired.control.get(name)
         if lines is None:
             return
-        directory = self.host.control_path(name).parent
+        directory, name = root_owned_target(self.host.control_path(name), self.note)
         try:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -340,6 +342,17 @@ def _purge_subdir(parent_fd: int, name: str) -> list[str]:
         return kept
     os.rmdir(name, dir_fd=parent_fd)
     return []
+
+
+def root_owned_target(path: Path, note: Log) -> tuple[Path, str]:
+    """(directory, name) to write for a file in a root-owned directory (qmail's control
+    directory, /etc/vmailmgr): an admin's symlink there is written through, so its target stays
+    the file qmail reads. (In base users' homes symlinks are never followed: see writer.)"""
+    if not path.is_symlink():
+        return path.parent, path.name
+    target = Path(os.path.realpath(path))
+    note(f"{path} is a symbolic link: writing its target {target}")
+    return target.parent, target.name
 
 
 def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Progress | None = None) -> ApplyResult:
