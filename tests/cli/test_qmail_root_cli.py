@@ -12,11 +12,17 @@ def vmr(root, *args):
                           capture_output=True, text=True)
 
 
-def test_apply_writes_control_files_under_the_configured_qmail_root(tmp_path):
+def bare_root(tmp_path):
+    """A --root with base user myuser (the current uid, so no chown) and /etc/vmailmgr, no qmail."""
     root = tmp_path / "root"
     (root / "etc" / "vmailmgr").mkdir(parents=True)
     (root / "etc" / "passwd").write_text(f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n")
     (root / "home" / "myuser").mkdir(parents=True)
+    return root
+
+
+def test_apply_writes_control_files_under_the_configured_qmail_root(tmp_path):
+    root = bare_root(tmp_path)
     control = root / "opt" / "qmail" / "control"
     control.mkdir(parents=True)
     (control / "rcpthosts").write_text("localhost\n# kept\n")
@@ -36,10 +42,7 @@ def test_apply_writes_control_files_under_the_configured_qmail_root(tmp_path):
 
 def test_symlinked_control_and_option_files_are_written_through(tmp_path):
     """qmail's control directory and /etc/vmailmgr are root's: an admin's symlink there stays."""
-    root = tmp_path / "root"
-    (root / "etc" / "vmailmgr").mkdir(parents=True)
-    (root / "etc" / "passwd").write_text(f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n")
-    (root / "home" / "myuser").mkdir(parents=True)
+    root = bare_root(tmp_path)
     control = root / "var" / "qmail" / "control"
     control.mkdir(parents=True)
     shared = root / "srv" / "shared"
