@@ -99,18 +99,6 @@ def read_domain(host: Host, base_user_name: str, keys: list[str]) -> Domain:
     )
 
 
-def user_directory_path(host: Host, base_user: BaseUser, directory: str) -> str:
-    """Where a stored directory lives: relative to the base user's home, or absolute under the root."""
-    if directory.startswith("/"):
-        return host.fspath(directory)
-    return os.path.join(host.home_str(base_user), directory)
-
-
-def is_maildir(host: Host, base_user: BaseUser, directory: str) -> bool:
-    """True when the directory and its cur/new/tmp are real directories (symlinks do not count)."""
-    return _is_maildir_at(user_directory_path(host, base_user, directory))
-
-
 def existing_maildirs(host: Host, base_user: BaseUser, users: tuple) -> frozenset[str]:
     """The stored directories of ``users`` that are maildirs (string paths: 100,000 users)."""
     home = host.home_str(base_user) + "/"

@@ -105,7 +105,3 @@ def add_line(lines: tuple[str, ...], entry: str) -> tuple[str, ...]:
 def remove_line(lines: tuple[str, ...], entry: str) -> tuple[str, ...]:
     return tuple(line for line in lines if line.strip().lower() != entry.lower())
 
-
-def first_line(lines: tuple[str, ...]) -> str:
-    """``control/me`` and friends: the first line, as qmail reads it."""
-    return lines[0] if lines else ""
