@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vmreconcile.formats.cdb import build_cdb  # noqa: E402
-from vmreconcile.formats.hashing import hash_password  # noqa: E402
-from vmreconcile.formats.vpwentry import encode_record, user_key  # noqa: E402
-from vmreconcile.install import install_runtime  # noqa: E402
-from vmreconcile.model import VirtualUser  # noqa: E402
+from vmreconcile.formats.cdb import build_cdb
+from vmreconcile.formats.hashing import hash_password
+from vmreconcile.formats.vpwentry import encode_record, user_key
+from vmreconcile.install import install_runtime
+from vmreconcile.model import VirtualUser
 
 DOMAIN = "bench.example"
 PASSWORD = "bench-password"
@@ -111,8 +111,10 @@ def main() -> int:
     try:
         t0 = time.perf_counter()
         program, home = build_host(top, args.users)
-        print(f"domain: {args.users} users, table {(home / 'passwd.cdb').stat().st_size} bytes, "
-              f"built in {time.perf_counter() - t0:.2f} s; interpreter /usr/bin/python3 -IS")
+        print(
+            f"domain: {args.users} users, table {(home / 'passwd.cdb').stat().st_size} bytes, "
+            f"built in {time.perf_counter() - t0:.2f} s; interpreter /usr/bin/python3 -IS"
+        )
 
         stored = hash_password(PASSWORD, "md5-crypt")
         n = args.requests
@@ -150,10 +152,14 @@ def main() -> int:
 
         print(f"best of {args.rounds} interleaved rounds, {n} requests each:")
         print(f"$1$ hash check alone:        {best['hash']:.4f} ms  (verify_password, same interpreter)")
-        print(f"AUTH good password ($1$):    {1000 / best['good']:9.0f} req/s  {best['good']:.4f} ms/req  "
-              f"minus the hash alone: {best['good'] - best['hash']:.4f} ms/req")
-        print(f"AUTH good password ($0$):    {1000 / best['plain']:9.0f} req/s  {best['plain']:.4f} ms/req  "
-              "(the whole request without hash work: lookup, decode, checks, reply)")
+        print(
+            f"AUTH good password ($1$):    {1000 / best['good']:9.0f} req/s  {best['good']:.4f} ms/req  "
+            f"minus the hash alone: {best['good'] - best['hash']:.4f} ms/req"
+        )
+        print(
+            f"AUTH good password ($0$):    {1000 / best['plain']:9.0f} req/s  {best['plain']:.4f} ms/req  "
+            "(the whole request without hash work: lookup, decode, checks, reply)"
+        )
         print(f"AUTH unknown user (no hash): {1000 / best['unknown']:9.0f} req/s  {best['unknown']:.4f} ms/req")
         print(f"PRE (lookup only):           {1000 / best['pre']:9.0f} req/s  {best['pre']:.4f} ms/req")
         print(f"ENUMERATE ({listed} users):    {best['enumerate']:9.1f} ms")
@@ -161,8 +167,12 @@ def main() -> int:
         t0 = time.perf_counter()
         runs = 10
         for _ in range(runs):
-            subprocess.run([str(program)], input=b"PRE . imap user00001@" + DOMAIN.encode() + b"\n",
-                           capture_output=True, check=True)
+            subprocess.run(
+                [str(program)],
+                input=b"PRE . imap user00001@" + DOMAIN.encode() + b"\n",
+                capture_output=True,
+                check=True,
+            )
         print(f"start-up + one PRE + exit:   {(time.perf_counter() - t0) / runs * 1000:9.1f} ms")
         t0 = time.perf_counter()
         for _ in range(runs):

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "runtime"))
 
-from loginkit import create_world, destroy_world, run_fd3  # noqa: E402
+from loginkit import create_world, destroy_world, run_fd3
 
 GOOD = b"me@mydomain.org\0secret\0\0"
 BAD = b"me@mydomain.org\0wrong\0\0"
@@ -40,8 +40,15 @@ def main() -> None:
         cases = {
             "python3 -I -S -c pass": (["/usr/bin/python3", "-I", "-S", "-c", "pass"], None),
             "python3 -I -S import vmreconcile.host": (
-                ["/usr/bin/python3", "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(libdir)!r}); import vmreconcile.host"],
-                None),
+                [
+                    "/usr/bin/python3",
+                    "-I",
+                    "-S",
+                    "-c",
+                    f"import sys; sys.path.insert(0, {str(libdir)!r}); import vmreconcile.host",
+                ],
+                None,
+            ),
             "checkvpw login ($1$, ok)": ([world.launcher("checkvpw"), "/bin/true", "Maildir"], GOOD),
             "checkvpw login (bad password)": ([world.launcher("checkvpw"), "/bin/true", "Maildir"], BAD),
             "/bin/true": (["/bin/true"], None),

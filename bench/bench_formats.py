@@ -39,7 +39,9 @@ def main() -> None:
     t_build = best(lambda: build_cdb(items), 3)
     t_pure = best(lambda: build_cdb_pure(items), 3)
     print(f"encode {N:,} records:              {t_encode:.3f} s")
-    print(f"write {N:,}-user table (cdbx):     {t_build:.3f} s   (encode+write {t_encode + t_build:.3f} s; target <= 0.5 s)")
+    print(
+        f"write {N:,}-user table (cdbx):     {t_build:.3f} s   (encode+write {t_encode + t_build:.3f} s; target <= 0.5 s)"
+    )
     print(f"write {N:,}-user table (pure):     {t_pure:.3f} s")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "passwd.cdb"

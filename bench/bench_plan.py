@@ -31,17 +31,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vmreconcile.apply.execute import execute  # noqa: E402
-from vmreconcile.apply.session import read_live_for  # noqa: E402
-from vmreconcile.desired.spec import DomainSpec, PasswordSpec, Spec, UserSpec  # noqa: E402
-from vmreconcile.formats.cdb import build_cdb  # noqa: E402
-from vmreconcile.formats.hashing import SCHEMES, hash_password, verify_password  # noqa: E402
-from vmreconcile.formats.vpwentry import encode_record, user_key  # noqa: E402
-from vmreconcile.host import Host  # noqa: E402
-from vmreconcile.model import VirtualUser  # noqa: E402
-from vmreconcile.plan.build import build_plan  # noqa: E402
-from vmreconcile.plan.diff import diff  # noqa: E402
-from vmreconcile.plan.resolve import resolve  # noqa: E402
+from vmreconcile.apply.execute import execute
+from vmreconcile.apply.session import read_live_for
+from vmreconcile.desired.spec import DomainSpec, PasswordSpec, Spec, UserSpec
+from vmreconcile.formats.cdb import build_cdb
+from vmreconcile.formats.hashing import SCHEMES, hash_password, verify_password
+from vmreconcile.formats.vpwentry import encode_record, user_key
+from vmreconcile.host import Host
+from vmreconcile.model import VirtualUser
+from vmreconcile.plan.build import build_plan
+from vmreconcile.plan.diff import diff
+from vmreconcile.plan.resolve import resolve
 
 NOW = 1_800_000_000
 HASH = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"
@@ -54,8 +54,7 @@ def no_secrets(kind: str, ref: str) -> None:
 
 def domain_users(users: int) -> list[VirtualUser]:
     entries = [VirtualUser(a, directory=f"users/{a}", forwards=("postmaster@",), created=NOW) for a in POSTMASTER]
-    entries += [VirtualUser(f"user{i}", password=HASH, directory=f"./users/user{i}", created=NOW)
-                for i in range(users)]
+    entries += [VirtualUser(f"user{i}", password=HASH, directory=f"./users/user{i}", created=NOW) for i in range(users)]
     return entries
 
 
@@ -66,8 +65,9 @@ def build_fleet(root: Path, domains: int, users: int) -> None:
     control = root / "var/qmail/control"
     control.mkdir(parents=True)
     names = [f"d{i}.example" for i in range(domains)]
-    (root / "etc/passwd").write_text("".join(f"b{i}:x:{os.getuid()}:{os.getgid()}::/home/b{i}:/bin/sh\n"
-                                             for i in range(domains)))
+    (root / "etc/passwd").write_text(
+        "".join(f"b{i}:x:{os.getuid()}:{os.getgid()}::/home/b{i}:/bin/sh\n" for i in range(domains))
+    )
     (control / "virtualdomains").write_text("".join(f"{n}:b{i}\n" for i, n in enumerate(names)))
     (control / "rcpthosts").write_text("".join(f"{n}\n" for n in names))
     entries = domain_users(users)
@@ -85,16 +85,22 @@ def build_fleet(root: Path, domains: int, users: int) -> None:
 
 def fleet_spec(domains: int, users: int) -> Spec:
     """What export writes for the fleet: every entry explicit, literal hashes."""
+
     def entry(u: VirtualUser) -> UserSpec:
-        return UserSpec(name=u.name, password=PasswordSpec("hash", u.password), forwards=u.forwards,
-                        directory=u.directory, has_mailbox=u.has_mailbox, created=u.created)
+        return UserSpec(
+            name=u.name,
+            password=PasswordSpec("hash", u.password),
+            forwards=u.forwards,
+            directory=u.directory,
+            has_mailbox=u.has_mailbox,
+            created=u.created,
+        )
 
     entries = tuple(entry(u) for u in domain_users(users))
-    return Spec(domains=tuple(DomainSpec(f"d{i}.example", f"b{i}", users=entries, prune=True)
-                              for i in range(domains)))
+    return Spec(domains=tuple(DomainSpec(f"d{i}.example", f"b{i}", users=entries, prune=True) for i in range(domains)))
 
 
-def timed(label: str, func, *args, **kwargs):  # noqa: ANN001, ANN201
+def timed(label: str, func, *args, **kwargs):
     start = time.perf_counter()
     value = func(*args, **kwargs)
     print(f"  {label:<46} {time.perf_counter() - start:8.3f} s")
@@ -113,36 +119,41 @@ def bench_fleet(root: Path, domains: int, users: int) -> None:
         (desired, _notes), _ = timed("resolve spec against live", resolve, spec, live, NOW, no_secrets)
         changes, _ = timed("diff", diff, desired, live)
         total = time.perf_counter() - start
-        print(f"  {'TOTAL no-op plan (spec in memory)':<46} {total:8.3f} s   changes: {len(changes)}   "
-              "target <= 5 s")
+        print(f"  {'TOTAL no-op plan (spec in memory)':<46} {total:8.3f} s   changes: {len(changes)}   target <= 5 s")
     bench_yaml(root, live)
 
     print("one-user change in the fleet:")
     mid = spec.domains[domains // 2]
     users_changed = tuple(replace(u, personal="changed") if u.name == "user7" else u for u in mid.users)
-    changed = replace(spec, domains=spec.domains[: domains // 2] + (replace(mid, users=users_changed),)
-                      + spec.domains[domains // 2 + 1:])
+    changed = replace(
+        spec,
+        domains=spec.domains[: domains // 2] + (replace(mid, users=users_changed),) + spec.domains[domains // 2 + 1 :],
+    )
     start = time.perf_counter()
     live, _ = timed("read live state", read_live_for, host, [])
     plan, _ = timed("resolve + diff", build_plan, changed, live, now=NOW, secrets=no_secrets)
-    print(f"  {'TOTAL plan':<46} {time.perf_counter() - start:8.3f} s   changes: {len(plan.changes)}   "
-          "target <= 1 s")
+    print(f"  {'TOTAL plan':<46} {time.perf_counter() - start:8.3f} s   changes: {len(plan.changes)}   target <= 1 s")
     result, _ = timed("apply it (one table rewrite)", execute, plan, host)
     assert not result.errors, result.errors
 
     print("one-user change with --domain (only that domain is read):")
-    again = replace(changed, domains=changed.domains[: domains // 2] + (
-        replace(mid, users=tuple(replace(u, personal="again") if u.name == "user7" else u for u in mid.users)),)
-        + changed.domains[domains // 2 + 1:])
+    again = replace(
+        changed,
+        domains=changed.domains[: domains // 2]
+        + (replace(mid, users=tuple(replace(u, personal="again") if u.name == "user7" else u for u in mid.users)),)
+        + changed.domains[domains // 2 + 1 :],
+    )
     targets = (mid.name,)
     start = time.perf_counter()
     live, _ = timed("read live state (one domain)", read_live_for, host, [(mid.name, mid.base_user)], targets)
     plan, _ = timed("resolve + diff", build_plan, again, live, now=NOW, secrets=no_secrets, targets=targets)
-    print(f"  {'TOTAL plan --domain':<46} {time.perf_counter() - start:8.3f} s   changes: {len(plan.changes)}   "
-          "target <= 1 s")
+    print(
+        f"  {'TOTAL plan --domain':<46} {time.perf_counter() - start:8.3f} s   changes: {len(plan.changes)}   "
+        "target <= 1 s"
+    )
 
 
-def bench_yaml(root: Path, live) -> None:  # noqa: ANN001
+def bench_yaml(root: Path, live) -> None:
     try:
         from vmreconcile.desired.export import export_yaml
         from vmreconcile.desired.load import load_spec
@@ -176,8 +187,7 @@ def bench_big_domain(root: Path, count: int) -> None:
 
 def estimate_vadduser_loop(home: Path, count: int) -> None:
     """ESTIMATE only: VMailMgr rewrites the whole table on every vadduser (§1.10)."""
-    entries = [VirtualUser(f"user{i}", password=HASH, directory=f"./users/user{i}", created=NOW)
-               for i in range(count)]
+    entries = [VirtualUser(f"user{i}", password=HASH, directory=f"./users/user{i}", created=NOW) for i in range(count)]
     samples = sorted({1, count // 4, count // 2, (3 * count) // 4, count})
     per_size = {}
     scratch = home / "estimate.cdb"
@@ -196,9 +206,11 @@ def estimate_vadduser_loop(home: Path, count: int) -> None:
     spawn = (time.perf_counter() - start) / 50
     mkdirs = _maildir_cost(home)
     total = rewrite + count * (spawn + mkdirs)
-    print(f"  ESTIMATE vadduser loop for {count} users: ~{total:.0f} s "
-          f"(table rewrites {rewrite:.1f} s + {count} x (process start {spawn * 1e3:.1f} ms + maildir "
-          f"{mkdirs * 1e3:.2f} ms)); not measured: no VMailMgr binaries here, MD5-crypt hashing excluded")
+    print(
+        f"  ESTIMATE vadduser loop for {count} users: ~{total:.0f} s "
+        f"(table rewrites {rewrite:.1f} s + {count} x (process start {spawn * 1e3:.1f} ms + maildir "
+        f"{mkdirs * 1e3:.2f} ms)); not measured: no VMailMgr binaries here, MD5-crypt hashing excluded"
+    )
 
 
 def _maildir_cost(home: Path) -> float:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vmreconcile.desired.load import _collector_paused, check_config, merge_documents  # noqa: E402
-from vmreconcile.desired.schema import schema_errors  # noqa: E402
-from vmreconcile.desired.semantics import build_spec  # noqa: E402
-from vmreconcile.desired.yamlread import read_yaml  # noqa: E402
+from vmreconcile.desired.load import _collector_paused, check_config, merge_documents
+from vmreconcile.desired.schema import schema_errors
+from vmreconcile.desired.semantics import build_spec
+from vmreconcile.desired.yamlread import read_yaml
 
 HASH = "$y$j9T$.xuLG97L.5mm1Cb.iaR77ZiN4TFuoV7JnkTG4VcKU7D$dbiJWvXm8aJ3ExDuTVg61rZEyILfD8WLC/enZxR3KZ0"
 
@@ -30,8 +30,14 @@ def generate(users: int, domains: int = 10) -> str:
     lines = ["version: 1", "vmailmgr:", "  default-hardquota: 500 MiB", "domains:"]
     per_domain = users // domains
     for d in range(domains):
-        lines += [f"  d{d}.example:", f"    base_user: vd{d}", "    wildcard: true",
-                  f"    domain_aliases: [d{d}.example.net]", "    catch_all: u0", "    users:"]
+        lines += [
+            f"  d{d}.example:",
+            f"    base_user: vd{d}",
+            "    wildcard: true",
+            f"    domain_aliases: [d{d}.example.net]",
+            "    catch_all: u0",
+            "    users:",
+        ]
         for u in range(per_domain):
             lines.append(f"      u{u}:")
             lines.append(f'        password: "{HASH}"')

@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vmreconcile.formats.cdb import build_cdb  # noqa: E402
-from vmreconcile.formats.vpwentry import encode_record, user_key  # noqa: E402
-from vmreconcile.install import default_libdir, install_runtime  # noqa: E402
-from vmreconcile.model import VirtualUser  # noqa: E402
+from vmreconcile.formats.cdb import build_cdb
+from vmreconcile.formats.vpwentry import encode_record, user_key
+from vmreconcile.install import default_libdir, install_runtime
+from vmreconcile.model import VirtualUser
 
 USERS = 10_000
 PYTHON = "/usr/bin/python3"
@@ -53,9 +53,15 @@ def build_domain(home: Path) -> list[str]:
 
 def env_for(home: Path, ext: str) -> dict[str, str]:
     return {
-        "PATH": "/usr/bin:/bin", "USER": "vbase1", "HOME": str(home), "EXT": ext, "HOST": "bench.example",
-        "SENDER": "sender@example.net", "UFLINE": "From sender@example.net Tue Nov 24 18:54:20 2026\n",
-        "RPLINE": "Return-Path: <sender@example.net>\n", "DTLINE": f"Delivered-To: vbase1-{ext}@bench.example\n",
+        "PATH": "/usr/bin:/bin",
+        "USER": "vbase1",
+        "HOME": str(home),
+        "EXT": ext,
+        "HOST": "bench.example",
+        "SENDER": "sender@example.net",
+        "UFLINE": "From sender@example.net Tue Nov 24 18:54:20 2026\n",
+        "RPLINE": "Return-Path: <sender@example.net>\n",
+        "DTLINE": f"Delivered-To: vbase1-{ext}@bench.example\n",
     }
 
 
@@ -78,8 +84,13 @@ def peak_rss(cmd: list[str], env: dict[str, str], stdin_path: Path, scratch: Pat
     """
     out = scratch / "time.out"
     with open(stdin_path, "rb") as stdin:
-        code = subprocess.call(["/usr/bin/time", "-f", "%e %M", "-o", str(out), *cmd], stdin=stdin,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        code = subprocess.call(
+            ["/usr/bin/time", "-f", "%e %M", "-o", str(out), *cmd],
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
     assert code == 0, (cmd, code)
     seconds, kilobytes = out.read_text().split()[-2:]
     return float(seconds), int(kilobytes)
@@ -132,13 +143,21 @@ def main() -> int:
         (root / "var/qmail/bin/qmail-queue").chmod(0o755)
         (vdeliver,) = install_runtime(base / "bin", root=str(root), programs=("vdeliver",))
         libdir = default_libdir(vdeliver.parent.resolve())
-        floor_cmd = [PYTHON, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(libdir)!r}); "
-                     f"from vmreconcile.runtime.launch import run; from vmreconcile.host import Host; Host({str(root)!r})"]
+        floor_cmd = [
+            PYTHON,
+            "-I",
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(libdir)!r}); "
+            f"from vmreconcile.runtime.launch import run; from vmreconcile.host import Host; Host({str(root)!r})",
+        ]
         home = base / "home"
         started = time.perf_counter()
         names = build_domain(home)
-        print(f"domain: {USERS} users, table {(home / 'passwd.cdb').stat().st_size} bytes, "
-              f"built in {time.perf_counter() - started:.1f} s")
+        print(
+            f"domain: {USERS} users, table {(home / 'passwd.cdb').stat().st_size} bytes, "
+            f"built in {time.perf_counter() - started:.1f} s"
+        )
         small = base / "10k.eml"
         head = b"From: a@b.example\nTo: c@d.example\nSubject: bench\n\n"
         small.write_bytes(head + b"x" * (10 * 1024 - len(head) - 1) + b"\n")
@@ -149,8 +168,11 @@ def main() -> int:
 
         n = args.deliveries
         # Interleaved (one of each per round) so a busy host slows every figure alike.
-        pools = {"plain mailbox": plain, "mailbox with limits (maildirsize)": limited,
-                 "mailbox + forward (qmail-queue stand-in)": forwarding}
+        pools = {
+            "plain mailbox": plain,
+            "mailbox with limits (maildirsize)": limited,
+            "mailbox + forward (qmail-queue stand-in)": forwarding,
+        }
         bare: list[float] = []
         floor: list[float] = []
         timings: dict[str, list[float]] = {label: [] for label in pools}
@@ -162,19 +184,27 @@ def main() -> int:
                 elapsed, code = run_once([str(vdeliver)], env_for(home, ext), small)
                 assert code == 0, (label, ext, code)
                 timings[label].append(elapsed)
-        results = {label: (timings[label], peak_rss([str(vdeliver)], env_for(home, rng.choice(pool)), small, base)[1])
-                   for label, pool in pools.items()}
+        results = {
+            label: (timings[label], peak_rss([str(vdeliver)], env_for(home, rng.choice(pool)), small, base)[1])
+            for label, pool in pools.items()
+        }
 
-        print(f"\n{n} runs each, one process per run (interleaved, {os.cpu_count()} CPUs, "
-              f"load average {os.getloadavg()[0]:.1f}):")
-        print(f"{'disk: write 10 kB + fsync + link + fsync of new/ (in-process)':<58} "
-              f"{'':>10}   median {disk_cost(base, n) * 1000:7.2f} ms")
+        print(
+            f"\n{n} runs each, one process per run (interleaved, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f}):"
+        )
+        print(
+            f"{'disk: write 10 kB + fsync + link + fsync of new/ (in-process)':<58} "
+            f"{'':>10}   median {disk_cost(base, n) * 1000:7.2f} ms"
+        )
         bare_median = rate("/usr/bin/python3 -I -S -c pass", bare)
         floor_median = rate("launcher floor (python + the launcher's foundation imports)", floor)
         for label, (times, rss) in results.items():
             median = rate(f"vdeliver 10 kB, {label}", times)
-            print(f"{'':<58} {median / bare_median:8.2f}x bare python, "
-                  f"{median / floor_median:.2f}x launcher floor, peak RSS {rss} kB")
+            print(
+                f"{'':<58} {median / bare_median:8.2f}x bare python, "
+                f"{median / floor_median:.2f}x launcher floor, peak RSS {rss} kB"
+            )
 
         big = base / "50m.eml"
         with open(big, "wb") as fp:

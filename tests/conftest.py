@@ -58,9 +58,18 @@ def make_system_user(tmp_path_factory):
         home.parent.mkdir(parents=True, exist_ok=True)
         home.parent.chmod(0o755)
         subprocess.run(
-            ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
-             "--user-group", name],
-            check=True, capture_output=True,
+            [
+                "useradd",
+                "--no-create-home",
+                "--home-dir",
+                str(home),
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                name,
+            ],
+            check=True,
+            capture_output=True,
         )
         created.append(name)
         if password is not None:
@@ -113,7 +122,9 @@ def build_step_root(step: str, root: Path, base_user: str = "vbase1", uid: int =
     Returns the base user's home inside the root.
     """
     (root / "etc" / "vmailmgr").mkdir(parents=True, exist_ok=True)
-    (root / "etc" / "passwd").write_text(f"root:x:0:0:root:/root:/bin/bash\n{base_user}:x:{uid}:{gid}::/home/{base_user}:/bin/sh\n")
+    (root / "etc" / "passwd").write_text(
+        f"root:x:0:0:root:/root:/bin/bash\n{base_user}:x:{uid}:{gid}::/home/{base_user}:/bin/sh\n"
+    )
     (root / "etc" / "group").write_text(f"root:x:0:\n{base_user}:x:{gid}:\n")
     (root / "etc" / "vmailmgr" / "qmail-root").write_text("/var/qmail\n")
     control = root / "var" / "qmail" / "control"

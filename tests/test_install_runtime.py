@@ -55,8 +55,14 @@ def test_pythonpath_pth_files_and_the_current_directory_cannot_inject_code(tmp_p
     (evil / "sitecustomize.py").write_text(payload)
     (evil / "usercustomize.py").write_text(payload)
     (evil / "evil.pth").write_text(f"import os; {payload}")
-    env = {**os.environ, "PYTHONPATH": str(evil), "PYTHONSTARTUP": str(evil / "os.py"), "PYTHONHOME": "",
-           "PYTHONUSERBASE": str(evil), "PYTHONINSPECT": ""}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(evil),
+        "PYTHONSTARTUP": str(evil / "os.py"),
+        "PYTHONHOME": "",
+        "PYTHONUSERBASE": str(evil),
+        "PYTHONINSPECT": "",
+    }
     env.pop("PYTHONHOME")
     out = selftest(bindir, env=env, cwd=evil)
     assert out["package"].startswith(str(tmp_path / "lib"))
@@ -89,7 +95,9 @@ def test_reinstall_replaces_the_runtime_atomically(tmp_path):
     libdir = tmp_path / "lib" / "vmreconcile-runtime"
     assert libdir.is_symlink() and libdir.resolve() != first  # switched with one rename
     assert not stale.exists() and not first.exists()
-    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == sorted(["vmreconcile-runtime", libdir.resolve().name])
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == sorted(
+        ["vmreconcile-runtime", libdir.resolve().name]
+    )
     assert selftest(tmp_path / "bin")["package"].startswith(str(libdir))
 
 
@@ -103,8 +111,19 @@ def test_a_non_root_base_user_can_run_a_launcher(public_tmp, make_system_user):
 
 def test_install_runtime_command_writes_every_launcher(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "vmreconcile", "--root", str(tmp_path / "root"), "install-runtime",
-         "--bindir", str(tmp_path / "bin")], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "vmreconcile",
+            "--root",
+            str(tmp_path / "root"),
+            "install-runtime",
+            "--bindir",
+            str(tmp_path / "bin"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     for program in ("checkvpw", "authvmailmgr", "vauthenticate", "vdeliver"):
         assert (tmp_path / "bin" / program).stat().st_mode & 0o111

@@ -44,8 +44,13 @@ def runtime_files() -> list[Path]:
     return files
 
 
-ALLOWED_PROJECT = ("vmreconcile.model", "vmreconcile.host", "vmreconcile.tables", "vmreconcile.formats",
-                   "vmreconcile.runtime")
+ALLOWED_PROJECT = (
+    "vmreconcile.model",
+    "vmreconcile.host",
+    "vmreconcile.tables",
+    "vmreconcile.formats",
+    "vmreconcile.runtime",
+)
 
 
 @pytest.mark.parametrize("path", runtime_files(), ids=lambda p: str(p.relative_to(REPO)))
@@ -58,8 +63,9 @@ def test_runtime_layers_import_only_the_standard_library_and_each_other(path):
             assert top in STDLIB or top in OPTIONAL or top == "__future__", f"{path.name} imports {name}"
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "formats").glob("*.py")) + [PACKAGE / "model.py"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "formats").glob("*.py")) + [PACKAGE / "model.py"], ids=lambda p: p.name
+)
 def test_formats_and_model_import_nothing_above_them(path):
     for name in imports_of(path):
         if name.startswith("vmreconcile"):

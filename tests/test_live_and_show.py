@@ -39,12 +39,28 @@ def test_show_json_of_a_fixture_root_has_the_users_of_listvdomain(step, tmp_path
     assert (domain["name"], domain["base_user"], domain["wildcard"]) == ("mydomain.org", "vbase1", True)
     shown = []
     for user in domain["users"]:
-        line = user["name"] + (" Yes" if user["has_mailbox"] else " No") + ("" if user["mailbox_enabled"] else "(disabled)")
+        line = (
+            user["name"]
+            + (" Yes" if user["has_mailbox"] else " No")
+            + ("" if user["mailbox_enabled"] else "(disabled)")
+        )
         shown.append("".join([line, *(f" {f}" for f in user["forwards"])]))
     assert shown == listvdomain_users(step)
     assert set(doc["domains"][0]["users"][0]) == {
-        "name", "password", "directory", "has_mailbox", "mailbox_enabled", "forwards", "personal", "hard_quota",
-        "soft_quota", "message_size_limit", "message_count_limit", "created", "expires"}
+        "name",
+        "password",
+        "directory",
+        "has_mailbox",
+        "mailbox_enabled",
+        "forwards",
+        "personal",
+        "hard_quota",
+        "soft_quota",
+        "message_size_limit",
+        "message_count_limit",
+        "created",
+        "expires",
+    }
 
 
 @pytest.mark.parametrize("step", ["03-vaddalias", "11-after-deliveries"])
@@ -62,7 +78,11 @@ def test_grace_has_her_limits_and_expiry(tmp_path):
     state = read_live_state(Host(tmp_path))
     grace = state.domains[0].user("grace")
     assert (grace.hard_quota, grace.soft_quota, grace.message_size_limit, grace.message_count_limit) == (
-        2000000, 1500000, 100000, 500)
+        2000000,
+        1500000,
+        100000,
+        500,
+    )
     assert grace.expires == 1795632716
     assert state.domains[0].user("Henry.Ford").directory == "./users/Henry:Ford"
     assert "users/postmaster" in state.domains[0].maildirs
@@ -83,7 +103,9 @@ def test_json_round_trips_and_redaction_hides_hashes(tmp_path):
 
 def test_domain_filter(tmp_path):
     build_step_root("02-vadduser", tmp_path)
-    assert json.loads(run_cli("--root", str(tmp_path), "show", "-f", "json", "--domain", "mydomain.org").stdout)["domains"]
+    assert json.loads(run_cli("--root", str(tmp_path), "show", "-f", "json", "--domain", "mydomain.org").stdout)[
+        "domains"
+    ]
     result = run_cli("--root", str(tmp_path), "show", "--domain", "other.org")
     assert result.returncode == 1 and "no live domain 'other.org'" in result.stderr
 
@@ -111,13 +133,22 @@ def test_missing_base_user_is_a_one_line_error(tmp_path):
     assert "base user 'ghost' does not exist" in message
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (lambda data: data[:1000], "truncated cdb"),
-    (lambda data: data[:-5], "corrupt cdb"),
-    (lambda data: b"", "empty file"),
-    (lambda data: data.replace(b"\x02\x0a\x01\x08\x01\x00*", b"\x03\x0a\x01\x08\x01\x00*", 1), "unknown record format version 0x03"),
-    (lambda data: data.replace(b"\x02\x0a\x01\x08\x01\x00*", b"\x02\x0c\x01\x08\x01\x00*", 1), "unknown flag number 12"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda data: data[:1000], "truncated cdb"),
+        (lambda data: data[:-5], "corrupt cdb"),
+        (lambda data: b"", "empty file"),
+        (
+            lambda data: data.replace(b"\x02\x0a\x01\x08\x01\x00*", b"\x03\x0a\x01\x08\x01\x00*", 1),
+            "unknown record format version 0x03",
+        ),
+        (
+            lambda data: data.replace(b"\x02\x0a\x01\x08\x01\x00*", b"\x02\x0c\x01\x08\x01\x00*", 1),
+            "unknown flag number 12",
+        ),
+    ],
+)
 def test_corrupt_tables_are_one_line_errors(tmp_path, damage, expected):
     home = build_step_root("03-vaddalias", tmp_path)
     table = home / "passwd.cdb"
@@ -154,8 +185,12 @@ def test_a_fifo_or_symlink_in_vmailmgr_is_not_read(tmp_path):
     os.mkfifo(home / ".vmailmgr" / "password-file")
     (tmp_path / "elsewhere").write_text("4\n")
     (home / ".vmailmgr" / "user-dir-bits").symlink_to(tmp_path / "elsewhere")
-    result = subprocess.run([sys.executable, "-m", "vmreconcile", "--root", str(tmp_path), "show", "-f", "json"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "vmreconcile", "--root", str(tmp_path), "show", "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["domains"][0]["users"]) == 16
 
@@ -186,8 +221,9 @@ def test_plaintext_equivalent_hashes_are_redacted_without_a_digest(tmp_path):
     assert exported.returncode == 0, exported.stderr
     (tmp_path / "mail.yaml").write_text(exported.stdout)
     (tmp_path / "snapshot.json").write_text(snapshot.stdout)
-    plan = run_cli("plan", str(tmp_path / "mail.yaml"), "--state", str(tmp_path / "snapshot.json"),
-                   "--detailed-exitcode")
+    plan = run_cli(
+        "plan", str(tmp_path / "mail.yaml"), "--state", str(tmp_path / "snapshot.json"), "--detailed-exitcode"
+    )
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "mydomain.org/dave: live password is null-crypt" in plan.stdout
     assert "dave-plain" not in plan.stdout

@@ -14,7 +14,8 @@ def test_the_readme_yaml_example_validates(tmp_path):
     assert blocks, "the README shows a configuration"
     config = tmp_path / "readme.yaml"
     config.write_text(blocks[0])
-    result = subprocess.run([sys.executable, "-m", "vmreconcile", "validate", str(config)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "vmreconcile", "validate", str(config)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid: 1 domain, 1 user, 3 aliases" in result.stdout

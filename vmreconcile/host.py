@@ -25,7 +25,7 @@ LOCAL_CONFIG_DIR = ".vmailmgr"
 LOCK_FILE = "/run/vmreconcile/apply.lock"
 
 
-def _Path(text: str) -> Path:  # noqa: N802 - stands for the pathlib class
+def _Path(text: str) -> Path:
     """``pathlib.Path`` imported on first use: the runtime works on ``str`` paths only, because
     importing pathlib (re, fnmatch, urllib.parse, ...) would double a login's start-up time."""
     from pathlib import Path

@@ -113,7 +113,9 @@ def install_runtime(
         _copy_runtime(staging)
         compiled = subprocess.run(
             [python, "-I", "-S", "-m", "compileall", "-q", "-j", "1", str(staging)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if compiled.returncode != 0:
             raise InstallError(f"{python} could not byte-compile the runtime: {compiled.stdout}{compiled.stderr}")

@@ -27,7 +27,8 @@ def read_live_state(host: Host) -> HostState:
     """The whole live model. Raises on a missing base user or a corrupt table (one-line errors)."""
     control = read_control_files(host)
     domains = tuple(
-        read_domain(host, base_user, keys) for base_user, keys in group_virtualdomains(control.get("virtualdomains", ()))
+        read_domain(host, base_user, keys)
+        for base_user, keys in group_virtualdomains(control.get("virtualdomains", ()))
     )
     return HostState(options=read_options(host.config_dir, host.config_dir), control=control, domains=domains)
 

@@ -64,7 +64,7 @@ class Record:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(kwargs)}")
 
     @classmethod
-    def from_values(cls, values: tuple):  # noqa: ANN206 - an instance of cls
+    def from_values(cls, values: tuple):
         """Build from a complete tuple in ``_fields`` order (the decoders' fast path)."""
         if len(values) != len(cls._fields):
             raise TypeError(f"{cls.__name__} needs {len(cls._fields)} values")
@@ -100,7 +100,7 @@ class Record:
     def __reduce__(self) -> tuple:
         return (type(self), self.astuple())
 
-    def with_changes(self, **changes: object):  # noqa: ANN201 - same type as self
+    def with_changes(self, **changes: object):
         """A copy with some fields replaced (the records are immutable)."""
         return type(self)(**{**self.asdict(), **changes})
 
@@ -122,14 +122,35 @@ class VirtualUser(Record):
     encoded, already false when ``directory`` is empty (the decoder forces that).
     """
 
-    __slots__ = ("name", "password", "directory", "forwards", "personal", "hard_quota", "soft_quota",
-                 "message_size_limit", "message_count_limit", "created", "expires", "has_mailbox",
-                 "mailbox_enabled")
+    __slots__ = (
+        "name",
+        "password",
+        "directory",
+        "forwards",
+        "personal",
+        "hard_quota",
+        "soft_quota",
+        "message_size_limit",
+        "message_count_limit",
+        "created",
+        "expires",
+        "has_mailbox",
+        "mailbox_enabled",
+    )
     _fields = __slots__
     _defaults = {
-        "password": "*", "directory": "", "forwards": (), "personal": "", "hard_quota": None,
-        "soft_quota": None, "message_size_limit": None, "message_count_limit": None, "created": 0,
-        "expires": None, "has_mailbox": True, "mailbox_enabled": True,
+        "password": "*",
+        "directory": "",
+        "forwards": (),
+        "personal": "",
+        "hard_quota": None,
+        "soft_quota": None,
+        "message_size_limit": None,
+        "message_count_limit": None,
+        "created": 0,
+        "expires": None,
+        "has_mailbox": True,
+        "mailbox_enabled": True,
     }
     name: str
     password: str
@@ -199,8 +220,14 @@ class Domain(Record):
 
     __slots__ = ("name", "base_user", "wildcard", "domain_aliases", "options", "qmail_default", "users", "maildirs")
     _fields = __slots__
-    _defaults = {"wildcard": False, "domain_aliases": (), "options": {}, "qmail_default": None, "users": (),
-                 "maildirs": frozenset()}
+    _defaults = {
+        "wildcard": False,
+        "domain_aliases": (),
+        "options": {},
+        "qmail_default": None,
+        "users": (),
+        "maildirs": frozenset(),
+    }
     name: str
     base_user: str
     wildcard: bool

@@ -28,14 +28,15 @@ class StateDocumentError(ValueError):
 
 def is_redacted(stored: str) -> bool:
     """True for a value a redacted ``show`` document put in place of a hash."""
-    return (stored.startswith(REDACTED_PREFIX) and len(stored) == len(REDACTED_PREFIX) + 64) or \
-        stored.startswith(UNVERIFIABLE_PREFIX)
+    return (stored.startswith(REDACTED_PREFIX) and len(stored) == len(REDACTED_PREFIX) + 64) or stored.startswith(
+        UNVERIFIABLE_PREFIX
+    )
 
 
 def hash_digest(stored: str) -> str:
     """The hex sha256 of a hash string (a redacted ``sha256:`` value gives its own digest)."""
     if stored.startswith(REDACTED_PREFIX) and is_redacted(stored):
-        return stored[len(REDACTED_PREFIX):]
+        return stored[len(REDACTED_PREFIX) :]
     return hashlib.sha256(to_bytes(stored)).hexdigest()
 
 

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     StrPath = str | os.PathLike[str]
 
 
-def read_regular(path: StrPath, *, dir_fd: int | None = None, follow_symlinks: bool = False,
-                 limit: int | None = None) -> bytes | None:
+def read_regular(
+    path: StrPath, *, dir_fd: int | None = None, follow_symlinks: bool = False, limit: int | None = None
+) -> bytes | None:
     """A regular file's bytes (at most ``limit``); None when missing, unreadable or not regular.
 
     Files in a base user's home are read with ``follow_symlinks=False`` (the default): the base
@@ -61,7 +62,7 @@ def write_all(fd: int, data: bytes) -> None:
     """``os.write`` until every byte is out (pipes, sockets and full disks write short)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 #: A temp table nobody holds (flock) and nobody touched for this long is a crash's leftover.

@@ -129,8 +129,10 @@ def test_unmanaged_password_survives_a_change_made_outside(tmp_path):
     assert read_changeable(host) == ("myuser/me",)
     assert stat.S_IMODE((tmp_path / "etc/vmailmgr/vmreconcile-passwd-changeable").stat().st_mode) == 0o644
     # what the authpipe's PASSWD does: rewrite the table with a new hash for me
-    users = [u.with_changes(password="$0$changed") if u.name == "me" else u
-             for u in iter_users(open_table(home / "passwd.cdb"))]
+    users = [
+        u.with_changes(password="$0$changed") if u.name == "me" else u
+        for u in iter_users(open_table(home / "passwd.cdb"))
+    ]
     (home / "passwd.cdb").write_bytes(build_cdb((user_key(u.name), encode_record(u)) for u in users))
     plan, _ = plan_on_host(host, spec, now=NOW)
     assert plan.changes == ()
@@ -187,19 +189,23 @@ def test_a_table_changed_between_plan_and_write_is_not_overwritten(tmp_path):
     spec = howto_spec(PasswordSpec("unmanaged"))
     apply_spec(host, spec)
     domain = spec.domains[0]
-    plan, _ = plan_on_host(host, replace(spec, domains=(replace(domain, users=domain.users + (UserSpec("bob"),)),)),
-                           now=NOW)
+    plan, _ = plan_on_host(
+        host, replace(spec, domains=(replace(domain, users=domain.users + (UserSpec("bob"),)),)), now=NOW
+    )
     # a PASSWD through the authpipe lands after the plan read the table, before apply writes it
-    users = [u.with_changes(password="$0$changed") if u.name == "me" else u
-             for u in iter_users(open_table(home / "passwd.cdb"))]
+    users = [
+        u.with_changes(password="$0$changed") if u.name == "me" else u
+        for u in iter_users(open_table(home / "passwd.cdb"))
+    ]
     changed = build_cdb((user_key(u.name), encode_record(u)) for u in users)
     (home / "passwd.cdb").write_bytes(changed)
     result = execute(plan, host)
     assert result.errors and "changed since the plan was made" in result.errors[0]
     assert (home / "passwd.cdb").read_bytes() == changed
     assert not (home / "passwd.cdb.tmp").exists()
-    again, _ = plan_on_host(host, replace(spec, domains=(replace(domain, users=domain.users + (UserSpec("bob"),)),)),
-                            now=NOW)
+    again, _ = plan_on_host(
+        host, replace(spec, domains=(replace(domain, users=domain.users + (UserSpec("bob"),)),)), now=NOW
+    )
     assert execute(again, host).errors == []
     assert read_live_state(host).domains[0].user("me").password == "$0$changed"
 
@@ -219,11 +225,17 @@ def test_a_missing_qmail_control_directory_is_an_error_not_created(tmp_path):
 def test_options_are_written_global_and_per_domain_and_shape_new_users(tmp_path):
     home = empty_root(tmp_path)
     spec = howto_spec()
-    spec = replace(spec, options={"default-expiry": "86400"},
-                   domains=(replace(spec.domains[0], options={"user-dir-bits": "4", "user-dir-slices": "1"}),))
+    spec = replace(
+        spec,
+        options={"default-expiry": "86400"},
+        domains=(replace(spec.domains[0], options={"user-dir-bits": "4", "user-dir-slices": "1"}),),
+    )
     plan, _ = apply_spec(Host(tmp_path), spec)
-    assert [c.address for c in plan.changes[:3]] == ["option/default-expiry", "option/mydomain.org/user-dir-bits",
-                                                     "option/mydomain.org/user-dir-slices"]
+    assert [c.address for c in plan.changes[:3]] == [
+        "option/default-expiry",
+        "option/mydomain.org/user-dir-bits",
+        "option/mydomain.org/user-dir-slices",
+    ]
     assert (tmp_path / "etc/vmailmgr/default-expiry").read_text() == "86400\n"
     assert (home / ".vmailmgr/user-dir-bits").read_text() == "4\n"
     assert stat.S_IMODE((home / ".vmailmgr").stat().st_mode) == 0o755

@@ -135,9 +135,16 @@ def test_as_root_with_a_real_system_user_ownership_and_modes_match_tree_txt(tmp_
     listing = tree(user.home)
     assert {uid for _, uid, _ in listing} == {user.uid}
     modes = {path: mode for mode, _, path in listing}
-    expected = {"./passwd.cdb": "-rw-------", "./.qmail-default": "-rw-r--r--", "./users": "drwxr-xr-x",
-                "./users/postmaster": "drwx------", "./users/postmaster/cur": "drwxr-xr-x",
-                "./users/me": "drwx------", "./users/me/tmp": "drwxr-xr-x", "./users/+": "drwx------"}
+    expected = {
+        "./passwd.cdb": "-rw-------",
+        "./.qmail-default": "-rw-r--r--",
+        "./users": "drwxr-xr-x",
+        "./users/postmaster": "drwx------",
+        "./users/postmaster/cur": "drwxr-xr-x",
+        "./users/me": "drwx------",
+        "./users/me/tmp": "drwxr-xr-x",
+        "./users/+": "drwx------",
+    }
     assert {k: modes[k] for k in expected} == expected
 
 

@@ -26,9 +26,14 @@ def vmreconcile(root: Path, *args: str, crash_at: str | None = None) -> subproce
     env = {k: v for k, v in os.environ.items() if k != "VMRECONCILE_CRASH_AT"}
     if crash_at is not None:
         env["VMRECONCILE_CRASH_AT"] = str(crash_at)
-    return subprocess.run([sys.executable, "-c", "from vmreconcile.cli.main import main; main()",
-                           "--root", str(root), *args], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from vmreconcile.cli.main import main; main()", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_killed_while_writing_the_table_then_the_next_run_removes_the_stale_temp_and_converges(tmp_path):
@@ -73,9 +78,21 @@ def test_real_process_killed_after_random_delays_always_leaves_old_or_new_tables
     for attempt in range(4):
         root = tmp_path / f"run{attempt}"
         shutil.copytree(base, root, symlinks=True)
-        proc = subprocess.Popen([sys.executable, "-c", "from vmreconcile.cli.main import main; main()",
-                                 "--root", str(root), "apply", str(big), "--yes"], cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from vmreconcile.cli.main import main; main()",
+                "--root",
+                str(root),
+                "apply",
+                str(big),
+                "--yes",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.3, 2.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -19,9 +19,22 @@ CONFIG = "domains:\n  mydomain.org:\n    base_user: myuser\n    users:\n      me
 def apply_on_a_terminal(root: Path, config: Path, answer: bytes) -> tuple[int, str]:
     """Run apply with stdin, stdout and stderr on a pseudo-terminal; answer the prompt."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", "from vmreconcile.cli.main import main; main()",
-                             "--root", str(root), "apply", str(config)],
-                            stdin=follower, stdout=follower, stderr=follower, cwd=REPO, close_fds=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from vmreconcile.cli.main import main; main()",
+            "--root",
+            str(root),
+            "apply",
+            str(config),
+        ],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=REPO,
+        close_fds=True,
+    )
     os.close(follower)
     output = b""
     answered = False

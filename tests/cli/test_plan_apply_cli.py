@@ -39,8 +39,9 @@ def site(tmp_path):
 
 def run(root: Path, *args: str, env: dict | None = None):
     runner = CliRunner()
-    return runner.invoke(app, ["--root", str(root), *args], env={"ME_PW": "secret", **(env or {})},
-                         catch_exceptions=False)
+    return runner.invoke(
+        app, ["--root", str(root), *args], env={"ME_PW": "secret", **(env or {})}, catch_exceptions=False
+    )
 
 
 def test_plan_text_then_apply_then_plan_shows_no_changes(site):
@@ -77,7 +78,9 @@ def test_apply_without_a_terminal_and_without_yes_refuses_and_writes_nothing(sit
     result = run(root, "apply", str(config))
     assert result.exit_code == 1
     assert "stdin is not a terminal" in result.stderr and "--yes" in result.stderr
-    after = {path: t for path, t in mtimes(root).items() if not path.startswith(str(root / "run"))}  # the lock file itself
+    after = {
+        path: t for path, t in mtimes(root).items() if not path.startswith(str(root / "run"))
+    }  # the lock file itself
     assert after == before
 
 
@@ -126,8 +129,10 @@ def test_brake_refuses_mass_deletion_unless_forced(site, tmp_path):
     many.write_text("domains:\n  mydomain.org:\n    base_user: myuser\n    users:\n" + users)
     assert run(root, "apply", str(many), "--yes").exit_code == 0
     few = tmp_path / "few.yaml"
-    few.write_text("domains:\n  mydomain.org:\n    base_user: myuser\n    prune: true\n    users:\n"
-                   + "".join(f"      u{i}: {{password: null}}\n" for i in range(6)))
+    few.write_text(
+        "domains:\n  mydomain.org:\n    base_user: myuser\n    prune: true\n    users:\n"
+        + "".join(f"      u{i}: {{password: null}}\n" for i in range(6))
+    )
     refused = run(root, "apply", str(few), "--yes")
     assert refused.exit_code == 1 and "safety brake" in refused.stderr
     assert "Safety brake: mydomain.org: 6 of 15" in refused.stdout
@@ -163,8 +168,10 @@ def test_default_config_path_is_used_when_none_is_given(site, monkeypatch):
 def test_domain_targeting_plans_and_applies_only_that_domain(tmp_path):
     root = tmp_path / "root"
     empty_root(root)
-    (root / "etc/passwd").write_text(f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n"
-                                     f"other:x:{os.getuid()}:{os.getgid()}::/home/other:/bin/sh\n")
+    (root / "etc/passwd").write_text(
+        f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n"
+        f"other:x:{os.getuid()}:{os.getgid()}::/home/other:/bin/sh\n"
+    )
     (root / "home/other").mkdir()
     config = tmp_path / "two.yaml"
     config.write_text(HOWTO + "  other.org:\n    base_user: other\n    users:\n      bob: {password: null}\n")
@@ -190,8 +197,9 @@ def test_offline_plan_needs_no_secrets_and_cannot_be_applied(site, tmp_path):
     snapshot.write_text(run(root, "show", "--format", "json", "--redact").stdout)
     config.write_text(HOWTO + "      bob:\n        password: {env: BOB_PW}\n")
     saved = tmp_path / "offline.plan"
-    offline = CliRunner().invoke(app, ["plan", str(config), "--state", str(snapshot), "--out", str(saved)],
-                                 env={"ME_PW": None, "BOB_PW": None})
+    offline = CliRunner().invoke(
+        app, ["plan", str(config), "--state", str(snapshot), "--out", str(saved)], env={"ME_PW": None, "BOB_PW": None}
+    )
     assert offline.exit_code == 0, offline.output
     assert "mydomain.org/me: password from a env secret is not verifiable offline" in offline.stdout
     assert "mydomain.org/bob: password from a env secret that is not available offline" in offline.stdout

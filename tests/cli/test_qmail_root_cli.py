@@ -8,8 +8,9 @@ import sys
 
 
 def vmr(root, *args):
-    return subprocess.run([sys.executable, "-m", "vmreconcile", "--root", str(root), *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "vmreconcile", "--root", str(root), *args], capture_output=True, text=True
+    )
 
 
 def bare_root(tmp_path):

@@ -11,16 +11,24 @@ from tests.conftest import build_step_root
 
 
 def vmr(root, *args):
-    return subprocess.run([sys.executable, "-m", "vmreconcile", "--root", str(root), *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "vmreconcile", "--root", str(root), *args], capture_output=True, text=True
+    )
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda text: text.replace("base_user: vbase1", "base_user: vbase2"),
-     "base user 'vbase1' -> 'vbase2' would move the domain's"),
-    (lambda text: text.replace("base_user: vbase1", "base_user: vbase1\n    options: {password-file: other}"),
-     "password-file 'passwd' -> 'other' would leave the live table"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda text: text.replace("base_user: vbase1", "base_user: vbase2"),
+            "base user 'vbase1' -> 'vbase2' would move the domain's",
+        ),
+        (
+            lambda text: text.replace("base_user: vbase1", "base_user: vbase1\n    options: {password-file: other}"),
+            "password-file 'passwd' -> 'other' would leave the live table",
+        ),
+    ],
+)
 def test_moving_a_live_domains_table_is_refused(tmp_path, edit, message):
     build_step_root("03-vaddalias", tmp_path)
     with (tmp_path / "etc" / "passwd").open("a") as fp:

@@ -68,8 +68,10 @@ def test_validate_touches_nothing_and_reads_no_secret(tmp_path, monkeypatch):
     secret.write_text("plaintext\n")
     secret.chmod(0)
     config = tmp_path / "c.yaml"
-    config.write_text("domains:\n  a.example:\n    base_user: va\n    users:\n"
-                      f"      u: {{password: {{file: {secret}}}}}\n      v: {{password: {{env: UNSET_FOR_SURE}}}}\n")
+    config.write_text(
+        "domains:\n  a.example:\n    base_user: va\n    users:\n"
+        f"      u: {{password: {{file: {secret}}}}}\n      v: {{password: {{env: UNSET_FOR_SURE}}}}\n"
+    )
     monkeypatch.delenv("UNSET_FOR_SURE", raising=False)
     before = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     result = run("--root", str(tmp_path / "nonexistent-root"), "validate", str(config))

@@ -132,11 +132,22 @@ class Domain:
         local = f"{BASE}-{ext}"
         env = {
             "PATH": "/usr/bin:/bin",
-            "USER": BASE, "HOME": str(self.home), "SHELL": "/bin/sh",
-            "LOCAL": local, "HOST": DOMAIN, "RECIPIENT": f"{local}@{DOMAIN}",
-            "EXT": ext, "DEFAULT": ext, "EXT2": "", "EXT3": "", "EXT4": "",
-            "HOST2": "mydomain", "HOST3": "mydomain", "HOST4": "mydomain",
-            "SENDER": sender, "NEWSENDER": sender,
+            "USER": BASE,
+            "HOME": str(self.home),
+            "SHELL": "/bin/sh",
+            "LOCAL": local,
+            "HOST": DOMAIN,
+            "RECIPIENT": f"{local}@{DOMAIN}",
+            "EXT": ext,
+            "DEFAULT": ext,
+            "EXT2": "",
+            "EXT3": "",
+            "EXT4": "",
+            "HOST2": "mydomain",
+            "HOST3": "mydomain",
+            "HOST4": "mydomain",
+            "SENDER": sender,
+            "NEWSENDER": sender,
             "UFLINE": f"From {sender or 'MAILER-DAEMON'} Tue Nov 24 18:54:20 2026\n",
             "RPLINE": f"Return-Path: <{sender}>\n",
             "DTLINE": f"Delivered-To: {local}@{DOMAIN}\n",
@@ -155,8 +166,14 @@ class Domain:
         stdin = open(path, "rb")  # noqa: SIM115 - closed by the caller through `run`
         user = {} if self.uid is None else {"user": self.uid, "group": self.gid, "extra_groups": []}
         proc = subprocess.Popen(
-            [str(self.runtime.launcher), *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env if env is not None else self.env(ext), cwd="/", **user, **kwargs,
+            [str(self.runtime.launcher), *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env if env is not None else self.env(ext),
+            cwd="/",
+            **user,
+            **kwargs,
         )
         stdin.close()
         if not isinstance(message, Path):

@@ -42,6 +42,7 @@ def load_cases() -> list[OracleCase]:
     case: OracleCase | None = None
     block: list[str] | None = None
     target = ""
+
     def flush() -> None:
         assert case is not None and block is not None
         data = "".join(item + "\n" for item in block).encode()
@@ -61,7 +62,7 @@ def load_cases() -> list[OracleCase]:
             flush()
             block = None
         if line.startswith("=== case: "):
-            cases.append(OracleCase(line[len("=== case: "):], "", "", "", False))
+            cases.append(OracleCase(line[len("=== case: ") :], "", "", "", False))
             case = cases[-1]
             continue
         assert case is not None
@@ -73,13 +74,13 @@ def load_cases() -> list[OracleCase]:
             case.ext, case.sender = args[5], args[7]
             case.message_file = args[-1]
         elif line.startswith("stdout: "):
-            text = line[len("stdout: "):]
+            text = line[len("stdout: ") :]
             if not re.fullmatch(r"did \d+\+\d+\+\d+|program .*", text):
                 case.stdout.append(text)
         elif line.startswith("exit: "):
-            case.exit = int(line[len("exit: "):])
+            case.exit = int(line[len("exit: ") :])
         elif line.startswith("new file in home: "):
-            case.mailbox_path = line[len("new file in home: "):].rsplit("/new/", 1)[0]
+            case.mailbox_path = line[len("new file in home: ") :].rsplit("/new/", 1)[0]
             block, target = [], "mailbox"
         elif line.startswith("queued message"):
             block, target = [], "queue"

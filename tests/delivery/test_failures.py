@@ -24,9 +24,14 @@ def assert_nothing_stored(domain, maildir=ME):
     assert domain.files(maildir, "tmp") == []
 
 
-@pytest.mark.parametrize(("code", "text"), [("1", "qmail-queue exited with an error!"),
-                                            ("31", "qmail-queue exited with an error!"),
-                                            ("crash", "qmail-queue crashed!")])
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        ("1", "qmail-queue exited with an error!"),
+        ("31", "qmail-queue exited with an error!"),
+        ("crash", "qmail-queue crashed!"),
+    ],
+)
 def test_qmail_queue_failure_defers_and_leaves_nothing(domain, code, text):
     domain.write("qq-exit", code + "\n")
     result = domain.deliver("me")
@@ -130,13 +135,20 @@ def small_tmpfs(domain):
     """A 64 kB tmpfs holding the maildir of user ``tiny`` (root only)."""
     mount = domain.home / "users" / "tiny"
     mount.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64,mode=0700", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
-        domain.set_table([VirtualUser("tiny", directory="./users/tiny"),
-                          VirtualUser("both", directory="./users/tiny", forwards=("x@y.example",))])
+        domain.set_table(
+            [
+                VirtualUser("tiny", directory="./users/tiny"),
+                VirtualUser("both", directory="./users/tiny", forwards=("x@y.example",)),
+            ]
+        )
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
@@ -152,7 +164,8 @@ def test_disk_full_defers_and_leaves_nothing_partial(domain, small_tmpfs):
     # the filesystem is usable again afterwards and small mail still gets through whole
     assert domain.deliver("tiny").code == 0
     assert domain.contents("./users/tiny") == [
-        domain.env("tiny")["RPLINE"].encode() + domain.env("tiny")["DTLINE"].encode() + SMALL_EML]
+        domain.env("tiny")["RPLINE"].encode() + domain.env("tiny")["DTLINE"].encode() + SMALL_EML
+    ]
 
 
 @requires_root

@@ -32,8 +32,13 @@ def test_message_size_exactly_at_the_limit_passes_one_byte_over_bounces(domain):
     assert domain.deliver("u").code == 0
     result = domain.deliver("u", SMALL_EML + b"x")
     assert result.code == 100
-    assert result.stdout == (f"vdeliver: Message of {len(SMALL_EML) + 1} bytes is larger than the limit of "
-                             f"{len(SMALL_EML)} bytes for virtual user 'u'. (#5.3.4)\n").encode()
+    assert (
+        result.stdout
+        == (
+            f"vdeliver: Message of {len(SMALL_EML) + 1} bytes is larger than the limit of "
+            f"{len(SMALL_EML)} bytes for virtual user 'u'. (#5.3.4)\n"
+        ).encode()
+    )
     assert len(domain.files(BOX)) == 1 and domain.files(BOX, "tmp") == []
 
 
@@ -49,8 +54,10 @@ def test_message_count_limit_edge(domain):
     assert domain.deliver("u").code == 0
     result = domain.deliver("u")
     assert result.code == 100
-    assert result.stdout == (b"vdeliver: The mailbox of virtual user 'u' is full: it holds 2 messages and its "
-                             b"limit is 2 messages. (#5.2.2)\n")
+    assert result.stdout == (
+        b"vdeliver: The mailbox of virtual user 'u' is full: it holds 2 messages and its "
+        b"limit is 2 messages. (#5.2.2)\n"
+    )
     assert len(domain.files(BOX)) == 2 and domain.files(BOX, "tmp") == []
 
 
@@ -61,8 +68,13 @@ def test_hard_quota_exactly_full_passes_one_byte_over_bounces(domain):
     assert domain.deliver("u").code == 0  # now exactly at the quota
     result = domain.deliver("u")
     assert result.code == 100
-    assert result.stdout == (f"vdeliver: The mailbox of virtual user 'u' is full: it holds {2 * size} bytes, this "
-                             f"message needs {size} more and the quota is {2 * size} bytes. (#5.2.2)\n").encode()
+    assert (
+        result.stdout
+        == (
+            f"vdeliver: The mailbox of virtual user 'u' is full: it holds {2 * size} bytes, this "
+            f"message needs {size} more and the quota is {2 * size} bytes. (#5.2.2)\n"
+        ).encode()
+    )
     assert len(domain.files(BOX)) == 2
     assert maildirsize(domain) == (f"{2 * size}S,0C", 2 * size, 2)
 

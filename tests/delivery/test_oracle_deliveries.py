@@ -15,15 +15,29 @@ from tests.conftest import FIXTURES
 from .oracle_cases import load_cases
 
 CASES = [c for c in load_cases() if not c.dry_run and c.name != "bob-msgsize-50000-big-message"]
-MAILDIRS = ["./users/" + d for d in ("me", "alice", "bob", "Henry:Ford", "postmaster", "frank", "carol",
-                                    "root", "mailer-daemon", "nopass", "dave", "erin")]
+MAILDIRS = [
+    "./users/" + d
+    for d in (
+        "me",
+        "alice",
+        "bob",
+        "Henry:Ford",
+        "postmaster",
+        "frank",
+        "carol",
+        "root",
+        "mailer-daemon",
+        "nopass",
+        "dave",
+        "erin",
+    )
+]
 
 
 def test_the_oracle_log_has_the_cases_we_expect():
     names = {c.name for c in load_cases()}
     assert len(CASES) == 10
-    assert {"dry-run-me", "bob-msgsize-50000-big-message", "dave-expired",
-            "unknown-user-goes-to-catchall"} <= names
+    assert {"dry-run-me", "bob-msgsize-50000-big-message", "dave-expired", "unknown-user-goes-to-catchall"} <= names
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -54,13 +68,20 @@ def test_bob_big_message_is_bounced_by_his_message_size_limit(domain):
     """The oracle accepted bob's 72 kB message despite ``msgsize 50000``; we enforce it."""
     big = [c for c in load_cases() if c.name == "bob-msgsize-50000-big-message"][0]
     body = "".join(f"line {n:05d} " + "x" * 60 + "\n" for n in range(1000))
-    message = (FIXTURES / "messages" / "small.eml").read_bytes().replace(
-        b"oracle delivery test", b"oracle big message test").split(b"\n\n", 1)[0] + b"\n\n" + body.encode()
+    message = (
+        (FIXTURES / "messages" / "small.eml")
+        .read_bytes()
+        .replace(b"oracle delivery test", b"oracle big message test")
+        .split(b"\n\n", 1)[0]
+        + b"\n\n"
+        + body.encode()
+    )
     assert len(message) == 72171
     assert big.mailbox is not None and big.mailbox.endswith(b"line 00999 " + b"x" * 60 + b"\n")
     result = domain.deliver("bob", message)
     assert result.code == 100
-    assert result.stdout == (b"vdeliver: Message of 72171 bytes is larger than the limit of 50000 bytes "
-                             b"for virtual user 'bob'. (#5.3.4)\n")
+    assert result.stdout == (
+        b"vdeliver: Message of 72171 bytes is larger than the limit of 50000 bytes for virtual user 'bob'. (#5.3.4)\n"
+    )
     assert domain.files("./users/bob") == []
     assert domain.files("./users/bob", "tmp") == []

@@ -24,18 +24,21 @@ def message_in(tmp_path, data: bytes) -> Message:
     return Message(fd, len(data))
 
 
-@pytest.mark.parametrize(("data", "loops"), [
-    (DT + b"\nbody\n", True),
-    (b"X: 1\n" + DT.upper() + b"\n", True),
-    (b"X: 1\n\n" + DT, False),                                   # in the body
-    (b"X: 1\n" + DT[:-1] + b"x\n\n", False),                     # longer line
-    (b"X: 1\n" + b" " + DT + b"\n", False),                      # continuation line
-    (DT[:-1], True),                                             # last line without newline
-    (b"", False),
-    (b"X: " + b"a" * (3 * CHUNK) + b"\n" + DT + b"\n", True),    # huge header line before it
-    (b"X: " + b"a" * (CHUNK - 10) + b"\n" + DT + b"\n", True),   # our line spans two chunks
-    (b"Y: " + DT, False),
-])
+@pytest.mark.parametrize(
+    ("data", "loops"),
+    [
+        (DT + b"\nbody\n", True),
+        (b"X: 1\n" + DT.upper() + b"\n", True),
+        (b"X: 1\n\n" + DT, False),  # in the body
+        (b"X: 1\n" + DT[:-1] + b"x\n\n", False),  # longer line
+        (b"X: 1\n" + b" " + DT + b"\n", False),  # continuation line
+        (DT[:-1], True),  # last line without newline
+        (b"", False),
+        (b"X: " + b"a" * (3 * CHUNK) + b"\n" + DT + b"\n", True),  # huge header line before it
+        (b"X: " + b"a" * (CHUNK - 10) + b"\n" + DT + b"\n", True),  # our line spans two chunks
+        (b"Y: " + DT, False),
+    ],
+)
 def test_loop_check_reads_only_the_header(tmp_path, data, loops):
     message = message_in(tmp_path, data)
     try:
@@ -117,18 +120,20 @@ def test_maildirsize_is_trusted_only_while_fresh(tmp_path):
     usage = maildir_quota.recompute(box, "1000S,0C")
     assert (usage.bytes, usage.count, usage.fresh) == (500, 1, True)
     assert maildir_quota.read_usage(box, "1000S,0C").bytes == 500
-    assert maildir_quota.read_usage(box, "2000S,0C") is None              # other definition
+    assert maildir_quota.read_usage(box, "2000S,0C") is None  # other definition
     maildir_quota.record_delivery(box, 200)
     read = maildir_quota.read_usage(box, "1000S,0C")
     assert (read.bytes, read.count, read.fresh) == (700, 2, False)
     past = time.time() - 100
-    os.utime(tmp_path / "maildirsize", (past, past))                     # cur/ changed after it
+    os.utime(tmp_path / "maildirsize", (past, past))  # cur/ changed after it
     os.utime(tmp_path / "cur", (past + 50, past + 50))
     assert maildir_quota.read_usage(box, "1000S,0C") is None
 
 
-@pytest.mark.parametrize("text", ["1000S,0C\n-600 -1\n", "1000S,0C\n1 2 3\n", "1000S,0C\nabc 1\n",
-                                  "1000S,0C\n1 1", "1000S,0C\n" + "1 1\n" * 2000])
+@pytest.mark.parametrize(
+    "text",
+    ["1000S,0C\n-600 -1\n", "1000S,0C\n1 2 3\n", "1000S,0C\nabc 1\n", "1000S,0C\n1 1", "1000S,0C\n" + "1 1\n" * 2000],
+)
 def test_maildirsize_that_cannot_be_right_is_not_used(tmp_path, text):
     box = make_box(tmp_path)
     (tmp_path / "maildirsize").write_text(text)
@@ -138,8 +143,10 @@ def test_maildirsize_that_cannot_be_right_is_not_used(tmp_path, text):
 
 
 def test_envelope_rules():
-    assert envelope("sender@remote.org", ("a@b.c", "bob"), "example.com", "/nonexistent") == \
-        b"Fsender@remote.org\0Ta@b.c\0Tbob@example.com\0\0"
+    assert (
+        envelope("sender@remote.org", ("a@b.c", "bob"), "example.com", "/nonexistent")
+        == b"Fsender@remote.org\0Ta@b.c\0Tbob@example.com\0\0"
+    )
 
 
 def test_envelope_postmaster_uses_control_me(tmp_path):

@@ -53,8 +53,12 @@ def test_disabled_mailbox_still_forwards_and_stores_nothing(domain):
 
 
 def test_expired_user_bounces_and_an_expiry_in_the_future_does_not(domain):
-    domain.set_table([VirtualUser("old", directory="./users/old", expires=1000),
-                      VirtualUser("new", directory="./users/new", expires=4102444800)])
+    domain.set_table(
+        [
+            VirtualUser("old", directory="./users/old", expires=1000),
+            VirtualUser("new", directory="./users/new", expires=4102444800),
+        ]
+    )
     result = domain.deliver("old")
     assert (result.code, result.stdout) == (100, b"vdeliver: Virtual user 'old' has expired\n")
     assert domain.files("./users/old") == []
@@ -114,19 +118,31 @@ def test_bounce_sender_and_qmailuser_qmailhost(domain):
 
 
 def test_vuser_environment_for_hooks(domain):
-    domain.write(".vmailmgr/vdeliver-predeliver", '#!/bin/sh\nenv | grep "^VUSER\\|^MAILDIR" | sort > "$HOME/seen"\n', 0o755)
+    domain.write(
+        ".vmailmgr/vdeliver-predeliver", '#!/bin/sh\nenv | grep "^VUSER\\|^MAILDIR" | sort > "$HOME/seen"\n', 0o755
+    )
     assert domain.deliver("Bob").code == 0
     assert (domain.home / "seen").read_text().splitlines() == [
-        "MAILDIR=./users/bob", "VUSER=Bob", "VUSER_CTIME=1795546316", "VUSER_EXPIRY=4102444800",
-        "VUSER_HARDQUOTA=-", "VUSER_HAS_MAILBOX=1", "VUSER_MAILBOX_ENABLED=1", "VUSER_MSGCOUNT=200",
-        "VUSER_MSGSIZE=50000", "VUSER_PERSONAL=Bob Builder", "VUSER_SOFTQUOTA=-",
+        "MAILDIR=./users/bob",
+        "VUSER=Bob",
+        "VUSER_CTIME=1795546316",
+        "VUSER_EXPIRY=4102444800",
+        "VUSER_HARDQUOTA=-",
+        "VUSER_HAS_MAILBOX=1",
+        "VUSER_MAILBOX_ENABLED=1",
+        "VUSER_MSGCOUNT=200",
+        "VUSER_MSGSIZE=50000",
+        "VUSER_PERSONAL=Bob Builder",
+        "VUSER_SOFTQUOTA=-",
     ]
 
 
 # -- loop detection -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("line", [b"Delivered-To: vbase1-me@mydomain.org\n",
-                                  b"delivered-to: VBASE1-ME@mydomain.org\r\n"])
+
+@pytest.mark.parametrize(
+    "line", [b"Delivered-To: vbase1-me@mydomain.org\n", b"delivered-to: VBASE1-ME@mydomain.org\r\n"]
+)
 def test_message_with_our_delivered_to_line_bounces_as_a_loop(domain, line):
     looping = line + SMALL_EML
     result = domain.deliver("me", looping)
@@ -143,6 +159,7 @@ def test_delivered_to_for_someone_else_or_in_the_body_is_not_a_loop(domain):
 
 
 # -- hooks --------------------------------------------------------------------------------
+
 
 def test_predeliver_99_stops_without_delivering(domain):
     domain.write(".vmailmgr/vdeliver-predeliver", "#!/bin/sh\nexit 99\n", 0o755)
@@ -222,7 +239,10 @@ def global_hook(domain):
 
 
 def test_global_hook_runs_before_the_local_one_and_a_failure_stops_there(domain, global_hook):
-    global_hook("vdeliver-predeliver", '#!/bin/sh\necho global >> "$HOME/order"\nexit "$(cat "$HOME/rc" 2>/dev/null || echo 0)"\n')
+    global_hook(
+        "vdeliver-predeliver",
+        '#!/bin/sh\necho global >> "$HOME/order"\nexit "$(cat "$HOME/rc" 2>/dev/null || echo 0)"\n',
+    )
     domain.write(".vmailmgr/vdeliver-predeliver", '#!/bin/sh\necho local >> "$HOME/order"\n', 0o755)
     assert domain.deliver("alice").code == 0
     assert (domain.home / "order").read_text() == "global\nlocal\n"

@@ -21,8 +21,12 @@ VALID = sorted(p.name for p in (DATA / "valid").iterdir())
 def expectations(entry: Path, prefix: str) -> list[str]:
     files = sorted(entry.glob("*.yaml")) if entry.is_dir() else [entry]
     marker = f"# {prefix}: ".encode()
-    return [line[len(marker):].decode("utf-8") for f in files for line in f.read_bytes().split(b"\n")
-            if line.startswith(marker)]
+    return [
+        line[len(marker) :].decode("utf-8")
+        for f in files
+        for line in f.read_bytes().split(b"\n")
+        if line.startswith(marker)
+    ]
 
 
 def test_the_invalid_corpus_has_at_least_forty_cases():

@@ -31,6 +31,7 @@ NOW = 1_900_000_000
 
 def rebuild(entry: UserSpec, dspec: DomainSpec, spec: Spec) -> VirtualUser:
     """A new entry as docs/config-format.md says the planner makes it (no live value to keep)."""
+
     def opt(name):
         return layered_value(name, dspec.options, spec.options)
 
@@ -50,28 +51,36 @@ def rebuild(entry: UserSpec, dspec: DomainSpec, spec: Spec) -> VirtualUser:
         password = entry.password.value
     directory = "./" + userdir(entry.name, opt("user-dir"), opt("user-dir-bits"), opt("user-dir-slices"))
     return VirtualUser(
-        name=ascii_lower(entry.name), password=password, directory=given("directory", directory),
-        forwards=tuple(given("forwards", ())), personal=given("personal", ""),
+        name=ascii_lower(entry.name),
+        password=password,
+        directory=given("directory", directory),
+        forwards=tuple(given("forwards", ())),
+        personal=given("personal", ""),
         hard_quota=given("hard_quota", limit("default-hardquota")),
         soft_quota=given("soft_quota", limit("default-softquota")),
         message_size_limit=given("message_size_limit", limit("default-msgsize")),
         message_count_limit=given("message_count_limit", limit("default-msgcount")),
-        created=created, expires=given("expires", expires),
+        created=created,
+        expires=given("expires", expires),
         has_mailbox=given("has_mailbox", entry.kind == "user") and bool(given("directory", directory)),
         mailbox_enabled=given("mailbox_enabled", True),
     )
 
 
 def user_dir_options(dspec: DomainSpec, spec: Spec) -> tuple:
-    return tuple(layered_value(n, dspec.options, spec.options) for n in ("user-dir", "user-dir-bits",
-                                                                           "user-dir-slices"))
+    return tuple(
+        layered_value(n, dspec.options, spec.options) for n in ("user-dir", "user-dir-bits", "user-dir-slices")
+    )
 
 
 def assert_rebuilds(state: HostState, spec: Spec) -> None:
     assert [d.name for d in spec.domains] == [d.name for d in state.domains]
     for live, dspec in zip(state.domains, spec.domains, strict=True):
         assert (dspec.base_user, dspec.wildcard, dspec.domain_aliases) == (
-            live.base_user, live.wildcard, live.domain_aliases)
+            live.base_user,
+            live.wildcard,
+            live.domain_aliases,
+        )
         assert dict(dspec.options) == dict(live.options)
         rebuilt = {}
         for entry in dspec.users:
@@ -98,8 +107,10 @@ def test_export_of_every_fixture_step_validates_and_rebuilds_every_field(step, t
     state = read_live_state(Host(tmp_path / "root"))
     result = export_and_load(state, tmp_path)
     assert {w.message.split(":")[0] for w in result.warnings} <= {  # dave's $0$, grace's `vchattr -Q 0`
-        "'$0$' is VMailMgr's null crypt", "alias 'info' has no forwards and no mailbox",
-        "soft quota 1500000 is above the hard quota 0"}
+        "'$0$' is VMailMgr's null crypt",
+        "alias 'info' has no forwards and no mailbox",
+        "soft quota 1500000 is above the hard quota 0",
+    }
     assert_rebuilds(state, result.spec)
     assert result.spec.bindir == "/usr/local/bin" and result.spec.qmail_root == "/var/qmail"
 
@@ -122,14 +133,21 @@ def test_the_fixture_export_reads_naturally(tmp_path):
     assert notes == []
     domain = doc["domains"]["mydomain.org"]
     assert (domain["base_user"], domain["wildcard"]) == ("vbase1", True)
-    assert domain["users"]["Henry.Ford"] == {"password": "$1$v40wIsMN$UQTGd51sXaJC1zxEreIAT1",
-                                             "created": "2026-11-24T18:51:56Z"}
-    assert domain["users"]["root"] == {"forwards": ["postmaster@"], "directory": "users/root",
-                                       "created": "2026-11-24T18:51:56Z"}
+    assert domain["users"]["Henry.Ford"] == {
+        "password": "$1$v40wIsMN$UQTGd51sXaJC1zxEreIAT1",
+        "created": "2026-11-24T18:51:56Z",
+    }
+    assert domain["users"]["root"] == {
+        "forwards": ["postmaster@"],
+        "directory": "users/root",
+        "created": "2026-11-24T18:51:56Z",
+    }
     assert domain["users"]["bob"]["expires"] == "2100-01-01"
     assert domain["users"]["alice"]["hard_quota"] == "1 MB"
-    assert domain["aliases"]["sales"] == {"forwards": ["carol", "bob@elsewhere.example"],
-                                          "created": "2026-11-24T18:52:01Z"}
+    assert domain["aliases"]["sales"] == {
+        "forwards": ["carol", "bob@elsewhere.example"],
+        "created": "2026-11-24T18:52:01Z",
+    }
     assert domain["aliases"]["+"] == {"forwards": ["me"], "created": "2026-11-24T18:52:24Z"}
     assert list(domain["users"])[:4] == ["mailer-daemon", "postmaster", "root", "me"]
 
@@ -143,21 +161,29 @@ def test_domain_filter_and_unknown_domain(tmp_path):
 
 
 def test_control_file_ownership_options_and_qmail_default_are_exported(tmp_path):
-    domain = Domain("shop.example", "vshop", domain_aliases=("shop.example.net",),
-                    options={"default-msgsize": "10000", "user-dir": "mail", "default-expiry": "-1"},
-                    qmail_default="|/opt/bin/vdeliver\n",
-                    users=(VirtualUser("x", directory="./mail/x", created=5, message_size_limit=10000),))
+    domain = Domain(
+        "shop.example",
+        "vshop",
+        domain_aliases=("shop.example.net",),
+        options={"default-msgsize": "10000", "user-dir": "mail", "default-expiry": "-1"},
+        qmail_default="|/opt/bin/vdeliver\n",
+        users=(VirtualUser("x", directory="./mail/x", created=5, message_size_limit=10000),),
+    )
     other = Domain("plain.example", "vplain", qmail_default=None)
-    state = HostState(options={"qmail-root": "/var/qmail/", "postmaster-aliases": ("root",), "default-msgcount": "-"},
-                      control={"rcpthosts": ("localhost", "plain.example"),
-                               "morercpthosts": ("shop.example", "shop.example.net")},
-                      domains=(domain, other))
+    state = HostState(
+        options={"qmail-root": "/var/qmail/", "postmaster-aliases": ("root",), "default-msgcount": "-"},
+        control={"rcpthosts": ("localhost", "plain.example"), "morercpthosts": ("shop.example", "shop.example.net")},
+        domains=(domain, other),
+    )
     doc, notes = export_document(state)
     assert doc["runtime"] == {"bindir": "/opt/bin"} and doc["qmail"] == {"root": "/var/qmail"}
     assert doc["vmailmgr"] == {"default-msgcount": "-", "postmaster-aliases": ["root"], "qmail-root": "/var/qmail/"}
     assert doc["domains"]["shop.example"]["rcpthosts_file"] == "morercpthosts"
-    assert doc["domains"]["shop.example"]["options"] == {"default-expiry": "-1", "default-msgsize": 10000,
-                                                         "user-dir": "mail"}
+    assert doc["domains"]["shop.example"]["options"] == {
+        "default-expiry": "-1",
+        "default-msgsize": 10000,
+        "user-dir": "mail",
+    }
     assert "rcpthosts_file" not in doc["domains"]["plain.example"]
     assert notes == ["domain plain.example has no .qmail-default; applying writes '|<runtime.bindir>/vdeliver'"]
     spec = export_and_load(state, tmp_path).spec
@@ -171,10 +197,48 @@ def test_bytes_that_are_not_utf8_are_refused_with_a_message():
         export_yaml(state)
 
 
-@pytest.mark.parametrize("text", ["+", "yes", "No", "123", "0x1f", "null", "~", "-x", "a: b", "a #b", "#x", "x:",
-                                  "'q'", '"q"', "", " lead", "trail ", "tab\there", "new\nline", "[x]", "{x}",
-                                  "*ref", "&anchor", "!tag", "%p", "@at", "`tick`", "2027-06-30", "1.5", ".inf",
-                                  "a, b", "\u2028", "\x85", "\ufeff", "é", "\x7f", "\\"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+",
+        "yes",
+        "No",
+        "123",
+        "0x1f",
+        "null",
+        "~",
+        "-x",
+        "a: b",
+        "a #b",
+        "#x",
+        "x:",
+        "'q'",
+        '"q"',
+        "",
+        " lead",
+        "trail ",
+        "tab\there",
+        "new\nline",
+        "[x]",
+        "{x}",
+        "*ref",
+        "&anchor",
+        "!tag",
+        "%p",
+        "@at",
+        "`tick`",
+        "2027-06-30",
+        "1.5",
+        ".inf",
+        "a, b",
+        "\u2028",
+        "\x85",
+        "\ufeff",
+        "é",
+        "\x7f",
+        "\\",
+    ],
+)
 def test_every_scalar_reads_back_as_itself(text):
     for flow in (False, True):
         rendered = scalar(text, flow=flow)
@@ -189,10 +253,25 @@ def test_every_scalar_reads_back_as_itself(text):
 NAME_CHARS = string.ascii_lowercase + string.digits + "._-+"
 names = st.text(NAME_CHARS, min_size=1, max_size=12).filter(lambda n: n not in ("postmaster", "root", "mailer-daemon"))
 limits = st.one_of(st.none(), st.integers(0, UINT_MAX - 1))
-passwords = st.sampled_from(["*", "!", "!$1$x$y", "$1$abcdefgh$IvHnD.uhYhhpxAiK9IT/C/", "$0$plain text",
-                             "$y$j9T$abc$def", "3" + "a" * 32, "abcdefghijklm"])
-forwards = st.lists(st.one_of(st.sampled_from(["postmaster", "x@example.org", "ops@", "Y@Z.example"]),
-                              st.from_regex(r"[a-z]{1,6}@[a-z]{1,6}\.example", fullmatch=True)), max_size=3)
+passwords = st.sampled_from(
+    [
+        "*",
+        "!",
+        "!$1$x$y",
+        "$1$abcdefgh$IvHnD.uhYhhpxAiK9IT/C/",
+        "$0$plain text",
+        "$y$j9T$abc$def",
+        "3" + "a" * 32,
+        "abcdefghijklm",
+    ]
+)
+forwards = st.lists(
+    st.one_of(
+        st.sampled_from(["postmaster", "x@example.org", "ops@", "Y@Z.example"]),
+        st.from_regex(r"[a-z]{1,6}@[a-z]{1,6}\.example", fullmatch=True),
+    ),
+    max_size=3,
+)
 personal = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=20)
 
 
@@ -209,24 +288,37 @@ def live_users(draw, options):
         seen.add(key)
         plain = userdir(typed, user_dir, bits, slices)
         directory = draw(st.sampled_from(["./" + plain, plain, "", "./elsewhere/" + key, "/abs/" + key]))
-        out.append(VirtualUser(
-            name=key, password=draw(passwords), directory=directory, forwards=tuple(draw(forwards)),
-            personal=draw(personal), hard_quota=draw(limits), soft_quota=draw(limits),
-            message_size_limit=draw(limits), message_count_limit=draw(limits),
-            created=draw(st.integers(0, UINT_MAX - 1)), expires=draw(limits),
-            has_mailbox=bool(directory) and draw(st.booleans()), mailbox_enabled=draw(st.booleans()),
-        ))
+        out.append(
+            VirtualUser(
+                name=key,
+                password=draw(passwords),
+                directory=directory,
+                forwards=tuple(draw(forwards)),
+                personal=draw(personal),
+                hard_quota=draw(limits),
+                soft_quota=draw(limits),
+                message_size_limit=draw(limits),
+                message_count_limit=draw(limits),
+                created=draw(st.integers(0, UINT_MAX - 1)),
+                expires=draw(limits),
+                has_mailbox=bool(directory) and draw(st.booleans()),
+                mailbox_enabled=draw(st.booleans()),
+            )
+        )
     return tuple(out)
 
 
-option_sets = st.fixed_dictionaries({}, optional={
-    "default-hardquota": st.sampled_from(["100", "-", "104857600"]),
-    "default-msgcount": st.sampled_from(["5", "-1"]),
-    "default-expiry": st.sampled_from(["86400", "-"]),
-    "user-dir": st.sampled_from(["users", "mail/", "/var/mail/"]),
-    "user-dir-bits": st.sampled_from(["4", "6"]),
-    "user-dir-slices": st.sampled_from(["1", "2"]),
-})
+option_sets = st.fixed_dictionaries(
+    {},
+    optional={
+        "default-hardquota": st.sampled_from(["100", "-", "104857600"]),
+        "default-msgcount": st.sampled_from(["5", "-1"]),
+        "default-expiry": st.sampled_from(["86400", "-"]),
+        "user-dir": st.sampled_from(["users", "mail/", "/var/mail/"]),
+        "user-dir-bits": st.sampled_from(["4", "6"]),
+        "user-dir-slices": st.sampled_from(["1", "2"]),
+    },
+)
 
 
 @st.composite
@@ -234,8 +326,14 @@ def host_states(draw):
     global_options = draw(option_sets)
     domain_options = draw(option_sets)
     users = draw(live_users({**global_options, **domain_options}))
-    domain = Domain("d.example", "vbase", wildcard=draw(st.booleans()), options=domain_options, users=users,
-                    qmail_default="|/usr/local/bin/vdeliver\n")
+    domain = Domain(
+        "d.example",
+        "vbase",
+        wildcard=draw(st.booleans()),
+        options=domain_options,
+        users=users,
+        qmail_default="|/usr/local/bin/vdeliver\n",
+    )
     return HostState(options=global_options, domains=(domain,))
 
 
@@ -248,23 +346,34 @@ def test_any_live_domain_exports_to_yaml_that_rebuilds_it_exactly(tmp_path, stat
 def test_vadduser_extras_are_written_in_their_users_aliases_list(tmp_path):
     made = dict(created=1000, password="*", has_mailbox=False)
     users = (
-        VirtualUser("alice", password="$1$abcdefgh$IvHnD.uhYhhpxAiK9IT/C/", directory="./users/alice", created=1000,
-                    expires=1000 + 86400),
+        VirtualUser(
+            "alice",
+            password="$1$abcdefgh$IvHnD.uhYhhpxAiK9IT/C/",
+            directory="./users/alice",
+            created=1000,
+            expires=1000 + 86400,
+        ),
         VirtualUser("ali", directory="users/ali", forwards=("alice",), expires=1000 + 86400, **made),
         VirtualUser("al", directory="users/al", forwards=("alice",), expires=1000 + 86400, **made),
-        VirtualUser("later", directory="users/later", forwards=("alice",), expires=1000 + 86400,
-                    **{**made, "created": 1001}),
+        VirtualUser(
+            "later", directory="users/later", forwards=("alice",), expires=1000 + 86400, **{**made, "created": 1001}
+        ),
         VirtualUser("dotted", directory="./users/dotted", forwards=("alice",), expires=1000 + 86400, **made),
     )
-    state = HostState(options={"default-expiry": "86400"},
-                      domains=(Domain("d.example", "vd", users=users, qmail_default="|/usr/local/bin/vdeliver\n"),))
+    state = HostState(
+        options={"default-expiry": "86400"},
+        domains=(Domain("d.example", "vd", users=users, qmail_default="|/usr/local/bin/vdeliver\n"),),
+    )
     doc, _ = export_document(state)
     domain = doc["domains"]["d.example"]
     assert list(domain["users"]["alice"]) == ["password", "aliases", "created", "expires"]
     assert domain["users"]["alice"]["aliases"] == ["ali", "al"]
     assert list(domain["aliases"]) == ["later", "dotted"]
-    assert domain["aliases"]["dotted"] == {"forwards": ["alice"], "created": "1970-01-01T00:16:40Z",
-                                           "expires": "1970-01-02T00:16:40Z"}
+    assert domain["aliases"]["dotted"] == {
+        "forwards": ["alice"],
+        "created": "1970-01-01T00:16:40Z",
+        "expires": "1970-01-02T00:16:40Z",
+    }
     assert_rebuilds(state, export_and_load(state, tmp_path).spec)
 
 

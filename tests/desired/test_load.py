@@ -26,8 +26,12 @@ def test_every_field_of_every_entry_is_read_exactly(monkeypatch):
     assert spec.password_scheme == "sha512-crypt"
     assert spec.sources == ("all-fields.yaml",)
     assert spec.options == {
-        "qmail-root": "/opt/qmail", "default-hardquota": "1073741824", "default-softquota": "-",
-        "default-expiry": "-1", "user-dir-bits": "4", "postmaster-aliases": ("postmaster", "abuse"),
+        "qmail-root": "/opt/qmail",
+        "default-hardquota": "1073741824",
+        "default-softquota": "-",
+        "default-expiry": "-1",
+        "user-dir-bits": "4",
+        "postmaster-aliases": ("postmaster", "abuse"),
         "postmaster-email": "hostmaster@example.net",
     }
     (domain,) = spec.domains
@@ -38,11 +42,21 @@ def test_every_field_of_every_entry_is_read_exactly(monkeypatch):
     assert domain.position == Position("all-fields.yaml", 17, 3)
     users = users_of(spec, "example.org")
     assert users["Henry.Ford"] == UserSpec(
-        name="Henry.Ford", kind="user", password=PasswordSpec("hash", "$1$v40wIsMN$UQTGd51sXaJC1zxEreIAT1"),
-        forwards=("abuse", "ops@", "ops@example.net"), directory="./users/Henry:Ford", has_mailbox=True,
-        mailbox_enabled=False, personal="Henry Ford, Jr.", hard_quota=2_000_000_000,
-        soft_quota=1_610_612_736, message_size_limit=524_288, message_count_limit=10_000,
-        created=1795546316, expires=None, position=Position("all-fields.yaml", 25, 7),
+        name="Henry.Ford",
+        kind="user",
+        password=PasswordSpec("hash", "$1$v40wIsMN$UQTGd51sXaJC1zxEreIAT1"),
+        forwards=("abuse", "ops@", "ops@example.net"),
+        directory="./users/Henry:Ford",
+        has_mailbox=True,
+        mailbox_enabled=False,
+        personal="Henry Ford, Jr.",
+        hard_quota=2_000_000_000,
+        soft_quota=1_610_612_736,
+        message_size_limit=524_288,
+        message_count_limit=10_000,
+        created=1795546316,
+        expires=None,
+        position=Position("all-fields.yaml", 25, 7),
     )
     assert users["nopass"].password == PasswordSpec("none")
     assert (users["nopass"].created, users["nopass"].expires) == (0, 1_000_000_000)
@@ -53,8 +67,9 @@ def test_every_field_of_every_entry_is_read_exactly(monkeypatch):
     assert users["selfservice"].password == PasswordSpec("unmanaged")
     assert users["filesecret"].password == PasswordSpec("file", str(VALID / "secrets" / "filesecret.txt"))
     assert users["josé"].personal == "José Müller" and users["josé"].password is UNSET
-    assert users["single"] == UserSpec(name="single", kind="alias", forwards=("henry.ford",),
-                                       position=Position("all-fields.yaml", 56, 7))
+    assert users["single"] == UserSpec(
+        name="single", kind="alias", forwards=("henry.ford",), position=Position("all-fields.yaml", 56, 7)
+    )
     assert users["several"].forwards == ("Henry.Ford", "nopass")
     assert users["+plus"].directory == "users/+plus" and users["+plus"].has_mailbox is False
     assert users["+plus"].created == 1795546321
@@ -92,12 +107,16 @@ def test_the_multi_domain_example_merges_its_files(monkeypatch):
 def test_secrets_are_never_read_while_loading(tmp_path, monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     config = tmp_path / "c.yaml"
-    config.write_text("domains:\n  d.example:\n    base_user: u\n    users:\n"
-                      "      a: {password: {env: NOT_SET_ANYWHERE}}\n"
-                      "      b: {password: {file: /nonexistent/secret}}\n")
+    config.write_text(
+        "domains:\n  d.example:\n    base_user: u\n    users:\n"
+        "      a: {password: {env: NOT_SET_ANYWHERE}}\n"
+        "      b: {password: {file: /nonexistent/secret}}\n"
+    )
     spec = load_spec(config)
     assert [u.password for u in spec.domains[0].users] == [
-        PasswordSpec("env", "NOT_SET_ANYWHERE"), PasswordSpec("file", "/nonexistent/secret")]
+        PasswordSpec("env", "NOT_SET_ANYWHERE"),
+        PasswordSpec("file", "/nonexistent/secret"),
+    ]
 
 
 def test_a_directory_is_merged_in_file_name_order_and_ignores_other_files(tmp_path):

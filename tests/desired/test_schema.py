@@ -33,8 +33,13 @@ def test_the_schema_is_valid_json_schema_2020_12():
 
 def test_every_key_of_the_format_has_a_description():
     schema = schema_module.load_schema()
-    missing = [path + (key,) for path, node in walk(schema) if "properties" in node and isinstance(node["properties"], dict)
-               for key, sub in node["properties"].items() if "description" not in sub]
+    missing = [
+        path + (key,)
+        for path, node in walk(schema)
+        if "properties" in node and isinstance(node["properties"], dict)
+        for key, sub in node["properties"].items()
+        if "description" not in sub
+    ]
     assert missing == []
     assert all("description" in d for d in schema["$defs"].values())
 

@@ -40,8 +40,18 @@ def test_duplicate_keys_inside_a_flow_mapping_are_caught_too():
 
 def test_yaml_1_1_scalars_and_timestamps_kept_as_text():
     doc, _ = read("a: yes\nb: 012\nc: 0x10\nd: ~\ne: 2027-06-30\nf: '12'\ng: 1.5\nh: !!str 5\ni:\nj: 1_000\n")
-    assert doc == {"a": True, "b": 10, "c": 16, "d": None, "e": "2027-06-30", "f": "12", "g": 1.5, "h": "5",
-                   "i": None, "j": 1000}
+    assert doc == {
+        "a": True,
+        "b": 10,
+        "c": 16,
+        "d": None,
+        "e": "2027-06-30",
+        "f": "12",
+        "g": 1.5,
+        "h": "5",
+        "i": None,
+        "j": 1000,
+    }
 
 
 def test_keys_are_the_text_as_written():
@@ -66,7 +76,8 @@ def test_billion_laughs_is_refused_quickly():
 
 def test_dangerous_and_unknown_tags_are_refused():
     assert read("a: !!python/name:os.system x\n")[1] == [
-        "f.yaml:1:4: unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system': only plain YAML values are allowed"]
+        "f.yaml:1:4: unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system': only plain YAML values are allowed"
+    ]
     assert read("a: !!set {x}\n")[1][0].startswith("f.yaml:1:4: unsupported YAML tag")
     assert read("a: !!binary aGk=\n")[1][0].startswith("f.yaml:1:4: unsupported YAML tag")
 

@@ -65,16 +65,24 @@ class PlaybookRun:
         return [r.task for r in self.records if r.handler and r.status == "ok"]
 
     def to_json(self) -> dict:
-        return dict(returncode=self.returncode, stdout=self.stdout, stderr=self.stderr,
-                    records=[vars(r) for r in self.records])
+        return dict(
+            returncode=self.returncode, stdout=self.stdout, stderr=self.stderr, records=[vars(r) for r in self.records]
+        )
 
     @classmethod
     def from_json(cls, data: dict) -> PlaybookRun:
         return cls(data["returncode"], data["stdout"], data["stderr"], [Record(**r) for r in data["records"]])
 
 
-def run_playbook(playbook: Path, workdir: Path, *args: str, extra_vars: dict | None = None,
-                 inventory: str = "localhost,", collections: Path = COLLECTIONS, timeout: int = 120) -> PlaybookRun:
+def run_playbook(
+    playbook: Path,
+    workdir: Path,
+    *args: str,
+    extra_vars: dict | None = None,
+    inventory: str = "localhost,",
+    collections: Path = COLLECTIONS,
+    timeout: int = 120,
+) -> PlaybookRun:
     """``ansible-playbook -i INVENTORY -c local`` with the repository's collection and the recorder."""
     record = workdir / f"record-{os.getpid()}-{len(list(workdir.glob('record-*')))}.jsonl"
     home = workdir / "ansible-home"
@@ -96,8 +104,16 @@ def run_playbook(playbook: Path, workdir: Path, *args: str, extra_vars: dict | N
         VMR_RECORD_FILE=str(record),
     )
     env.pop("ANSIBLE_STDOUT_CALLBACK", None)
-    command = [str(ANSIBLE_PLAYBOOK), "-i", inventory, "-c", "local",
-               "-e", f"ansible_python_interpreter={MANAGED_PYTHON}", *args]
+    command = [
+        str(ANSIBLE_PLAYBOOK),
+        "-i",
+        inventory,
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={MANAGED_PYTHON}",
+        *args,
+    ]
     if extra_vars:
         vars_file = workdir / f"vars-{len(list(workdir.glob('vars-*')))}.json"
         vars_file.write_text(json.dumps(extra_vars))
@@ -128,7 +144,7 @@ _KeepDates.yaml_implicit_resolvers = {
 
 def load_export(text: str) -> dict:
     """An exported configuration as plain data, to edit and dump again with ``yaml.safe_dump``."""
-    return yaml.load(text, Loader=_KeepDates)  # noqa: S506 - _KeepDates is a SafeLoader
+    return yaml.load(text, Loader=_KeepDates)
 
 
 def install_collection(work: Path) -> Path:
@@ -137,16 +153,24 @@ def install_collection(work: Path) -> Path:
     Returns the collections path to give Ansible, so a test exercises the built artifact.
     """
     ansible_env = dict(os.environ, ANSIBLE_HOME=str(work / "ansible-home"), ANSIBLE_NOCOLOR="1")
-    subprocess.run([str(ANSIBLE_GALAXY), "collection", "build", str(COLLECTION_SOURCE), "--output-path", str(work)],
-                   check=True, capture_output=True, env=ansible_env)
+    subprocess.run(
+        [str(ANSIBLE_GALAXY), "collection", "build", str(COLLECTION_SOURCE), "--output-path", str(work)],
+        check=True,
+        capture_output=True,
+        env=ansible_env,
+    )
     [tarball] = work.glob("vmreconcile-mail-*.tar.gz")
     target = work / "collections"
-    subprocess.run([str(ANSIBLE_GALAXY), "collection", "install", "--offline", str(tarball), "-p", str(target)],
-                   check=True, capture_output=True, env=ansible_env)
+    subprocess.run(
+        [str(ANSIBLE_GALAXY), "collection", "install", "--offline", str(tarball), "-p", str(target)],
+        check=True,
+        capture_output=True,
+        env=ansible_env,
+    )
     return target
 
 
-def build_once(tmp_path_factory, name: str, build) -> dict:  # noqa: ANN001 - pytest's factory, a callable
+def build_once(tmp_path_factory, name: str, build) -> dict:
     """``build(directory) -> dict`` once per test session, even under pytest-xdist.
 
     xdist gives every worker its own module-scoped fixtures, which would build the wheel and run

@@ -84,18 +84,37 @@ def run_module_playbook(work: Path) -> dict:
     cli_plan = json.loads(vmreconcile("plan", str(config), "--format", "json", root=root).stdout)
     collections = install_collection(work)  # the built tarball, not the tree
     before = tree_digest(root)
-    run = run_playbook(PLAYBOOK, work, collections=collections, extra_vars={
-        "root": str(root), "executable": str(VMRECONCILE), "treedigest": str(TREEDIGEST), "workdir": str(work),
-        "config": str(config), "bad_config": str(bad), "brake_config": str(brake), "zoe_password": ZOE_PASSWORD,
-        "secret_content": "domains:\n  mydomain.org:\n    base_user: vbase1\n    wildcard: true\n"
-                          "    domain_aliases: [mydomain.net]\n    users:\n"
-                          "      zoe:\n        password: {env: ZOE_PASSWORD}\n",
-        "bad_content": "domains:\n  mydomain.org:\n    base_user: [\n",
-        "missing_user_content": "domains:\n  other.example:\n    base_user: nosuchbaseuser\n",
-        "ansible_python_interpreter": MANAGED_PYTHON,
-    })
-    return dict(run=run.to_json(), work=str(work), root=str(root), config=str(config), bad=str(bad),
-                cli_plan=cli_plan, before=before, collections=str(collections))
+    run = run_playbook(
+        PLAYBOOK,
+        work,
+        collections=collections,
+        extra_vars={
+            "root": str(root),
+            "executable": str(VMRECONCILE),
+            "treedigest": str(TREEDIGEST),
+            "workdir": str(work),
+            "config": str(config),
+            "bad_config": str(bad),
+            "brake_config": str(brake),
+            "zoe_password": ZOE_PASSWORD,
+            "secret_content": "domains:\n  mydomain.org:\n    base_user: vbase1\n    wildcard: true\n"
+            "    domain_aliases: [mydomain.net]\n    users:\n"
+            "      zoe:\n        password: {env: ZOE_PASSWORD}\n",
+            "bad_content": "domains:\n  mydomain.org:\n    base_user: [\n",
+            "missing_user_content": "domains:\n  other.example:\n    base_user: nosuchbaseuser\n",
+            "ansible_python_interpreter": MANAGED_PYTHON,
+        },
+    )
+    return dict(
+        run=run.to_json(),
+        work=str(work),
+        root=str(root),
+        config=str(config),
+        bad=str(bad),
+        cli_plan=cli_plan,
+        before=before,
+        collections=str(collections),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -195,12 +214,21 @@ def test_documented_options_are_the_module_arguments(module_run):
     """ansible-doc parses the installed module's documentation, and it lists exactly its arguments."""
     import importlib.util
 
-    done = subprocess.run([str(ANSIBLE_DOC), "--json", "vmreconcile.mail.vmreconcile"], capture_output=True, text=True,
-                          env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(module_run["collections"]),
-                                   ANSIBLE_HOME=str(module_run["work"] / "ansible-home")), check=True)
+    done = subprocess.run(
+        [str(ANSIBLE_DOC), "--json", "vmreconcile.mail.vmreconcile"],
+        capture_output=True,
+        text=True,
+        env=dict(
+            os.environ,
+            ANSIBLE_COLLECTIONS_PATH=str(module_run["collections"]),
+            ANSIBLE_HOME=str(module_run["work"] / "ansible-home"),
+        ),
+        check=True,
+    )
     doc = json.loads(done.stdout)["vmreconcile.mail.vmreconcile"]
-    spec = importlib.util.spec_from_file_location("vmr_ansible_module",
-                                                  COLLECTION_SOURCE / "plugins" / "modules" / "vmreconcile.py")
+    spec = importlib.util.spec_from_file_location(
+        "vmr_ansible_module", COLLECTION_SOURCE / "plugins" / "modules" / "vmreconcile.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     arguments = module.argument_spec()
@@ -228,7 +256,9 @@ def test_safety_brake_refuses_until_forced_and_purge_removes_maildirs(module_run
     home = root / "home" / "vbase1"
     assert not (home / "users" / "alice" / "new").exists() and not (home / "users" / "alice" / "cur").exists()
     assert (home / "users" / "me" / "new").is_dir()
-    names = {u["name"] for u in json.loads(vmreconcile("show", "--format", "json", root=root).stdout)["domains"][0]["users"]}
+    names = {
+        u["name"] for u in json.loads(vmreconcile("show", "--format", "json", root=root).stdout)["domains"][0]["users"]
+    }
     assert not names & {n.lower() for n in PRUNED} and {"me", "zoe"} <= names
     after = vmreconcile("plan", str(work / "brake.yaml"), "--detailed-exitcode", root=root, check=False)
     assert after.returncode == 0, after.stdout + after.stderr

@@ -26,8 +26,12 @@ NEW_HASH = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), "-c", "user.name=Test", "-c", "user.email=t@example.test", *args],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(cwd), "-c", "user.name=Test", "-c", "user.email=t@example.test", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def shell(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -93,8 +97,8 @@ def test_differing_yaml_exits_2_with_a_markdown_plan_and_no_hashes(host, tmp_pat
     rows = {line.split("|")[3].strip(): line for line in plan_md.splitlines() if line.startswith("| ~ update")}
     assert set(rows) == {"`mydomain.org/me`", "`mydomain.org/alice`"}
     assert '["me-copy@backup.example"] -> ["me-copy@elsewhere.example"]' in rows["`mydomain.org/me`"]
-    assert "password: \"<redacted sha256:" in rows["`mydomain.org/alice`"]
-    assert "-> \"<md5-crypt sha256:" in rows["`mydomain.org/alice`"]
+    assert 'password: "<redacted sha256:' in rows["`mydomain.org/alice`"]
+    assert '-> "<md5-crypt sha256:' in rows["`mydomain.org/alice`"]
     assert "$1$" not in plan_md and NEW_HASH not in (repo / "vmreconcile-plan" / "mx1.json").read_text()
 
 
@@ -131,20 +135,26 @@ def test_secret_passwords_are_not_verifiable_offline(host, tmp_path):
 
 def test_github_and_gitlab_jobs_run_their_commands(host, tmp_path):
     """The plan step of each job, as written in the example files, on a repository with two hosts."""
-    repo = config_repo(tmp_path, {"mx1": (host["export"], host["snapshot"]),
-                                  "mx2": (differing(host["export"]), host["snapshot"])})
+    repo = config_repo(
+        tmp_path, {"mx1": (host["export"], host["snapshot"]), "mx2": (differing(host["export"]), host["snapshot"])}
+    )
     workflow = yaml.safe_load((CI / "github-actions.yml").read_text())
     steps = {s.get("name"): s for s in workflow["jobs"]["plan"]["steps"]}
     output, summary = tmp_path / "github-output", tmp_path / "step-summary"
-    done = shell(steps["Validate and plan against the hosts' snapshots"]["run"], repo,
-                 GITHUB_OUTPUT=str(output), GITHUB_STEP_SUMMARY=str(summary))
+    done = shell(
+        steps["Validate and plan against the hosts' snapshots"]["run"],
+        repo,
+        GITHUB_OUTPUT=str(output),
+        GITHUB_STEP_SUMMARY=str(summary),
+    )
     assert done.returncode == 0, done.stderr
     assert output.read_text() == "exitcode=2\n"
     plan_md = summary.read_text()
     assert "## mx1\n\n### vmreconcile plan: 0 to add, 0 to change, 0 to destroy" in plan_md
     assert "## mx2\n\n### vmreconcile plan: 0 to add, 2 to change, 0 to destroy" in plan_md
     gate = steps["Fail on an invalid configuration or a failed plan"]["run"].replace(
-        "${{ steps.plan.outputs.exitcode }}", output.read_text().split("=")[1].strip())
+        "${{ steps.plan.outputs.exitcode }}", output.read_text().split("=")[1].strip()
+    )
     assert shell(gate, repo).returncode == 0
 
     shutil.rmtree(repo / "vmreconcile-plan")

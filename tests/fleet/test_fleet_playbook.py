@@ -49,8 +49,12 @@ class ConfigRepo:
         return self.doc["domains"]["mydomain.org"]
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", "-C", str(self.path), "-c", "user.name=Test", "-c", "user.email=t@example.test",
-                               *args], check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(self.path), "-c", "user.name=Test", "-c", "user.email=t@example.test", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     def write(self) -> None:
         (self.path / "config" / "mail.yaml").write_text(yaml.safe_dump(self.doc, sort_keys=False))
@@ -77,16 +81,21 @@ def fleet(tmp_path_factory):
         "vmreconcile_executable": str(VMRECONCILE),
         "vmreconcile_root": str(root),
         "vmreconcile_snapshot_dir": str(work / "snapshots"),
-        **{f"vmreconcile_{key}": f"sh -c 'echo {name} >> {handler_log}'"
-           for key, name in (("reload_qmail", QMAIL), ("restart_dovecot", DOVECOT),
-                             ("restart_authdaemond", AUTHDAEMOND))},
+        **{
+            f"vmreconcile_{key}": f"sh -c 'echo {name} >> {handler_log}'"
+            for key, name in (
+                ("reload_qmail", QMAIL),
+                ("restart_dovecot", DOVECOT),
+                ("restart_authdaemond", AUTHDAEMOND),
+            )
+        },
     }
 
     def play(*args: str):
         before = handler_log.read_text().splitlines() if handler_log.exists() else []
         run = run_playbook(SITE, work, *args, extra_vars=extra, inventory=str(work / "inventory.ini"))
         after = handler_log.read_text().splitlines() if handler_log.exists() else []
-        return run, after[len(before):]
+        return run, after[len(before) :]
 
     return dict(work=work, root=root, repo=repo, play=play)
 
@@ -147,8 +156,9 @@ def test_pushes_git_commits_and_fires_only_the_handlers_of_the_changed_parts(fle
     snapshot = work / "snapshots" / "localhost.json"
     assert json.loads(snapshot.read_text())["redacted"] is True
     assert "$1$" not in snapshot.read_text()
-    offline = vmreconcile("plan", str(repo.path / "config"), "--state", str(snapshot), "--detailed-exitcode",
-                          check=False)
+    offline = vmreconcile(
+        "plan", str(repo.path / "config"), "--state", str(snapshot), "--detailed-exitcode", check=False
+    )
     assert offline.returncode == 0, offline.stdout + offline.stderr
 
 

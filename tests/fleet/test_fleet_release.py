@@ -35,8 +35,15 @@ DOCUMENTED_COMMANDS = ("validate", "plan", "apply", "show", "export", "install-r
 
 def copy_worktree(target: Path) -> None:
     """The checkout's files as git sees them (tracked and new, not ignored), symlinks kept."""
-    listing = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             check=True, capture_output=True).stdout.decode().split("\0")
+    listing = (
+        subprocess.run(
+            ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listing):
         source = REPO / rel
         if not source.exists() and not source.is_symlink():
@@ -50,15 +57,25 @@ def copy_worktree(target: Path) -> None:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "VIRTUAL_ENV", "VMRECONCILE", "_VMRECONCILE"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTHON", "VIRTUAL_ENV", "VMRECONCILE", "_VMRECONCILE"))
+    }
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
     return env
 
 
 def run(*args: str | Path, cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=kw.pop("env", clean_env()), **kw)
+    done = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=kw.pop("env", clean_env()),
+        **kw,
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"{args} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
@@ -78,8 +95,15 @@ def build_and_install(work: Path) -> dict:
     run(python, "-m", "pip", "install", "--quiet", sdist, cwd=work)
     from_sdist = run(venv / "bin" / "vmreconcile", "--version", cwd=work).stdout
     run(python, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", wheel, cwd=work)
-    return dict(work=str(work), wheel=str(wheel), sdist=str(sdist), venv=str(venv), python=str(python),
-                vmreconcile=str(venv / "bin" / "vmreconcile"), from_sdist=from_sdist)
+    return dict(
+        work=str(work),
+        wheel=str(wheel),
+        sdist=str(sdist),
+        venv=str(venv),
+        python=str(python),
+        vmreconcile=str(venv / "bin" / "vmreconcile"),
+        from_sdist=from_sdist,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +122,11 @@ def outside(tmp_path):
 def packaged_data() -> set[str]:
     """What must ship as package data: every schema and every file under examples/."""
     names = {f"vmreconcile/schemas/{p.name}" for p in (REPO / "schemas").glob("*.json")}
-    names |= {f"vmreconcile/examples/{p.relative_to(REPO / 'examples')}"
-              for p in (REPO / "examples").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    names |= {
+        f"vmreconcile/examples/{p.relative_to(REPO / 'examples')}"
+        for p in (REPO / "examples").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
     return names
 
 
@@ -132,11 +159,17 @@ def test_installed_cli_reports_its_version_and_completes(release, outside):
     assert where.startswith(str(release["venv"])), where
     completion = run(vmr, "--show-completion", cwd=outside, env=clean_env(SHELL="/bin/bash")).stdout
     assert "_VMRECONCILE_COMPLETE=complete_bash" in completion
-    words = run(vmr, cwd=outside, env=clean_env(_VMRECONCILE_COMPLETE="complete_bash",
-                                                COMP_WORDS="vmreconcile pl", COMP_CWORD="1")).stdout
+    words = run(
+        vmr,
+        cwd=outside,
+        env=clean_env(_VMRECONCILE_COMPLETE="complete_bash", COMP_WORDS="vmreconcile pl", COMP_CWORD="1"),
+    ).stdout
     assert words.split() == ["plan"]
-    words = run(vmr, cwd=outside, env=clean_env(_VMRECONCILE_COMPLETE="complete_bash",
-                                                COMP_WORDS="vmreconcile plan --for", COMP_CWORD="2")).stdout
+    words = run(
+        vmr,
+        cwd=outside,
+        env=clean_env(_VMRECONCILE_COMPLETE="complete_bash", COMP_WORDS="vmreconcile plan --for", COMP_CWORD="2"),
+    ).stdout
     assert words.split() == ["--format"]
 
 
@@ -146,12 +179,21 @@ def test_installed_demo_runs_outside_the_checkout(release, outside):
     assert "Apply complete:" in done.stdout
     assert done.stdout.rstrip().count("No changes. The host matches the configuration.") >= 1
     assert (demo_root / "home" / "myuser" / "passwd.cdb").is_file()
-    plan = run(release["vmreconcile"], "--root", demo_root, "plan", REPO / "examples" / "howto.yaml",
-               "--detailed-exitcode", cwd=outside, check=False)
+    plan = run(
+        release["vmreconcile"],
+        "--root",
+        demo_root,
+        "plan",
+        REPO / "examples" / "howto.yaml",
+        "--detailed-exitcode",
+        cwd=outside,
+        check=False,
+    )
     assert plan.returncode == 0, plan.stdout + plan.stderr
     # the packaged examples are the installed copies, and validate reads them from there
-    packaged = run(release["python"], "-c", "from vmreconcile.resources import examples_dir; print(examples_dir())",
-                   cwd=outside).stdout.strip()
+    packaged = run(
+        release["python"], "-c", "from vmreconcile.resources import examples_dir; print(examples_dir())", cwd=outside
+    ).stdout.strip()
     assert packaged.startswith(str(release["venv"]))
     run(release["vmreconcile"], "validate", Path(packaged) / "howto.yaml", cwd=outside)
 
@@ -169,22 +211,53 @@ def test_installed_runtime_launchers_log_in_and_deliver(release, make_system_use
     assert f"sys.path.insert(0, {str(public_tmp / 'lib' / 'vmreconcile-runtime')!r})" in launcher
     assert f"root={str(root)!r}" in launcher
 
-    good = subprocess.run([bindir / "vauthenticate"], input=b"mydomain.org\0me\0secret", capture_output=True,
-                          cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    good = subprocess.run(
+        [bindir / "vauthenticate"],
+        input=b"mydomain.org\0me\0secret",
+        capture_output=True,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert (good.returncode, good.stderr) == (0, b""), good
-    assert good.stdout.decode() == (f"UID={user.uid}\nGID={user.gid}\nUSER={user.name}\nHOME={home}\n"
-                                    "MAILDIR=./users/me\nVUSER=me\n")
-    bad = subprocess.run([bindir / "vauthenticate"], input=b"mydomain.org\0me\0wrong", capture_output=True,
-                         cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert good.stdout.decode() == (
+        f"UID={user.uid}\nGID={user.gid}\nUSER={user.name}\nHOME={home}\nMAILDIR=./users/me\nVUSER=me\n"
+    )
+    bad = subprocess.run(
+        [bindir / "vauthenticate"],
+        input=b"mydomain.org\0me\0wrong",
+        capture_output=True,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert bad.returncode == 1 and bad.stdout == b""
 
     before = set((home / "users" / "alice" / "new").iterdir())
     sender = "sender@example.net"
-    env = {"PATH": "/usr/bin:/bin", "USER": user.name, "HOME": str(home), "EXT": "alice", "HOST": "mydomain.org",
-           "LOCAL": f"{user.name}-alice", "SENDER": sender, "UFLINE": f"From {sender} Tue Nov 24 18:54:20 2026\n",
-           "RPLINE": f"Return-Path: <{sender}>\n", "DTLINE": f"Delivered-To: {user.name}-alice@mydomain.org\n"}
-    delivered = subprocess.run([bindir / "vdeliver"], input=b"Subject: wheel test\n\nhello\n", capture_output=True,
-                               cwd=home, env=env, user=user.uid, group=user.gid, extra_groups=[], timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "USER": user.name,
+        "HOME": str(home),
+        "EXT": "alice",
+        "HOST": "mydomain.org",
+        "LOCAL": f"{user.name}-alice",
+        "SENDER": sender,
+        "UFLINE": f"From {sender} Tue Nov 24 18:54:20 2026\n",
+        "RPLINE": f"Return-Path: <{sender}>\n",
+        "DTLINE": f"Delivered-To: {user.name}-alice@mydomain.org\n",
+    }
+    delivered = subprocess.run(
+        [bindir / "vdeliver"],
+        input=b"Subject: wheel test\n\nhello\n",
+        capture_output=True,
+        cwd=home,
+        env=env,
+        user=user.uid,
+        group=user.gid,
+        extra_groups=[],
+        timeout=60,
+    )
     assert delivered.returncode == 0, delivered
     [new] = set((home / "users" / "alice" / "new").iterdir()) - before
     assert new.stat().st_uid == user.uid
@@ -197,4 +270,6 @@ def test_every_command_help_shows_an_example():
     names = sorted(c.name for c in app.registered_commands)
     missing_example = [n for n in names if "Example: vmreconcile" not in runner.invoke(app, [n, "--help"]).output]
     assert missing_example == [], f"--help without an example: {missing_example}"
-    assert set(DOCUMENTED_COMMANDS) <= set(names), f"documented but not registered: {set(DOCUMENTED_COMMANDS) - set(names)}"
+    assert set(DOCUMENTED_COMMANDS) <= set(names), (
+        f"documented but not registered: {set(DOCUMENTED_COMMANDS) - set(names)}"
+    )

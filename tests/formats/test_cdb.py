@@ -28,8 +28,10 @@ def test_empty_database_is_2048_bytes_of_2048_0_pairs():
 
 
 def test_one_record_table_matches_the_worked_example_of_section_2():
-    record = (b"\x02\x0a\x01\x08\x01\x00$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1\x00./users/bob\x00\x00\x00"
-              b"-\x00-\x00-\x00-\x001000000000\x00-\x00")
+    record = (
+        b"\x02\x0a\x01\x08\x01\x00$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1\x00./users/bob\x00\x00\x00"
+        b"-\x00-\x00-\x00-\x001000000000\x00-\x00"
+    )
     assert len(record) == 76
     data = build_cdb_pure([(b"bob", record)])
     assert len(data) == 2151

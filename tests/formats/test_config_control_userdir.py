@@ -21,8 +21,11 @@ from vmreconcile.model import UINT_MAX
 
 
 def test_there_are_22_options_in_showvconfig_order():
-    names = [line.split(":")[0] for line in (FIXTURES / "environment.txt").read_text().split("showvconfig")[1].splitlines()
-             if ": " in line]
+    names = [
+        line.split(":")[0]
+        for line in (FIXTURES / "environment.txt").read_text().split("showvconfig")[1].splitlines()
+        if ": " in line
+    ]
     assert list(OPTIONS) == list(dict.fromkeys(names))
     assert len(OPTIONS) == 22
 
@@ -45,18 +48,21 @@ def test_defaults_match_the_oracle_showvconfig(tmp_path):
             assert str(got) == value, name
 
 
-@pytest.mark.parametrize("kind, raw, expected", [
-    (STRING, b"  value  \nignored\n", "value"),
-    (STRING, b"\n", None),
-    ("dir", b"users", "users/"),
-    ("dir", b"users/\n", "users/"),
-    (UNSIGNED, b"10abc\n", 10),
-    (UNSIGNED, b"-\n", UINT_MAX),
-    (UNSIGNED, b"-5", UINT_MAX),
-    (UNSIGNED, b"abc", None),
-    (LIST, b"a\n\n# comment\n b \n", ("a", "b")),
-    (LIST, b"", ()),
-])
+@pytest.mark.parametrize(
+    "kind, raw, expected",
+    [
+        (STRING, b"  value  \nignored\n", "value"),
+        (STRING, b"\n", None),
+        ("dir", b"users", "users/"),
+        ("dir", b"users/\n", "users/"),
+        (UNSIGNED, b"10abc\n", 10),
+        (UNSIGNED, b"-\n", UINT_MAX),
+        (UNSIGNED, b"-5", UINT_MAX),
+        (UNSIGNED, b"abc", None),
+        (LIST, b"a\n\n# comment\n b \n", ("a", "b")),
+        (LIST, b"", ()),
+    ],
+)
 def test_option_parsing_follows_section_3_2(kind, raw, expected):
     assert parse_option(kind, raw) == expected
 
@@ -108,12 +114,15 @@ def test_edits_keep_every_line_they_do_not_own():
     assert control.render_lines(control.parse_lines(b"a\nb")) == b"a\nb\n"
 
 
-@pytest.mark.parametrize("name, bits, slices, expected", [
-    ("c", 6, 1, "users/2f/c"),
-    ("joe.smith", 4, 3, "users/1/7/a/joe:smith"),
-    ("bob", 10, 2, "users/140/2ec/bob"),
-    ("Henry.Ford", 0, 3, "users/Henry:Ford"),
-    ("x", 5, 0, "users/x"),
-])
+@pytest.mark.parametrize(
+    "name, bits, slices, expected",
+    [
+        ("c", 6, 1, "users/2f/c"),
+        ("joe.smith", 4, 3, "users/1/7/a/joe:smith"),
+        ("bob", 10, 2, "users/140/2ec/bob"),
+        ("Henry.Ford", 0, 3, "users/Henry:Ford"),
+        ("x", 5, 0, "users/x"),
+    ],
+)
 def test_userdir_confirmed_examples(name, bits, slices, expected):
     assert userdir(name, "users/", bits, slices) == expected

@@ -89,9 +89,17 @@ def test_empty_or_multiline_passwords_are_not_hashed():
         hash_password("a", "rot13")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("$y$j9T$abc$def", True), ("$6$salt$hash", True), ("$0$x", True), ("secret", False),
-    ("my password", False), ("3" + "a" * 32, True), ("$2b$10$" + "a" * 53, True),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("$y$j9T$abc$def", True),
+        ("$6$salt$hash", True),
+        ("$0$x", True),
+        ("secret", False),
+        ("my password", False),
+        ("3" + "a" * 32, True),
+        ("$2b$10$" + "a" * 53, True),
+    ],
+)
 def test_looks_like_hash(text, expected):
     assert looks_like_hash(text) is expected

@@ -44,11 +44,17 @@ def as_dump(user: VirtualUser) -> dict[str, object]:
         return None if v is None else str(v)
 
     return {
-        "password": user.password, "directory": user.directory, "forwards": user.forwards,
-        "hard_quota": n(user.hard_quota), "soft_quota": n(user.soft_quota),
-        "message_size_limit": n(user.message_size_limit), "message_count_limit": n(user.message_count_limit),
-        "created": str(user.created), "expires": n(user.expires),
-        "has_mailbox": user.has_mailbox, "mailbox_enabled": user.mailbox_enabled,
+        "password": user.password,
+        "directory": user.directory,
+        "forwards": user.forwards,
+        "hard_quota": n(user.hard_quota),
+        "soft_quota": n(user.soft_quota),
+        "message_size_limit": n(user.message_size_limit),
+        "message_count_limit": n(user.message_count_limit),
+        "created": str(user.created),
+        "expires": n(user.expires),
+        "has_mailbox": user.has_mailbox,
+        "mailbox_enabled": user.mailbox_enabled,
     }
 
 
@@ -69,7 +75,7 @@ def unescape_record(text: str) -> bytes:
                 out.append(int(text[i + 2 : i + 4], 16))
                 i += 4
             else:
-                raise AssertionError(f"unknown escape {text[i:i+2]!r}")
+                raise AssertionError(f"unknown escape {text[i : i + 2]!r}")
         else:
             out += text[i].encode()
             i += 1
@@ -95,10 +101,14 @@ def test_every_fixture_record_matches_dumpvuser_and_reencodes_identically(step):
     assert sorted(users) == sorted(d.stem.lower() for d in dumps)
 
 
-EXAMPLE_A = (b"\x02\x0a\x01\x08\x01\x00$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1\x00./users/bob\x00\x00\x00"
-             b"-\x00-\x00-\x00-\x001000000000\x00-\x00")
-EXAMPLE_C = (b"\x02\x0a\x01\x08\x00\x00$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1\x00./users/alice\x00x@example.org\x00"
-             b"bob\x00\x00Alice Smith\x001000000\x00800000\x0050000\x00100\x001000000000\x002000000000\x00")
+EXAMPLE_A = (
+    b"\x02\x0a\x01\x08\x01\x00$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1\x00./users/bob\x00\x00\x00"
+    b"-\x00-\x00-\x00-\x001000000000\x00-\x00"
+)
+EXAMPLE_C = (
+    b"\x02\x0a\x01\x08\x00\x00$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1\x00./users/alice\x00x@example.org\x00"
+    b"bob\x00\x00Alice Smith\x001000000\x00800000\x0050000\x00100\x001000000000\x002000000000\x00"
+)
 
 
 def test_section_1_9_examples_encode_byte_for_byte():
@@ -106,8 +116,21 @@ def test_section_1_9_examples_encode_byte_for_byte():
     assert encode_record(bob) == EXAMPLE_A and len(EXAMPLE_A) == 76
     alias = VirtualUser("myself", "*", "users/myself", ("bob",), created=1000000000, has_mailbox=False)
     assert len(encode_record(alias)) == 48
-    alice = VirtualUser("alice", "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1", "./users/alice", ("x@example.org", "bob"),
-                        "Alice Smith", 1000000, 800000, 50000, 100, 1000000000, 2000000000, True, False)
+    alice = VirtualUser(
+        "alice",
+        "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1",
+        "./users/alice",
+        ("x@example.org", "bob"),
+        "Alice Smith",
+        1000000,
+        800000,
+        50000,
+        100,
+        1000000000,
+        2000000000,
+        True,
+        False,
+    )
     assert encode_record(alice) == EXAMPLE_C and len(EXAMPLE_C) == 133
 
 
@@ -175,11 +198,21 @@ text = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("C
 limit = st.one_of(st.none(), st.integers(min_value=0, max_value=0xFFFFFFFE))
 users = st.builds(
     VirtualUser,
-    name=st.text(st.characters(blacklist_characters="/:\n\r\t \0", blacklist_categories=("Cs", "Lu")), min_size=1, max_size=20),
-    password=text, directory=text, forwards=st.lists(text.filter(bool), max_size=4).map(tuple), personal=text,
-    hard_quota=limit, soft_quota=limit, message_size_limit=limit, message_count_limit=limit,
-    created=st.integers(min_value=0, max_value=0xFFFFFFFE), expires=limit,
-    has_mailbox=st.booleans(), mailbox_enabled=st.booleans(),
+    name=st.text(
+        st.characters(blacklist_characters="/:\n\r\t \0", blacklist_categories=("Cs", "Lu")), min_size=1, max_size=20
+    ),
+    password=text,
+    directory=text,
+    forwards=st.lists(text.filter(bool), max_size=4).map(tuple),
+    personal=text,
+    hard_quota=limit,
+    soft_quota=limit,
+    message_size_limit=limit,
+    message_count_limit=limit,
+    created=st.integers(min_value=0, max_value=0xFFFFFFFE),
+    expires=limit,
+    has_mailbox=st.booleans(),
+    mailbox_enabled=st.booleans(),
 )
 
 
@@ -189,8 +222,10 @@ def test_records_and_tables_round_trip(user_list):
     items = [(user_key(u.name), encode_record(u)) for u in user_list]
     reader = CdbReader(build_cdb(items))
     decoded = [decode_record(k, v) for k, v in reader.items()]
-    expected = [u.with_changes(name=user_key(u.name).decode(), has_mailbox=u.has_mailbox and bool(u.directory))
-                for u in user_list]
+    expected = [
+        u.with_changes(name=user_key(u.name).decode(), has_mailbox=u.has_mailbox and bool(u.directory))
+        for u in user_list
+    ]
     assert decoded == expected
 
 

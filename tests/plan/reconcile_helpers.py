@@ -17,18 +17,33 @@ from vmreconcile.model import Domain, HostState, VirtualUser
 
 def user_spec(user: VirtualUser) -> UserSpec:
     return UserSpec(
-        name=user.name, kind="alias" if user.is_alias else "user", password=PasswordSpec("hash", user.password),
-        forwards=user.forwards, directory=user.directory, has_mailbox=user.has_mailbox,
-        mailbox_enabled=user.mailbox_enabled, personal=user.personal, hard_quota=user.hard_quota,
-        soft_quota=user.soft_quota, message_size_limit=user.message_size_limit,
-        message_count_limit=user.message_count_limit, created=user.created, expires=user.expires,
+        name=user.name,
+        kind="alias" if user.is_alias else "user",
+        password=PasswordSpec("hash", user.password),
+        forwards=user.forwards,
+        directory=user.directory,
+        has_mailbox=user.has_mailbox,
+        mailbox_enabled=user.mailbox_enabled,
+        personal=user.personal,
+        hard_quota=user.hard_quota,
+        soft_quota=user.soft_quota,
+        message_size_limit=user.message_size_limit,
+        message_count_limit=user.message_count_limit,
+        created=user.created,
+        expires=user.expires,
     )
 
 
 def spec_from_domain(domain: Domain, prune: bool = True) -> DomainSpec:
-    return DomainSpec(name=domain.name, base_user=domain.base_user, wildcard=domain.wildcard,
-                      domain_aliases=domain.domain_aliases, options=dict(domain.options), prune=prune,
-                      users=tuple(user_spec(u) for u in domain.users))
+    return DomainSpec(
+        name=domain.name,
+        base_user=domain.base_user,
+        wildcard=domain.wildcard,
+        domain_aliases=domain.domain_aliases,
+        options=dict(domain.options),
+        prune=prune,
+        users=tuple(user_spec(u) for u in domain.users),
+    )
 
 
 def spec_from_state(state: HostState, prune: bool = True) -> Spec:
@@ -38,13 +53,21 @@ def spec_from_state(state: HostState, prune: bool = True) -> Spec:
 
 def howto_spec(password: PasswordSpec | None = None) -> Spec:
     """The HOWTO scenario: mydomain.org, base user myuser, wildcard, me (+ myself, myname), catch-all me."""
-    me = UserSpec("me", password=password or PasswordSpec("hash", "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"),
-                  aliases=("myself", "myname"))
+    me = UserSpec(
+        "me",
+        password=password or PasswordSpec("hash", "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"),
+        aliases=("myself", "myname"),
+    )
     return Spec(domains=(DomainSpec("mydomain.org", "myuser", wildcard=True, catch_all="me", users=(me,)),))
 
 
-def empty_root(root: Path, base_user: str = "myuser", uid: int | None = None, gid: int | None = None,
-               rcpthosts: str = "localhost\n") -> Path:
+def empty_root(
+    root: Path,
+    base_user: str = "myuser",
+    uid: int | None = None,
+    gid: int | None = None,
+    rcpthosts: str = "localhost\n",
+) -> Path:
     """A --root with one base user (current uid/gid by default), an empty home and a qmail tree."""
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid

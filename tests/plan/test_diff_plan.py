@@ -43,8 +43,7 @@ def edited(live: HostState, name: str, **fields) -> Spec:
     spec = spec_from_state(live)
     domain = spec.domains[0]
     users = tuple(
-        UserSpec(**{**{f: getattr(u, f) for f in u.__slots__}, **fields}) if u.name == name else u
-        for u in domain.users
+        UserSpec(**{**{f: getattr(u, f) for f in u.__slots__}, **fields}) if u.name == name else u for u in domain.users
     )
     from dataclasses import replace
 
@@ -80,8 +79,10 @@ def test_each_single_field_edit_is_exactly_one_change(step11, user, field, value
 def test_a_directory_change_says_mail_is_not_moved(step11):
     plan = build_plan(edited(step11, "bob", directory="./users/robert"), step11, now=NOW, secrets=no_secrets)
     assert [(c.action, c.type) for c in plan.changes] == [("create", "maildir"), ("update", "user")]
-    assert plan.notes == ("mydomain.org/bob: directory changes from ./users/bob to ./users/robert; mail is not "
-                          "moved and the old directory stays",)
+    assert plan.notes == (
+        "mydomain.org/bob: directory changes from ./users/bob to ./users/robert; mail is not "
+        "moved and the old directory stays",
+    )
 
 
 def test_turning_an_alias_into_a_mailbox_adds_a_maildir_change(step11):
@@ -114,8 +115,13 @@ def test_deleting_a_user_keeps_its_maildir_and_says_where(step11):
     plan = build_plan(replace(spec, domains=(replace(domain, users=users),)), step11, now=NOW, secrets=no_secrets)
     assert [(c.action, c.type) for c in plan.changes] == [("delete", "user")]
     assert any("./users/bob stays in ~vbase1" in n for n in plan.notes)
-    purge = build_plan(replace(spec, domains=(replace(domain, users=users),)), step11, now=NOW, secrets=no_secrets,
-                       purge_mailboxes=True)
+    purge = build_plan(
+        replace(spec, domains=(replace(domain, users=users),)),
+        step11,
+        now=NOW,
+        secrets=no_secrets,
+        purge_mailboxes=True,
+    )
     assert [(c.action, c.type) for c in purge.changes] == [("delete", "user"), ("delete", "maildir")]
 
 
@@ -125,9 +131,11 @@ def test_no_output_format_contains_a_hash(step11):
 
     domain = spec.domains[0]
     users = tuple(u for u in domain.users if u.name not in ("me", "alice")) + (
-        UserSpec("new", password=PasswordSpec("env", "PW")),)
-    plan = build_plan(replace(spec, domains=(replace(domain, users=users),)), step11, now=NOW,
-                      secrets=lambda k, r: "fresh-secret")
+        UserSpec("new", password=PasswordSpec("env", "PW")),
+    )
+    plan = build_plan(
+        replace(spec, domains=(replace(domain, users=users),)), step11, now=NOW, secrets=lambda k, r: "fresh-secret"
+    )
     new_hash = plan.desired.domain("mydomain.org").user("new").password
     outputs = render_text(plan) + render_json(plan) + render_markdown(plan)
     for user in step11.domains[0].users:
@@ -142,8 +150,16 @@ def test_json_document_has_format_version_and_field_diffs(step11):
     doc = json.loads(render_json(plan))
     assert doc["format_version"] == 1
     assert doc["summary"] == {"add": 0, "change": 1, "destroy": 0}
-    assert doc["changes"] == [{"action": "update", "type": "user", "address": "mydomain.org/alice", "part": "tables",
-                               "before": {"hard_quota": 1000000}, "after": {"hard_quota": 5}}]
+    assert doc["changes"] == [
+        {
+            "action": "update",
+            "type": "user",
+            "address": "mydomain.org/alice",
+            "part": "tables",
+            "before": {"hard_quota": 1000000},
+            "after": {"hard_quota": 5},
+        }
+    ]
     assert doc["live_checksum"].startswith("sha256:")
 
 
@@ -156,8 +172,13 @@ def test_markdown_is_a_table_with_a_summary_heading(step11):
 
 def big_domain(n: int) -> HostState:
     users = tuple(VirtualUser(f"u{i}", directory=f"./users/u{i}") for i in range(n))
-    domain = Domain("big.org", "big", users=users, maildirs=frozenset(u.directory for u in users),
-                    qmail_default="|/usr/local/bin/vdeliver\n")
+    domain = Domain(
+        "big.org",
+        "big",
+        users=users,
+        maildirs=frozenset(u.directory for u in users),
+        qmail_default="|/usr/local/bin/vdeliver\n",
+    )
     return HostState(control={"virtualdomains": ("big.org:big",), "rcpthosts": ("big.org",)}, domains=(domain,))
 
 
@@ -166,8 +187,7 @@ def prune_to(live: HostState, keep: int) -> Spec:
     from dataclasses import replace
 
     domain = spec.domains[0]
-    return replace(spec, domains=(replace(domain, users=domain.users[:keep],
-                                          options={"postmaster-aliases": ()}),))
+    return replace(spec, domains=(replace(domain, users=domain.users[:keep], options={"postmaster-aliases": ()}),))
 
 
 @pytest.mark.parametrize(("size", "keep", "trips"), [(10, 7, False), (10, 6, True), (9, 0, False), (100, 69, True)])
@@ -184,10 +204,16 @@ def test_changes_count_towards_the_brake_too():
 
     domain = spec.domains[0]
     users = tuple(replace(u, personal="x") if i < 4 else u for i, u in enumerate(domain.users))
-    plan = build_plan(replace(spec, domains=(replace(domain, users=users, options={"postmaster-aliases": ()}),)),
-                      live, now=NOW, secrets=no_secrets)
-    assert plan.brake_violations() == ["big.org: 4 of 10 existing users/aliases would be changed or deleted "
-                                       "(more than 30%); use --force if this is intended"]
+    plan = build_plan(
+        replace(spec, domains=(replace(domain, users=users, options={"postmaster-aliases": ()}),)),
+        live,
+        now=NOW,
+        secrets=no_secrets,
+    )
+    assert plan.brake_violations() == [
+        "big.org: 4 of 10 existing users/aliases would be changed or deleted "
+        "(more than 30%); use --force if this is intended"
+    ]
 
 
 def test_user_spec_helper_round_trips(step11):
@@ -196,16 +222,25 @@ def test_user_spec_helper_round_trips(step11):
 
 
 def test_option_changes_are_addressed_per_domain_and_global():
-    domain = Domain("mydomain.org", "myuser", qmail_default="|/usr/local/bin/vdeliver\n",
-                    users=tuple(VirtualUser(a, directory=f"users/{a}", forwards=("postmaster@",))
-                                for a in ("mailer-daemon", "postmaster", "root")),
-                    maildirs=frozenset(f"users/{a}" for a in ("mailer-daemon", "postmaster", "root")))
-    live = HostState(control={"virtualdomains": ("mydomain.org:myuser",), "rcpthosts": ("mydomain.org",)},
-                     domains=(domain,))
+    domain = Domain(
+        "mydomain.org",
+        "myuser",
+        qmail_default="|/usr/local/bin/vdeliver\n",
+        users=tuple(
+            VirtualUser(a, directory=f"users/{a}", forwards=("postmaster@",))
+            for a in ("mailer-daemon", "postmaster", "root")
+        ),
+        maildirs=frozenset(f"users/{a}" for a in ("mailer-daemon", "postmaster", "root")),
+    )
+    live = HostState(
+        control={"virtualdomains": ("mydomain.org:myuser",), "rcpthosts": ("mydomain.org",)}, domains=(domain,)
+    )
     from vmreconcile.desired.spec import DomainSpec
 
-    spec = Spec(options={"default-expiry": "86400"},
-                domains=(DomainSpec("mydomain.org", "myuser", options={"user-dir-bits": "4"}),))
+    spec = Spec(
+        options={"default-expiry": "86400"},
+        domains=(DomainSpec("mydomain.org", "myuser", options={"user-dir-bits": "4"}),),
+    )
     plan = build_plan(spec, live, now=NOW, secrets=no_secrets)
     assert [(c.action, c.type, c.address, c.part) for c in plan.changes] == [
         ("create", "option", "option/default-expiry", "runtime-config"),

@@ -54,8 +54,13 @@ def test_user_aliases_are_shaped_like_vadduser_extra_arguments():
 
 
 def test_catch_all_is_a_vaddalias_entry_named_by_default_username():
-    spec = Spec(domains=(DomainSpec("mydomain.org", "myuser", catch_all="me", options={"default-username": "Catch"},
-                                    users=(UserSpec("me"),)),))
+    spec = Spec(
+        domains=(
+            DomainSpec(
+                "mydomain.org", "myuser", catch_all="me", options={"default-username": "Catch"}, users=(UserSpec("me"),)
+            ),
+        )
+    )
     state, _ = resolve(spec, HostState(), NOW, no_secrets)
     entry = domain_of(state).user("catch")
     assert entry == VirtualUser("catch", directory="./users/Catch", forwards=("me",), has_mailbox=False, created=NOW)
@@ -74,14 +79,24 @@ def test_alias_kind_is_vaddalias_with_dot_slash_directory():
     state, _ = resolve(spec, HostState(), NOW, no_secrets)
     entry = domain_of(state).user("support.team")
     assert (entry.directory, entry.has_mailbox, entry.forwards, entry.password) == (
-        "./users/Support:Team", False, ("me",), "*")
+        "./users/Support:Team",
+        False,
+        ("me",),
+        "*",
+    )
 
 
 def test_hashed_user_dirs_and_default_limits_come_from_domain_then_global_options():
     spec = Spec(
         options={"default-hardquota": "5000", "default-expiry": "86400"},
-        domains=(DomainSpec("mydomain.org", "myuser", users=(UserSpec("bob"),),
-                            options={"user-dir-bits": "10", "user-dir-slices": "2", "default-msgcount": "7"}),),
+        domains=(
+            DomainSpec(
+                "mydomain.org",
+                "myuser",
+                users=(UserSpec("bob"),),
+                options={"user-dir-bits": "10", "user-dir-slices": "2", "default-msgcount": "7"},
+            ),
+        ),
     )
     state, _ = resolve(spec, HostState(), NOW, no_secrets)
     bob = domain_of(state).user("bob")
@@ -91,19 +106,29 @@ def test_hashed_user_dirs_and_default_limits_come_from_domain_then_global_option
 
 
 def live_with(*users: VirtualUser, maildirs=frozenset(), **kw) -> HostState:
-    domain = Domain("mydomain.org", "myuser", users=users, maildirs=frozenset(maildirs),
-                    qmail_default="|/usr/local/bin/vdeliver\n", **kw)
-    return HostState(control={"virtualdomains": ("mydomain.org:myuser",), "rcpthosts": ("mydomain.org",)},
-                     domains=(domain,))
+    domain = Domain(
+        "mydomain.org",
+        "myuser",
+        users=users,
+        maildirs=frozenset(maildirs),
+        qmail_default="|/usr/local/bin/vdeliver\n",
+        **kw,
+    )
+    return HostState(
+        control={"virtualdomains": ("mydomain.org:myuser",), "rcpthosts": ("mydomain.org",)}, domains=(domain,)
+    )
 
 
-POSTMASTER = tuple(VirtualUser(a, directory=f"users/{a}", forwards=("postmaster@",), created=5)
-                   for a in ("mailer-daemon", "postmaster", "root"))
+POSTMASTER = tuple(
+    VirtualUser(a, directory=f"users/{a}", forwards=("postmaster@",), created=5)
+    for a in ("mailer-daemon", "postmaster", "root")
+)
 
 
 def test_unset_fields_keep_live_values_and_order_is_kept():
-    alice = VirtualUser("alice", password=MD5_SECRET, directory="./users/alice", hard_quota=100, created=7,
-                        personal="Alice")
+    alice = VirtualUser(
+        "alice", password=MD5_SECRET, directory="./users/alice", hard_quota=100, created=7, personal="Alice"
+    )
     live = live_with(*POSTMASTER, alice)
     spec = one_domain(UserSpec("new"), UserSpec("alice", soft_quota=50))
     state, _ = resolve(spec, live, NOW, no_secrets)
@@ -151,14 +176,21 @@ class TestPasswords:
 
     def test_changed_secret_gets_a_fresh_hash_in_the_configured_scheme(self):
         live = live_with(*POSTMASTER, VirtualUser("me", password=MD5_SECRET, directory="./users/me"))
-        spec = Spec(password_scheme="sha512-crypt",
-                    domains=(DomainSpec("mydomain.org", "myuser", users=(UserSpec("me", password=PasswordSpec("file", "pw")),)),))
+        spec = Spec(
+            password_scheme="sha512-crypt",
+            domains=(
+                DomainSpec("mydomain.org", "myuser", users=(UserSpec("me", password=PasswordSpec("file", "pw")),)),
+            ),
+        )
         state, _ = resolve(spec, live, NOW, secrets_of({"file:pw": "new-secret"}))
         stored = domain_of(state).user("me").password
         assert stored.startswith("$6$") and verify_password("new-secret", stored)
 
     def test_missing_secret_is_an_error_naming_the_user_not_the_secret(self):
-        spec = one_domain(UserSpec("me", password=PasswordSpec("env", "TOP_SECRET_VAR")), UserSpec("bob", password=PasswordSpec("file", "x")))
+        spec = one_domain(
+            UserSpec("me", password=PasswordSpec("env", "TOP_SECRET_VAR")),
+            UserSpec("bob", password=PasswordSpec("file", "x")),
+        )
         with pytest.raises(ResolveError) as info:
             resolve(spec, HostState(), NOW, no_secrets)
         assert len(info.value.problems) == 2
@@ -166,7 +198,9 @@ class TestPasswords:
 
     def test_unmanaged_keeps_live_and_new_gets_star(self):
         live = live_with(*POSTMASTER, VirtualUser("me", password="$1$changed$byauthpipe", directory="./users/me"))
-        spec = one_domain(UserSpec("me", password=PasswordSpec("unmanaged")), UserSpec("bob", password=PasswordSpec("unmanaged")))
+        spec = one_domain(
+            UserSpec("me", password=PasswordSpec("unmanaged")), UserSpec("bob", password=PasswordSpec("unmanaged"))
+        )
         state, _ = resolve(spec, live, NOW, no_secrets)
         assert domain_of(state).user("me").password == "$1$changed$byauthpipe"
         assert domain_of(state).user("bob").password == "*"
@@ -178,26 +212,45 @@ class TestPasswords:
         assert domain_of(state).user("me").password == "*"
 
     def test_redacted_state_matches_literal_hash_by_digest_and_notes_secrets(self):
-        live = live_with(*POSTMASTER, VirtualUser("me", password=redact_hash(MD5_SECRET), directory="./users/me"),
-                         VirtualUser("bob", password=redact_hash(MD5_SECRET), directory="./users/bob"))
-        spec = one_domain(UserSpec("me", password=PasswordSpec("hash", MD5_SECRET)),
-                          UserSpec("bob", password=PasswordSpec("env", "PW")))
+        live = live_with(
+            *POSTMASTER,
+            VirtualUser("me", password=redact_hash(MD5_SECRET), directory="./users/me"),
+            VirtualUser("bob", password=redact_hash(MD5_SECRET), directory="./users/bob"),
+        )
+        spec = one_domain(
+            UserSpec("me", password=PasswordSpec("hash", MD5_SECRET)),
+            UserSpec("bob", password=PasswordSpec("env", "PW")),
+        )
         state, notes = resolve(spec, live, NOW, secrets_of({"env:PW": "whatever"}))
         assert domain_of(state).user("me").password == redact_hash(MD5_SECRET)
         assert domain_of(state).user("bob").password == redact_hash(MD5_SECRET)
-        assert notes == ["mydomain.org/bob: password from a env secret is not verifiable offline (hash redacted); not compared"]
-        changed, _ = resolve(one_domain(UserSpec("me", password=PasswordSpec("hash", "$0$other"))), live, NOW, no_secrets)
+        assert notes == [
+            "mydomain.org/bob: password from a env secret is not verifiable offline (hash redacted); not compared"
+        ]
+        changed, _ = resolve(
+            one_domain(UserSpec("me", password=PasswordSpec("hash", "$0$other"))), live, NOW, no_secrets
+        )
         assert domain_of(changed).user("me").password == "$0$other"
 
 
 class TestControl:
     def test_names_are_added_to_virtualdomains_and_rcpthosts_keeping_other_lines(self):
-        live = HostState(control={"virtualdomains": ("# comment", "other.org:joe"), "rcpthosts": ("localhost",),
-                                  "locals": ("localhost",)})
+        live = HostState(
+            control={
+                "virtualdomains": ("# comment", "other.org:joe"),
+                "rcpthosts": ("localhost",),
+                "locals": ("localhost",),
+            }
+        )
         spec = Spec(domains=(DomainSpec("mydomain.org", "myuser", wildcard=True, domain_aliases=("alias.org",)),))
         state, _ = resolve(spec, live, NOW, no_secrets)
-        assert state.control["virtualdomains"] == ("# comment", "other.org:joe", "mydomain.org:myuser",
-                                                    ".mydomain.org:myuser", "alias.org:myuser")
+        assert state.control["virtualdomains"] == (
+            "# comment",
+            "other.org:joe",
+            "mydomain.org:myuser",
+            ".mydomain.org:myuser",
+            "alias.org:myuser",
+        )
         assert state.control["rcpthosts"] == ("localhost", "mydomain.org", ".mydomain.org", "alias.org")
         assert state.control["locals"] == ("localhost",)
         assert "morercpthosts" not in state.control
@@ -212,8 +265,10 @@ class TestControl:
     def test_dropped_wildcard_and_alias_lines_are_removed(self):
         domain = Domain("mydomain.org", "myuser", wildcard=True, domain_aliases=("alias.org",))
         live = HostState(
-            control={"virtualdomains": ("mydomain.org:myuser", ".mydomain.org:myuser", "alias.org:myuser", "x.org:y"),
-                     "rcpthosts": ("mydomain.org", ".mydomain.org", "alias.org")},
+            control={
+                "virtualdomains": ("mydomain.org:myuser", ".mydomain.org:myuser", "alias.org:myuser", "x.org:y"),
+                "rcpthosts": ("mydomain.org", ".mydomain.org", "alias.org"),
+            },
             domains=(domain,),
         )
         state, _ = resolve(Spec(domains=(DomainSpec("mydomain.org", "myuser"),)), live, NOW, no_secrets)
@@ -228,8 +283,13 @@ class TestControl:
 
 
 def test_new_entries_with_explicit_creation_times_go_in_creation_order():
-    spec = one_domain(UserSpec("late", created=300), UserSpec("early", created=100), UserSpec("plain"),
-                      UserSpec("tie", created=100), options={"postmaster-aliases": ()})
+    spec = one_domain(
+        UserSpec("late", created=300),
+        UserSpec("early", created=100),
+        UserSpec("plain"),
+        UserSpec("tie", created=100),
+        options={"postmaster-aliases": ()},
+    )
     state, _ = resolve(spec, HostState(), NOW, no_secrets)
     assert [u.name for u in domain_of(state).users] == ["early", "tie", "late", "plain"]
 
@@ -245,18 +305,26 @@ def test_aliases_of_a_new_user_share_its_creation_time_but_not_of_an_existing_on
 
 def test_an_alias_in_vadduser_extra_shape_goes_right_after_its_user():
     """Step 02: `vadduser alice ali` wrote ali right after alice; an export lists it after all users."""
-    spec = one_domain(UserSpec("alice", created=100), UserSpec("bob", created=100),
-                      UserSpec("ali", kind="alias", forwards=("alice",), directory="users/ali", created=100),
-                      UserSpec("info", kind="alias", forwards=("alice",), created=100),
-                      options={"postmaster-aliases": ()})
+    spec = one_domain(
+        UserSpec("alice", created=100),
+        UserSpec("bob", created=100),
+        UserSpec("ali", kind="alias", forwards=("alice",), directory="users/ali", created=100),
+        UserSpec("info", kind="alias", forwards=("alice",), created=100),
+        options={"postmaster-aliases": ()},
+    )
     state, _ = resolve(spec, HostState(), NOW, no_secrets)
     assert [u.name for u in domain_of(state).users] == ["alice", "ali", "bob", "info"]
 
 
 def test_renaming_a_domain_keeps_its_table_and_moves_its_control_lines():
     old = Domain("old.org", "myuser", wildcard=True, users=POSTMASTER, qmail_default="|/usr/local/bin/vdeliver\n")
-    live = HostState(control={"virtualdomains": ("old.org:myuser", ".old.org:myuser", "x.org:joe"),
-                              "rcpthosts": ("localhost", "old.org", ".old.org")}, domains=(old,))
+    live = HostState(
+        control={
+            "virtualdomains": ("old.org:myuser", ".old.org:myuser", "x.org:joe"),
+            "rcpthosts": ("localhost", "old.org", ".old.org"),
+        },
+        domains=(old,),
+    )
     state, _ = resolve(Spec(domains=(DomainSpec("new.org", "myuser"),)), live, NOW, no_secrets)
     assert state.control["virtualdomains"] == ("x.org:joe", "new.org:myuser")
     assert state.control["rcpthosts"] == ("localhost", "new.org")

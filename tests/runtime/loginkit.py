@@ -99,7 +99,8 @@ class World:
 def _useradd(name: str, home: Path) -> tuple[int, int]:
     subprocess.run(
         ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin", "--user-group", name],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     import pwd
 
@@ -196,8 +197,7 @@ def run_fd3(
         try:
             if cwd is not None:
                 os.chdir(cwd)
-            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions,
-                                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
         finally:
             if old_cwd is not None:
                 os.chdir(old_cwd)
@@ -252,25 +252,25 @@ def parse_cases(filename: str) -> list[Case]:
     current: Case | None = None
     for line in (FIXTURES / filename).read_text().split("\n"):
         if line.startswith("=== case: "):
-            title = line[len("=== case: "):]
+            title = line[len("=== case: ") :]
             manual = "(run manually" in title
             current = Case(title.split(" ")[0], b"", [], {}, [], [], -1, manual)
             cases.append(current)
         elif current is None:
             continue
         elif line.startswith("fd3 (printf format): "):
-            current.fd3 = line[len("fd3 (printf format): "):].encode().replace(b"\\0", b"\0")
+            current.fd3 = line[len("fd3 (printf format): ") :].encode().replace(b"\\0", b"\0")
         elif line.startswith("extra env: "):
-            key, _, value = line[len("extra env: "):].partition("=")
+            key, _, value = line[len("extra env: ") :].partition("=")
             current.extra_env[key] = value
         elif line.startswith("argv: "):
-            current.argv = [a for a in shlex.split(line[len("argv: "):]) if a]
+            current.argv = [a for a in shlex.split(line[len("argv: ") :]) if a]
         elif line.startswith("stdout: "):
-            current.stdout.append(line[len("stdout: "):])
+            current.stdout.append(line[len("stdout: ") :])
         elif line.startswith("stderr: "):
-            current.stderr.append(line[len("stderr: "):])
+            current.stderr.append(line[len("stderr: ") :])
         elif line.startswith("exit: "):
-            current.exit = int(line[len("exit: "):])
+            current.exit = int(line[len("exit: ") :])
     return cases
 
 

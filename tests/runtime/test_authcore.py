@@ -36,13 +36,15 @@ def root(tmp_path):
     (tmp_path / "etc" / "vmailmgr").mkdir(parents=True)
     (tmp_path / "etc" / "passwd").write_text(
         "root:x:0:0:root:/root:/bin/sh\ntoor:x:0:0::/root:/bin/sh\njoe:x:1001:1001::/home/joe:/bin/sh\n"
-        "a-b:x:1002:1002::/home/a-b:/bin/sh\n")
+        "a-b:x:1002:1002::/home/a-b:/bin/sh\n"
+    )
     (tmp_path / "etc" / "vmailmgr" / "qmail-root").write_text("/var/qmail\n")
     control = tmp_path / "var" / "qmail" / "control"
     control.mkdir(parents=True)
     (control / "locals").write_text("localhost\nBoth.example\n")
     (control / "virtualdomains").write_text(
-        "example.com:joe\n.example.com:joe\nboth.example:joe\nother.org:joe-pre\n:catchall\nEXAMPLE.net:x\nexample.net:joe\n")
+        "example.com:joe\n.example.com:joe\nboth.example:joe\nother.org:joe-pre\n:catchall\nEXAMPLE.net:x\nexample.net:joe\n"
+    )
     return tmp_path
 
 
@@ -58,7 +60,9 @@ def test_split_login_tcplocalhost_then_hostname():
     assert split_login("me", "@:", {}) == ("me", os.uname().nodename)
 
 
-@pytest.mark.parametrize(("name", "message"), [("@x", "Empty user name"), ("me@", "Empty domain name"), ("", "Empty user name")])
+@pytest.mark.parametrize(
+    ("name", "message"), [("@x", "Empty user name"), ("me@", "Empty domain name"), ("", "Empty user name")]
+)
 def test_split_login_empty_parts(name, message):
     with pytest.raises(LoginFailure) as failure:
         split_login(name, "@:", {"TCPLOCALHOST": "x"})
@@ -103,10 +107,20 @@ def test_system_account_refused_by_default_and_not_virtual(root):
     assert not_virtual.value.base.name == "joe"
 
 
-@pytest.mark.parametrize(("content", "enabled"), [
-    (None, False), ("", False), ("1\n", True), ("yes\n", True), (" YES \nno\n", True), ("no\n", False),
-    ("0\n", False), ("true\n", False), ("\nyes\n", False),
-])
+@pytest.mark.parametrize(
+    ("content", "enabled"),
+    [
+        (None, False),
+        ("", False),
+        ("1\n", True),
+        ("yes\n", True),
+        (" YES \nno\n", True),
+        ("no\n", False),
+        ("0\n", False),
+        ("true\n", False),
+        ("\nyes\n", False),
+    ],
+)
 def test_system_logins_switch(root, content, enabled):
     if content is not None:
         (root / "etc" / "vmailmgr" / "vmreconcile-system-logins").write_text(content)
@@ -116,41 +130,75 @@ def test_system_logins_switch(root, content, enabled):
 def test_passwd_changeable_lines(root):
     assert passwd_changeable(Host(root)) == frozenset()
     (root / "etc" / "vmailmgr" / "vmreconcile-passwd-changeable").write_text(
-        "# comment\njoe/me\n  joe/henry.ford  \n\nbad-line\n/x\njoe/\n")
+        "# comment\njoe/me\n  joe/henry.ford  \n\nbad-line\n/x\njoe/\n"
+    )
     assert passwd_changeable(Host(root)) == {("joe", "me"), ("joe", "henry.ford")}
     assert authcore.is_passwd_changeable(Host(root), "joe", "Henry.Ford")
     assert not authcore.is_passwd_changeable(Host(root), "joe", "alice")
 
 
 def test_vuser_environment():
-    user = VirtualUser("bob", "$1$x", "./users/bob", personal="Bob Builder", message_size_limit=50000,
-                       message_count_limit=200, created=1795546316, expires=4102444800, mailbox_enabled=False)
+    user = VirtualUser(
+        "bob",
+        "$1$x",
+        "./users/bob",
+        personal="Bob Builder",
+        message_size_limit=50000,
+        message_count_limit=200,
+        created=1795546316,
+        expires=4102444800,
+        mailbox_enabled=False,
+    )
     assert vuser_environment(user) == {
-        "VUSER_CTIME": "1795546316", "VUSER_EXPIRY": "4102444800", "VUSER_MSGCOUNT": "200",
-        "VUSER_MSGSIZE": "50000", "VUSER_PERSONAL": "Bob Builder", "VUSER_HARDQUOTA": "-",
-        "VUSER_SOFTQUOTA": "-", "VUSER_HAS_MAILBOX": "1", "VUSER_MAILBOX_ENABLED": "0",
+        "VUSER_CTIME": "1795546316",
+        "VUSER_EXPIRY": "4102444800",
+        "VUSER_MSGCOUNT": "200",
+        "VUSER_MSGSIZE": "50000",
+        "VUSER_PERSONAL": "Bob Builder",
+        "VUSER_HARDQUOTA": "-",
+        "VUSER_SOFTQUOTA": "-",
+        "VUSER_HAS_MAILBOX": "1",
+        "VUSER_MAILBOX_ENABLED": "0",
     }
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({}, None),  # coerced by Python: removed
-    ({"LC_CTYPE": "C"}, None),  # coerced from C: removed (unset means the same)
-    ({"LC_CTYPE": "C.UTF-8"}, "C.UTF-8"),  # the caller's own value: kept
-    ({"LANG": "C.UTF-8"}, None),  # no coercion happened, nothing to remove
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),  # coerced by Python: removed
+        ({"LC_CTYPE": "C"}, None),  # coerced from C: removed (unset means the same)
+        ({"LC_CTYPE": "C.UTF-8"}, "C.UTF-8"),  # the caller's own value: kept
+        ({"LANG": "C.UTF-8"}, None),  # no coercion happened, nothing to remove
+    ],
+)
 def test_undo_locale_coercion(env, expected):
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import os; from vmreconcile.runtime.authcore import "
-            "undo_locale_coercion as u; u(os.environ); print(os.environ.get('LC_CTYPE'))")
-    done = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], env={"PATH": "/usr/bin:/bin", **env},
-                          capture_output=True, text=True, check=True)
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import os; from vmreconcile.runtime.authcore import "
+        "undo_locale_coercion as u; u(os.environ); print(os.environ.get('LC_CTYPE'))"
+    )
+    done = subprocess.run(
+        ["/usr/bin/python3", "-I", "-S", "-c", code],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.strip() == str(expected)
 
 
 def test_runtime_imports_only_stdlib_and_allowed_layers():
     """authcore/checkvpw/vauthenticate import nothing outside the runtime's allowed layers."""
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import vmreconcile.runtime.checkvpw, vmreconcile.runtime.vauthenticate;"
-            "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('vmreconcile'))))")
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import vmreconcile.runtime.checkvpw, vmreconcile.runtime.vauthenticate;"
+        "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('vmreconcile'))))"
+    )
     done = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     modules = json.loads(done.stdout)
-    allowed = ("vmreconcile.runtime", "vmreconcile.formats", "vmreconcile.model", "vmreconcile.host", "vmreconcile.tables")
+    allowed = (
+        "vmreconcile.runtime",
+        "vmreconcile.formats",
+        "vmreconcile.model",
+        "vmreconcile.host",
+        "vmreconcile.tables",
+    )
     assert all(m == "vmreconcile" or m.startswith(allowed) for m in modules), modules

@@ -23,8 +23,10 @@ pytestmark = [
     pytest.mark.root,
     pytest.mark.peers,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (system user, mount namespace); CI runs as root"),
-    pytest.mark.skipif(not (os.path.exists(AUTHDAEMOND) and os.path.exists(LIBAUTHPIPE)),
-                       reason="needs Debian's courier-authdaemon and courier-authlib-pipe packages"),
+    pytest.mark.skipif(
+        not (os.path.exists(AUTHDAEMOND) and os.path.exists(LIBAUTHPIPE)),
+        reason="needs Debian's courier-authdaemon and courier-authlib-pipe packages",
+    ),
 ]
 
 CONFIG = """\
@@ -54,7 +56,8 @@ def test_unmanaged_password_changed_through_courier_and_kept_by_apply() -> None:
         root = top / "root"
         (root / "etc" / "vmailmgr").mkdir(parents=True)
         (root / "etc" / "passwd").write_text(
-            f"root:x:0:0:root:/root:/bin/sh\n{entry.pw_name}:x:{entry.pw_uid}:{entry.pw_gid}::/home/{entry.pw_name}:/bin/sh\n")
+            f"root:x:0:0:root:/root:/bin/sh\n{entry.pw_name}:x:{entry.pw_uid}:{entry.pw_gid}::/home/{entry.pw_name}:/bin/sh\n"
+        )
         (root / "etc" / "vmailmgr" / "qmail-root").write_text("/var/qmail\n")
         control = root / "var" / "qmail" / "control"
         control.mkdir(parents=True)

@@ -40,8 +40,11 @@ pytestmark = [
         not (os.path.exists(AUTHDAEMOND) and os.path.exists(LIBAUTHPIPE) and shutil.which("authtest")),
         reason="needs Debian's courier-authdaemon and courier-authlib-pipe packages",
     ),
-    pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("nsenter"), reason="needs util-linux unshare/nsenter"),
+    pytest.mark.skipif(
+        not shutil.which("unshare") or not shutil.which("nsenter"), reason="needs util-linux unshare/nsenter"
+    ),
 ]
+
 
 @pytest.fixture(scope="module")
 def courier() -> Iterator[Courier]:

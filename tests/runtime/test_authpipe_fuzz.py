@@ -67,7 +67,7 @@ def split_replies(out: bytes) -> list[bytes]:
                 replies.append(b".\n")
                 pos += 2
                 continue
-            assert end >= 0, f"unterminated reply at {pos}: {out[pos:pos + 80]!r}"
+            assert end >= 0, f"unterminated reply at {pos}: {out[pos : pos + 80]!r}"
             block = out[pos : end + 1]
             lines = [line + b"\n" for line in block.split(b"\n")[:-1]]
             assert all(ATTRIBUTE.fullmatch(line) for line in lines) or all(
@@ -102,11 +102,15 @@ def _auth(service: str, authtype: str, user: str, password: str) -> bytes:
 
 requests = st.one_of(
     st.builds(lambda s, u: f"PRE . {s} {u}\n".encode(), st.sampled_from(["imap", "pop3", "x y"]), logins),
-    st.builds(_auth, st.sampled_from(["imap", "pop3"]), st.sampled_from(["login", "cram-md5", "LOGIN", ""]),
-              logins, passwords),
-    st.builds(lambda u, o, n: f"PASSWD imap\t{u}\t{o}\t{n}\n".encode(), logins,
-              passwords.filter(lambda s: "\t" not in s and "\n" not in s),
-              passwords.filter(lambda s: "\t" not in s and "\n" not in s)),
+    st.builds(
+        _auth, st.sampled_from(["imap", "pop3"]), st.sampled_from(["login", "cram-md5", "LOGIN", ""]), logins, passwords
+    ),
+    st.builds(
+        lambda u, o, n: f"PASSWD imap\t{u}\t{o}\t{n}\n".encode(),
+        logins,
+        passwords.filter(lambda s: "\t" not in s and "\n" not in s),
+        passwords.filter(lambda s: "\t" not in s and "\n" not in s),
+    ),
     st.just(b"ENUMERATE\n"),
     st.binary(max_size=60).filter(lambda b: b"\n" not in b).map(lambda b: b + b"\n"),
 )

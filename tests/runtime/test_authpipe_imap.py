@@ -54,6 +54,7 @@ def _unpack_courier_imap() -> str | None:
             os.rename(staging, IMAP_DIR)
     return None if IMAPLOGIN.exists() else f"unpacking courier-imap into {IMAP_DIR} failed"
 
+
 pytestmark = [
     pytest.mark.root,
     pytest.mark.peers,
@@ -131,8 +132,17 @@ def test_imap_login_through_courier_imap(courier_imap: Path) -> None:
             "IMAP_MAILBOX_SANITY_CHECK": "1",
             "IMAP_USELOCKS": "0",  # without gam_server each lock wait costs 1.2 s
         }
-        argv = ["nsenter", "--mount", f"--target={courier.pid}", "env", "-i",
-                *(f"{k}={v}" for k, v in env.items()), str(IMAPLOGIN), str(IMAPD), "Maildir"]
+        argv = [
+            "nsenter",
+            "--mount",
+            f"--target={courier.pid}",
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in env.items()),
+            str(IMAPLOGIN),
+            str(IMAPD),
+            "Maildir",
+        ]
         session = Session(argv)
         try:
             assert "Courier-IMAP ready" in session.greeting

@@ -129,16 +129,21 @@ def test_reply_framing() -> None:
 
 def test_auth_pre_and_failures(host: Host) -> None:
     home = host.path("/home/vbase1")
-    code, out = serve(host, b"".join([
-        auth(f"me@{DOMAIN}", "secret"),
-        auth(f"me@{DOMAIN}", "wrong"),
-        auth(f"bob@{DOMAIN}", FIXTURE_PASSWORDS["bob"]),
-        auth(f"info@{DOMAIN}", "*"),
-        auth(f"me@{DOMAIN}", "secret", authtype="cram-md5"),
-        b"PRE . imap dave@" + DOMAIN.encode() + b"\n",
-        b"PRE . imap alice@" + DOMAIN.encode() + b"\n",
-        b"NONSENSE\n",
-    ]))
+    code, out = serve(
+        host,
+        b"".join(
+            [
+                auth(f"me@{DOMAIN}", "secret"),
+                auth(f"me@{DOMAIN}", "wrong"),
+                auth(f"bob@{DOMAIN}", FIXTURE_PASSWORDS["bob"]),
+                auth(f"info@{DOMAIN}", "*"),
+                auth(f"me@{DOMAIN}", "secret", authtype="cram-md5"),
+                b"PRE . imap dave@" + DOMAIN.encode() + b"\n",
+                b"PRE . imap alice@" + DOMAIN.encode() + b"\n",
+                b"NONSENSE\n",
+            ]
+        ),
+    )
     assert code == 0
     me = f"UID=1008\nGID=1008\nHOME={home}\nADDRESS=me@{DOMAIN}\nMAILDIR=./users/me\n.\n".encode()
     bob = f"UID=1008\nGID=1008\nHOME={home}\nADDRESS=bob@{DOMAIN}\nNAME=Bob Builder\nMAILDIR=./users/bob\n.\n".encode()
@@ -185,8 +190,20 @@ def test_every_reply_is_one_write_syscall(tmp_path: Path) -> None:
     requests = auth(f"me@{DOMAIN}", "secret") + b"PRE . imap ghost@mydomain.org\n" + b"ENUMERATE\n"
     trace = tmp_path / "trace"
     result = subprocess.run(
-        ["strace", "-f", "-e", "trace=write", "-e", "signal=none", "-o", str(trace), str(tmp_path / "bin" / "authpipe")],
-        input=requests, capture_output=True, timeout=60,
+        [
+            "strace",
+            "-f",
+            "-e",
+            "trace=write",
+            "-e",
+            "signal=none",
+            "-o",
+            str(trace),
+            str(tmp_path / "bin" / "authpipe"),
+        ],
+        input=requests,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     writes = [line for line in trace.read_text().splitlines() if "write(1," in line]
@@ -255,15 +272,20 @@ def test_passwd_changes_only_listed_users(host: Host) -> None:
     (host.config_dir / "vmreconcile-passwd-changeable").write_text("vbase1/erin\n")
     table = host.path("/home/vbase1/passwd.cdb")
     before = table.read_bytes()
-    code, out = serve(host, b"".join([
-        f"PASSWD imap\tme@{DOMAIN}\tsecret\tnew-me\n".encode(),  # managed: refused
-        f"PASSWD imap\terin@{DOMAIN}\twrong\tnew-erin\n".encode(),  # wrong old password
-        f"PASSWD imap\terin@{DOMAIN}\terin-pw\t\n".encode(),  # empty new password
-        f"PASSWD imap\terin@{DOMAIN}\terin-pw\tline\rbreak\n".encode(),
-        f"PASSWD imap\terin@{DOMAIN}\terin-pw\terin-new\n".encode(),
-        auth(f"erin@{DOMAIN}", "erin-new"),
-        auth(f"erin@{DOMAIN}", "erin-pw"),
-    ]))
+    code, out = serve(
+        host,
+        b"".join(
+            [
+                f"PASSWD imap\tme@{DOMAIN}\tsecret\tnew-me\n".encode(),  # managed: refused
+                f"PASSWD imap\terin@{DOMAIN}\twrong\tnew-erin\n".encode(),  # wrong old password
+                f"PASSWD imap\terin@{DOMAIN}\terin-pw\t\n".encode(),  # empty new password
+                f"PASSWD imap\terin@{DOMAIN}\terin-pw\tline\rbreak\n".encode(),
+                f"PASSWD imap\terin@{DOMAIN}\terin-pw\terin-new\n".encode(),
+                auth(f"erin@{DOMAIN}", "erin-new"),
+                auth(f"erin@{DOMAIN}", "erin-pw"),
+            ]
+        ),
+    )
     assert code == 0
     assert out.split(b"\n")[:6] == [b"FAIL", b"FAIL", b"FAIL", b"FAIL", b"OK", b"UID=1008"]
     assert out.endswith(b".\nFAIL\n")
@@ -282,7 +304,9 @@ def test_passwd_upgrades_plaintext_to_yescrypt(host: Host) -> None:
     raw = CdbReader(table.read_bytes())
     items = [(k, v.replace(b"1000000000\0", b"-\0") if k == b"dave" else v) for k, v in raw.items()]
     table.write_bytes(build_cdb(items))  # un-expire dave ($0$dave-plain)
-    code, out = serve(host, f"PASSWD imap\tdave@{DOMAIN}\tdave-plain\tdave-2\n".encode() + auth(f"dave@{DOMAIN}", "dave-2"))
+    code, out = serve(
+        host, f"PASSWD imap\tdave@{DOMAIN}\tdave-plain\tdave-2\n".encode() + auth(f"dave@{DOMAIN}", "dave-2")
+    )
     assert code == 0 and out.startswith(b"OK\nUID=1008\n")
     assert decode_record(b"dave", CdbReader(table.read_bytes()).get(b"dave")).password.startswith("$y$")
 
@@ -354,8 +378,9 @@ def test_sigint_ends_the_program_without_a_traceback(tmp_path: Path) -> None:
     root = tmp_path / "root"
     build_step_root(STEP, root)
     install_runtime(tmp_path / "bin", root=str(root), libdir=tmp_path / "lib", programs=("authpipe",))
-    proc = subprocess.Popen([str(tmp_path / "bin" / "authpipe")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(tmp_path / "bin" / "authpipe")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         proc.stdin.write(b"PRE . imap me@mydomain.org\n")
         proc.stdin.flush()

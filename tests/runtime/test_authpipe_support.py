@@ -70,9 +70,18 @@ def system_user(prefix: str = "vmrc") -> Iterator[pwd.struct_passwd]:
         pytest.skip("creating system users needs root; CI runs as root")
     name = f"{prefix}{secrets.token_hex(3)}"
     subprocess.run(
-        ["useradd", "--no-create-home", "--home-dir", f"/nonexistent/{name}", "--shell", "/usr/sbin/nologin",
-         "--user-group", name],
-        check=True, capture_output=True,
+        [
+            "useradd",
+            "--no-create-home",
+            "--home-dir",
+            f"/nonexistent/{name}",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            name,
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield pwd.getpwnam(name)
@@ -89,7 +98,9 @@ def chown_tree(path: Path, uid: int, gid: int) -> None:
 
 
 @contextmanager
-def domain(prefix: str = "vmrc", step: str = STEP, programs: tuple[str, ...] = ("authpipe", "authvmailmgr")) -> Iterator[Domain]:
+def domain(
+    prefix: str = "vmrc", step: str = STEP, programs: tuple[str, ...] = ("authpipe", "authvmailmgr")
+) -> Iterator[Domain]:
     """A rooted host with one base user owning ``mydomain.org`` (the fixture step's table)."""
     with system_user(prefix) as entry, world_dir("vmr-courier-") as top:
         root = top / "root"
@@ -128,7 +139,9 @@ class Courier:
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["nsenter", "--mount", f"--target={self.pid}", *argv],
-            capture_output=True, text=True, timeout=40,
+            capture_output=True,
+            text=True,
+            timeout=40,
         )
 
     def authtest(self, user: str, *passwords: str) -> subprocess.CompletedProcess[str]:
@@ -168,7 +181,10 @@ def authdaemond(dom: Domain, modules: str = "authpipe") -> Iterator[Courier]:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         try:
             deadline = time.monotonic() + 10
@@ -190,5 +206,3 @@ def authdaemond(dom: Domain, modules: str = "authpipe") -> Iterator[Courier]:
                 time.sleep(0.05)
             for pid in _our_processes(str(dom.bindir)):
                 os.kill(pid, signal.SIGKILL)
-
-

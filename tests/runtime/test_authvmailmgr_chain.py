@@ -77,8 +77,14 @@ class Chain:
     ) -> subprocess.CompletedProcess[str]:
         environ = {"PATH": "/usr/bin:/bin"}
         if relogin:
-            environ.update({"AUTHUSER": str(self.progs / "imaplogin"), "AUTHARGC": "2",
-                            "AUTHARGV0": "imaplogin", "AUTHARGV1": "--again"})
+            environ.update(
+                {
+                    "AUTHUSER": str(self.progs / "imaplogin"),
+                    "AUTHARGC": "2",
+                    "AUTHARGV0": "imaplogin",
+                    "AUTHARGV1": "--again",
+                }
+            )
         environ.update(env or {})
         args = [str(self.domain.launcher("authvmailmgr"))] + [
             str(self.progs / a) if a in ("next", "imapd", "imaplogin") else a for a in argv
@@ -86,8 +92,13 @@ class Chain:
         if request is not None:  # the request arrives on stdin and is moved to fd 3 by sh
             args = ["/bin/sh", "-c", 'exec "$0" "$@" 3<&0 0</dev/null', *args]
         done = subprocess.run(
-            args, env=environ, input=request if request is not None else b"",
-            capture_output=True, timeout=30, preexec_fn=lambda: os.setgroups(list(groups)), cwd="/",
+            args,
+            env=environ,
+            input=request if request is not None else b"",
+            capture_output=True,
+            timeout=30,
+            preexec_fn=lambda: os.setgroups(list(groups)),
+            cwd="/",
         )
         return subprocess.CompletedProcess(done.args, done.returncode, _text(done.stdout), _text(done.stderr))
 
@@ -181,7 +192,9 @@ def test_personal_info_and_limits_exported(chain: Chain) -> None:
         ("me@unknown.example", "secret", "Invalid or unknown base user or domain", False),
     ],
 )
-def test_failure_reexecs_login_program(hooks: Chain, user: str, password: str, message: str, after_setuid: bool) -> None:
+def test_failure_reexecs_login_program(
+    hooks: Chain, user: str, password: str, message: str, after_setuid: bool
+) -> None:
     """Kept from VMailMgr: a virtual user is checked after the setuid, so its failure hooks run as
     the base user (global, then the domain's own), and the login program is re-executed as it."""
     dom = hooks.domain
@@ -191,10 +204,16 @@ def test_failure_reexecs_login_program(hooks: Chain, user: str, password: str, m
     assert got["uid"] == (str(dom.uid) if after_setuid else "0")
     assert int(got["sigign"], 16) & (1 << 12) == 0
     assert "AUTHENTICATED" not in got and "MAILDIR" not in got
-    fails = [line.split(" error=")[0] for line in result.stderr.splitlines() if line.startswith("hook authvmailmgr-loginfail")]
+    fails = [
+        line.split(" error=")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("hook authvmailmgr-loginfail")
+    ]
     if after_setuid:
-        assert fails == [f"hook authvmailmgr-loginfail where=global uid={dom.uid}",
-                         f"hook authvmailmgr-loginfail where=local uid={dom.uid}"]
+        assert fails == [
+            f"hook authvmailmgr-loginfail where=global uid={dom.uid}",
+            f"hook authvmailmgr-loginfail where=local uid={dom.uid}",
+        ]
     else:
         assert fails == ["hook authvmailmgr-loginfail where=global uid=0"]
     assert result.stderr.count(f"error=[{message}]") == len(fails)
@@ -296,13 +315,17 @@ def test_unparseable_request_runs_error_hook(hooks: Chain) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(
-    st.binary(max_size=300),
-    st.builds(lambda t, u, p: b"imap\n" + t + b"\n" + u + b"\n" + p + b"\n",
-              st.sampled_from([b"login", b"LOGIN", b"cram-md5", b""]),
-              st.sampled_from([b"me@mydomain.org", b"Me@MyDomain.org", b"info@mydomain.org", b"x@", b"", b"\xff@\xfe"]),
-              st.sampled_from([b"secret", b"", b"*", b"\x00", b"wrong\rpass"])),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda t, u, p: b"imap\n" + t + b"\n" + u + b"\n" + p + b"\n",
+            st.sampled_from([b"login", b"LOGIN", b"cram-md5", b""]),
+            st.sampled_from([b"me@mydomain.org", b"Me@MyDomain.org", b"info@mydomain.org", b"x@", b"", b"\xff@\xfe"]),
+            st.sampled_from([b"secret", b"", b"*", b"\x00", b"wrong\rpass"]),
+        ),
+    )
+)
 def test_fuzz_requests_only_documented_outcomes(chain: Chain, request_bytes: bytes) -> None:
     """Any fd-3 bytes: the next module, the login program, or AUTHFAILURE/exit 1; never a traceback."""
     result = chain.run(request_bytes, relogin=False)

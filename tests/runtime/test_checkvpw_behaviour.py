@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from loginkit import create_world, destroy_world, run_fd3
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="checkvpw must start as root (setuid); CI runs as root")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="checkvpw must start as root (setuid); CI runs as root"),
+]
 
 GOOD = b"me@mydomain.org\0secret\0\0"
 # (the script must not contain "maildir" in any case, or checkvpw replaces the script itself)
@@ -109,8 +112,10 @@ def test_postexec_runs_after_success_and_its_status_is_ignored(world, hook):
     hook("checkvpw-postexec", f'echo "postexec uid=$(id -u) $MAILDIR"; echo postexec >> {world.log_dir}/log; exit 9')
     result = checkvpw(world)
     assert result.code == 0
-    assert result.out.splitlines() == [f"uid={world.uid} md=./users/me vuser=me arg=./users/me",
-                                       f"postexec uid={world.uid} ./users/me"]
+    assert result.out.splitlines() == [
+        f"uid={world.uid} md=./users/me vuser=me arg=./users/me",
+        f"postexec uid={world.uid} ./users/me",
+    ]
     assert log(world) == ["postexec"]
 
 
@@ -186,10 +191,20 @@ def _evil_tree(tmp: Path, marker: Path) -> Path:
     """Modules a non-isolated interpreter would pick up from PYTHONPATH, cwd or a .pth."""
     evil = tmp / "evil"
     (evil / "vmreconcile" / "runtime").mkdir(parents=True)
-    for rel in ("vmreconcile/__init__.py", "vmreconcile/runtime/__init__.py", "vmreconcile/runtime/checkvpw.py",
-                "sitecustomize.py", "usercustomize.py", "pathlib.py", "dataclasses.py", "hashlib.py"):
+    for rel in (
+        "vmreconcile/__init__.py",
+        "vmreconcile/runtime/__init__.py",
+        "vmreconcile/runtime/checkvpw.py",
+        "sitecustomize.py",
+        "usercustomize.py",
+        "pathlib.py",
+        "dataclasses.py",
+        "hashlib.py",
+    ):
         (evil / rel).write_text(EVIL.format(marker=str(marker), what=rel))
-    site = tmp / "home" / ".local" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    site = (
+        tmp / "home" / ".local" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    )
     site.mkdir(parents=True)
     (site / "evil.pth").write_text(f"import os; open({str(marker)!r}, 'a').write('pth\\n')\n")
     for name in ("sitecustomize.py", "usercustomize.py"):
@@ -202,13 +217,26 @@ def test_launcher_ignores_pythonpath_pth_and_cwd(world, tmp_path):
     evil = _evil_tree(tmp_path, marker)
     home = tmp_path / "home"
     # /usr/bin/python3 here (Debian's 3.11 as the launcher uses) — the user-site path depends on it
-    version = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:2], sep='.')"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:2], sep='.')"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     site = home / ".local" / "lib" / f"python{version}" / "site-packages"
     if not site.exists():
-        shutil.copytree(home / ".local" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}", site.parent)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(evil), "HOME": str(home), "PYTHONSTARTUP": str(evil / "sitecustomize.py"),
-           "PYTHONUSERBASE": str(home / ".local"), "PYTHONSAFEPATH": "", "PYTHONNOUSERSITE": ""}
+        shutil.copytree(
+            home / ".local" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}", site.parent
+        )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(evil),
+        "HOME": str(home),
+        "PYTHONSTARTUP": str(evil / "sitecustomize.py"),
+        "PYTHONUSERBASE": str(home / ".local"),
+        "PYTHONSAFEPATH": "",
+        "PYTHONNOUSERSITE": "",
+    }
     # control: a plain interpreter with this environment and cwd does run the injected code
     subprocess.run(["/usr/bin/python3", "-c", "import pathlib"], env=env, cwd=evil, check=False, capture_output=True)
     assert marker.exists(), "the control run should have been injected; the test setup is broken"

@@ -68,7 +68,9 @@ def world():
 
 
 names = st.sampled_from(["me", "ME", "alice", "info", "dave", "nosuchuser", "", "henry.ford", "+", "root", "a-b-c"])
-domains = st.sampled_from(["mydomain.org", "MAIL.mydomain.org", "", "localhost", "unknown.example", ".", "..", "x" * 300])
+domains = st.sampled_from(
+    ["mydomain.org", "MAIL.mydomain.org", "", "localhost", "unknown.example", ".", "..", "x" * 300]
+)
 seps = st.sampled_from(["@", ":", "", "@@", "-"])
 passwords = st.one_of(st.sampled_from(["secret", "", "*", "alice-pass-2", "dave-plain"]), st.binary(max_size=40))
 

@@ -22,11 +22,18 @@ from loginkit import adapt, create_world, destroy_world, parse_cases, run_fd3
 
 from vmreconcile.runtime.authcore import MSG_SYSTEM_LOGINS_DISABLED
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="checkvpw must start as root (setuid); CI runs as root")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="checkvpw must start as root (setuid); CI runs as root"),
+]
 
 PLAIN = [c for c in parse_cases("checkvpw.txt") if not c.manual]
 HOOKED = [c for c in parse_cases("checkvpw-with-error-hooks.txt") if not c.manual]
-SYSTEM_ACCOUNT_CASES = {"unknown-domain-but-system-user", "local-domain-base-user", "local-domain-base-user-bad-password"}
+SYSTEM_ACCOUNT_CASES = {
+    "unknown-domain-but-system-user",
+    "local-domain-base-user",
+    "local-domain-base-user-bad-password",
+}
 
 HOOK = """#!/bin/sh
 echo "hook {name} ran as uid $(id -u): CHECKVPW_ERROR=$CHECKVPW_ERROR" >&2
@@ -129,12 +136,13 @@ def test_error_hook_sees_base_user_after_setuid(world, hooks):
     local = world.home / ".vmailmgr"
     local.mkdir()
     hook = local / "checkvpw-error"
-    hook.write_text("#!/bin/sh\necho \"local hook uid $(id -u) $VUSER\" >&2\n")
+    hook.write_text('#!/bin/sh\necho "local hook uid $(id -u) $VUSER" >&2\n')
     hook.chmod(0o755)
     os.chown(local, world.uid, world.gid)
     try:
-        result = run_fd3([world.launcher("checkvpw"), "/bin/sh", "-c", "exit 3", "Maildir"],
-                         b"me@mydomain.org\0secret\0\0")
+        result = run_fd3(
+            [world.launcher("checkvpw"), "/bin/sh", "-c", "exit 3", "Maildir"], b"me@mydomain.org\0secret\0\0"
+        )
     finally:
         shutil.rmtree(local)
     assert result.code == 111

@@ -33,13 +33,17 @@ def _dovecot_version() -> str:
 
 
 pytestmark = [
-    pytest.mark.skipif(_dovecot_version()[:4] not in ("", "2.3."),
-                       reason="the example config is Dovecot 2.3 syntax (Debian 12); 2.4 changed it"),
+    pytest.mark.skipif(
+        _dovecot_version()[:4] not in ("", "2.3."),
+        reason="the example config is Dovecot 2.3 syntax (Debian 12); 2.4 changed it",
+    ),
     pytest.mark.root,
     pytest.mark.peers,
     pytest.mark.skipif(os.geteuid() != 0, reason="Dovecot's auth must run as root for checkvpw; CI runs as root"),
-    pytest.mark.skipif(shutil.which("dovecot") is None or not Path("/usr/lib/dovecot/checkpassword-reply").exists(),
-                       reason="needs Debian's dovecot-core, dovecot-imapd and dovecot-pop3d"),
+    pytest.mark.skipif(
+        shutil.which("dovecot") is None or not Path("/usr/lib/dovecot/checkpassword-reply").exists(),
+        reason="needs Debian's dovecot-core, dovecot-imapd and dovecot-pop3d",
+    ),
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dovecot" / "vmreconcile-checkvpw.conf"
@@ -119,7 +123,9 @@ class Dovecot:
             assert DEFAULT_ARGS in example and IP_ARGS in example
             example = example.replace(DEFAULT_ARGS, "").replace(IP_ARGS, IP_ARGS.replace("#", "", 1))
         if keep_login_name:
-            example = example.replace(DEFAULT_OVERRIDE, "").replace(KEEP_NAME_OVERRIDE, KEEP_NAME_OVERRIDE.replace("#", "", 1))
+            example = example.replace(DEFAULT_OVERRIDE, "").replace(
+                KEEP_NAME_OVERRIDE, KEEP_NAME_OVERRIDE.replace("#", "", 1)
+            )
         example = example.replace("CHECKVPW", world.launcher("checkvpw"))
         self.conf = self.tmp / "dovecot.conf"
         header = HEADER.format(tmp=self.tmp, imap=self.imap_port, pop3=self.pop3_port)
@@ -129,8 +135,12 @@ class Dovecot:
             header += f"auth_default_realm = {realm}\n"
         self.conf.write_text(header + example)
         self.log = self.tmp / "dovecot.log"
-        self.process = subprocess.Popen(["dovecot", "-F", "-c", str(self.conf)], stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["dovecot", "-F", "-c", str(self.conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_port(self.imap_port, self.process, self.log)
             wait_port(self.pop3_port, self.process, self.log)
@@ -247,8 +257,10 @@ def test_pop3_login_sees_maildir(world, dovecot, name, password, label):
 
 @pytest.mark.parametrize(("name", "password"), BAD, ids=[b[0] + "/" + b[1] for b in BAD])
 def test_imap_bad_login_is_auth_failure(world, dovecot, name, password):
-    with imaplib.IMAP4("127.0.0.1", dovecot.imap_port, timeout=20) as imap, \
-            pytest.raises(imaplib.IMAP4.error) as failure:
+    with (
+        imaplib.IMAP4("127.0.0.1", dovecot.imap_port, timeout=20) as imap,
+        pytest.raises(imaplib.IMAP4.error) as failure,
+    ):
         imap.login(login_name(world, name), password)
     assert "[AUTHENTICATIONFAILED]" in str(failure.value), str(failure.value)
 
@@ -304,8 +316,10 @@ def test_ip_based_virtual_domain_from_the_local_address(world):
     server = Dovecot(world, keep_login_name=False, ip_domains=True)
     try:
         assert imap_subjects_at("127.0.0.2", server.imap_port, "me", "secret") == [f"{SUBJECT} me"]
-        with imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=20) as imap, \
-                pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        with (
+            imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=20) as imap,
+            pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"),
+        ):
             imap.login("me", "secret")  # 127.0.0.1 names no domain
         assert imap_subjects(server.imap_port, "me@mydomain.org", "secret") == [f"{SUBJECT} me"]
         assert imap_subjects(server.imap_port, f"{world.name}-me", "secret") == [f"{SUBJECT} me"]

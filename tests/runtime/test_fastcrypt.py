@@ -27,13 +27,20 @@ def test_md5_crypt_matches_libxcrypt(password, salt):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=40), st.one_of(
+@given(
     st.binary(max_size=40),
-    st.builds(lambda p, s: crypt(p, b"$1$" + s.encode() + b"$") or b"", st.binary(min_size=1, max_size=20).filter(lambda b: b"\0" not in b), SALT),
-    st.builds(lambda p: b"$0$" + p, st.binary(max_size=20)),
-    st.builds(lambda p: b"3" + hashlib.md5(p).hexdigest().encode(), st.binary(max_size=20)),
-    st.builds(lambda s, t: b"$1$" + s + b"$" + t, st.binary(max_size=10), st.binary(max_size=24)),
-))
+    st.one_of(
+        st.binary(max_size=40),
+        st.builds(
+            lambda p, s: crypt(p, b"$1$" + s.encode() + b"$") or b"",
+            st.binary(min_size=1, max_size=20).filter(lambda b: b"\0" not in b),
+            SALT,
+        ),
+        st.builds(lambda p: b"$0$" + p, st.binary(max_size=20)),
+        st.builds(lambda p: b"3" + hashlib.md5(p).hexdigest().encode(), st.binary(max_size=20)),
+        st.builds(lambda s, t: b"$1$" + s + b"$" + t, st.binary(max_size=10), st.binary(max_size=24)),
+    ),
+)
 def test_check_agrees_with_verify_password(plain, stored):
     decided = check(plain, stored)
     if decided is not None:

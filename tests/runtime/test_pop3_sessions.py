@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 from loginkit import FIXTURES, create_world, destroy_world
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="checkvpw must start as root (setuid); CI runs as root")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="checkvpw must start as root (setuid); CI runs as root"),
+]
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 #: The delivered messages the sessions read (Return-Path + Delivered-To + small.eml, as
@@ -51,7 +54,7 @@ def parse_sessions() -> list[Session]:
             count = {"USER": 1, "PASS": 1, "TOP": 2}.get(verb, 0)
             client.append(" ".join(words[index : index + 1 + count]))
             index += 1 + count
-        server = [line[len("server: "):] for line in lines if line.startswith("server: ")]
+        server = [line[len("server: ") :] for line in lines if line.startswith("server: ")]
         code = int(next(line for line in lines if line.startswith("exit: ")).split(": ")[1])
         sessions.append(Session(lines[0].strip(), client, server, code))
     return sessions
@@ -85,9 +88,19 @@ def mask(line: str) -> str:
 
 def replay(world, session: Session) -> tuple[list[str], int]:
     """Run the popup -> checkvpw -> pop3d chain as root with ``env -i PATH=...``."""
-    argv = [sys.executable, "-I", "-S", str(world.standins / "fake_qmail_popup.py"), "mx.oracle.test",
-            world.launcher("checkvpw"), "/usr/bin/python3", "-I", "-S",
-            str(world.standins / "fake_qmail_pop3d.py"), "Maildir"]
+    argv = [
+        sys.executable,
+        "-I",
+        "-S",
+        str(world.standins / "fake_qmail_popup.py"),
+        "mx.oracle.test",
+        world.launcher("checkvpw"),
+        "/usr/bin/python3",
+        "-I",
+        "-S",
+        str(world.standins / "fake_qmail_pop3d.py"),
+        "Maildir",
+    ]
     stdin = "".join(line + "\r\n" for line in session.client).encode()
     done = subprocess.run(argv, input=stdin, capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=30)
     text = done.stdout.decode()

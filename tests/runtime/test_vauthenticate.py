@@ -7,7 +7,10 @@ import os
 import pytest
 from loginkit import create_world, destroy_world, run_fd3
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="vauthenticate must start as root (setuid); CI runs as root")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="vauthenticate must start as root (setuid); CI runs as root"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -22,38 +25,43 @@ def run(world, data: bytes):
 
 
 def account(world, maildir: str, vuser: str) -> str:
-    return (f"UID={world.uid}\nGID={world.gid}\nUSER={world.name}\nHOME={world.home}\n"
-            f"MAILDIR={maildir}\nVUSER={vuser}\n")
+    return f"UID={world.uid}\nGID={world.gid}\nUSER={world.name}\nHOME={world.home}\nMAILDIR={maildir}\nVUSER={vuser}\n"
 
 
-@pytest.mark.parametrize(("data", "maildir", "vuser"), [
-    (b"mydomain.org\0me\0secret", "./users/me", "me"),
-    (b"mydomain.org\0me\0secret\0", "./users/me", "me"),
-    (b"MyDomain.ORG\0me\0secret", "./users/me", "me"),
-    (b"mail.mydomain.org\0alice\0alice-pass-2", "./users/alice", "alice"),
-    (b"mydomain.org\0Henry.Ford\0henry-pw", "./users/Henry:Ford", "Henry.Ford"),
-    (b"mydomain.org\0bob\0b0b p@ss:w0rd", "./users/bob", "bob"),
-    (b"mydomain.org\0frank\0frank-pw", "./users/frank", "frank"),  # mailbox disabled: not a block
-    (b"\0me@mydomain.org\0secret", "./users/me", "me"),  # no domain field: split the name
-])
+@pytest.mark.parametrize(
+    ("data", "maildir", "vuser"),
+    [
+        (b"mydomain.org\0me\0secret", "./users/me", "me"),
+        (b"mydomain.org\0me\0secret\0", "./users/me", "me"),
+        (b"MyDomain.ORG\0me\0secret", "./users/me", "me"),
+        (b"mail.mydomain.org\0alice\0alice-pass-2", "./users/alice", "alice"),
+        (b"mydomain.org\0Henry.Ford\0henry-pw", "./users/Henry:Ford", "Henry.Ford"),
+        (b"mydomain.org\0bob\0b0b p@ss:w0rd", "./users/bob", "bob"),
+        (b"mydomain.org\0frank\0frank-pw", "./users/frank", "frank"),  # mailbox disabled: not a block
+        (b"\0me@mydomain.org\0secret", "./users/me", "me"),  # no domain field: split the name
+    ],
+)
 def test_good_login_prints_account(world, data, maildir, vuser):
     result = run(world, data)
     assert (result.code, result.err) == (0, "")
     assert result.out == account(world, maildir, vuser)
 
 
-@pytest.mark.parametrize("data", [
-    b"mydomain.org\0me\0wrong",
-    b"mydomain.org\0alice\0alice-pass-1",
-    b"mydomain.org\0nosuchuser\0secret",
-    b"mydomain.org\0info\0*",  # alias without a mailbox
-    b"mydomain.org\0root\0*",  # vsetup alias with a mailbox, password '*'
-    b"mydomain.org\0nopass\0*",
-    b"mydomain.org\0dave\0dave-plain",  # expired
-    b"mydomain.org\0grace\0grace-pw",  # deleted
-    b"unknown.example\0me\0secret",
-    b"localhost\0VBASE\0base-pass-1",  # a system account: vauthenticate is virtual-only
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"mydomain.org\0me\0wrong",
+        b"mydomain.org\0alice\0alice-pass-1",
+        b"mydomain.org\0nosuchuser\0secret",
+        b"mydomain.org\0info\0*",  # alias without a mailbox
+        b"mydomain.org\0root\0*",  # vsetup alias with a mailbox, password '*'
+        b"mydomain.org\0nopass\0*",
+        b"mydomain.org\0dave\0dave-plain",  # expired
+        b"mydomain.org\0grace\0grace-pw",  # deleted
+        b"unknown.example\0me\0secret",
+        b"localhost\0VBASE\0base-pass-1",  # a system account: vauthenticate is virtual-only
+    ],
+)
 def test_bad_login_exits_1(world, data):
     data = data.replace(b"VBASE", world.name.encode())
     world.set_system_logins(True)
@@ -64,14 +72,17 @@ def test_bad_login_exits_1(world, data):
     assert (result.code, result.out) == (1, "")
 
 
-@pytest.mark.parametrize("data", [
-    b"mydomain.org\0me\0",  # empty password counts as missing
-    b"mydomain.org\0me",
-    b"mydomain.org",
-    b"",
-    b"mydomain.org\0\0secret",
-    b"mydomain.org\0me\0" + b"x" * (512 - len(b"mydomain.org\0me\0")),  # 512 bytes
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"mydomain.org\0me\0",  # empty password counts as missing
+        b"mydomain.org\0me",
+        b"mydomain.org",
+        b"",
+        b"mydomain.org\0\0secret",
+        b"mydomain.org\0me\0" + b"x" * (512 - len(b"mydomain.org\0me\0")),  # 512 bytes
+    ],
+)
 def test_bad_data_exits_2(world, data):
     result = run(world, data)
     assert (result.code, result.out) == (2, "")

@@ -22,7 +22,9 @@ def test_parse_request_total(data):
         assert len(parts) < 3 or not parts[1] or not parts[2]
         return
     assert user and password and "\0" not in domain + user + password
-    assert data.startswith(domain.encode("utf-8", "surrogateescape") + b"\0" + user.encode("utf-8", "surrogateescape") + b"\0")
+    assert data.startswith(
+        domain.encode("utf-8", "surrogateescape") + b"\0" + user.encode("utf-8", "surrogateescape") + b"\0"
+    )
 
 
 @settings(max_examples=100, deadline=None)

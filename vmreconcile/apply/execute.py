@@ -102,7 +102,7 @@ class Executor:
     def owner(self, base_user: BaseUser) -> Owner | None:
         return Owner(base_user.uid, base_user.gid) if self.host.can_chown else None
 
-    def option(self, domain: Domain, name: str):  # noqa: ANN201 - the option's parsed value
+    def option(self, domain: Domain, name: str):
         return layered_value(name, domain.options, self.plan.desired.options)
 
     def open_home(self, base_user: BaseUser) -> int:
@@ -110,8 +110,10 @@ class Executor:
         try:
             return os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise FileNotFoundError(f"{home}: the home of base user {base_user.name} does not exist; "
-                                    "create the account (with its home) first") from None
+            raise FileNotFoundError(
+                f"{home}: the home of base user {base_user.name} does not exist; "
+                "create the account (with its home) first"
+            ) from None
 
     def note(self, message: str) -> None:
         self.result.messages.append(message)
@@ -176,8 +178,13 @@ class Executor:
         try:
             user_dir = str(self.option(domain, "user-dir"))
             if not user_dir.startswith("/"):
-                fd, made = writer.walk_dirs(home_fd, writer.split_relative(user_dir), create=lambda i: 0o755,
-                                            owner=owner, where=f"~{base_user.name}")
+                fd, made = writer.walk_dirs(
+                    home_fd,
+                    writer.split_relative(user_dir),
+                    create=lambda i: 0o755,
+                    owner=owner,
+                    where=f"~{base_user.name}",
+                )
                 os.close(fd)
                 if made:
                     self.note(f"{domain.name}: created {user_dir}")
@@ -186,8 +193,9 @@ class Executor:
             if current is not None and current != content:
                 kept = writer.backup_name(home_fd, ".qmail-default")
                 self.note(f"{domain.name}: kept the previous .qmail-default as ~{base_user.name}/{kept}")
-            writer.write_file_at(home_fd, ".qmail-default", content, mode=0o644, owner=owner,
-                                 where=f"~{base_user.name}", log=self.note)
+            writer.write_file_at(
+                home_fd, ".qmail-default", content, mode=0o644, owner=owner, where=f"~{base_user.name}", log=self.note
+            )
         finally:
             os.close(home_fd)
 
@@ -203,13 +211,15 @@ class Executor:
         home_fd = self.open_home(base_user)
         try:
             last = len(parts) - 1
-            fd, _ = writer.walk_dirs(home_fd, parts, create=lambda i: 0o700 if i == last else 0o755,
-                                     owner=owner, where=f"~{base_user.name}")
+            fd, _ = writer.walk_dirs(
+                home_fd, parts, create=lambda i: 0o700 if i == last else 0o755, owner=owner, where=f"~{base_user.name}"
+            )
             try:
                 if with_subdirs:
                     for sub in MAILDIR_SUBDIRS:
-                        sub_fd, _ = writer.open_dir(fd, sub, create_mode=0o755, owner=owner,
-                                                    where=f"~{base_user.name}/{directory}/{sub}")
+                        sub_fd, _ = writer.open_dir(
+                            fd, sub, create_mode=0o755, owner=owner, where=f"~{base_user.name}/{directory}/{sub}"
+                        )
                         os.close(sub_fd)
                 checkpoint(f"maildir {directory}")
             finally:
@@ -234,13 +244,23 @@ class Executor:
             def unchanged_since_plan() -> None:
                 """Under the temp-file lock: nobody (vadduser, authpipe PASSWD) changed the table."""
                 if expected is not None and current_table_digest(dir_fd, parts[-1]) != expected:
-                    raise TableMoved(f"~{base_user.name}/{parts[-1]} changed since the plan was made (vadduser, "
-                                     "a password change?); nothing written for this domain; run apply again")
+                    raise TableMoved(
+                        f"~{base_user.name}/{parts[-1]} changed since the plan was made (vadduser, "
+                        "a password change?); nothing written for this domain; run apply again"
+                    )
 
             try:
-                writer.write_file_at(dir_fd, parts[-1], data, mode=0o600, owner=self.owner(base_user),
-                                     where=f"~{base_user.name}", tmpname=parts[-1] + ".tmp", log=self.note,
-                                     precheck=unchanged_since_plan)
+                writer.write_file_at(
+                    dir_fd,
+                    parts[-1],
+                    data,
+                    mode=0o600,
+                    owner=self.owner(base_user),
+                    where=f"~{base_user.name}",
+                    tmpname=parts[-1] + ".tmp",
+                    log=self.note,
+                    precheck=unchanged_since_plan,
+                )
             finally:
                 os.close(dir_fd)
         finally:
@@ -254,14 +274,17 @@ class Executor:
         try:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise FileNotFoundError(f"{directory} does not exist: is qmail installed there (qmail-root)? "
-                                    "vmreconcile does not create qmail's own directories") from None
+            raise FileNotFoundError(
+                f"{directory} does not exist: is qmail installed there (qmail-root)? "
+                "vmreconcile does not create qmail's own directories"
+            ) from None
         try:
             info = writer.file_info(dir_fd, name)
             mode = info.st_mode & 0o7777 if info is not None and not _is_link(info) else 0o644
             owner = Owner(info.st_uid, info.st_gid) if info is not None and self.host.can_chown else None
-            writer.write_file_at(dir_fd, name, render_lines(lines), mode=mode, owner=owner, where=str(directory),
-                                 log=self.note)
+            writer.write_file_at(
+                dir_fd, name, render_lines(lines), mode=mode, owner=owner, where=str(directory), log=self.note
+            )
         finally:
             os.close(dir_fd)
 
@@ -288,8 +311,10 @@ class Executor:
                 finally:
                     os.close(fd)
                 if left:
-                    self.note(f"{domain.name}: purged the mail of {directory}; kept {', '.join(sorted(left))} "
-                              "(not created by vmreconcile)")
+                    self.note(
+                        f"{domain.name}: purged the mail of {directory}; kept {', '.join(sorted(left))} "
+                        "(not created by vmreconcile)"
+                    )
                 else:
                     os.rmdir(parts[-1], dir_fd=parent_fd)
                     os.fsync(parent_fd)
@@ -388,8 +413,10 @@ def run_newmrh(host: Host, runner: Executor) -> None:
     """``morercpthosts`` is read through its cdb: rebuild it with qmail-newmrh."""
     program = host.qmail_root() / "bin" / "qmail-newmrh"
     if host.is_rooted:
-        runner.note(f"morercpthosts changed: run {Path('/', *program.relative_to(host.root).parts)} on the "
-                    "real host (not run under --root)")
+        runner.note(
+            f"morercpthosts changed: run {Path('/', *program.relative_to(host.root).parts)} on the "
+            "real host (not run under --root)"
+        )
     elif program.exists():
         done = subprocess.run([str(program)], capture_output=True, text=True)
         if done.returncode != 0:
@@ -403,8 +430,10 @@ def run_newmrh(host: Host, runner: Executor) -> None:
 def run_reload(host: Host, command: str | None, runner: Executor) -> None:
     """Run the configured reload once (qmail-send rereads virtualdomains on HUP)."""
     if not command:
-        runner.note("control/virtualdomains changed: tell qmail-send to reread it (e.g. svc -h "
-                    "/service/qmail-send); no reload command is configured")
+        runner.note(
+            "control/virtualdomains changed: tell qmail-send to reread it (e.g. svc -h "
+            "/service/qmail-send); no reload command is configured"
+        )
         return
     if host.is_rooted:
         runner.note(f"control/virtualdomains changed: would run `{command}` (not run under --root)")
@@ -415,7 +444,8 @@ def run_reload(host: Host, command: str | None, runner: Executor) -> None:
         runner.result.errors.append(f"reload command `{command}` could not run: {exc.strerror}")
         return
     if done.returncode != 0:
-        runner.result.errors.append(f"reload command `{command}` failed (exit {done.returncode}): "
-                                    f"{done.stderr.strip()}")
+        runner.result.errors.append(
+            f"reload command `{command}` failed (exit {done.returncode}): {done.stderr.strip()}"
+        )
     else:
         runner.note(f"ran reload command `{command}`")

@@ -23,8 +23,9 @@ class LockTimeout(OSError):
 
 
 @contextmanager
-def global_lock(path: Path, timeout: float = DEFAULT_TIMEOUT,
-                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+def global_lock(
+    path: Path, timeout: float = DEFAULT_TIMEOUT, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Hold the exclusive lock on ``path`` for the duration of the ``with`` block."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -40,8 +41,10 @@ def global_lock(path: Path, timeout: float = DEFAULT_TIMEOUT,
                     on_wait(f"waiting for {path}: another vmreconcile apply is running (timeout {timeout:.0f}s)")
                     told = True
                 if time.monotonic() >= deadline:
-                    raise LockTimeout(errno.EWOULDBLOCK, f"{path}: still locked by another vmreconcile after "
-                                                         f"{timeout:.0f}s; giving up") from None
+                    raise LockTimeout(
+                        errno.EWOULDBLOCK,
+                        f"{path}: still locked by another vmreconcile after {timeout:.0f}s; giving up",
+                    ) from None
                 time.sleep(0.05)
         yield
     finally:

@@ -53,8 +53,9 @@ def config_dir(spec: Spec, fallback: Path) -> Path:
     return Path(spec.sources[0]).resolve().parent if spec.sources else fallback
 
 
-def read_live_for(host: Host, wanted: Iterable[tuple[str, str]] = (),
-                  targets: tuple[str, ...] | None = None) -> HostState:
+def read_live_for(
+    host: Host, wanted: Iterable[tuple[str, str]] = (), targets: tuple[str, ...] | None = None
+) -> HostState:
     """The live state, plus the table of any wanted (name, base user) not yet in ``virtualdomains``.
 
     A base user whose home already has a table (set up by hand, or before a half-finished
@@ -105,17 +106,30 @@ def check_base_users(host: Host, spec: Spec) -> None:
         host.base_user(dspec.base_user)
 
 
-def plan_on_host(host: Host, spec: Spec, *, now: int | None = None, purge_mailboxes: bool = False,
-                 fallback_dir: Path = Path("."), targets: tuple[str, ...] | None = None) -> tuple[Plan, HostState]:
+def plan_on_host(
+    host: Host,
+    spec: Spec,
+    *,
+    now: int | None = None,
+    purge_mailboxes: bool = False,
+    fallback_dir: Path = Path("."),
+    targets: tuple[str, ...] | None = None,
+) -> tuple[Plan, HostState]:
     """Read the host (only ``targets`` when given) and plan ``spec`` against it."""
     if targets is not None:
         spec = restrict_spec(spec, targets)
     host = host.using_qmail_root(configured_qmail_root(spec.options))
     check_base_users(host, spec)
     live = read_live_for(host, wanted(spec), targets)
-    plan = build_plan(spec, live, now=int(time.time()) if now is None else now,
-                      secrets=secret_reader(config_dir(spec, fallback_dir)),
-                      purge_mailboxes=purge_mailboxes, live_changeable=read_changeable(host), targets=targets)
+    plan = build_plan(
+        spec,
+        live,
+        now=int(time.time()) if now is None else now,
+        secrets=secret_reader(config_dir(spec, fallback_dir)),
+        purge_mailboxes=purge_mailboxes,
+        live_changeable=read_changeable(host),
+        targets=targets,
+    )
     return plan, live
 
 

@@ -57,8 +57,9 @@ def _quiet(_: str) -> None:
     pass
 
 
-def open_dir(parent_fd: int, name: str, *, create_mode: int | None = None, owner: Owner | None = None,
-             where: str = "") -> tuple[int, bool]:
+def open_dir(
+    parent_fd: int, name: str, *, create_mode: int | None = None, owner: Owner | None = None, where: str = ""
+) -> tuple[int, bool]:
     """Open directory ``name`` under ``parent_fd`` without following a symlink.
 
     With ``create_mode`` a missing directory is made with exactly that mode (umask ignored)
@@ -111,8 +112,14 @@ def split_relative(path: str) -> list[str]:
     return parts
 
 
-def walk_dirs(base_fd: int, parts: list[str], *, create: Callable[[int], int | None] | None = None,
-              owner: Owner | None = None, where: str = "") -> tuple[int, list[str]]:
+def walk_dirs(
+    base_fd: int,
+    parts: list[str],
+    *,
+    create: Callable[[int], int | None] | None = None,
+    owner: Owner | None = None,
+    where: str = "",
+) -> tuple[int, list[str]]:
     """Open ``parts`` below ``base_fd`` one component at a time (no symlinks).
 
     ``create(i)`` gives the mode for a missing component ``i`` (None: do not create).
@@ -135,8 +142,15 @@ def walk_dirs(base_fd: int, parts: list[str], *, create: Callable[[int], int | N
         raise
 
 
-def acquire_temp(dir_fd: int, tmpname: str, *, where: str, log: Log = _quiet,
-                 stale_after: float | None = None, timeout: float | None = None) -> int:
+def acquire_temp(
+    dir_fd: int,
+    tmpname: str,
+    *,
+    where: str,
+    log: Log = _quiet,
+    stale_after: float | None = None,
+    timeout: float | None = None,
+) -> int:
     """Create ``tmpname`` exclusively and flock it; clear a stale leftover first.
 
     Returns the fd (write-only, flocked). Raises `TempBusy` if a live writer keeps it.
@@ -145,22 +159,35 @@ def acquire_temp(dir_fd: int, tmpname: str, *, where: str, log: Log = _quiet,
     deadline = time.monotonic() + (TEMP_TIMEOUT if timeout is None else timeout)
     while True:
         try:
-            fd = os.open(tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=dir_fd)
+            fd = os.open(
+                tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
+            )
         except FileExistsError:
             if clear_stale_temp(dir_fd, tmpname, stale_after, lambda text: log(text.replace(tmpname, where, 1))):
                 continue
             if time.monotonic() > deadline:
-                raise TempBusy(errno.EBUSY, f"{where}: exists and another writer (vadduser, vmreconcile) is "
-                                            "still using it; try again later") from None
+                raise TempBusy(
+                    errno.EBUSY,
+                    f"{where}: exists and another writer (vadduser, vmreconcile) is still using it; try again later",
+                ) from None
             time.sleep(0.05)
             continue
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
 
-def write_file_at(dir_fd: int, name: str, data: bytes, *, mode: int, owner: Owner | None, where: str,
-                  tmpname: str | None = None, log: Log = _quiet, precheck: Callable[[], None] | None = None) -> None:
+def write_file_at(
+    dir_fd: int,
+    name: str,
+    data: bytes,
+    *,
+    mode: int,
+    owner: Owner | None,
+    where: str,
+    tmpname: str | None = None,
+    log: Log = _quiet,
+    precheck: Callable[[], None] | None = None,
+) -> None:
     """Atomically replace ``name`` in ``dir_fd`` with ``data`` (exact mode and owner).
 
     A symlink or hardlink at ``name`` is replaced, never written through. ``precheck`` runs

@@ -38,13 +38,12 @@ def confirm_or_refuse(yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise fail("refusing to apply without confirmation: stdin is not a terminal; review the plan and "
-                   "pass --yes")
+        raise fail("refusing to apply without confirmation: stdin is not a terminal; review the plan and pass --yes")
     if not typer.confirm("Apply these changes?", default=False):
         raise fail("apply cancelled; nothing was written")
 
 
-def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo) -> ApplyResult | None:  # noqa: ANN001
+def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo) -> ApplyResult | None:
     """Show ``plan``, check the brake, confirm, execute. None when there was nothing to do."""
     echo(render_text(plan, style_for_tty(sys.stdout)), nl=False)
     if plan.empty:
@@ -60,8 +59,11 @@ def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo
         for error in result.errors:
             typer.echo(f"vmreconcile: error: {error}", err=True)
         if result.written:  # each unit is complete on its own: the host is consistent, just not done
-            typer.echo(f"vmreconcile: written before the error: {', '.join(result.written)}; "
-                       "apply again once the error is fixed", err=True)
+            typer.echo(
+                f"vmreconcile: written before the error: {', '.join(result.written)}; "
+                "apply again once the error is fixed",
+                err=True,
+            )
         raise typer.Exit(1)
     echo(f"Apply complete: {add} added, {change} changed, {destroy} destroyed.")
     return result
@@ -73,8 +75,9 @@ def apply_command(
     plan_file: Path | None = typer.Option(None, "--plan", help="Apply a plan saved by `plan --out FILE`."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed without a terminal)."),
     force: bool = typer.Option(False, "--force", help="Override the safety brake (>30% of a domain's entries)."),
-    purge_mailboxes: bool = typer.Option(False, "--purge-mailboxes",
-                                         help="Also delete the maildirs of deleted users (cur/new/tmp only)."),
+    purge_mailboxes: bool = typer.Option(
+        False, "--purge-mailboxes", help="Also delete the maildirs of deleted users (cur/new/tmp only)."
+    ),
     lock_timeout: float = typer.Option(lock.DEFAULT_TIMEOUT, "--lock-timeout", help="Seconds to wait for the lock."),
     domain: list[str] | None = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
     now: int | None = typer.Option(None, "--now", hidden=True, help="Clock for new entries (tests)."),
@@ -91,8 +94,14 @@ def apply_command(
                 plan = load_saved_plan(host, plan_file, purge_mailboxes)
             else:
                 assert spec is not None
-                plan, _ = plan_on_host(host, spec, now=now, purge_mailboxes=purge_mailboxes,
-                                       fallback_dir=config.parent, targets=tuple(domain) if domain else None)
+                plan, _ = plan_on_host(
+                    host,
+                    spec,
+                    now=now,
+                    purge_mailboxes=purge_mailboxes,
+                    fallback_dir=config.parent,
+                    targets=tuple(domain) if domain else None,
+                )
             run_apply(host, plan, yes=yes, force=force)
     except lock.LockTimeout as exc:
         raise fail(exc.strerror) from None
@@ -107,8 +116,10 @@ def load_saved_plan(host: Host, path: Path, purge_mailboxes: bool) -> Plan:
     except PlanFileError as exc:
         raise fail(str(exc)) from None
     if plan.offline:
-        raise fail(f"{path}: this plan was made against a saved state (plan --state), for review only; "
-                   "make the plan on the host to apply it")
+        raise fail(
+            f"{path}: this plan was made against a saved state (plan --state), for review only; "
+            "make the plan on the host to apply it"
+        )
     if purge_mailboxes and not plan.purge_mailboxes:
         raise fail("--purge-mailboxes must be given when the plan is made (plan --purge-mailboxes --out FILE)")
     if plan.purge_mailboxes and not purge_mailboxes:

@@ -48,13 +48,17 @@ def build_demo_root(root: Path, spec: Spec) -> None:
     uid, gid = os.getuid(), os.getgid()
     (root / "etc" / "vmailmgr").mkdir(parents=True, exist_ok=True)
     users = sorted({d.base_user for d in spec.domains})
-    (root / "etc" / "passwd").write_text("".join(f"{u}:x:{uid}:{gid}:demo base user:/home/{u}:/bin/sh\n"
-                                                 for u in users))
+    (root / "etc" / "passwd").write_text(
+        "".join(f"{u}:x:{uid}:{gid}:demo base user:/home/{u}:/bin/sh\n" for u in users)
+    )
     (root / "etc" / "vmailmgr" / "qmail-root").write_text(spec.qmail_root.rstrip("/") + "\n")
     control = root / spec.qmail_root.strip("/") / "control"
     control.mkdir(parents=True, exist_ok=True)
-    for name, content in (("me", "mx.demo.test\n"), ("locals", "localhost\nmx.demo.test\n"),
-                          ("rcpthosts", "localhost\nmx.demo.test\n")):
+    for name, content in (
+        ("me", "mx.demo.test\n"),
+        ("locals", "localhost\nmx.demo.test\n"),
+        ("rcpthosts", "localhost\nmx.demo.test\n"),
+    ):
         if not (control / name).exists():
             (control / name).write_text(content)
     for user in users:
@@ -70,8 +74,9 @@ def _step(number: int, title: str) -> None:
 
 
 def demo(
-    directory: Path | None = typer.Argument(None, metavar="[DIR]",
-                                            help="Where to build the throwaway root (default: a new temp dir)."),
+    directory: Path | None = typer.Argument(
+        None, metavar="[DIR]", help="Where to build the throwaway root (default: a new temp dir)."
+    ),
     config: Path | None = typer.Option(None, "--config", help="Another configuration instead of examples/howto.yaml."),
 ) -> None:
     """Run validate -> plan -> apply -> plan on a throwaway root built from examples/howto.yaml.
@@ -99,8 +104,10 @@ def demo(
 
     build_demo_root(root, spec)
     host = Host(root)
-    typer.echo(f"throwaway root: {root} (base users {', '.join(sorted({d.base_user for d in spec.domains}))}, "
-               f"uid {os.getuid()})")
+    typer.echo(
+        f"throwaway root: {root} (base users {', '.join(sorted({d.base_user for d in spec.domains}))}, "
+        f"uid {os.getuid()})"
+    )
     style = style_for_tty(sys.stdout)
     try:
         _step(2, "plan")

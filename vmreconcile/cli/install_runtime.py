@@ -14,7 +14,9 @@ def install_runtime_command(
     ctx: typer.Context,
     bindir: Path = typer.Option(..., "--bindir", help="Where the launchers go (the YAML's runtime.bindir)."),
     python: str = typer.Option(DEFAULT_PYTHON, "--python", help="Interpreter every base user can run."),
-    libdir: Path | None = typer.Option(None, "--libdir", help="Runtime copy (default BINDIR/../lib/vmreconcile-runtime)."),
+    libdir: Path | None = typer.Option(
+        None, "--libdir", help="Runtime copy (default BINDIR/../lib/vmreconcile-runtime)."
+    ),
 ) -> None:
     """Install checkvpw, authvmailmgr, authpipe, vauthenticate and vdeliver launchers.
 

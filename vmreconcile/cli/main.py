@@ -37,7 +37,9 @@ def _version(value: bool) -> None:
 def _global_options(
     ctx: typer.Context,
     root: Path | None = typer.Option(
-        None, "--root", envvar="VMRECONCILE_ROOT",
+        None,
+        "--root",
+        envvar="VMRECONCILE_ROOT",
         help="Treat DIR as / for everything (config, qmail, base users from DIR/etc/passwd, lock).",
         metavar="DIR",
     ),

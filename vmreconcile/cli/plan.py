@@ -33,8 +33,7 @@ from .common import fail, host_of
 DEFAULT_CONFIG = Path("vmreconcile.yaml")
 
 #: Problems that end a plan or apply with one message and exit 1.
-PLAN_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, ResolveError, HashingError, UnknownTarget,
-               OSError)
+PLAN_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, ResolveError, HashingError, UnknownTarget, OSError)
 
 
 class PlanFormat(StrEnum):
@@ -73,29 +72,43 @@ def error_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def make_plan(ctx: typer.Context, config: Path, state: Path | None, now: int | None, purge: bool,
-              targets: tuple[str, ...] | None = None) -> Plan:
+def make_plan(
+    ctx: typer.Context,
+    config: Path,
+    state: Path | None,
+    now: int | None,
+    purge: bool,
+    targets: tuple[str, ...] | None = None,
+) -> Plan:
     spec = load_spec_or_fail(config)
     try:
         if state is not None:
             live = read_state_file(state)
-            return build_plan(spec, live, now=int(time.time()) if now is None else now,
-                              secrets=_secrets(spec, config), purge_mailboxes=purge, manage_changeable=False,
-                              targets=targets, offline=True)
-        plan, _ = plan_on_host(host_of(ctx), spec, now=now, purge_mailboxes=purge, fallback_dir=config.parent,
-                               targets=targets)
+            return build_plan(
+                spec,
+                live,
+                now=int(time.time()) if now is None else now,
+                secrets=_secrets(spec, config),
+                purge_mailboxes=purge,
+                manage_changeable=False,
+                targets=targets,
+                offline=True,
+            )
+        plan, _ = plan_on_host(
+            host_of(ctx), spec, now=now, purge_mailboxes=purge, fallback_dir=config.parent, targets=targets
+        )
         return plan
     except PLAN_ERRORS as exc:
         raise fail(error_text(exc)) from None
 
 
-def _secrets(spec: Spec, config: Path):  # noqa: ANN202
+def _secrets(spec: Spec, config: Path):
     from ..apply.session import config_dir, secret_reader
 
     return secret_reader(config_dir(spec, config.resolve().parent))
 
 
-def style_for_tty(stream) -> callable:  # noqa: ANN001
+def style_for_tty(stream) -> callable:
     """Colour only when writing to a terminal."""
     if stream.isatty():
         return lambda text, colour: typer.style(text, fg=colour)
@@ -114,12 +127,14 @@ def plan_command(
     ctx: typer.Context,
     config: Path = typer.Argument(DEFAULT_CONFIG, help="The YAML configuration (default ./vmreconcile.yaml)."),
     format: PlanFormat = typer.Option(PlanFormat.text, "--format", "-f", help="text, json or markdown."),
-    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
-                                           help="Exit 0 = no changes, 2 = changes pending, 1 = error."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 0 = no changes, 2 = changes pending, 1 = error."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Save the plan (mode 0600) for apply --plan FILE."),
     state: Path | None = typer.Option(None, "--state", help="Plan against a saved `show --format json`."),
-    purge_mailboxes: bool = typer.Option(False, "--purge-mailboxes",
-                                         help="Plan the removal of deleted users' maildirs too."),
+    purge_mailboxes: bool = typer.Option(
+        False, "--purge-mailboxes", help="Plan the removal of deleted users' maildirs too."
+    ),
     domain: list[str] | None = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
     now: int | None = typer.Option(None, "--now", hidden=True, help="Clock for new entries (tests)."),
 ) -> None:

@@ -13,7 +13,8 @@ from .common import fail
 
 def validate(
     config: Path = typer.Argument(
-        Path("vmreconcile.yaml"), metavar="[CONFIG]",
+        Path("vmreconcile.yaml"),
+        metavar="[CONFIG]",
         help="A YAML file, or a directory whose *.yaml files are merged (default vmreconcile.yaml).",
     ),
 ) -> None:

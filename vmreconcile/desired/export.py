@@ -60,14 +60,20 @@ def _bindir(domains: list[Domain], notes: list[str]) -> str:
         if match and content in (line, line + "\n"):
             found.setdefault(match.group(1), []).append(domain.name)
         else:
-            what = "has no .qmail-default" if content is None else f"has a .qmail-default that is not '|<bindir>/vdeliver' ({line!r})"
+            what = (
+                "has no .qmail-default"
+                if content is None
+                else f"has a .qmail-default that is not '|<bindir>/vdeliver' ({line!r})"
+            )
             notes.append(f"domain {domain.name} {what}; applying writes '|<runtime.bindir>/vdeliver'")
     if not found:
         return DEFAULT_BINDIR
     best = max(found, key=lambda b: len(found[b]))
     for other, names in found.items():
         if other != best:
-            notes.append(f"domain(s) {', '.join(names)} deliver through {other}/vdeliver; applying writes {best}/vdeliver")
+            notes.append(
+                f"domain(s) {', '.join(names)} deliver through {other}/vdeliver; applying writes {best}/vdeliver"
+            )
     return best
 
 
@@ -131,13 +137,15 @@ class _Defaults:
     """What the planner gives a new entry of one domain (the options that shape it)."""
 
     def __init__(self, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> None:
-        def get(name: str):  # noqa: ANN202 - value type follows the option's kind
+        def get(name: str):
             return layered_value(name, domain_options, global_options)
 
         self.user_dir, self.bits, self.slices = get("user-dir"), get("user-dir-bits"), get("user-dir-slices")
         self.limits = {
-            "hard_quota": get("default-hardquota"), "soft_quota": get("default-softquota"),
-            "message_size_limit": get("default-msgsize"), "message_count_limit": get("default-msgcount"),
+            "hard_quota": get("default-hardquota"),
+            "soft_quota": get("default-softquota"),
+            "message_size_limit": get("default-msgsize"),
+            "message_count_limit": get("default-msgcount"),
         }
         self.limits = {k: (None if v == UINT_MAX else v) for k, v in self.limits.items()}
         self.default_expiry = get("default-expiry")
@@ -169,9 +177,13 @@ def _is_extra_of(alias: VirtualUser, user: VirtualUser, defaults: _Defaults) -> 
     if defaults.default_expiry != UINT_MAX and alias.created + defaults.default_expiry < UINT_MAX:
         expires = alias.created + defaults.default_expiry
     return (
-        alias.forwards == (user.name,) and alias.password == "*" and not alias.has_mailbox
+        alias.forwards == (user.name,)
+        and alias.password == "*"
+        and not alias.has_mailbox
         and alias.directory == userdir(alias.name, defaults.user_dir, defaults.bits, defaults.slices)
-        and alias.mailbox_enabled and not alias.personal and alias.created == user.created
+        and alias.mailbox_enabled
+        and not alias.personal
+        and alias.created == user.created
         and alias.expires == expires
         and all(getattr(alias, field) == value for field, value in defaults.limits.items())
     )
@@ -285,8 +297,9 @@ def quoted(text: str) -> str:
         code = ord(ch)
         if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
-        elif (0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000) \
-                and code not in (0x2028, 0x2029, 0xFEFF):
+        elif (
+            0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000
+        ) and code not in (0x2028, 0x2029, 0xFEFF):
             out.append(ch)
         elif code <= 0xFF:
             out.append(f"\\x{code:02x}")

@@ -46,8 +46,7 @@ def config_files(path: Path) -> list[Path]:
     Hidden files and subdirectories are ignored, so editors' swap files never count.
     """
     if path.is_dir():
-        return sorted(p for p in path.iterdir()
-                      if p.suffix in SUFFIXES and not p.name.startswith(".") and p.is_file())
+        return sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and not p.name.startswith(".") and p.is_file())
     return [path]
 
 
@@ -83,8 +82,9 @@ def _check(root: Path) -> CheckResult:
         return CheckResult(None, [Diagnostic(None, (), f"{_display(root)}: no such file or directory")])
     files = config_files(root)
     if not files:
-        return CheckResult(None, [Diagnostic(Position(_display(root), 1, 1), (),
-                                             "the directory holds no *.yaml files")])
+        return CheckResult(
+            None, [Diagnostic(Position(_display(root), 1, 1), (), "the directory holds no *.yaml files")]
+        )
     documents: list[tuple[str, object]] = []
     for file in files:
         name = _display(file)
@@ -136,8 +136,9 @@ def merge_documents(documents: list[tuple[str, object]]) -> tuple[object, list[D
     merged: YMap | None = None
     for name, doc in present:
         if not isinstance(doc, YMap):
-            problems.append(Diagnostic(Position(name, 1, 1), (),
-                                       "the configuration must be a mapping with keys such as 'domains'"))
+            problems.append(
+                Diagnostic(Position(name, 1, 1), (), "the configuration must be a mapping with keys such as 'domains'")
+            )
             continue
         if merged is None:
             merged = YMap(doc.mark, name)
@@ -156,13 +157,17 @@ def merge_documents(documents: list[tuple[str, object]]) -> tuple[object, list[D
                 for entry, entry_value in value.items():
                     if entry in existing:
                         label = f"domain {entry!r} is defined" if key == "domains" else "defined"
-                        problems.append(Diagnostic(
-                            value.key_position(entry), (key, entry),
-                            f"{label} twice: here and at {existing.key_position(entry)}",
-                        ))
+                        problems.append(
+                            Diagnostic(
+                                value.key_position(entry),
+                                (key, entry),
+                                f"{label} twice: here and at {existing.key_position(entry)}",
+                            )
+                        )
                     else:
                         existing.put(entry, entry_value, value)
             else:
-                problems.append(Diagnostic(doc.key_position(key), (key,),
-                                           f"defined twice: here and at {merged.key_position(key)}"))
+                problems.append(
+                    Diagnostic(doc.key_position(key), (key,), f"defined twice: here and at {merged.key_position(key)}")
+                )
     return (merged if merged is not None else first_doc), problems

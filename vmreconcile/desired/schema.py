@@ -27,8 +27,13 @@ from .positions import locate
 
 SCHEMA_NAME = "vmreconcile.schema.json"
 _TYPE_WORDS = {
-    "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-    "null": "null", "object": "a mapping", "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+    "object": "a mapping",
+    "array": "a list",
 }
 
 
@@ -55,7 +60,7 @@ def _fast_gate() -> Callable[[object], object] | None:
         return None
     try:
         return fastjsonschema.compile(load_schema())
-    except Exception:  # noqa: BLE001 - an unsupported keyword only costs speed
+    except Exception:
         return None
 
 
@@ -65,7 +70,7 @@ def _is_valid_fast(doc: object) -> bool | None:
         return None
     try:
         gate(doc)
-    except Exception:  # noqa: BLE001 - JsonSchemaValueException or a type error on odd input
+    except Exception:
         return False
     return True
 
@@ -119,8 +124,9 @@ def _translate(error: jsonschema.ValidationError, doc: object) -> list[Diagnosti
         return out
     if validator == "required" and isinstance(instance, dict):
         missing = [key for key in error.validator_value if key not in instance]
-        return [Diagnostic(locate(doc, path, at_key=True), tuple(path), f"missing required key {key!r}")
-                for key in missing]
+        return [
+            Diagnostic(locate(doc, path, at_key=True), tuple(path), f"missing required key {key!r}") for key in missing
+        ]
     if validator == "type":
         message = f"expected {_expected(error.validator_value)}, found {_kind(instance)}"
         if isinstance(instance, bool):

@@ -110,8 +110,9 @@ def _qmail_root(check: _Checker, qmail: Mapping[str, object], options: Mapping[s
     if isinstance(root, str) and not root.startswith("/"):
         check.error(("qmail", "root"), f"{root!r} is not an absolute path")
     if isinstance(root, str) and isinstance(option, str) and root.rstrip("/") != option.rstrip("/"):
-        check.error(("vmailmgr", "qmail-root"),
-                    f"qmail-root {option!r} disagrees with qmail.root {root!r}; write one of them")
+        check.error(
+            ("vmailmgr", "qmail-root"), f"qmail-root {option!r} disagrees with qmail.root {root!r}; write one of them"
+        )
     if isinstance(root, str):
         return root
     if isinstance(option, str) and option:
@@ -130,16 +131,23 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
         if option is None:
             continue  # the schema reports unknown options
         if not is_global and name in GLOBAL_ONLY_OPTIONS:
-            check.warn(here, f"{name!r} is read from /etc/vmailmgr only (before the switch to the domain's "
-                             "config, §3.1); a per-domain value has no effect", at_key=True)
+            check.warn(
+                here,
+                f"{name!r} is read from /etc/vmailmgr only (before the switch to the domain's "
+                "config, §3.1); a per-domain value has no effect",
+                at_key=True,
+            )
         if option.kind == LIST:
             if isinstance(raw, list):
                 items = []
                 for index, item in enumerate(raw):
                     if isinstance(item, str):
                         if item != item.strip() or "\n" in item or item.startswith("#"):
-                            check.error(here + (index,), f"{item!r} cannot be an item of a list option "
-                                                         "(no surrounding spaces, newlines or leading '#')")
+                            check.error(
+                                here + (index,),
+                                f"{item!r} cannot be an item of a list option "
+                                "(no surrounding spaces, newlines or leading '#')",
+                            )
                         items.append(item)
                 out[name] = tuple(items)
             continue
@@ -162,8 +170,6 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
     return out
 
 
-
-
 class _Names:
     """Table keys of one domain: who claimed each key first (users, aliases, catch-all)."""
 
@@ -182,8 +188,11 @@ class _Names:
         if first is not None:
             first_label, first_name, first_path = first
             same = "" if first_name == name else f" (names are case-insensitive: both are the key {key!r})"
-            self.check.error(path, f"{label} collides with {first_label} at "
-                                   f"{self.check.where(first_path, True)}{same}", at_key=at_key)
+            self.check.error(
+                path,
+                f"{label} collides with {first_label} at {self.check.where(first_path, True)}{same}",
+                at_key=at_key,
+            )
             return False
         self.keys[key] = (label, name, path)
         return True
@@ -206,14 +215,19 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
                 check.error(path + ("base_user",), f"{base_user!r} is not a valid system user name")
             elif base_user in owners:
                 other, other_path = owners[base_user]
-                check.error(path + ("base_user",),
-                            f"base user {base_user!r} already owns domain {other!r} at {check.where(other_path)}; "
-                            "one base user has one table: list more names under domain_aliases")
+                check.error(
+                    path + ("base_user",),
+                    f"base user {base_user!r} already owns domain {other!r} at {check.where(other_path)}; "
+                    "one base user has one table: list more names under domain_aliases",
+                )
             else:
                 owners[base_user] = (name, path)
         wildcard = body.get("wildcard") is True
-        aliases = [a for a in body.get("domain_aliases") or () if isinstance(a, str)] \
-            if isinstance(body.get("domain_aliases"), list) else []
+        aliases = (
+            [a for a in body.get("domain_aliases") or () if isinstance(a, str)]
+            if isinstance(body.get("domain_aliases"), list)
+            else []
+        )
         keys = [(name, path, True)] + ([("." + name, path + ("wildcard",), False)] if wildcard else [])
         keys = keys if valid_name else []
         for index, alias in enumerate(aliases):
@@ -222,9 +236,12 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
         for key, key_path, at_key in keys:
             previous = routed.get(key)
             if previous is not None and previous[0] != name:
-                check.error(key_path, f"{key!r} is already routed to domain {previous[0]!r} at "
-                                      f"{check.where(previous[1])}: a name can belong to one base user only",
-                            at_key=at_key)
+                check.error(
+                    key_path,
+                    f"{key!r} is already routed to domain {previous[0]!r} at "
+                    f"{check.where(previous[1])}: a name can belong to one base user only",
+                    at_key=at_key,
+                )
             elif previous is not None:
                 check.error(key_path, f"{key!r} is listed twice for this domain", at_key=at_key)
             else:
@@ -237,8 +254,12 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
 def _check_hostname(check: _Checker, name: str, path: tuple[PathPart, ...], what: str, at_key: bool = False) -> bool:
     """True when ``name`` can be a virtualdomains/rcpthosts key; reports why not otherwise."""
     if name != name.lower() and _HOSTNAME.match(name.lower()):
-        check.error(path, f"{what} {name!r} must be written in lowercase ({name.lower()!r}): qmail's control "
-                          "files compare lowercase names", at_key=at_key)
+        check.error(
+            path,
+            f"{what} {name!r} must be written in lowercase ({name.lower()!r}): qmail's control "
+            "files compare lowercase names",
+            at_key=at_key,
+        )
         return False
     if not _HOSTNAME.match(name) or len(name) > 253:
         hint = " (use wildcard: true for '.domain')" if name.startswith(".") else ""
@@ -275,11 +296,11 @@ def _domain(
             raw_aliases = ubody.get("aliases")
             if isinstance(raw_aliases, list):
                 for index, alias in enumerate(raw_aliases):
-                    if isinstance(alias, str) and names.claim(alias, f"alias {alias!r} of user {uname!r}",
-                                                              upath + ("aliases", index), at_key=False):
+                    if isinstance(alias, str) and names.claim(
+                        alias, f"alias {alias!r} of user {uname!r}", upath + ("aliases", index), at_key=False
+                    ):
                         user_aliases.append(alias)
-            entries.append(_entry(check, uname, "user", ubody, upath, users_map, forward_checks,
-                                  tuple(user_aliases)))
+            entries.append(_entry(check, uname, "user", ubody, upath, users_map, forward_checks, tuple(user_aliases)))
     if isinstance(aliases_map, dict):
         for aname, abody in aliases_map.items():
             apath = path + ("aliases", aname)
@@ -296,8 +317,11 @@ def _domain(
             names.claim(aname, f"alias {aname!r}", apath)
             entry = _entry(check, aname, "alias", abody, apath, aliases_map, forward_checks, (), fpaths)
             if entry.forwards == () and entry.has_mailbox is not True:
-                check.warn(apath, f"alias {aname!r} has no forwards and no mailbox: VMailMgr drops its mail silently",
-                           at_key=True)
+                check.warn(
+                    apath,
+                    f"alias {aname!r} has no forwards and no mailbox: VMailMgr drops its mail silently",
+                    at_key=True,
+                )
             entries.append(entry)
 
     default_username = layered_value("default-username", domain_options, global_options)
@@ -310,8 +334,9 @@ def _domain(
         elif isinstance(target, str):
             catch_all = target
             assert isinstance(default_username, str)
-            names.claim(default_username, f"the catch-all entry {default_username!r} (default-username)",
-                        path + ("catch_all",))
+            names.claim(
+                default_username, f"the catch-all entry {default_username!r} (default-username)", path + ("catch_all",)
+            )
             forward_checks.append((path + ("catch_all",), target))
 
     local = set(names.keys) | {ascii_lower(a) for a in postmaster}
@@ -353,8 +378,10 @@ def forward_problem(forward: str, local_keys: set[str]) -> str | None:
         return None
     if ascii_lower(forward) in local_keys:
         return None
-    return ("is neither a user or alias of {domain} nor an address (write user@example.org, or 'name@' for "
-            "name@ + control/me)")
+    return (
+        "is neither a user or alias of {domain} nor an address (write user@example.org, or 'name@' for "
+        "name@ + control/me)"
+    )
 
 
 _PARSERS = {
@@ -444,7 +471,7 @@ def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> Pas
     if isinstance(value, dict):
         if len(value) != 1:
             return None  # the schema reports it
-        (kind, ref), = value.items()
+        ((kind, ref),) = value.items()
         if not isinstance(ref, str) or not ref or kind not in ("env", "file"):
             return None
         if kind == "env":
@@ -468,13 +495,19 @@ def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> Pas
     if _COMMON_HASH.match(value) or value == "*" or value.startswith("!"):
         return PasswordSpec("hash", value)
     if value.startswith("$0$"):
-        check.warn(path, "'$0$' is VMailMgr's null crypt: the plaintext password is stored in the table; "
-                         "replace it with {env:}, {file:} or a real hash")
+        check.warn(
+            path,
+            "'$0$' is VMailMgr's null crypt: the plaintext password is stored in the table; "
+            "replace it with {env:}, {file:} or a real hash",
+        )
         return PasswordSpec("hash", value)
     if looks_like_hash(value):
         return PasswordSpec("hash", value)
-    check.error(path, "plaintext passwords are not allowed in the configuration: use a crypt hash, "
-                      "{env: VARIABLE}, {file: PATH}, null (no login) or unmanaged")
+    check.error(
+        path,
+        "plaintext passwords are not allowed in the configuration: use a crypt hash, "
+        "{env: VARIABLE}, {file: PATH}, null (no login) or unmanaged",
+    )
     return None
 
 
@@ -490,4 +523,3 @@ def _plural(count: int, word: str) -> str:
     if count == 1:
         return f"1 {word}"
     return f"{count} {word}es" if word.endswith("s") else f"{count} {word}s"
-

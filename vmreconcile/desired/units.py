@@ -19,9 +19,14 @@ from ..model import UINT_MAX
 MAX_VALUE = UINT_MAX - 1
 
 _UNITS = {
-    "": 1, "B": 1,
-    "KB": 1000, "MB": 1000**2, "GB": 1000**3,
-    "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3,
+    "": 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
 }
 _SIZE = re.compile(r"^\s*([0-9][0-9_]*)(?:\.([0-9]+))?\s*([A-Za-z]*)\s*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -143,8 +148,14 @@ def format_size(value: int | None) -> int | str:
     """The shortest exact spelling of a byte count for export: ``100 MiB``, ``10 MB``, ``1234``."""
     if value is None:
         return "unlimited"
-    for unit, factor in (("GiB", 1024**3), ("GB", 1000**3), ("MiB", 1024**2), ("MB", 1000**2),
-                         ("KiB", 1024), ("KB", 1000)):
+    for unit, factor in (
+        ("GiB", 1024**3),
+        ("GB", 1000**3),
+        ("MiB", 1024**2),
+        ("MB", 1000**2),
+        ("KiB", 1024),
+        ("KB", 1000),
+    ):
         if value and value % factor == 0:
             return f"{value // factor} {unit}"
     return value

@@ -29,9 +29,15 @@ MAX_NODES = 20_000_000
 
 _STR = "tag:yaml.org,2002:str"
 _PLAIN_TAGS = {
-    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
-    "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "!",
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+    "!",
 }
 _resolver = yaml.resolver.Resolver()
 _constructor = SafeConstructor()
@@ -227,7 +233,9 @@ def _build(text: str, name: str, duplicates: list[Diagnostic]) -> object:
         elif kind is map_start or kind is seq_start:
             mark = event.start_mark
             if event.tag is not None and event.tag not in _PLAIN_TAGS:
-                raise _Problem(_pos(name, mark), f"unsupported YAML tag {event.tag!r}: only plain YAML values are allowed")
+                raise _Problem(
+                    _pos(name, mark), f"unsupported YAML tag {event.tag!r}: only plain YAML values are allowed"
+                )
             is_map = kind is map_start
             frame = [YMap(mark, name) if is_map else YList(mark, name), is_map, None, None, event.anchor, False]
             stack.append(frame)
@@ -279,9 +287,15 @@ def _build(text: str, name: str, duplicates: list[Diagnostic]) -> object:
                 raise _Problem(_pos(name, mark), "merge keys (<<) are not supported; write the values out")
             if value in container:
                 first = container.keymarks[value]
-                duplicates.append(Diagnostic(_pos(name, mark), (), f"duplicate key {value!r} (first defined at "
-                                                                   f"line {first.line + 1}); YAML would keep "
-                                                                   "only the last one"))
+                duplicates.append(
+                    Diagnostic(
+                        _pos(name, mark),
+                        (),
+                        f"duplicate key {value!r} (first defined at "
+                        f"line {first.line + 1}); YAML would keep "
+                        "only the last one",
+                    )
+                )
                 value = _Duplicate(value)
             frame[2], frame[3] = value, mark
     return root

@@ -106,7 +106,7 @@ _cdbx_module: object | None = None
 _cdbx_tried = False
 
 
-def _load_cdbx():  # noqa: ANN202 - the module or None
+def _load_cdbx():
     """The optional ``cdbx`` C extension, imported on first use (the runtime copy never has it)."""
     global _cdbx_module, _cdbx_tried
     if not _cdbx_tried:

@@ -46,7 +46,9 @@ OPTIONS: dict[str, Option] = {
         Option("default-hardquota", UNSIGNED, UINT_MAX, "hard quota for new users"),
         Option("default-softquota", UNSIGNED, UINT_MAX, "soft quota for new users"),
         Option("default-username", STRING, "+", "the catch-all user vdeliver falls back to"),
-        Option("error-maildir", DIR, "/var/lib/vmailmgr/error-maildir/", "maildir checkvpw uses when a user's is missing"),
+        Option(
+            "error-maildir", DIR, "/var/lib/vmailmgr/error-maildir/", "maildir checkvpw uses when a user's is missing"
+        ),
         Option("global-bulletin-dir", DIR, "/var/spool/bulletins/", "unused by VMailMgr itself"),
         Option("maildir-arg-str", STRING, "maildir", "checkvpw replaces the argument containing this"),
         Option("password-file", STRING, "passwd", "table name in the base user's home (.cdb is appended)"),

@@ -104,4 +104,3 @@ def add_line(lines: tuple[str, ...], entry: str) -> tuple[str, ...]:
 
 def remove_line(lines: tuple[str, ...], entry: str) -> tuple[str, ...]:
     return tuple(line for line in lines if line.strip().lower() != entry.lower())
-

@@ -35,7 +35,7 @@ class HashingError(RuntimeError):
     """libcrypt is missing or refused to make a hash."""
 
 
-def _libcrypt():  # noqa: ANN202 - a ctypes.CDLL
+def _libcrypt():
     """libxcrypt, loaded on first use.
 
     ``ctypes`` is imported here, not at module level: a login whose hash `runtime.fastcrypt`
@@ -54,7 +54,12 @@ def _libcrypt():  # noqa: ANN202 - a ctypes.CDLL
         lib.crypt_r.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
         lib.crypt_gensalt_rn.restype = ctypes.c_char_p
         lib.crypt_gensalt_rn.argtypes = (
-            ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_ulong,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
         )
         _lib = lib
     return _lib

@@ -33,8 +33,6 @@ def user_key(name: str) -> bytes:
     return to_bytes(name).translate(ASCII_LOWER_BYTES)
 
 
-
-
 def name_problem(name: str) -> str | None:
     """Why ``name`` is not a valid virtual user name (``validate.cc``), or None if it is."""
     raw = to_bytes(name)
@@ -108,8 +106,14 @@ def _strtou(key: bytes, raw: bytes, what: str) -> int:
     return int(text) % (1 << 32) if text else 0
 
 
-_NUMBER_NAMES = ("hard quota", "soft quota", "message size limit", "message count limit",
-                 "creation time", "expiry time")
+_NUMBER_NAMES = (
+    "hard quota",
+    "soft quota",
+    "message size limit",
+    "message count limit",
+    "creation time",
+    "expiry time",
+)
 
 
 def _field_number(key: bytes, raw: bytes, what: str) -> int:
@@ -139,23 +143,27 @@ def _decode_tail(key: bytes, data: bytes, pos: int, has_mailbox: bool, enabled: 
         raise RecordError(key, f"truncated record: {missing} is missing")
     if len(tail) > 7:
         raise RecordError(key, f"{len(tail) - 7} unexpected fields after the expiry time")
-    hq, sq, ms, mc, ctime, expiry = (_field_number(key, raw, what) for raw, what in zip(tail[1:], _NUMBER_NAMES, strict=True))
+    hq, sq, ms, mc, ctime, expiry = (
+        _field_number(key, raw, what) for raw, what in zip(tail[1:], _NUMBER_NAMES, strict=True)
+    )
     directory = fields[1]
-    return VirtualUser.from_values((
-        from_bytes(key),
-        from_bytes(fields[0]),
-        from_bytes(directory),
-        tuple(from_bytes(f) for f in fields[2:end]),
-        from_bytes(tail[0]),
-        None if hq == UINT_MAX else hq,
-        None if sq == UINT_MAX else sq,
-        None if ms == UINT_MAX else ms,
-        None if mc == UINT_MAX else mc,
-        ctime,
-        None if expiry == UINT_MAX else expiry,
-        has_mailbox and bool(directory),
-        enabled,
-    ))
+    return VirtualUser.from_values(
+        (
+            from_bytes(key),
+            from_bytes(fields[0]),
+            from_bytes(directory),
+            tuple(from_bytes(f) for f in fields[2:end]),
+            from_bytes(tail[0]),
+            None if hq == UINT_MAX else hq,
+            None if sq == UINT_MAX else sq,
+            None if ms == UINT_MAX else ms,
+            None if mc == UINT_MAX else mc,
+            ctime,
+            None if expiry == UINT_MAX else expiry,
+            has_mailbox and bool(directory),
+            enabled,
+        )
+    )
 
 
 def decode_record(key: bytes, data: bytes, defaults: Mapping[str, int | None] | None = None) -> VirtualUser:
@@ -205,13 +213,27 @@ def _decode_old(key: bytes, data: bytes, defaults: Mapping[str, int | None]) -> 
     password, sep, destination = data[1:].partition(b":")
     if not sep:
         raise RecordError(key, "old-format record without a destination")
-    limits = {k: defaults.get(k) for k in ("hard_quota", "soft_quota", "message_size_limit",
-                                           "message_count_limit", "expires")}
+    limits = {
+        k: defaults.get(k) for k in ("hard_quota", "soft_quota", "message_size_limit", "message_count_limit", "expires")
+    }
     if destination[:1] in (b".", b"/"):
-        return VirtualUser(name=from_bytes(key), password=from_bytes(password),
-                           directory=from_bytes(destination), has_mailbox=True, created=0, **limits)
+        return VirtualUser(
+            name=from_bytes(key),
+            password=from_bytes(password),
+            directory=from_bytes(destination),
+            has_mailbox=True,
+            created=0,
+            **limits,
+        )
     if destination.startswith(b"&"):
         destination = destination[1:]
     forwards = tuple(from_bytes(f) for f in destination.split(b",") if f)
-    return VirtualUser(name=from_bytes(key), password=from_bytes(password), directory="",
-                       forwards=forwards, has_mailbox=False, created=0, **limits)
+    return VirtualUser(
+        name=from_bytes(key),
+        password=from_bytes(password),
+        directory="",
+        forwards=forwards,
+        has_mailbox=False,
+        created=0,
+        **limits,
+    )

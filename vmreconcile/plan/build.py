@@ -36,17 +36,22 @@ def build_plan(
         manage_changeable = False
     desired, notes = resolve(spec, live, now, secrets, offline)
     changeable = passwd_changeable(spec) if manage_changeable else None
-    changes = diff(desired, live, purge_mailboxes=purge_mailboxes, changeable=changeable,
-                   live_changeable=live_changeable)
+    changes = diff(
+        desired, live, purge_mailboxes=purge_mailboxes, changeable=changeable, live_changeable=live_changeable
+    )
     for change in changes:
         if change.action == "update" and "directory" in change.before and change.before["directory"]:
-            notes.append(f"{change.address}: directory changes from {change.before['directory']} to "
-                         f"{change.after['directory']}; mail is not moved and the old directory stays")
+            notes.append(
+                f"{change.address}: directory changes from {change.before['directory']} to "
+                f"{change.after['directory']}; mail is not moved and the old directory stays"
+            )
         if change.action == "delete" and change.type in ("user", "alias") and not purge_mailboxes:
             directory = change.before.get("directory")
             if directory and change.before.get("has_mailbox"):
-                notes.append(f"{change.address}: table entry removed; its mailbox {directory} stays in "
-                             f"~{_base_user(desired, change.domain)} (use --purge-mailboxes to delete it)")
+                notes.append(
+                    f"{change.address}: table entry removed; its mailbox {directory} stays in "
+                    f"~{_base_user(desired, change.domain)} (use --purge-mailboxes to delete it)"
+                )
     return Plan(
         changes=tuple(changes),
         desired=desired,

@@ -25,13 +25,20 @@ Part = Literal["control", "tables", "runtime-config"]
 
 #: Execution rank: what others depend on is created first, deletes come last.
 _RANK = {
-    ("create", "option"): 0, ("update", "option"): 0,
-    ("create", "domain"): 1, ("update", "domain"): 1,
+    ("create", "option"): 0,
+    ("update", "option"): 0,
+    ("create", "domain"): 1,
+    ("update", "domain"): 1,
     ("create", "maildir"): 2,
-    ("create", "user"): 3, ("create", "alias"): 3, ("update", "user"): 3, ("update", "alias"): 3,
-    ("create", "control_line"): 4, ("update", "control_line"): 4,
+    ("create", "user"): 3,
+    ("create", "alias"): 3,
+    ("update", "user"): 3,
+    ("update", "alias"): 3,
+    ("create", "control_line"): 4,
+    ("update", "control_line"): 4,
     ("delete", "control_line"): 5,
-    ("delete", "user"): 6, ("delete", "alias"): 6,
+    ("delete", "user"): 6,
+    ("delete", "alias"): 6,
     ("delete", "maildir"): 7,
     ("delete", "domain"): 8,
     ("delete", "option"): 9,
@@ -91,8 +98,12 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "action": self.action, "type": self.type, "address": self.address, "part": self.part,
-            "before": dict(self.before), "after": dict(self.after),
+            "action": self.action,
+            "type": self.type,
+            "address": self.address,
+            "part": self.part,
+            "before": dict(self.before),
+            "after": dict(self.after),
         }
 
 
@@ -147,8 +158,10 @@ class Plan:
         for domain, count in sorted(touched.items()):
             total = self.live_entry_counts.get(domain, 0)
             if total >= minimum and count > threshold * total:
-                out.append(f"{domain}: {count} of {total} existing users/aliases would be changed or deleted "
-                           f"(more than {threshold:.0%}); use --force if this is intended")
+                out.append(
+                    f"{domain}: {count} of {total} existing users/aliases would be changed or deleted "
+                    f"(more than {threshold:.0%}); use --force if this is intended"
+                )
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -50,25 +50,64 @@ def diff_users(desired: Domain, live: Domain | None, purge_mailboxes: bool) -> l
         address = f"{desired.name}/{user.name}"
         old = live_users.get(user.name)
         if old is None:
-            changes.append(Change("create", entry_type(user), address, "tables", {}, user_fields(user),
-                                  desired.name, user.name))
+            changes.append(
+                Change("create", entry_type(user), address, "tables", {}, user_fields(user), desired.name, user.name)
+            )
         elif old != user:
             fields = tuple(f for f in _USER_DIFF_FIELDS if getattr(old, f) != getattr(user, f))
-            changes.append(Change("update", entry_type(user), address, "tables", user_fields(old, fields),
-                                  user_fields(user, fields), desired.name, user.name))
-        if user.has_mailbox and user.directory and user.directory not in live_maildirs \
-                and not user.directory.startswith("/"):  # outside the home: the admin's to create
-            changes.append(Change("create", "maildir", f"{address}/maildir", "tables", {},
-                                  {"directory": user.directory}, desired.name, user.directory))
+            changes.append(
+                Change(
+                    "update",
+                    entry_type(user),
+                    address,
+                    "tables",
+                    user_fields(old, fields),
+                    user_fields(user, fields),
+                    desired.name,
+                    user.name,
+                )
+            )
+        if (
+            user.has_mailbox
+            and user.directory
+            and user.directory not in live_maildirs
+            and not user.directory.startswith("/")
+        ):  # outside the home: the admin's to create
+            changes.append(
+                Change(
+                    "create",
+                    "maildir",
+                    f"{address}/maildir",
+                    "tables",
+                    {},
+                    {"directory": user.directory},
+                    desired.name,
+                    user.directory,
+                )
+            )
     for name, old in live_users.items():
         if name in desired_names:
             continue
         address = f"{desired.name}/{name}"
         changes.append(Change("delete", entry_type(old), address, "tables", user_fields(old), {}, desired.name, name))
-        if (purge_mailboxes and old.directory in live_maildirs and not old.directory.startswith("/")
-                and not _shared(old.directory, desired)):  # mailboxes outside the home are never purged
-            changes.append(Change("delete", "maildir", f"{address}/maildir", "tables",
-                                  {"directory": old.directory}, {}, desired.name, old.directory))
+        if (
+            purge_mailboxes
+            and old.directory in live_maildirs
+            and not old.directory.startswith("/")
+            and not _shared(old.directory, desired)
+        ):  # mailboxes outside the home are never purged
+            changes.append(
+                Change(
+                    "delete",
+                    "maildir",
+                    f"{address}/maildir",
+                    "tables",
+                    {"directory": old.directory},
+                    {},
+                    desired.name,
+                    old.directory,
+                )
+            )
     return changes
 
 
@@ -85,14 +124,26 @@ def diff_options(desired: Mapping[str, Any], live: Mapping[str, Any], prefix: st
             continue
         address = f"{prefix}/{name}"
         if old is None:
-            changes.append(Change("create", "option", address, "runtime-config", {}, {"value": json_value(new)},
-                                  domain, name))
+            changes.append(
+                Change("create", "option", address, "runtime-config", {}, {"value": json_value(new)}, domain, name)
+            )
         elif new is None:
-            changes.append(Change("delete", "option", address, "runtime-config", {"value": json_value(old)}, {},
-                                  domain, name))
+            changes.append(
+                Change("delete", "option", address, "runtime-config", {"value": json_value(old)}, {}, domain, name)
+            )
         else:
-            changes.append(Change("update", "option", address, "runtime-config", {"value": json_value(old)},
-                                  {"value": json_value(new)}, domain, name))
+            changes.append(
+                Change(
+                    "update",
+                    "option",
+                    address,
+                    "runtime-config",
+                    {"value": json_value(old)},
+                    {"value": json_value(new)},
+                    domain,
+                    name,
+                )
+            )
     return changes
 
 
@@ -135,14 +186,26 @@ def diff_control(desired: Mapping[str, tuple[str, ...]], live: Mapping[str, tupl
                 continue
             address = f"control/{name}/{key}"
             if key not in old:
-                changes.append(Change("create", "control_line", address, "control", {}, {"line": new[key][-1]},
-                                      None, name))
+                changes.append(
+                    Change("create", "control_line", address, "control", {}, {"line": new[key][-1]}, None, name)
+                )
             elif key not in new:
-                changes.append(Change("delete", "control_line", address, "control", {"line": old[key][-1]}, {},
-                                      None, name))
+                changes.append(
+                    Change("delete", "control_line", address, "control", {"line": old[key][-1]}, {}, None, name)
+                )
             else:
-                changes.append(Change("update", "control_line", address, "control", {"lines": old[key]},
-                                      {"lines": new[key]}, None, name))
+                changes.append(
+                    Change(
+                        "update",
+                        "control_line",
+                        address,
+                        "control",
+                        {"lines": old[key]},
+                        {"lines": new[key]},
+                        None,
+                        name,
+                    )
+                )
     return changes
 
 
@@ -152,8 +215,18 @@ def diff_changeable(desired: tuple[str, ...] | None, live: tuple[str, ...] | Non
         return []
     name = "vmreconcile-passwd-changeable"
     action = "create" if live is None else "update"
-    return [Change(action, "option", f"option/{name}", "runtime-config",
-                   {} if live is None else {"value": list(live)}, {"value": list(desired)}, None, name)]
+    return [
+        Change(
+            action,
+            "option",
+            f"option/{name}",
+            "runtime-config",
+            {} if live is None else {"value": list(live)},
+            {"value": list(desired)},
+            None,
+            name,
+        )
+    ]
 
 
 def diff(

@@ -45,8 +45,16 @@ def plan_from_document(doc: Any) -> Plan:
         raise PlanFileError(f"plan format_version {doc.get('format_version')!r} is not {PLAN_FORMAT_VERSION}")
     try:
         changes = tuple(
-            Change(c["action"], c["type"], c["address"], c["part"], c["before"], c["after"], c.get("domain"),
-                   c.get("target"))
+            Change(
+                c["action"],
+                c["type"],
+                c["address"],
+                c["part"],
+                c["before"],
+                c["after"],
+                c.get("domain"),
+                c.get("target"),
+            )
             for c in doc["changes"]
         )
         changeable = doc.get("changeable")

@@ -37,8 +37,9 @@ def summary_line(plan: Plan) -> str:
 
 def _field_lines(change: Change) -> list[str]:
     if change.action == "update":
-        return [f"{name}: {_value(change.before.get(name))} -> {_value(change.after.get(name))}"
-                for name in change.after]
+        return [
+            f"{name}: {_value(change.before.get(name))} -> {_value(change.after.get(name))}" for name in change.after
+        ]
     fields = change.after if change.action == "create" else change.before
     return [f"{name}: {_value(value)}" for name, value in fields.items()]
 

@@ -44,8 +44,6 @@ class ResolveError(ValueError):
         super().__init__("\n".join(problems))
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class DomainDefaults:
     """The option values that shape a new entry of one domain."""
@@ -61,7 +59,7 @@ class DomainDefaults:
 
     @classmethod
     def of(cls, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> DomainDefaults:
-        def get(name: str):  # noqa: ANN202 - str | int | tuple by option kind
+        def get(name: str):
             return layered_value(name, domain_options, global_options)
 
         def limit(name: str) -> int | None:
@@ -72,8 +70,12 @@ class DomainDefaults:
             user_dir=get("user-dir"),
             bits=get("user-dir-bits"),
             slices=get("user-dir-slices"),
-            limits=(limit("default-hardquota"), limit("default-softquota"),
-                    limit("default-msgsize"), limit("default-msgcount")),
+            limits=(
+                limit("default-hardquota"),
+                limit("default-softquota"),
+                limit("default-msgsize"),
+                limit("default-msgcount"),
+            ),
             default_expiry=get("default-expiry"),
             default_username=get("default-username"),
             postmaster_aliases=tuple(ascii_lower(a) for a in get("postmaster-aliases")),
@@ -92,14 +94,21 @@ class DomainDefaults:
                 expires = None
         hard, soft, size, count = self.limits
         base = VirtualUser(
-            name=ascii_lower(name), password="*", hard_quota=hard, soft_quota=soft,
-            message_size_limit=size, message_count_limit=count, created=now, expires=expires,
+            name=ascii_lower(name),
+            password="*",
+            hard_quota=hard,
+            soft_quota=soft,
+            message_size_limit=size,
+            message_count_limit=count,
+            created=now,
+            expires=expires,
         )
         return base.with_changes(**fields)
 
 
-def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader,
-            offline: bool = False) -> tuple[HostState, list[str]]:
+def resolve(
+    spec: Spec, live: HostState, now: int, secrets: SecretReader, offline: bool = False
+) -> tuple[HostState, list[str]]:
     """The desired `HostState` for ``spec`` on a host that is in state ``live``, and notes.
 
     Raises `ResolveError` listing every problem (a missing secret names the user, never the
@@ -127,13 +136,15 @@ def resolve(spec: Spec, live: HostState, now: int, secrets: SecretReader,
         raise ResolveError(problems)
     domains = [d for d in live.domains if d.name not in claimed]
     domains += desired_domains.values()
-    control = resolve_control(live.control, spec.domains, [d for d in live.domains if d.name in claimed],
-                              desired_domains)
+    control = resolve_control(
+        live.control, spec.domains, [d for d in live.domains if d.name in claimed], desired_domains
+    )
     return HostState(options=global_options, control=control, domains=tuple(domains)), notes
 
 
-def moving_problem(dspec: DomainSpec, live: Domain, live_global: Mapping[str, OptionValue],
-                   desired_global: Mapping[str, OptionValue]) -> str | None:
+def moving_problem(
+    dspec: DomainSpec, live: Domain, live_global: Mapping[str, OptionValue], desired_global: Mapping[str, OptionValue]
+) -> str | None:
     """Why the spec would move a live domain's table (not supported), or None.
 
     A new base user or a new ``password-file`` means another table: applying it would leave
@@ -141,13 +152,17 @@ def moving_problem(dspec: DomainSpec, live: Domain, live_global: Mapping[str, Op
     (copy the table and ``users/``, then adopt with export); the plan refuses it.
     """
     if live.users and dspec.base_user != live.base_user:
-        return (f"{dspec.name}: base user {live.base_user!r} -> {dspec.base_user!r} would move the domain's "
-                f"{len(live.users)} entries and mailboxes to another home; vmreconcile does not move domains")
+        return (
+            f"{dspec.name}: base user {live.base_user!r} -> {dspec.base_user!r} would move the domain's "
+            f"{len(live.users)} entries and mailboxes to another home; vmreconcile does not move domains"
+        )
     before = layered_value("password-file", live.options, live_global)
     after = layered_value("password-file", {**live.options, **dspec.options}, desired_global)
     if live.users and before != after:
-        return (f"{dspec.name}: password-file {before!r} -> {after!r} would leave the live table with "
-                f"{len(live.users)} entries behind; rename the table by hand first")
+        return (
+            f"{dspec.name}: password-file {before!r} -> {after!r} would leave the live table with "
+            f"{len(live.users)} entries behind; rename the table by hand first"
+        )
     return None
 
 
@@ -199,8 +214,11 @@ def resolve_domain(
             new_entries.append(entry)
 
     postmaster = [
-        defaults.new_entry(a, now, directory=defaults.userdir(a), forwards=(defaults.postmaster_email,), has_mailbox=True)
-        for a in defaults.postmaster_aliases if a not in table
+        defaults.new_entry(
+            a, now, directory=defaults.userdir(a), forwards=(defaults.postmaster_email,), has_mailbox=True
+        )
+        for a in defaults.postmaster_aliases
+        if a not in table
     ]
     yaml_names = {ascii_lower(u.name) for u in dspec.users} | {ascii_lower(a) for u in dspec.users for a in u.aliases}
     if not live_users:  # vsetup runs before anything is added
@@ -212,8 +230,9 @@ def resolve_domain(
         address = f"{dspec.name}/{uspec.name}"
         key = ascii_lower(uspec.name)
         user_is_new = key not in table
-        entry = resolve_user(uspec, table.get(key), defaults, spec.password_scheme, now, secrets, address,
-                             notes, problems, offline)
+        entry = resolve_user(
+            uspec, table.get(key), defaults, spec.password_scheme, now, secrets, address, notes, problems, offline
+        )
         if entry is not None:
             put(entry)
         # vadduser NAME ALIAS... makes the aliases in the same second as the user
@@ -222,8 +241,11 @@ def resolve_domain(
             akey = ascii_lower(alias)
             existing = table.get(akey)
             if existing is None:
-                put(defaults.new_entry(akey, alias_time, directory=defaults.userdir(akey), forwards=(key,),
-                                       has_mailbox=False))
+                put(
+                    defaults.new_entry(
+                        akey, alias_time, directory=defaults.userdir(akey), forwards=(key,), has_mailbox=False
+                    )
+                )
             else:
                 put(existing.with_changes(forwards=(key,)))
 
@@ -231,8 +253,15 @@ def resolve_domain(
     if isinstance(dspec.catch_all, str):
         existing = table.get(catch_key)
         if existing is None:
-            put(defaults.new_entry(catch_key, now, directory="./" + defaults.userdir(defaults.default_username),
-                                   forwards=(dspec.catch_all,), has_mailbox=False))
+            put(
+                defaults.new_entry(
+                    catch_key,
+                    now,
+                    directory="./" + defaults.userdir(defaults.default_username),
+                    forwards=(dspec.catch_all,),
+                    has_mailbox=False,
+                )
+            )
         else:
             put(existing.with_changes(forwards=(dspec.catch_all,)))
     elif dspec.catch_all is None and catch_key not in named:
@@ -287,9 +316,15 @@ def place_vadduser_extras(entries: list[VirtualUser], defaults: DomainDefaults) 
     rest = []
     for entry in entries:
         target = by_name.get(entry.forwards[0]) if len(entry.forwards) == 1 else None
-        if (target is not None and target is not entry and not target.is_alias and not entry.has_mailbox
-                and entry.password == "*" and entry.created == target.created
-                and entry.directory == defaults.userdir(entry.name)):
+        if (
+            target is not None
+            and target is not entry
+            and not target.is_alias
+            and not entry.has_mailbox
+            and entry.password == "*"
+            and entry.created == target.created
+            and entry.directory == defaults.userdir(entry.name)
+        ):
             extras.setdefault(target.name, []).append(entry)
         else:
             rest.append(entry)
@@ -300,8 +335,19 @@ def place_vadduser_extras(entries: list[VirtualUser], defaults: DomainDefaults) 
     return out
 
 
-_SIMPLE_FIELDS = ("forwards", "directory", "has_mailbox", "mailbox_enabled", "personal", "hard_quota",
-                  "soft_quota", "message_size_limit", "message_count_limit", "created", "expires")
+_SIMPLE_FIELDS = (
+    "forwards",
+    "directory",
+    "has_mailbox",
+    "mailbox_enabled",
+    "personal",
+    "hard_quota",
+    "soft_quota",
+    "message_size_limit",
+    "message_count_limit",
+    "created",
+    "expires",
+)
 
 
 def resolve_user(
@@ -319,8 +365,9 @@ def resolve_user(
     """One entry: live fields where the spec is silent, VMailMgr's defaults for a new entry."""
     if live is None:
         if uspec.kind == "alias":  # vaddalias = vadduser -D -P -f ...
-            entry = defaults.new_entry(uspec.name, now, directory="./" + defaults.userdir(uspec.name),
-                                       has_mailbox=False)
+            entry = defaults.new_entry(
+                uspec.name, now, directory="./" + defaults.userdir(uspec.name), has_mailbox=False
+            )
         else:
             entry = defaults.new_entry(uspec.name, now, directory="./" + defaults.userdir(uspec.name))
     else:
@@ -359,20 +406,26 @@ def resolve_password(
     if pw.kind == "hash":
         value = pw.value or "*"
         if live is not None and live.password.startswith(UNVERIFIABLE_PREFIX):
-            notes.append(f"{address}: live password is {live.password.removeprefix(UNVERIFIABLE_PREFIX)} "
-                         "(plaintext-equivalent, redacted without a digest); not verifiable offline, not compared")
+            notes.append(
+                f"{address}: live password is {live.password.removeprefix(UNVERIFIABLE_PREFIX)} "
+                "(plaintext-equivalent, redacted without a digest); not verifiable offline, not compared"
+            )
             return None
         if live is not None and is_redacted(live.password) and hash_digest(value) == hash_digest(live.password):
             return None
         return value
     if live is not None and is_redacted(live.password):  # a snapshot: the secret is not even read
-        notes.append(f"{address}: password from a {pw.kind} secret is not verifiable offline (hash redacted); not compared")
+        notes.append(
+            f"{address}: password from a {pw.kind} secret is not verifiable offline (hash redacted); not compared"
+        )
         return None
     plain = secrets(pw.kind, pw.value or "")
     if plain is None:
         if offline:
-            notes.append(f"{address}: password from a {pw.kind} secret that is not available offline; "
-                         "shown as '*' (apply hashes the secret)")
+            notes.append(
+                f"{address}: password from a {pw.kind} secret that is not available offline; "
+                "shown as '*' (apply hashes the secret)"
+            )
             return "*"
         problems.append(f"{address}: password secret {{{pw.kind}:…}} is not available")
         return None

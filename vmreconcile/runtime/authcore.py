@@ -241,8 +241,6 @@ def full_name(user: str, domain: str, host: Host, config: ConfigChain) -> str:
     return user
 
 
-
-
 def baseuser_candidates(full: str) -> list[tuple[str, str]]:
     """``(system name, virtual name)`` pairs to try, in VMailMgr's order (§4.5).
 

@@ -332,6 +332,6 @@ class Directory:
                     if (base.name, user.name) in seen or may_log_in(user, now):
                         continue
                     seen.add((base.name, user.name))
-                    yield f"{user.name[len(prefix):]}@{domain}", base, user, home
+                    yield f"{user.name[len(prefix) :]}@{domain}", base, user, home
             except (RecordError, CdbError):
                 continue

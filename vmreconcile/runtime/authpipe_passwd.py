@@ -78,14 +78,16 @@ def acquire_temp(dir_fd: int, tmpname: str) -> int:
     deadline = time.monotonic() + TEMP_TIMEOUT
     while True:
         try:
-            fd = os.open(tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=dir_fd)
+            fd = os.open(
+                tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
+            )
         except FileExistsError:
             if clear_stale_temp(dir_fd, tmpname, STALE_AFTER, _log):
                 continue
             if time.monotonic() > deadline:
-                raise PasswdError(f"{tmpname} exists and another writer (vadduser, vmreconcile) is still "
-                                  "using it; try again later") from None
+                raise PasswdError(
+                    f"{tmpname} exists and another writer (vadduser, vmreconcile) is still using it; try again later"
+                ) from None
             time.sleep(0.05)
             continue
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -81,8 +81,6 @@ def parse_input(data: bytes) -> tuple[str, str]:
     return name.decode("utf-8", "surrogateescape"), password.decode("utf-8", "surrogateescape")
 
 
-
-
 def maildir_argument(args: list[str], needle: str) -> int:
     """Index (in ``args`` = argv[1:]) of the argument to replace by the maildir (§5.3 step 8).
 

@@ -56,7 +56,7 @@ def child_environment(sender: str) -> dict[str, str]:
     env = dict(os.environ)
     at = sender.find("@")
     if at > 0:
-        env["QMAILUSER"], env["QMAILHOST"] = sender[:at], sender[at + 1:]
+        env["QMAILUSER"], env["QMAILHOST"] = sender[:at], sender[at + 1 :]
     return env
 
 
@@ -74,7 +74,9 @@ def queue(qmail_queue: str, message: Message, dtline: bytes, env_bytes: bytes, s
         raise temporary("System call to 'pipe' failed.") from None
     try:
         pid = os.posix_spawn(
-            qmail_queue, [qmail_queue], child_environment(sender),
+            qmail_queue,
+            [qmail_queue],
+            child_environment(sender),
             file_actions=[(os.POSIX_SPAWN_DUP2, msg_read, 0), (os.POSIX_SPAWN_DUP2, env_read, 1)],
             setsigdef=default_signals(),
         )
@@ -110,4 +112,3 @@ def queue(qmail_queue: str, message: Message, dtline: bytes, env_bytes: bytes, s
         raise temporary("qmail-queue crashed!")
     if os.waitstatus_to_exitcode(status) != 0:
         raise temporary("qmail-queue exited with an error!")
-

@@ -44,11 +44,12 @@ def has_mailbox_limits(user: VirtualUser) -> bool:
 
 def _over(user: VirtualUser, usage: Usage, stored: int) -> str | None:
     if user.message_count_limit is not None and usage.count + 1 > user.message_count_limit:
-        return (f"holds {usage.count} messages and its limit is {user.message_count_limit} "
-                "messages. (#5.2.2)")
+        return f"holds {usage.count} messages and its limit is {user.message_count_limit} messages. (#5.2.2)"
     if user.hard_quota is not None and usage.bytes + stored > user.hard_quota:
-        return (f"holds {usage.bytes} bytes, this message needs {stored} more and the quota is "
-                f"{user.hard_quota} bytes. (#5.2.2)")
+        return (
+            f"holds {usage.bytes} bytes, this message needs {stored} more and the quota is "
+            f"{user.hard_quota} bytes. (#5.2.2)"
+        )
     return None
 
 
@@ -95,7 +96,7 @@ def after_delivery(user: VirtualUser, maildir: str, usage: Usage | None, stored:
     try:
         pending: PendingFile = write_pending(maildir, len(text), lambda out: write_all(out, text))
         pending.commit()
-    except Exception:  # noqa: BLE001 - the real message is delivered; a warning must not undo that
+    except Exception:
         unlink_quietly(marker)
         return
     record_delivery(maildir, len(text))

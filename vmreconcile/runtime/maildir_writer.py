@@ -135,8 +135,7 @@ def write_pending(directory: str, size: int, write: Callable[[int], None]) -> Pe
             time.sleep(RETRY_PAUSE * attempt)
         pending = PendingFile(directory, unique_name(size), size)
         try:
-            fd = os.open(pending.tmp_path,
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(pending.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             if exc.errno == errno.EDQUOT:
                 raise permanent("Delivery failed due to system quota violation") from None

@@ -18,5 +18,7 @@ def main(argv: list[str], host: Host) -> int:
     print(f"root={host.root_str or '/'}")
     print(f"isolated={sys.flags.isolated} no_site={sys.flags.no_site}")
     print(f"uid={os.getuid()} argv={argv[1:]}")
-    print(f"modules={','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'typer', 'jsonschema', 'deepdiff', 'passlib', 'site')))}")
+    print(
+        f"modules={','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'typer', 'jsonschema', 'deepdiff', 'passlib', 'site')))}"
+    )
     return 0

@@ -88,8 +88,14 @@ def main(argv: list[str], host: Host) -> int:
         sys.stderr.write(f"vauthenticate: internal error: {type(exc).__name__}: {exc}\n")
         return EXIT_TEMPORARY
     base = account.base
-    fields = (("UID", str(base.uid)), ("GID", str(base.gid)), ("USER", base.name), ("HOME", account.home),
-              ("MAILDIR", account.maildir), ("VUSER", account.virtual_name))
+    fields = (
+        ("UID", str(base.uid)),
+        ("GID", str(base.gid)),
+        ("USER", base.name),
+        ("HOME", account.home),
+        ("MAILDIR", account.maildir),
+        ("VUSER", account.virtual_name),
+    )
     if any("\n" in value or "\0" in value for _, value in fields):
         # one line per field is the whole protocol: a newline in a (base-user controlled) value
         # could forge a UID= or HOME= line for the caller

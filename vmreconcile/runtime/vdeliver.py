@@ -34,10 +34,19 @@ from .maildir_writer import PendingFile, check_maildir, write_pending
 
 USAGE_TEXT = "usage: vdeliver [-D|-d] [-F|-f] [-R|-r] [--no-predeliver] [--no-postdeliver] [--quiet]"
 REQUIRED = ("USER", "EXT", "HOST", "SENDER", "UFLINE", "RPLINE", "DTLINE")
-_SHORT = {"D": ("delivered_to", True), "d": ("delivered_to", False), "F": ("from_line", True),
-          "f": ("from_line", False), "R": ("return_path", True), "r": ("return_path", False)}
-_LONG = {"--no-predeliver": ("predeliver", False), "--no-postdeliver": ("postdeliver", False),
-         "--quiet": ("quiet", True)}
+_SHORT = {
+    "D": ("delivered_to", True),
+    "d": ("delivered_to", False),
+    "F": ("from_line", True),
+    "f": ("from_line", False),
+    "R": ("return_path", True),
+    "r": ("return_path", False),
+}
+_LONG = {
+    "--no-predeliver": ("predeliver", False),
+    "--no-postdeliver": ("postdeliver", False),
+    "--quiet": ("quiet", True),
+}
 
 
 class UsageError(ValueError):
@@ -63,7 +72,7 @@ def parse_options(args: list[str]) -> Options:
     options = Options()
     for position, arg in enumerate(args):
         if arg == "--":
-            if args[position + 1:]:
+            if args[position + 1 :]:
                 raise UsageError("vdeliver takes no arguments")
             break
         if arg in _LONG:
@@ -117,7 +126,7 @@ def main(argv: list[str], host: Host) -> int:
     except DeliveryFailure as failure:
         out.say(failure.message, failure.prefixed)
         return failure.code
-    except Exception as exc:  # noqa: BLE001 - a bug must defer the message, never lose it
+    except Exception as exc:
         out.say(f"Internal error, delivery deferred: {type(exc).__name__}: {exc}")
         return TEMPORARY
 
@@ -176,9 +185,11 @@ class Delivery:
         envb = os.environb
         ext, sender, mailhost = os.environ["EXT"], os.environ["SENDER"], os.environ["HOST"]
         dtline = envb[b"DTLINE"]
-        header = ((envb[b"UFLINE"] if self.options.from_line else b"")
-                  + (envb[b"RPLINE"] if self.options.return_path else b"")
-                  + (dtline if self.options.delivered_to else b""))
+        header = (
+            (envb[b"UFLINE"] if self.options.from_line else b"")
+            + (envb[b"RPLINE"] if self.options.return_path else b"")
+            + (dtline if self.options.delivered_to else b"")
+        )
         name, user = self.find_user(ext)
         export_user(name, user)
         message = Message.from_stdin(self.home)
@@ -198,7 +209,7 @@ class Delivery:
         self.deliver(user, name, message, header, dtline, sender, mailhost)
         try:
             return self.postdeliver(message)
-        except Exception as exc:  # noqa: BLE001 - delivered: a retry now would duplicate it
+        except Exception as exc:
             self.out.say(f"Execution of vdeliver-postdeliver failed: {type(exc).__name__}: {exc}")
             return OK
 
@@ -225,14 +236,16 @@ class Delivery:
         except ValueError:
             return configured
 
-    def deliver(self, user: VirtualUser, name: str, message: Message, header: bytes,
-                dtline: bytes, sender: str, mailhost: str) -> None:
+    def deliver(
+        self, user: VirtualUser, name: str, message: Message, header: bytes, dtline: bytes, sender: str, mailhost: str
+    ) -> None:
         """Mailbox copy into ``tmp/``, then the forward, then the link into ``new/`` (§7.4-7.5)."""
         # The forward and limit modules are imported only when needed: this process runs once
         # per message, and most messages neither forward nor meet a limit.
         to_mailbox = user.has_mailbox and user.mailbox_enabled and bool(user.directory)
-        limited = to_mailbox and (user.hard_quota is not None or user.soft_quota is not None
-                                  or user.message_count_limit is not None)
+        limited = to_mailbox and (
+            user.hard_quota is not None or user.soft_quota is not None or user.message_count_limit is not None
+        )
         stored = len(header) + message.size
         if user.forwards:
             from .delivery_forward import envelope, queue
@@ -255,8 +268,13 @@ class Delivery:
 
                 pending = write_pending(user.directory, stored, fill)
             if user.forwards:
-                queue(os.path.join(qmail_root, "bin", "qmail-queue"), message,
-                      dtline if self.options.delivered_to else b"", envelope_bytes, sender)
+                queue(
+                    os.path.join(qmail_root, "bin", "qmail-queue"),
+                    message,
+                    dtline if self.options.delivered_to else b"",
+                    envelope_bytes,
+                    sender,
+                )
             if pending is not None:
                 pending.commit()
         finally:
@@ -267,7 +285,7 @@ class Delivery:
                 from .delivery_limits import after_delivery
 
                 after_delivery(user, user.directory, usage, stored, mailhost)
-            except Exception as exc:  # noqa: BLE001 - delivered: a retry now would duplicate it
+            except Exception as exc:
                 self.out.say(f"Delivered, but the quota bookkeeping failed: {type(exc).__name__}: {exc}")
 
     def postdeliver(self, message: Message) -> int:

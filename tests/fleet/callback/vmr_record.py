@@ -28,7 +28,7 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = "vmr_record"
     CALLBACK_NEEDS_ENABLED = True
 
-    def _record(self, result, status: str) -> None:  # noqa: ANN001 - Ansible's TaskResult
+    def _record(self, result, status: str) -> None:
         path = os.environ.get("VMR_RECORD_FILE")
         if not path:
             return
@@ -44,11 +44,11 @@ class CallbackModule(CallbackBase):
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, default=str) + "\n")
 
-    def v2_runner_on_ok(self, result) -> None:  # noqa: ANN001
+    def v2_runner_on_ok(self, result) -> None:
         self._record(result, "ok")
 
-    def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:  # noqa: ANN001
+    def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
         self._record(result, "failed")
 
-    def v2_runner_on_skipped(self, result) -> None:  # noqa: ANN001
+    def v2_runner_on_skipped(self, result) -> None:
         self._record(result, "skipped")

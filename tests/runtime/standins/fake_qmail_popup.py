@@ -30,8 +30,9 @@ def read_line() -> bytes | None:
 
 def doanddie(user: bytes, password: bytes, timestamp: str, child: list[str]) -> None:
     r, w = os.pipe()
-    pid = os.posix_spawnp(child[0], child, dict(os.environ), file_actions=[(os.POSIX_SPAWN_DUP2, r, 3)],
-                          setsigdef=(signal.SIGPIPE,))
+    pid = os.posix_spawnp(
+        child[0], child, dict(os.environ), file_actions=[(os.POSIX_SPAWN_DUP2, r, 3)], setsigdef=(signal.SIGPIPE,)
+    )
     os.close(r)
     os.write(w, user + b"\0" + password + b"\0" + timestamp.encode() + b"\0")
     os.close(w)

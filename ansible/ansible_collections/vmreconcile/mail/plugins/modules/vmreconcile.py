@@ -189,15 +189,16 @@ class Runner:
         return text
 
     def run(self, args: list[str]) -> tuple[int, str, str]:
-        rc, out, err = self.module.run_command(self.base + args, check_rc=False,
-                                               environ_update={"NO_COLOR": "1", "LC_ALL": "C.UTF-8"})
+        rc, out, err = self.module.run_command(
+            self.base + args, check_rc=False, environ_update={"NO_COLOR": "1", "LC_ALL": "C.UTF-8"}
+        )
         return rc, self.shown(out), self.shown(err)
 
     def fail(self, what: str, rc: int, out: str, err: str, **extra) -> None:
         """Fail with vmreconcile's own words: the diagnostics first, else its error lines."""
         lines = [line for line in err.splitlines() if line.strip()]
         errors = [line for line in lines if DIAGNOSTIC.match(line)]
-        others = [line[len(PREFIX):] if line.startswith(PREFIX) else line for line in lines if line not in errors]
+        others = [line[len(PREFIX) :] if line.startswith(PREFIX) else line for line in lines if line not in errors]
         message = "\n".join(errors + others) or f"{what} failed with exit code {rc}"
         self.module.fail_json(msg=message, errors=errors, rc=rc, stdout=out, stderr=err, **extra)
 
@@ -221,8 +222,10 @@ def make_plan(runner: Runner, config: str, out: str | None) -> dict:
     except ValueError:
         runner.fail("vmreconcile plan (unreadable JSON)", rc, stdout, stderr)
     if plan.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
-        runner.module.fail_json(msg=f"vmreconcile printed plan format_version {plan.get('format_version')!r}; "
-                                    f"this module understands {SUPPORTED_FORMAT_VERSIONS}: update the collection")
+        runner.module.fail_json(
+            msg=f"vmreconcile printed plan format_version {plan.get('format_version')!r}; "
+            f"this module understands {SUPPORTED_FORMAT_VERSIONS}: update the collection"
+        )
     if bool(plan["changes"]) != (rc == 2):
         runner.module.fail_json(msg=f"vmreconcile plan exit code {rc} contradicts its {len(plan['changes'])} change(s)")
     return plan
@@ -256,8 +259,14 @@ def diff_of(changes: list[dict]) -> list[dict]:
     out = []
     for change in changes:
         header = f"{change['action']} {change['type']} {change['address']} (part {change['part']})"
-        out.append(dict(before_header=header, after_header=header,
-                        before=_fields(change["before"]), after=_fields(change["after"])))
+        out.append(
+            dict(
+                before_header=header,
+                after_header=header,
+                before=_fields(change["before"]),
+                after=_fields(change["after"]),
+            )
+        )
     return out
 
 
@@ -281,8 +290,9 @@ def apply_plan(runner: Runner, config: str, plan_file: str, plan: dict, result: 
         with contextlib.suppress(ValueError):
             moved = json.loads(after_out).get("live_checksum") != plan.get("live_checksum")
     result["changed"] = moved
-    runner.fail("vmreconcile apply", rc, stdout, stderr, **{k: v for k, v in result.items() if k != "changed"},
-                changed=moved)
+    runner.fail(
+        "vmreconcile apply", rc, stdout, stderr, **{k: v for k, v in result.items() if k != "changed"}, changed=moved
+    )
 
 
 def _apply_messages(stdout: str) -> list[str]:
@@ -290,7 +300,7 @@ def _apply_messages(stdout: str) -> list[str]:
     lines = stdout.splitlines()
     for index, line in enumerate(lines):
         if line.startswith("Plan: "):
-            return [m for m in lines[index + 1:] if m.strip()]
+            return [m for m in lines[index + 1 :] if m.strip()]
     return [m for m in lines if m.strip()]
 
 
