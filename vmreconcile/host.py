@@ -12,8 +12,9 @@ import os
 import pwd
 import stat
 
-from .formats.config import ConfigChain, read_file_or_none
+from .formats.config import ConfigChain
 from .model import Record
+from .tables import read_regular
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class Host:
         return self.path(LOCK_FILE)
 
     def global_config(self) -> ConfigChain:
-        return ConfigChain([self.config_dir_str])
+        return ConfigChain([self.config_dir_str], read_option_file)
 
     def domain_config(self, user: BaseUser) -> ConfigChain:
         """Local ``~base/.vmailmgr`` first, then ``/etc/vmailmgr`` (§3.1).
@@ -133,11 +134,11 @@ class Host:
         except OSError:
             local_ok = False
         if not local_ok:
-            return ConfigChain([global_dir])
+            return ConfigChain([global_dir], read_option_file)
         prefix = local + "/"
 
         def read(path: str) -> bytes | None:
-            return read_file_or_none(path, follow_symlinks=not str(path).startswith(prefix))
+            return read_option_file(path, follow_symlinks=not str(path).startswith(prefix))
 
         return ConfigChain([local, global_dir], read)
 
@@ -188,6 +189,17 @@ class Host:
                 raw = b""
             self._users = parse_passwd(raw)
         return self._users
+
+
+#: An option file is one short line (or a short list): more is never read.
+OPTION_FILE_LIMIT = 65536
+
+
+def read_option_file(path: str, follow_symlinks: bool = True) -> bytes | None:
+    """An option file's bytes, None when missing or not a regular file (non-blocking, capped):
+    a FIFO planted in a base user's ``.vmailmgr`` cannot hang a root process. Symlinks are
+    followed only in root-owned directories (``follow_symlinks=False`` for files in homes)."""
+    return read_regular(path, follow_symlinks=follow_symlinks, limit=OPTION_FILE_LIMIT)
 
 
 def parse_passwd(raw: bytes | None) -> dict[str, BaseUser]:

@@ -17,6 +17,7 @@ from vmreconcile.formats.config import (
     stored_value,
 )
 from vmreconcile.formats.userdir import userdir
+from vmreconcile.host import read_option_file
 from vmreconcile.model import UINT_MAX
 
 
@@ -31,7 +32,7 @@ def test_there_are_22_options_in_showvconfig_order():
 
 
 def test_defaults_match_the_oracle_showvconfig(tmp_path):
-    chain = ConfigChain([tmp_path / "missing"])
+    chain = ConfigChain([tmp_path / "missing"], read_option_file)
     text = (FIXTURES / "environment.txt").read_text().split("showvconfig", 1)[1]
     for line in text.splitlines():
         if ": " not in line or line.startswith("#"):
@@ -75,7 +76,7 @@ def test_chain_looks_local_then_global_then_default(tmp_path):
     (global_ / "separators").write_text("@\n")
     (local / "separators").write_text("\n")  # empty: move on
     (local / "postmaster-aliases").write_text("")  # empty list: stops here
-    chain = ConfigChain([local, global_])
+    chain = ConfigChain([local, global_], read_option_file)
     assert chain.get("user-dir-bits") == 4
     assert chain.get("separators") == "@"
     assert chain.get("postmaster-aliases") == ()

@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..formats.cdb import CdbReader, build_cdb
-from ..formats.config import layered_value, render_option
+from ..formats.config import PASSWD_CHANGEABLE, layered_value, render_option
 from ..formats.control import render_lines
 from ..formats.vpwentry import decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ..model import Domain, to_bytes
 from ..plan.changes import Change, Plan, table_digest
-from ..plan.resolve import CHANGEABLE_FILE
 from ..tables import read_regular
 from . import writer
 from .crashpoint import checkpoint
@@ -145,7 +144,7 @@ class Executor:
             directory, file_name = root_owned_target(self.host.config_dir / name, self.note)
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             owner, where = None, str(directory)
-            if name == CHANGEABLE_FILE:
+            if name == PASSWD_CHANGEABLE:
                 data = to_bytes("".join(line + "\n" for line in self.plan.changeable or ()))
             else:
                 value = self.plan.desired.options.get(name)

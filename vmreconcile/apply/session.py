@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..desired.spec import Spec
+from ..formats.config import PASSWD_CHANGEABLE
 from ..host import Host
 from ..live import (
     group_virtualdomains,
@@ -23,7 +24,7 @@ from ..live import (
 from ..model import HostState, OptionValue
 from ..plan.build import build_plan, restrict_spec
 from ..plan.changes import Plan
-from ..plan.resolve import CHANGEABLE_FILE, SecretReader
+from ..plan.resolve import SecretReader
 from ..tables import open_table, table_path
 
 
@@ -94,7 +95,7 @@ def read_targeted(host: Host, targets: tuple[str, ...], wanted: list[tuple[str, 
 def read_changeable(host: Host) -> tuple[str, ...] | None:
     """The authpipe's ``vmreconcile-passwd-changeable`` lines (None when the file is missing)."""
     try:
-        raw = (host.config_dir / CHANGEABLE_FILE).read_bytes()
+        raw = (host.config_dir / PASSWD_CHANGEABLE).read_bytes()
     except FileNotFoundError:
         return None
     return tuple(line for line in raw.decode("utf-8", "surrogateescape").split("\n") if line)

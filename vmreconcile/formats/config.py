@@ -1,14 +1,14 @@
 """VMailMgr configuration options (reference §3): one file per option, read per §3.2.
 
 Values are looked up in ``~base/.vmailmgr/<option>``, then ``/etc/vmailmgr/<option>``, then the
-built-in default (§3.3). Parsing is pure (`parse_option`); `ConfigChain` does the few reads,
-through a function the caller provides, so the runtime and the management side share it.
+built-in default (§3.3). Parsing is pure (`parse_option`); `ConfigChain` does no I/O itself: it reads
+through a function the caller provides (``Host`` passes a safe file reader), so the runtime and
+the management side share it.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 
 from ..model import UINT_MAX, OptionValue, Record
 
@@ -64,6 +64,12 @@ OPTIONS: dict[str, Option] = {
 }
 
 NOT_SET = None
+
+#: vmreconcile's own switches, kept as files beside VMailMgr's options in ``/etc/vmailmgr`` (not
+#: VMailMgr options, so not in `OPTIONS`): the users whose password Courier may change
+#: (``<base>/<key>`` lines) and whether system accounts may log in (``1``/``yes``).
+PASSWD_CHANGEABLE = "vmreconcile-passwd-changeable"
+SYSTEM_LOGINS = "vmreconcile-system-logins"
 
 
 def strtou_prefix(text: str) -> int | None:
@@ -125,34 +131,13 @@ def layered_value(name: str, *layers: Mapping[str, OptionValue]) -> str | int | 
     return option.default
 
 
-def read_file_or_none(path: StrPath, follow_symlinks: bool = True) -> bytes | None:
-    """Read a config file; None when it cannot be opened or is not a regular file.
-
-    Opened non-blocking and checked with ``fstat``, so a FIFO planted in a base user's
-    ``.vmailmgr`` cannot hang a root process; ``follow_symlinks=False`` for files in homes.
-    """
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, 65536)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 class ConfigChain:
     """Option lookup through directories, most specific first (local, then global).
 
     Reads each option once and caches it, as VMailMgr's config nodes do.
     """
 
-    def __init__(self, directories: Iterable[StrPath], read: Callable[[str], bytes | None] = read_file_or_none) -> None:
+    def __init__(self, directories: Iterable[StrPath], read: Callable[[str], bytes | None]) -> None:
         self.directories = tuple(directories)
         self._read = read
         self._cache: dict[str, str | int | tuple[str, ...]] = {}

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..formats import control as ctl
+from ..formats.config import PASSWD_CHANGEABLE
 from ..model import USER_FIELDS, Domain, HostState, VirtualUser
 from .changes import Change, mask_password
 from .resolve import live_counterparts
@@ -213,7 +214,7 @@ def diff_changeable(desired: tuple[str, ...] | None, live: tuple[str, ...] | Non
     """The authpipe's list of users whose password is ``unmanaged`` (written only when it matters)."""
     if desired is None or (live is None and not desired) or (live is not None and tuple(live) == tuple(desired)):
         return []
-    name = "vmreconcile-passwd-changeable"
+    name = PASSWD_CHANGEABLE
     action = "create" if live is None else "update"
     return [
         Change(

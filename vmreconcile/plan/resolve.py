@@ -32,9 +32,6 @@ from ..showjson import UNVERIFIABLE_PREFIX, hash_digest, is_redacted
 #: (kind, reference) -> the secret's plaintext, or None when it is not available.
 SecretReader = Callable[[str, str], "str | None"]
 
-#: Where the authpipe looks for users whose password it may change (``base/key`` lines).
-CHANGEABLE_FILE = "vmreconcile-passwd-changeable"
-
 
 class ResolveError(ValueError):
     """The spec cannot be completed (missing secrets, ...); ``problems`` lists every one."""

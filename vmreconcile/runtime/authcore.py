@@ -40,7 +40,7 @@ import time
 # copy that the base user cannot read still works. (formats.hashing imports the standard
 # library's ctypes and loads libcrypt only when a scheme outside fastcrypt's is checked.)
 from ..formats.cdb import CdbError
-from ..formats.config import ConfigChain
+from ..formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain
 from ..formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
 from ..formats.hashing import verify_password
 from ..formats.vpwentry import RecordError, user_key
@@ -68,9 +68,6 @@ MSG_NOT_VIRTUAL = "Not a virtual user"
 MSG_TABLE_UNUSABLE = "Cannot read the virtual password table"
 MSG_HOSTNAME = "Cannot determine the host name"
 
-#: Runtime switches of vmreconcile itself, kept beside VMailMgr's options (not in OPTIONS).
-SYSTEM_LOGINS_FILE = "vmreconcile-system-logins"
-PASSWD_CHANGEABLE_FILE = "vmreconcile-passwd-changeable"
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs ~2 ms per login
 if TYPE_CHECKING:
@@ -143,7 +140,7 @@ def _first_line(path: str) -> str | None:
 
 def system_logins_enabled(host: Host) -> bool:
     """``/etc/vmailmgr/vmreconcile-system-logins``: first line ``1``/``yes`` enables; else off."""
-    value = _first_line(os.path.join(host.config_dir_str, SYSTEM_LOGINS_FILE))
+    value = _first_line(os.path.join(host.config_dir_str, SYSTEM_LOGINS))
     return value is not None and value.lower() in ("1", "yes")
 
 
@@ -154,7 +151,7 @@ def passwd_changeable(host: Host) -> frozenset[tuple[str, str]]:
     line; blank lines and ``#`` comments are skipped; a missing file means "none".
     """
     try:
-        with open(os.path.join(host.config_dir_str, PASSWD_CHANGEABLE_FILE), "rb") as fp:
+        with open(os.path.join(host.config_dir_str, PASSWD_CHANGEABLE), "rb") as fp:
             text = fp.read(1 << 20).decode("utf-8", "surrogateescape")
     except OSError:
         return frozenset()

@@ -24,7 +24,7 @@ import time
 from ..formats.cdb import CdbError, CdbReader
 from ..formats.config import ConfigChain
 from ..formats.vpwentry import RecordError, decode_record, user_key
-from ..host import LOCAL_CONFIG_DIR, Host
+from ..host import LOCAL_CONFIG_DIR, Host, read_option_file
 from ..model import UINT_MAX, VirtualUser, vuser_environment
 from ..tables import TableError, open_table, table_path, write_all
 from .delivery_errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
@@ -175,7 +175,7 @@ class Delivery:
         self.out = out
         global_dir = host.config_dir_str
         local_dir = os.path.join(home, LOCAL_CONFIG_DIR)
-        self.chain = ConfigChain([local_dir, global_dir])
+        self.chain = ConfigChain([local_dir, global_dir], read_option_file)
         self.hook_dirs = [global_dir, local_dir]
 
     def run(self) -> int:
