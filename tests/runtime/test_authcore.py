@@ -13,8 +13,8 @@ import pytest
 
 from vmreconcile.host import Host
 from vmreconcile.model import VirtualUser
-from vmreconcile.runtime import authcore
-from vmreconcile.runtime.authcore import (
+from vmreconcile.runtime.login import core
+from vmreconcile.runtime.login.core import (
     LoginFailure,
     LoginSession,
     NotVirtual,
@@ -101,7 +101,7 @@ def test_system_account_refused_by_default_and_not_virtual(root):
     session = LoginSession(Host(root), environ={"TCPLOCALHOST": "localhost"})
     with pytest.raises(LoginFailure) as failure:
         session.authenticate("joe", "whatever")
-    assert failure.value.message == authcore.MSG_SYSTEM_LOGINS_DISABLED
+    assert failure.value.message == core.MSG_SYSTEM_LOGINS_DISABLED
     with pytest.raises(NotVirtual) as not_virtual:
         LoginSession(Host(root), environ={}).authenticate("joe@localhost", "x", virtual_only=True)
     assert not_virtual.value.base.name == "joe"
@@ -133,8 +133,8 @@ def test_passwd_changeable_lines(root):
         "# comment\njoe/me\n  joe/henry.ford  \n\nbad-line\n/x\njoe/\n"
     )
     assert passwd_changeable(Host(root)) == {("joe", "me"), ("joe", "henry.ford")}
-    assert authcore.is_passwd_changeable(Host(root), "joe", "Henry.Ford")
-    assert not authcore.is_passwd_changeable(Host(root), "joe", "alice")
+    assert core.is_passwd_changeable(Host(root), "joe", "Henry.Ford")
+    assert not core.is_passwd_changeable(Host(root), "joe", "alice")
 
 
 def test_vuser_environment():
@@ -173,7 +173,7 @@ def test_vuser_environment():
 )
 def test_undo_locale_coercion(env, expected):
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r}); import os; from vmreconcile.runtime.authcore import "
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import os; from vmreconcile.runtime.login.core import "
         "undo_locale_coercion as u; u(os.environ); print(os.environ.get('LC_CTYPE'))"
     )
     done = subprocess.run(
@@ -187,9 +187,9 @@ def test_undo_locale_coercion(env, expected):
 
 
 def test_runtime_imports_only_stdlib_and_allowed_layers():
-    """authcore/checkvpw/vauthenticate import nothing outside the runtime's allowed layers."""
+    """login core/checkvpw/vauthenticate import nothing outside the runtime's allowed layers."""
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r}); import vmreconcile.runtime.checkvpw, vmreconcile.runtime.vauthenticate;"
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import vmreconcile.runtime.login.checkvpw, vmreconcile.runtime.login.vauthenticate;"
         "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('vmreconcile'))))"
     )
     done = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)

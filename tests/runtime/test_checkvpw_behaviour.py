@@ -190,11 +190,12 @@ open({marker!r}, "a").write({what!r} + "\\n")
 def _evil_tree(tmp: Path, marker: Path) -> Path:
     """Modules a non-isolated interpreter would pick up from PYTHONPATH, cwd or a .pth."""
     evil = tmp / "evil"
-    (evil / "vmreconcile" / "runtime").mkdir(parents=True)
+    (evil / "vmreconcile" / "runtime" / "login").mkdir(parents=True)
     for rel in (
         "vmreconcile/__init__.py",
         "vmreconcile/runtime/__init__.py",
-        "vmreconcile/runtime/checkvpw.py",
+        "vmreconcile/runtime/login/__init__.py",
+        "vmreconcile/runtime/login/checkvpw.py",
         "sitecustomize.py",
         "usercustomize.py",
         "pathlib.py",

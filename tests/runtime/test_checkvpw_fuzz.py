@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loginkit import create_world, destroy_world, run_fd3
 
-from vmreconcile.runtime.authcore import LoginFailure
-from vmreconcile.runtime.checkvpw import MAX_INPUT, parse_input, read_input
+from vmreconcile.runtime.login.checkvpw import MAX_INPUT, parse_input, read_input
+from vmreconcile.runtime.login.core import LoginFailure
 
 DOCUMENTED = {0, 1, 2, 111}
 

@@ -1,4 +1,4 @@
-"""runtime.fastcrypt agrees with libxcrypt (through formats.hashing) on every input."""
+"""runtime.login.fastcrypt agrees with libxcrypt (through formats.hashing) on every input."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmreconcile.formats.hashing import crypt, verify_password
-from vmreconcile.runtime.authcore import verify
-from vmreconcile.runtime.fastcrypt import check, md5_crypt
+from vmreconcile.runtime.login.core import verify
+from vmreconcile.runtime.login.fastcrypt import check, md5_crypt
 
 SALT = st.text(alphabet="./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", max_size=8)
 

@@ -7,8 +7,8 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmreconcile.runtime.authcore import LoginFailure
-from vmreconcile.runtime.vauthenticate import INPUT_LIMIT, parse_request, read_request
+from vmreconcile.runtime.login.core import LoginFailure
+from vmreconcile.runtime.login.vauthenticate import INPUT_LIMIT, parse_request, read_request
 
 
 @settings(max_examples=500, deadline=None)

@@ -8,9 +8,9 @@ forwards it through qmail-queue, or both. Exit codes and stdout texts are VMailM
 0 delivered, 99 delivered-and-stop, 100 bounce, 111 try later, 1 usage/HOME problems.
 
 Where it deliberately differs from VMailMgr 0.97 (see docs/delivery.md):
-* the four stored limits are enforced (`delivery_limits`), with a soft-quota warning;
+* the four stored limits are enforced (`limits`), with a soft-quota warning;
 * a message that already has our ``Delivered-To:`` line bounces (loop);
-* maildir writes are bounded retries with ``fsync``s, never an endless loop (`maildir_writer`);
+* maildir writes are bounded retries with ``fsync``s, never an endless loop (`maildir`);
 * a failing ``vdeliver-postdeliver`` after a successful delivery exits 0 (not the hook's
   code), so qmail does not deliver the message a second time.
 """
@@ -21,16 +21,16 @@ import os
 import sys
 import time
 
-from ..formats.cdb import CdbError, CdbReader
-from ..formats.config import ConfigChain
-from ..formats.vpwentry import RecordError, decode_record, user_key
-from ..host import LOCAL_CONFIG_DIR, Host, read_option_file
-from ..model import UINT_MAX, VirtualUser, vuser_environment
-from ..tables import TableError, open_table, table_path, write_all
-from .delivery_errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
-from .delivery_hooks import run_hook
-from .delivery_message import Message
-from .maildir_writer import PendingFile, check_maildir, write_pending
+from ...formats.cdb import CdbError, CdbReader
+from ...formats.config import ConfigChain
+from ...formats.vpwentry import RecordError, decode_record, user_key
+from ...host import LOCAL_CONFIG_DIR, Host, read_option_file
+from ...model import UINT_MAX, VirtualUser, vuser_environment
+from ...tables import TableError, open_table, table_path, write_all
+from ..process import run_hook
+from .errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
+from .maildir import PendingFile, check_maildir, write_pending
+from .message import Message
 
 USAGE_TEXT = "usage: vdeliver [-D|-d] [-F|-f] [-R|-r] [--no-predeliver] [--no-postdeliver] [--quiet]"
 REQUIRED = ("USER", "EXT", "HOST", "SENDER", "UFLINE", "RPLINE", "DTLINE")
@@ -203,7 +203,7 @@ class Delivery:
             if result != 0:
                 raise DeliveryFailure(result % 256, "Execution of vdeliver-predeliver failed")
         if user.message_size_limit is not None:
-            from .delivery_limits import check_message_size
+            from .limits import check_message_size
 
             check_message_size(user, name, message.size)
         self.deliver(user, name, message, header, dtline, sender, mailhost)
@@ -248,7 +248,7 @@ class Delivery:
         )
         stored = len(header) + message.size
         if user.forwards:
-            from .delivery_forward import envelope, queue
+            from .forward import envelope, queue
 
             qmail_root = self.qmail_root()
             envelope_bytes = envelope(sender, user.forwards, mailhost, qmail_root)
@@ -258,7 +258,7 @@ class Delivery:
             if to_mailbox:
                 check_maildir(user.directory)
                 if limited:
-                    from .delivery_limits import check_mailbox
+                    from .limits import check_mailbox
 
                     usage = check_mailbox(user, name, user.directory, stored)
 
@@ -282,7 +282,7 @@ class Delivery:
                 pending.discard()
         if pending is not None and limited:
             try:
-                from .delivery_limits import after_delivery
+                from .limits import after_delivery
 
                 after_delivery(user, user.directory, usage, stored, mailhost)
             except Exception as exc:

@@ -21,7 +21,7 @@ import os
 import stat
 import time
 
-from .delivery_errors import DeliveryFailure, permanent, temporary
+from .errors import DeliveryFailure, permanent, temporary
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing-only imports cost start-up time in a per-message process

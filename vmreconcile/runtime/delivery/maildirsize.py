@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from .maildir_writer import unique_name, unlink_quietly
+from .maildir import unique_name, unlink_quietly
 
 MAILDIRSIZE = "maildirsize"
 #: maildir++: a maildirsize larger than this is recomputed (and so rewritten as one line).

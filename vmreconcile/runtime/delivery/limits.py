@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import time
 
-from ..model import VirtualUser
-from ..tables import write_all
-from .delivery_errors import permanent
-from .maildir_quota import Usage, current_usage, quota_definition, recompute, record_delivery
-from .maildir_writer import PendingFile, unlink_quietly, write_pending
+from ...model import VirtualUser
+from ...tables import write_all
+from .errors import permanent
+from .maildir import PendingFile, unlink_quietly, write_pending
+from .maildirsize import Usage, current_usage, quota_definition, recompute, record_delivery
 
 WARNED_MARKER = "vdeliver-softquota-warned"
 

@@ -1,6 +1,6 @@
 """Account lookups for the long-lived authpipe program, with files re-read only when they change.
 
-authcore's `LoginSession` is made for one login per process: it opens the table, the control
+The login core's (`login.core`) `LoginSession` is made for one login per process: it opens the table, the control
 files and the options afresh each time and then drops privileges. authpipe answers thousands
 of requests as root in one process and never changes user, so this module keeps what it read
 and parsed, keyed by the file's ``lstat`` identity (device, inode, size, mtime, ctime): a table
@@ -11,11 +11,11 @@ a rooted ``etc/passwd`` are re-checked at most once a second. Paths are plain st
 last component; a symlinked table is refused (a base user must not point root at other files),
 a symlinked option or control file counts as missing.
 
-The name mapping (§4) and the login rules (§5.6) are authcore's: `split_login`,
+The name mapping (§4) and the login rules (§5.6) are the login core's: `split_login`,
 `baseuser_candidates` (uid 0 skipped as in its `lookup_baseuser`), `system_logins_enabled`;
-the only rule repeated here is the short "may this entry log in" test, which authcore ties to
+the only rule repeated here is the short "may this entry log in" test, which the login core ties to
 its own uncached table read. Passwords are checked with `formats.hashing.verify_password`
-(libxcrypt) rather than authcore's `verify`: its pure-Python ``$1$`` path saves a one-shot
+(libxcrypt) rather than the login core's `verify`: its pure-Python ``$1$`` path saves a one-shot
 login the ``ctypes`` import, but in this long-lived process libcrypt is already loaded and
 three times faster (same ``crypt_cmp`` rules either way).
 """
@@ -30,15 +30,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from ..formats.cdb import CdbError, CdbReader
-from ..formats.config import OPTIONS, parse_option
-from ..formats.control import find_virtual, parse_lines, virtualdomains_map
-from ..formats.hashing import verify_password
-from ..formats.vpwentry import RecordError, decode_record, user_key
-from ..host import BaseUser, Host, parse_passwd
-from ..model import VirtualUser, from_bytes
-from ..tables import TableError, iter_users, open_table, read_regular, table_path
-from . import authcore
+from ...formats.cdb import CdbError, CdbReader
+from ...formats.config import OPTIONS, parse_option
+from ...formats.control import find_virtual, parse_lines, virtualdomains_map
+from ...formats.hashing import verify_password
+from ...formats.vpwentry import RecordError, decode_record, user_key
+from ...host import BaseUser, Host, parse_passwd
+from ...model import VirtualUser, from_bytes
+from ...tables import TableError, iter_users, open_table, read_regular, table_path
+from ..login import core
 
 Identity = tuple[int, int, int, int, int]
 
@@ -100,9 +100,9 @@ class Table:
 def may_log_in(user: VirtualUser | None, now: int) -> str | None:
     """Why the entry cannot log in, password aside (§5.6), or None."""
     if user is None or not user.has_mailbox or not user.directory:
-        return authcore.MSG_UNKNOWN_VIRTUAL
+        return core.MSG_UNKNOWN_VIRTUAL
     if user.expires is not None and user.expires < now:
-        return authcore.MSG_EXPIRED
+        return core.MSG_EXPIRED
     return None
 
 
@@ -183,8 +183,8 @@ class Directory:
         return users.get(name)  # type: ignore[attr-defined]
 
     def lookup_baseuser(self, full: str) -> tuple[BaseUser, str] | None:
-        """authcore's `lookup_baseuser` (§4.5, uid 0 never a base user) over the cached accounts."""
-        for name, virtual in authcore.baseuser_candidates(full):
+        """The login core's `lookup_baseuser` (§4.5, uid 0 never a base user) over the cached accounts."""
+        for name, virtual in core.baseuser_candidates(full):
             if not name:
                 continue
             base = self.base_user(name)
@@ -203,7 +203,7 @@ class Directory:
         try:
             path = self.table_file(base)
         except TableError as exc:
-            raise Refused(f"{authcore.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
+            raise Refused(f"{core.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
         try:
             ident = identity(path)
             cached = self._tables.get(path)
@@ -213,7 +213,7 @@ class Directory:
             reader = open_table(Path(path)) if ident is not None else None
         except (TableError, CdbError, OSError) as exc:
             self._tables.pop(path, None)
-            raise Refused(f"{authcore.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
+            raise Refused(f"{core.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
         table = Table(reader) if reader is not None else None
         self._tables[path] = (ident, table)
         while len(self._tables) > MAX_TABLES:
@@ -229,11 +229,11 @@ class Directory:
     def resolve(self, login: str) -> tuple[BaseUser, str]:
         """§4: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
         if "\0" in login:  # no account name holds one, and getpwnam() would raise on it
-            raise Refused(authcore.MSG_UNKNOWN_BASE)
+            raise Refused(core.MSG_UNKNOWN_BASE)
         try:
-            user, domain = authcore.split_login(login, str(self.option("separators")), self.environ)
-        except authcore.LoginFailure as failure:
-            raise Refused(failure.message, temporary=failure.code == authcore.EXIT_TEMPORARY) from None
+            user, domain = core.split_login(login, str(self.option("separators")), self.environ)
+        except core.LoginFailure as failure:
+            raise Refused(failure.message, temporary=failure.code == core.EXIT_TEMPORARY) from None
         full = user
         control = self.control_dir()
         if domain not in self._cached(control + "/locals", _parse_locals):  # type: ignore[operator]
@@ -243,47 +243,47 @@ class Directory:
                 full = prefix + "-" + user
         found = self.lookup_baseuser(full)
         if found is None:
-            raise Refused(authcore.MSG_UNKNOWN_BASE)
+            raise Refused(core.MSG_UNKNOWN_BASE)
         return found
 
     def _virtual(self, base: BaseUser, virtual: str) -> VirtualUser | None:
         table = self.table(base)
         return table.user(virtual) if table is not None else None
 
-    def find(self, login: str) -> authcore.Account:
+    def find(self, login: str) -> core.Account:
         """The account for ``login`` with no password check (PRE): blocked entries refused."""
         base, virtual = self.resolve(login)
         if not virtual:
-            if not authcore.system_logins_enabled(self.host):
-                raise Refused(authcore.MSG_SYSTEM_LOGINS_DISABLED)
-            return authcore.Account(base, "", None, self.home(base))
+            if not core.system_logins_enabled(self.host):
+                raise Refused(core.MSG_SYSTEM_LOGINS_DISABLED)
+            return core.Account(base, "", None, self.home(base))
         user = self._virtual(base, virtual)
         problem = may_log_in(user, int(time.time()))
         if problem:
             raise Refused(problem)
-        return authcore.Account(base, virtual, user, self.home(base))
+        return core.Account(base, virtual, user, self.home(base))
 
-    def authenticate(self, login: str, password: str) -> authcore.Account:
+    def authenticate(self, login: str, password: str) -> core.Account:
         """The account for ``login`` if ``password`` is right and the entry may log in (§5.6).
 
         Checked in VMailMgr's order: existence and mailbox, then the password, then expiry.
         """
         base, virtual = self.resolve(login)
         if not virtual:
-            if not authcore.system_logins_enabled(self.host):
-                raise Refused(authcore.MSG_SYSTEM_LOGINS_DISABLED)
-            if not authcore.check_system_password(self.host, base.name, password):
-                raise Refused(authcore.MSG_BAD_PASSWORD)
-            return authcore.Account(base, "", None, self.home(base))
+            if not core.system_logins_enabled(self.host):
+                raise Refused(core.MSG_SYSTEM_LOGINS_DISABLED)
+            if not core.check_system_password(self.host, base.name, password):
+                raise Refused(core.MSG_BAD_PASSWORD)
+            return core.Account(base, "", None, self.home(base))
         user = self._virtual(base, virtual)
         if user is None or not user.has_mailbox or not user.directory:
-            raise Refused(authcore.MSG_UNKNOWN_VIRTUAL)
+            raise Refused(core.MSG_UNKNOWN_VIRTUAL)
         if not verify_password(password, user.password):
-            raise Refused(authcore.MSG_BAD_PASSWORD)
+            raise Refused(core.MSG_BAD_PASSWORD)
         problem = may_log_in(user, int(time.time()))
         if problem:
             raise Refused(problem)
-        return authcore.Account(base, virtual, user, self.home(base))
+        return core.Account(base, virtual, user, self.home(base))
 
     # enumeration --------------------------------------------------------------------
 

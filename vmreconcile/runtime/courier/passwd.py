@@ -32,13 +32,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..formats.cdb import build_cdb
-from ..formats.hashing import DEFAULT_SCHEME, SCHEMES, HashingError, hash_password, scheme_of, verify_password
-from ..formats.vpwentry import decode_record, encode_record, user_key
-from ..host import BaseUser
-from ..tables import STALE_AFTER, clear_stale_temp, open_table, write_all
-from . import authcore
-from .authpipe_core import Directory, Refused
+from ...formats.cdb import build_cdb
+from ...formats.hashing import DEFAULT_SCHEME, SCHEMES, HashingError, hash_password, scheme_of, verify_password
+from ...formats.vpwentry import decode_record, encode_record, user_key
+from ...host import BaseUser
+from ...tables import STALE_AFTER, clear_stale_temp, open_table, write_all
+from ..login import core
+from .directory import Directory, Refused
 
 #: Seconds after which an unlocked ``passwd.cdb.tmp`` is a crash's leftover (as in ``apply``).
 #: How long to wait for another writer's ``passwd.cdb.tmp``; authdaemond's client waits 30 s.
@@ -160,7 +160,7 @@ def change_password(directory: Directory, login: str, old: str, new: str) -> Non
     base, virtual = directory.resolve(login)
     if not virtual:
         raise Refused("PASSWD is only offered for virtual users")
-    if not authcore.is_passwd_changeable(directory.host, base.name, virtual):
+    if not core.is_passwd_changeable(directory.host, base.name, virtual):
         raise Refused(MSG_MANAGED)
     directory.authenticate(login, old)
     check_new_password(new)

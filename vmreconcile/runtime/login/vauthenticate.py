@@ -22,9 +22,9 @@ from __future__ import annotations
 import os
 import sys
 
-from ..host import Host
-from ..tables import write_all
-from .authcore import (
+from ...host import Host
+from ...tables import write_all
+from .core import (
     EXIT_BAD_INPUT,
     EXIT_LOGIN_FAILED,
     EXIT_OK,

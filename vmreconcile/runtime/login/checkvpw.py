@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import sys
 
-from ..host import Host
-from ..model import ASCII_LOWER_BYTES
-from .authcore import (
+from ...host import Host
+from ...model import ASCII_LOWER_BYTES
+from .core import (
     EXIT_BAD_INPUT,
     EXIT_LOGIN_FAILED,
     EXIT_OK,

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 
-from ..tables import write_all
-from .delivery_errors import temporary
-from .delivery_hooks import default_signals
-from .delivery_message import Message
+from ...tables import write_all
+from ..process import default_signals
+from .errors import temporary
+from .message import Message
 
 
 def read_me(qmail_root: str) -> str:

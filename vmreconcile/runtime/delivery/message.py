@@ -14,8 +14,8 @@ import errno
 import os
 import stat
 
-from ..tables import write_all
-from .delivery_errors import temporary
+from ...tables import write_all
+from .errors import temporary
 
 CHUNK = 1 << 16
 #: Longest run ``sendfile`` is asked to copy at once (keeps each call bounded).

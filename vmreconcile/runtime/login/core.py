@@ -39,14 +39,14 @@ import time
 # Everything a virtual login needs after the setuid is imported here, as root, so a runtime
 # copy that the base user cannot read still works. (formats.hashing imports the standard
 # library's ctypes and loads libcrypt only when a scheme outside fastcrypt's is checked.)
-from ..formats.cdb import CdbError
-from ..formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain
-from ..formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
-from ..formats.hashing import verify_password
-from ..formats.vpwentry import RecordError, user_key
-from ..host import BaseUser, Host
-from ..model import VirtualUser, ascii_lower, from_bytes, vuser_environment
-from ..tables import TableError, lookup, open_table, table_path
+from ...formats.cdb import CdbError
+from ...formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain
+from ...formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
+from ...formats.hashing import verify_password
+from ...formats.vpwentry import RecordError, user_key
+from ...host import BaseUser, Host
+from ...model import VirtualUser, ascii_lower, from_bytes, vuser_environment
+from ...tables import TableError, lookup, open_table, table_path
 from .fastcrypt import check as fast_check
 
 #: Exit codes shared by checkvpw and vauthenticate (§5.5, §6.2).

@@ -27,7 +27,7 @@ Deliberate differences from VMailMgr 0.97 (documented in docs/courier.md):
 * §11.26 fixed: each hook runs once (VMailMgr runs pre- and postsetuid twice, the second
   presetuid as the base user through the domain chain), and an authentication type other
   than ``login`` (CRAM-MD5 ...) is passed to the next module instead of failing completely;
-* supplementary groups are cleared (authcore, §11.1);
+* supplementary groups are cleared (login core, §11.1);
 * input longer than BUFSIZ-1 (8191) bytes fails completely instead of being truncated.
 """
 
@@ -36,10 +36,10 @@ from __future__ import annotations
 import os
 import sys
 
-from ..host import Host
+from ...host import Host
 
-# authcore imports every module of ours a login needs at its top, before any setuid.
-from .authcore import (
+# The login core imports every module of ours a login needs at its top, before any setuid.
+from .core import (
     EXIT_LOGIN_FAILED,
     MSG_UNKNOWN_BASE,
     LoginFailure,
