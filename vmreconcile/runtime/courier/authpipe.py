@@ -32,7 +32,8 @@ import sys
 # Imported up front: the PASSWD child must not import after dropping privileges.
 from ...formats import hashing as _hashing  # noqa: F401
 from ...host import Host
-from ..login.core import Account, restore_default_signals
+from ..login.core import Account
+from ..process import restore_default_signals
 from .directory import Directory, Refused
 from .passwd import change_password
 from .protocol import (

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from ...tables import write_all
-from ..process import default_signals
+from ..process import child_default_signals
 from .errors import temporary
 from .message import Message
 
@@ -78,7 +78,7 @@ def queue(qmail_queue: str, message: Message, dtline: bytes, env_bytes: bytes, s
             [qmail_queue],
             child_environment(sender),
             file_actions=[(os.POSIX_SPAWN_DUP2, msg_read, 0), (os.POSIX_SPAWN_DUP2, env_read, 1)],
-            setsigdef=default_signals(),
+            setsigdef=child_default_signals(),
         )
     except OSError:
         for fd in (msg_read, msg_write, env_read, env_write):

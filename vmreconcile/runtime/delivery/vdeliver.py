@@ -27,7 +27,7 @@ from ...formats.vpwentry import RecordError, decode_record, user_key
 from ...host import LOCAL_CONFIG_DIR, Host, read_option_file
 from ...model import UINT_MAX, VirtualUser, vuser_environment
 from ...tables import TableError, open_table, table_path, write_all
-from ..process import run_hook
+from ..process import EXEC_FAILED, run_hook
 from .errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
 from .maildir import PendingFile, check_maildir, write_pending
 from .message import Message
@@ -176,7 +176,12 @@ class Delivery:
         global_dir = host.config_dir_str
         local_dir = os.path.join(home, LOCAL_CONFIG_DIR)
         self.chain = ConfigChain([local_dir, global_dir], read_option_file)
-        self.hook_dirs = [global_dir, local_dir]
+        self.hook_dirs = (global_dir, local_dir)
+
+    def run_hook(self, name: str) -> int:
+        """The shared hook runner, as vdeliver has always used it: a hook that cannot be
+        started at all gives 127, and a directory in a hook's place is skipped."""
+        return run_hook(name, self.hook_dirs, cannot_start=EXEC_FAILED, skip_directories=True)
 
     def run(self) -> int:
         for var in REQUIRED:
@@ -197,7 +202,7 @@ class Delivery:
             raise permanent("This message is looping: it already has my Delivered-To line. (#5.4.6)")
         if self.options.predeliver:
             message.rewind()
-            result = run_hook("vdeliver-predeliver", self.hook_dirs)
+            result = self.run_hook("vdeliver-predeliver")
             if result == STOP:
                 return STOP
             if result != 0:
@@ -295,7 +300,7 @@ class Delivery:
         if not message.rewind():
             self.out.say("Could not re-rewind standard input", prefixed=False)
             return OK
-        result = run_hook("vdeliver-postdeliver", self.hook_dirs)
+        result = self.run_hook("vdeliver-postdeliver")
         if result == STOP:
             return STOP
         if result != 0:

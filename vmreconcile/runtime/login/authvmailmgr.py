@@ -37,6 +37,7 @@ import os
 import sys
 
 from ...host import Host
+from ..process import child_default_signals, restore_default_signals
 
 # The login core imports every module of ours a login needs at its top, before any setuid.
 from .core import (
@@ -45,7 +46,6 @@ from .core import (
     LoginFailure,
     LoginSession,
     NotVirtual,
-    restore_default_signals,
     split_login,
     undo_locale_coercion,
 )
@@ -106,7 +106,7 @@ def default_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ and an exec keeps "ignored": restore the defaults."""
     import _signal
 
-    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
+    for number in child_default_signals():
         _signal.signal(number, _signal.SIG_DFL)
 
 

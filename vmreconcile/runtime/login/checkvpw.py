@@ -19,6 +19,7 @@ import sys
 
 from ...host import Host
 from ...model import ASCII_LOWER_BYTES
+from ..process import restore_default_signals, spawn_wait
 from .core import (
     EXIT_BAD_INPUT,
     EXIT_LOGIN_FAILED,
@@ -28,8 +29,6 @@ from .core import (
     Account,
     LoginFailure,
     LoginSession,
-    restore_default_signals,
-    spawn_wait,
     undo_locale_coercion,
 )
 

@@ -44,9 +44,10 @@ from ...formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain
 from ...formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
 from ...formats.hashing import verify_password
 from ...formats.vpwentry import RecordError, user_key
-from ...host import BaseUser, Host
+from ...host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ...model import VirtualUser, ascii_lower, from_bytes, vuser_environment
 from ...tables import TableError, lookup, open_table, table_path
+from ..process import run_hook
 from .fastcrypt import check as fast_check
 
 #: Exit codes shared by checkvpw and vauthenticate (§5.5, §6.2).
@@ -304,73 +305,6 @@ def check_system_password(host: Host, name: str, password: str) -> bool:
     return stored is not None and verify(password, stored)
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def _ignored_by_python() -> tuple[int, int]:
-    """SIGPIPE and SIGXFSZ, from the built-in ``_signal`` (``signal`` would import ``enum``)."""
-    try:
-        from _signal import SIGPIPE, SIGXFSZ
-    except ImportError:  # pragma: no cover - CPython always has _signal
-        from signal import SIGPIPE, SIGXFSZ
-    return SIGPIPE, SIGXFSZ
-
-
-def restore_default_signals() -> None:
-    """Let SIGINT act as it does for a C program (end the process, no Python traceback).
-
-    Python turns SIGINT into KeyboardInterrupt, which would print a traceback from wherever
-    the login happens to be (typically waiting for the child).
-    """
-    try:
-        from _signal import SIG_DFL, SIGINT, signal
-    except ImportError:  # pragma: no cover - CPython always has _signal
-        from signal import SIG_DFL, SIGINT, signal
-    signal(SIGINT, SIG_DFL)
-
-
-def spawn_wait(argv: list[str], environ: Environ, search: bool = False) -> int:
-    """Run ``argv`` (fds and cwd inherited), wait, return its status as VMailMgr sees it.
-
-    The exit code; -1 when it died from a signal or could not be started; 127 when the
-    program could not be executed (what the forked child of VMailMgr exits with).
-    """
-    env = dict(environ)
-    # Python ignores SIGPIPE and SIGXFSZ; an exec keeps "ignored", so give children the defaults.
-    reset = _ignored_by_python()
-    spawn = os.posix_spawnp if search else os.posix_spawn
-    try:
-        pid = spawn(argv[0], argv, env, setsigdef=reset)
-    except (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError):
-        return 127
-    except OSError as exc:
-        return 127 if exc.errno in (8,) else -1  # ENOEXEC
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else -1
-
-
-def run_hook(directories: tuple[str, ...], name: str, environ: Environ) -> int:
-    """``execute(name)`` of §3.4: run ``<dir>/<name>`` for each dir, global first.
-
-    A hook runs only if it exists and has any execute bit; it gets no arguments and
-    inherits environment, cwd and fds. The first non-zero status stops the chain and is
-    returned; a skipped hook counts as 0.
-    """
-    for directory in directories:
-        path = os.path.join(directory, name)
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            continue
-        if not mode & 0o111:
-            continue
-        code = spawn_wait([path], environ)
-        if code != 0:
-            return code
-    return 0
-
-
 # --------------------------------------------------------------------------- the session
 
 
@@ -409,7 +343,7 @@ class LoginSession:
         """Run ``<prefix>-<suffix>`` through the active hook chain; 0 without a prefix."""
         if not self.hook_prefix:
             return 0
-        return run_hook(self.hook_dirs, f"{self.hook_prefix}-{suffix}", self.environ)
+        return run_hook(f"{self.hook_prefix}-{suffix}", self.hook_dirs, self.environ)
 
     def fail(self, failure: LoginFailure) -> int:
         """Report ``failure`` VMailMgr's way; return its exit code (the hook's is ignored).
@@ -462,9 +396,7 @@ class LoginSession:
             raise LoginFailure(EXIT_TEMPORARY, MSG_BAD_USER_DATA) from None
         self.base = base
         self.config = self.host.domain_config(base)
-        local = os.path.join(home, ".vmailmgr")
-        config_dir = self.host.config_dir_str
-        self.hook_dirs = (config_dir,) if local == config_dir else (config_dir, local)
+        self.hook_dirs = (self.host.config_dir_str, os.path.join(home, LOCAL_CONFIG_DIR))
         return home
 
     def find_virtual_user(self, base: BaseUser, virtual_name: str, password: str) -> VirtualUser:

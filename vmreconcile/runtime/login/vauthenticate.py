@@ -24,6 +24,7 @@ import sys
 
 from ...host import Host
 from ...tables import write_all
+from ..process import restore_default_signals
 from .core import (
     EXIT_BAD_INPUT,
     EXIT_LOGIN_FAILED,
@@ -31,7 +32,6 @@ from .core import (
     EXIT_TEMPORARY,
     LoginFailure,
     LoginSession,
-    restore_default_signals,
     undo_locale_coercion,
 )
 
