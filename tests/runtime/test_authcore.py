@@ -13,7 +13,7 @@ import pytest
 
 from vmreconcile.host import Host
 from vmreconcile.model import VirtualUser
-from vmreconcile.runtime.login import core
+from vmreconcile.runtime.login import authvmailmgr, checkvpw, core, vauthenticate
 from vmreconcile.runtime.login.core import (
     LoginFailure,
     LoginSession,
@@ -22,6 +22,7 @@ from vmreconcile.runtime.login.core import (
     full_name,
     lookup_baseuser,
     passwd_changeable,
+    read_login_data,
     split_login,
     system_logins_enabled,
     vuser_environment,
@@ -135,6 +136,60 @@ def test_passwd_changeable_lines(root):
     assert passwd_changeable(Host(root)) == {("joe", "me"), ("joe", "henry.ford")}
     assert core.is_passwd_changeable(Host(root), "joe", "Henry.Ford")
     assert not core.is_passwd_changeable(Host(root), "joe", "alice")
+
+
+def _pipe_with(data: bytes) -> int:
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "limit", [checkvpw.MAX_INPUT, vauthenticate.MAX_INPUT, authvmailmgr.MAX_REQUEST], ids=["checkvpw", "vauth", "authv"]
+)
+def test_read_login_data_takes_exactly_up_to_each_programs_limit(limit):
+    r = _pipe_with(b"x" * limit)
+    try:
+        assert read_login_data(r, limit) == b"x" * limit
+    finally:
+        os.close(r)
+    r = _pipe_with(b"x" * (limit + 1))
+    try:
+        with pytest.raises(LoginFailure) as failure:
+            read_login_data(r, limit)
+        assert (failure.value.code, failure.value.message) == (2, core.MSG_TOO_LONG)
+    finally:
+        os.close(r)
+
+
+def test_read_login_data_closes_the_fd_only_when_asked_also_on_failure(tmp_path):
+    r = _pipe_with(b"me\0pw\0")
+    assert read_login_data(r, 512, close=True) == b"me\0pw\0"
+    assert not _is_open(r)
+    r = _pipe_with(b"x" * 600)
+    with pytest.raises(LoginFailure):
+        read_login_data(r, 512, close=True)
+    assert not _is_open(r)
+    unreadable = os.open(tmp_path, os.O_RDONLY)  # read() on a directory fails: EISDIR
+    with pytest.raises(LoginFailure) as failure:
+        read_login_data(unreadable, 512, close=True)
+    assert (failure.value.code, failure.value.message) == (2, core.MSG_READ_ERROR)
+    assert not _is_open(unreadable)
+    r = _pipe_with(b"data")
+    try:
+        assert read_login_data(r, 512) == b"data"
+        assert _is_open(r)
+    finally:
+        os.close(r)
 
 
 def test_vuser_environment():

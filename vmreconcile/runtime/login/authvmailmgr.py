@@ -46,6 +46,7 @@ from .core import (
     LoginFailure,
     LoginSession,
     NotVirtual,
+    read_login_data,
     split_login,
     undo_locale_coercion,
 )
@@ -66,29 +67,6 @@ def _authfailure() -> int:
     except OSError:
         pass
     return 1
-
-
-def read_request(fd: int = REQUEST_FD) -> bytes | None:
-    """fd 3 to end of file, then closed; None when it is unreadable or too long."""
-    chunks = []
-    size = 0
-    try:
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_REQUEST:
-                return None
-    except OSError:
-        return None
-    finally:
-        try:  # noqa: SIM105 - as above
-            os.close(fd)
-        except OSError:
-            pass
-    return b"".join(chunks)
 
 
 def reap_children() -> None:
@@ -180,7 +158,10 @@ def main(argv: list[str], host: Host) -> int:
         return _authfailure()
     if os.environ.get("AUTHENTICATED"):
         return exec_next(argv)
-    request = read_request()
+    try:
+        request = read_login_data(REQUEST_FD, MAX_REQUEST, close=True)
+    except LoginFailure:  # unreadable or too long: fails completely, like an empty request
+        request = b""
     reap_children()
     if not request:
         return _authfailure()

@@ -4,8 +4,9 @@ VMailMgr's ``authenticate/authvlib.cc`` does the same job for all its login prog
 the login name into user and domain (§4.6), turn the domain into a base user (§4.1-§4.5),
 check the password against the base user's table or the system shadow file (§5.3, §5.6),
 drop to the base user (``set_user``) and export the ``VUSER_*`` environment (§5.4). Each
-program differs only in how it reads the request, which hooks it runs and how it reports
-the result, so those parts stay in the programs and everything else lives here.
+program differs only in the shape of its request (read by the shared `read_login_data`),
+which hooks it runs and how it reports the result, so those parts stay in the programs and
+everything else lives here.
 
 Typical use (what checkvpw does)::
 
@@ -68,6 +69,8 @@ MSG_SYSTEM_LOGINS_DISABLED = "System account logins are disabled"
 MSG_NOT_VIRTUAL = "Not a virtual user"
 MSG_TABLE_UNUSABLE = "Cannot read the virtual password table"
 MSG_HOSTNAME = "Cannot determine the host name"
+MSG_READ_ERROR = "Read error"
+MSG_TOO_LONG = "Read buffer too long"
 
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs ~2 ms per login
@@ -185,6 +188,40 @@ def undo_locale_coercion(environ: Environ) -> None:
 
     if sys.flags.utf8_mode and not environ.get("LC_ALL") and environ.get("LC_CTYPE") == "C.UTF-8":
         del environ["LC_CTYPE"]
+
+
+# --------------------------------------------------------------------------- the request
+
+
+def read_login_data(fd: int, limit: int, close: bool = False) -> bytes:
+    """Everything on ``fd`` up to end of file: how every login program takes its request.
+
+    At most ``limit`` bytes (checkvpw 512 on fd 3, vauthenticate 511 on stdin, authvmailmgr
+    8191 on fd 3: each the buffer its VMailMgr or Courier counterpart reads into). More, or a
+    read error, raises `LoginFailure` (2). Reading stops as soon as the limit is passed, so a
+    writer that never closes cannot keep us reading once it has sent too much. ``close``
+    closes ``fd`` afterwards, also on failure: fd 3 must not reach the program started next.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, limit + 1 - size)
+            except OSError:
+                raise LoginFailure(EXIT_BAD_INPUT, MSG_READ_ERROR) from None
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise LoginFailure(EXIT_BAD_INPUT, MSG_TOO_LONG)
+    finally:
+        if close:
+            try:  # noqa: SIM105 - contextlib costs start-up time on every login
+                os.close(fd)
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------- name mapping
