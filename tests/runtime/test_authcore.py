@@ -89,13 +89,27 @@ def test_full_name_rules(root):
 
 def test_lookup_baseuser_longest_prefix_and_no_root(root):
     host = Host(root)
-    base, virtual = lookup_baseuser("a-b-Me", host)
+    find = host.find_base_user
+    base, virtual = lookup_baseuser("a-b-Me", find)
     assert (base.name, virtual) == ("a-b", "Me")
-    base, virtual = lookup_baseuser("JOE", host)
+    base, virtual = lookup_baseuser("JOE", find)
     assert (base.name, virtual) == ("joe", "")
-    assert lookup_baseuser("root-x", host) is None  # uid 0 is never a base user
-    assert lookup_baseuser("toor", host) is None
-    assert lookup_baseuser("nobody-x", host) is None
+    assert lookup_baseuser("root-x", find) is None  # uid 0 is never a base user
+    assert lookup_baseuser("toor", find) is None
+    assert lookup_baseuser("nobody-x", find) is None
+
+
+def test_lookup_baseuser_asks_the_given_lookup_for_each_candidate_in_order(root):
+    """One rule for both callers: authpipe passes its cached lookup instead of the host's."""
+    asked = []
+    joe = Host(root).find_base_user("joe")
+
+    def find(name):
+        asked.append(name)
+        return joe if name == "joe" else None
+
+    assert lookup_baseuser("Joe-Bob-X", find) == (joe, "Bob-X")
+    assert asked == ["joe-bob-x", "joe-bob", "joe"]
 
 
 def test_system_account_refused_by_default_and_not_virtual(root):

@@ -12,7 +12,7 @@ last component; a symlinked table is refused (a base user must not point root at
 a symlinked option or control file counts as missing.
 
 The name mapping (§4) and the login rules (§5.6) are the login core's: `split_login`,
-`baseuser_candidates` (uid 0 skipped as in its `lookup_baseuser`), `system_logins_enabled`;
+`lookup_baseuser` (given `Directory.base_user`, the cached account lookup), `system_logins_enabled`;
 the only rule repeated here is the short "may this entry log in" test, which the login core ties to
 its own uncached table read. Passwords are checked with `formats.hashing.verify_password`
 (libxcrypt) rather than the login core's `verify`: its pure-Python ``$1$`` path saves a one-shot
@@ -182,16 +182,6 @@ class Directory:
         users = self._cached(self._mapped("/etc/passwd"), parse_passwd)
         return users.get(name)  # type: ignore[attr-defined]
 
-    def lookup_baseuser(self, full: str) -> tuple[BaseUser, str] | None:
-        """The login core's `lookup_baseuser` (§4.5, uid 0 never a base user) over the cached accounts."""
-        for name, virtual in core.baseuser_candidates(full):
-            if not name:
-                continue
-            base = self.base_user(name)
-            if base is not None and base.uid != 0:
-                return base, virtual
-        return None
-
     def home(self, base: BaseUser) -> str:
         return self._mapped(base.home) if base.home.startswith("/") else base.home
 
@@ -241,7 +231,7 @@ class Directory:
             prefix = find_virtual(domain, mapping)  # type: ignore[arg-type]
             if prefix:
                 full = prefix + "-" + user
-        found = self.lookup_baseuser(full)
+        found = core.lookup_baseuser(full, self.base_user)
         if found is None:
             raise Refused(core.MSG_UNKNOWN_BASE)
         return found
@@ -301,7 +291,7 @@ class Directory:
         for domain, prefix in mapping.items():  # type: ignore[attr-defined]
             if not prefix or domain.startswith(".") or domain in locals_set:  # type: ignore[operator]
                 continue
-            found = self.lookup_baseuser(prefix + "-x")
+            found = core.lookup_baseuser(prefix + "-x", self.base_user)
             if found is None:
                 continue
             base, virtual = found

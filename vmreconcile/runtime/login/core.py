@@ -75,7 +75,7 @@ MSG_TOO_LONG = "Read buffer too long"
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs ~2 ms per login
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, MutableMapping
 
     Environ = MutableMapping[str, str]
 
@@ -289,15 +289,17 @@ def baseuser_candidates(full: str) -> list[tuple[str, str]]:
     return out
 
 
-def lookup_baseuser(full: str, host: Host) -> tuple[BaseUser, str] | None:
+def lookup_baseuser(full: str, find_account: Callable[[str], BaseUser | None]) -> tuple[BaseUser, str] | None:
     """The first candidate that is a system account, with the virtual name; else None.
 
-    Accounts with uid 0 are skipped: a login may never become root (a vmreconcile fix).
+    ``find_account`` looks one account name up: ``Host.find_base_user`` for a one-shot login,
+    authpipe's cached ``Directory.base_user`` in the long-lived process. Accounts with uid 0
+    are skipped: a login may never become root (a vmreconcile fix).
     """
     for name, virtual in baseuser_candidates(full):
         if not name:
             continue
-        base = host.find_base_user(name)
+        base = find_account(name)
         if base is not None and base.uid != 0:
             return base, virtual
     return None
@@ -407,7 +409,7 @@ class LoginSession:
                 raise LoginFailure(EXIT_LOGIN_FAILED, MSG_EMPTY_USER)
         else:
             user, domain = split_login(login, self.config.text("separators"), self.environ)
-        found = lookup_baseuser(full_name(user, domain, self.host, self.config), self.host)
+        found = lookup_baseuser(full_name(user, domain, self.host, self.config), self.host.find_base_user)
         if found is None:
             raise LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_BASE)
         return found
