@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from ...formats.cdb import build_cdb
+from ...formats.config import PASSWD_CHANGEABLE
 from ...formats.hashing import DEFAULT_SCHEME, SCHEMES, HashingError, hash_password, scheme_of, verify_password
 from ...formats.vpwentry import decode_record, encode_record, user_key
 from ...host import BaseUser
@@ -44,7 +45,7 @@ from .directory import Directory, Refused
 #: How long to wait for another writer's ``passwd.cdb.tmp``; authdaemond's client waits 30 s.
 TEMP_TIMEOUT = 10.0
 
-MSG_MANAGED = "password is managed by vmreconcile (not listed in /etc/vmailmgr/vmreconcile-passwd-changeable)"
+MSG_MANAGED = f"password is managed by vmreconcile (not listed in /etc/vmailmgr/{PASSWD_CHANGEABLE})"
 
 
 class PasswdError(Exception):
