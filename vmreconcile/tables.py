@@ -3,7 +3,7 @@
 The table lives in a directory the base user controls, and readers may run as root, so the
 file is opened with ``O_NOFOLLOW`` (a planted symlink is refused, not followed), must be a
 regular file, and is mapped read-only. A 0-byte table is reported as corrupt (VMailMgr
-crashes on it, §11.14); a missing one means "no users yet".
+crashes on it [compat: table-files]); a missing one means "no users yet".
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def clear_stale_temp(dir_fd: int, tmpname: str, stale_after: float, log: Callabl
     """The shared rule for ``passwd.cdb.tmp`` (apply and authpipe's PASSWD): True when free.
 
     VMailMgr takes the temp file with ``O_EXCL`` as its only lock, so one left by a crash blocks
-    every later write (§1.1). Our writers also ``flock`` it while writing. A leftover that
+    every later write [compat: table-files]. Our writers also ``flock`` it while writing. A leftover that
     nobody holds and that has not changed for ``stale_after`` seconds is removed with a message
     (an unlocked young one may be a running ``vadduser``, which does not flock: wait for it).
     A symlink in its place is never a writer's temp file and goes at once; one we may not open
@@ -120,7 +120,7 @@ class TableError(OSError):
 def password_file_problem(password_file: str) -> str | None:
     """Why a ``password-file`` value is refused, or None.
 
-    VMailMgr takes it relative to the base user's home (§1.1). The option can be set by the
+    VMailMgr takes it relative to the base user's home [compat: table-files]. The option can be set by the
     base user (``~/.vmailmgr/password-file``) and is read by root (plan, authpipe), so only a
     plain file name is accepted: no ``/`` (no other directory, no symlinked parent, no other
     tenant's table through ``..``) and not ``.``/``..``.
@@ -131,7 +131,7 @@ def password_file_problem(password_file: str) -> str | None:
 
 
 def table_path(home: StrPath, password_file: str = "passwd") -> str:
-    """``<password-file>.cdb`` in the base user's home (§1.1); `TableError` for an unsafe name."""
+    """``<password-file>.cdb`` in the base user's home; `TableError` for an unsafe name."""
     problem = password_file_problem(password_file)
     if problem is not None:
         raise TableError(problem)

@@ -1,5 +1,5 @@
-"""The shared login core's pure parts (no root needed): name mapping (§4), runtime switches,
-the VUSER_* environment (§5.4) and the locale-coercion undo."""
+"""The shared login core's pure parts (no root needed): name mapping [compat: login-names], runtime
+switches, the VUSER_* environment [compat: fields] and the locale-coercion undo."""
 
 from __future__ import annotations
 

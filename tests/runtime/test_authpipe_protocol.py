@@ -257,7 +257,7 @@ def test_enumerate_skips_wildcards_locals_and_other_domains(host: Host) -> None:
 
 
 def test_enumerate_and_login_with_prefixed_domain(host: Host) -> None:
-    """``sub.example:vbase1-pre`` maps ``bob@sub.example`` to virtual user ``pre-bob`` (§4.4)."""
+    """``sub.example:vbase1-pre`` maps ``bob@sub.example`` to virtual user ``pre-bob`` [compat: login-names]."""
     (host.path("/var/qmail/control") / "virtualdomains").write_text("sub.example:vbase1-Pre\n")
     table = host.path("/home/vbase1/passwd.cdb")
     items = list(CdbReader(table.read_bytes()).items())
@@ -326,7 +326,7 @@ def test_passwd_replaces_a_planted_symlink_lock(host: Host, tmp_path: Path) -> N
 
 @requires_root
 def test_passwd_clears_a_stale_leftover(host: Host) -> None:
-    """An unlocked ``passwd.cdb.tmp`` untouched for longer than STALE_AFTER: a crash's leftover (§11.13)."""
+    """An unlocked ``passwd.cdb.tmp`` untouched for longer than STALE_AFTER: a crash's leftover [compat: table-files]."""
     (host.config_dir / "vmreconcile-passwd-changeable").write_text("vbase1/me\n")
     leftover = host.path("/home/vbase1/passwd.cdb.tmp")
     leftover.write_bytes(b"half a table")

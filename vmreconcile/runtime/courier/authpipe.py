@@ -6,7 +6,7 @@ answered with one ``write()``:
 
 * ``PRE . SERVICE USER``: the account without a password check, or ``FAIL``;
 * ``AUTH`` (type ``login``): the account if the password is right and the entry may log in
-  (§5.6: not an alias, not expired, a matching hash), else ``FAIL``. Other types (CRAM-*)
+  (not an alias, not expired, a matching hash [compat: checkvpw]), else ``FAIL``. Other types (CRAM-*)
   get ``FAIL``: the tables hold hashes, not the clear text CRAM needs;
 * ``PASSWD``: ``OK`` after changing an unmanaged user's password (`courier.passwd`), else
   ``FAIL``;

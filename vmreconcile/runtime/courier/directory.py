@@ -1,23 +1,24 @@
 """Account lookups for the long-lived authpipe program, with files re-read only when they change.
 
-The login core's (`login.core`) `LoginSession` is made for one login per process: it opens the table, the control
-files and the options afresh each time and then drops privileges. authpipe answers thousands
-of requests as root in one process and never changes user, so this module keeps what it read
-and parsed, keyed by the file's ``lstat`` identity (device, inode, size, mtime, ctime): a table
-rewritten by ``apply`` or VMailMgr (always a new inode through rename) is noticed on the next
-request, an unchanged one costs one ``lstat``; option files, ``locals``, ``virtualdomains`` and
-a rooted ``etc/passwd`` are re-checked at most once a second. Paths are plain strings on this hot path
-(pathlib costs more than the lookups). Every file is opened without following a symlink in the
-last component; a symlinked table is refused (a base user must not point root at other files),
-a symlinked option or control file counts as missing.
+The login core's `LoginSession` (`login.core`) is made for one login per process: it opens the
+table, the control files and the options afresh each time and then drops privileges. authpipe
+answers thousands of requests as root in one process and never changes user, so this module
+keeps what it read and parsed, keyed by the file's ``lstat`` identity (device, inode, size,
+mtime, ctime): a table rewritten by ``apply`` or VMailMgr (always a new inode through rename)
+is noticed on the next request, an unchanged one costs one ``lstat``; option files,
+``locals``, ``virtualdomains`` and a rooted ``etc/passwd`` are re-checked at most once a
+second. Paths are plain strings on this hot path (pathlib costs more than the lookups). Every
+file is opened without following a symlink in the last component; a symlinked table is
+refused (a base user must not point root at other files), a symlinked option or control file
+counts as missing.
 
-The name mapping (§4) and the login rules (§5.6) are the login core's: `split_login`,
-`lookup_baseuser` (given `Directory.base_user`, the cached account lookup), `system_logins_enabled`;
-the only rule repeated here is the short "may this entry log in" test, which the login core ties to
-its own uncached table read. Passwords are checked with `formats.hashing.verify_password`
-(libxcrypt) rather than the login core's `verify`: its pure-Python ``$1$`` path saves a one-shot
-login the ``ctypes`` import, but in this long-lived process libcrypt is already loaded and
-three times faster (same ``crypt_cmp`` rules either way).
+The name mapping [compat: login-names] and the login rules [compat: checkvpw] are the login
+core's: `split_login`, `lookup_baseuser` (given `Directory.base_user`, the cached account
+lookup), `system_logins_enabled`; the only rule repeated here is the short "may this entry log
+in" test, which the login core ties to its own uncached table read. Passwords are checked with
+`formats.hashing.verify_password` (libxcrypt) rather than the login core's `verify`: its
+pure-Python ``$1$`` path saves a one-shot login the ``ctypes`` import, but in this long-lived
+process libcrypt is already loaded and three times faster (same ``crypt_cmp`` rules either way).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class Table:
 
 
 def may_log_in(user: VirtualUser | None, now: int) -> str | None:
-    """Why the entry cannot log in, password aside (§5.6), or None."""
+    """Why the entry cannot log in, password aside [compat: checkvpw], or None."""
     if user is None or not user.has_mailbox or not user.directory:
         return core.MSG_UNKNOWN_VIRTUAL
     if user.expires is not None and user.expires < now:
@@ -107,7 +108,7 @@ def may_log_in(user: VirtualUser | None, now: int) -> str | None:
 
 
 def _parse_locals(raw: bytes | None) -> frozenset[str]:
-    """``locals`` lines with trailing whitespace cut: `is_local` is membership in this set (§4.3)."""
+    """``locals`` lines with trailing whitespace cut: `is_local` is membership in this set [compat: control-files]."""
     return frozenset(line.rstrip() for line in parse_lines(raw)) if raw else frozenset()
 
 
@@ -217,7 +218,7 @@ class Directory:
     # logins -------------------------------------------------------------------------
 
     def resolve(self, login: str) -> tuple[BaseUser, str]:
-        """§4: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
+        """[compat: login-names]: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
         if "\0" in login:  # no account name holds one, and getpwnam() would raise on it
             raise Refused(core.MSG_UNKNOWN_BASE)
         try:
@@ -254,7 +255,7 @@ class Directory:
         return core.Account(base, virtual, user, self.home(base))
 
     def authenticate(self, login: str, password: str) -> core.Account:
-        """The account for ``login`` if ``password`` is right and the entry may log in (§5.6).
+        """The account for ``login`` if ``password`` is right and the entry may log in [compat: checkvpw].
 
         Checked in VMailMgr's order: existence and mailbox, then the password, then expiry.
         """
@@ -281,8 +282,8 @@ class Directory:
         """``(domain, base user, virtual prefix)`` for every concrete virtual domain.
 
         Wildcard keys (``.example.com``) name no login domain and are skipped, and so are
-        domains in ``locals`` (locals wins, §4.4). A virtualdomains value ``joe-pre`` gives
-        base ``joe`` and prefix ``pre-``, resolved the way a login would be (§4.5).
+        domains in ``locals`` (locals wins). A virtualdomains value ``joe-pre`` gives
+        base ``joe`` and prefix ``pre-``, resolved the way a login would be [compat: login-names].
         """
         control = self.control_dir()
         locals_set = self._cached(control + "/locals", _parse_locals)

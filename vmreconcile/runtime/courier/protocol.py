@@ -1,4 +1,4 @@
-"""courier-authlib's authpipe protocol: reading requests, writing replies (peers.md).
+"""courier-authlib's authpipe protocol: reading requests, writing replies (see docs/courier.md).
 
 authdaemond keeps one program per worker and talks to it over a pipe, one request at a time:
 

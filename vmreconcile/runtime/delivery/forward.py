@@ -1,4 +1,4 @@
-"""Forwarding through ``<qmail-root>/bin/qmail-queue`` with VMailMgr's exact envelope (§7.5).
+"""Forwarding through ``<qmail-root>/bin/qmail-queue`` with VMailMgr's exact envelope [compat: vdeliver].
 
 qmail-queue reads the message on fd 0 and then the envelope on fd 1:
 ``F<sender>\\0`` then ``T<recipient>\\0`` per forward and a final ``\\0``. A forward without
@@ -52,7 +52,7 @@ def envelope(sender: str, forwards: tuple[str, ...], host: str, qmail_root: str)
 
 
 def child_environment(sender: str) -> dict[str, str]:
-    """Our environment plus ``QMAILUSER``/``QMAILHOST`` from ``SENDER`` (§7.5; qmail-queue ignores them)."""
+    """Our environment plus ``QMAILUSER``/``QMAILHOST`` from ``SENDER`` (qmail-queue ignores them)."""
     env = dict(os.environ)
     at = sender.find("@")
     if at > 0:

@@ -1,4 +1,4 @@
-"""The four per-user limits VMailMgr stores but never enforced (§7.8), enforced at delivery.
+"""The four per-user limits VMailMgr stores but never enforced, enforced at delivery [compat: fields].
 
 Rules (all inclusive: a value exactly at the limit passes, one more bounces):
 

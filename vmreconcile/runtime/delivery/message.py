@@ -39,7 +39,7 @@ class Message:
         return cls(0, info.st_size)
 
     def rewind(self) -> bool:
-        """Put the shared offset back at 0 for a hook (§7.6); False if that is impossible."""
+        """Put the shared offset back at 0 for a hook [compat: vdeliver]; False if that is impossible."""
         try:
             os.lseek(self.fd, 0, os.SEEK_SET)
         except OSError:

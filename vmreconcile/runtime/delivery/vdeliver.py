@@ -1,13 +1,13 @@
-"""``vdeliver``: the qmail-local side of every virtual domain (reference §7).
+"""``vdeliver``: the qmail-local side of every virtual domain [compat: vdeliver].
 
 ``~base/.qmail-default`` is ``|<bindir>/vdeliver``; qmail-local runs it as the base user, in
 ``$HOME``, with the message on a seekable stdin and ``EXT``, ``HOST``, ``SENDER``, ``UFLINE``,
 ``RPLINE`` and ``DTLINE`` in the environment. It looks ``EXT`` up in ``passwd.cdb`` (falling
 back to the ``default-username`` catch-all), then stores the message in the user's maildir,
-forwards it through qmail-queue, or both. Exit codes and stdout texts are VMailMgr's (§7.7):
+forwards it through qmail-queue, or both. Exit codes and stdout texts are VMailMgr's:
 0 delivered, 99 delivered-and-stop, 100 bounce, 111 try later, 1 usage/HOME problems.
 
-Where it deliberately differs from VMailMgr 0.97 (see docs/delivery.md):
+Where it deliberately differs from VMailMgr 0.97 [compat: differences] (see docs/delivery.md):
 * the four stored limits are enforced (`limits`), with a soft-quota warning;
 * a message that already has our ``Delivered-To:`` line bounces (loop);
 * maildir writes are bounded retries with ``fsync``s, never an endless loop (`maildir`);
@@ -54,7 +54,7 @@ class UsageError(ValueError):
 
 
 class Options:
-    """The command line (§7.1); defaults are VMailMgr's: ``-D -f -R``, both hooks, messages on."""
+    """The command line; defaults are VMailMgr's: ``-D -f -R``, both hooks, messages on."""
 
     __slots__ = ("delivered_to", "from_line", "return_path", "predeliver", "postdeliver", "quiet")
 
@@ -158,7 +158,7 @@ def lookup_user(reader: CdbReader | None, name: str, chain: ConfigChain) -> Virt
 
 
 def export_user(name: str, user: VirtualUser) -> None:
-    """The §5.4 variables, for the hooks and qmail-queue (``VUSER`` is the name as looked up)."""
+    """The ``VUSER_*`` variables [compat: fields], for the hooks and qmail-queue (``VUSER`` is the name as looked up)."""
     env = os.environ
     env["VUSER"] = name
     env["MAILDIR"] = user.directory
@@ -166,7 +166,7 @@ def export_user(name: str, user: VirtualUser) -> None:
 
 
 class Delivery:
-    """One run of vdeliver, in the order of §7: environment, lookup, hooks, mailbox, forwards."""
+    """One run of vdeliver, in VMailMgr's order: environment, lookup, hooks, mailbox, forwards."""
 
     def __init__(self, options: Options, host: Host, home: str, out: Output) -> None:
         self.options = options
@@ -219,7 +219,7 @@ class Delivery:
             return OK
 
     def find_user(self, ext: str) -> tuple[str, VirtualUser]:
-        """§7.3: ``EXT``, then ``default-username``; unknown bounces, expired bounces."""
+        """``EXT``, then ``default-username``; unknown bounces, expired bounces."""
         try:
             reader = open_table(table_path(self.home, self.chain.text("password-file")))
             name, user = ext, lookup_user(reader, ext, self.chain)
@@ -244,7 +244,7 @@ class Delivery:
     def deliver(
         self, user: VirtualUser, name: str, message: Message, header: bytes, dtline: bytes, sender: str, mailhost: str
     ) -> None:
-        """Mailbox copy into ``tmp/``, then the forward, then the link into ``new/`` (§7.4-7.5)."""
+        """Mailbox copy into ``tmp/``, then the forward, then the link into ``new/``."""
         # The forward and limit modules are imported only when needed: this process runs once
         # per message, and most messages neither forward nor meet a limit.
         to_mailbox = user.has_mailbox and user.mailbox_enabled and bool(user.directory)
@@ -294,7 +294,7 @@ class Delivery:
                 self.out.say(f"Delivered, but the quota bookkeeping failed: {type(exc).__name__}: {exc}")
 
     def postdeliver(self, message: Message) -> int:
-        """§7.6, except that a failing hook no longer turns a delivered message into a retry."""
+        """The postdeliver hook, except that a failing hook no longer turns a delivered message into a retry."""
         if not self.options.postdeliver:
             return OK
         if not message.rewind():

@@ -1,4 +1,4 @@
-"""authvmailmgr: the legacy Courier-IMAP authmod module of VMailMgr (§6.1).
+"""authvmailmgr: the legacy Courier-IMAP authmod module of VMailMgr [compat: courier].
 
 Courier-IMAP before authdaemond chained authentication modules by exec: the login program
 runs ``authvmailmgr NEXT [ARGS...]`` with the request on fd 3 (``SERVICE\\nTYPE\\nDATA``,
@@ -22,12 +22,12 @@ Kept as VMailMgr does it: the password is checked after the setuid (so the failu
 run as the base user, through the domain chain), and a failure then re-execs ``$AUTHUSER``
 as the base user too; a later LOGIN in that session can only reach the same base user.
 
-Deliberate differences from VMailMgr 0.97 (documented in docs/courier.md):
+Deliberate differences from VMailMgr 0.97 [compat: differences] (also in docs/courier.md):
 
-* §11.26 fixed: each hook runs once (VMailMgr runs pre- and postsetuid twice, the second
+* each hook runs once (VMailMgr runs pre- and postsetuid twice, the second
   presetuid as the base user through the domain chain), and an authentication type other
   than ``login`` (CRAM-MD5 ...) is passed to the next module instead of failing completely;
-* supplementary groups are cleared (login core, §11.1);
+* supplementary groups are cleared (login core);
 * input longer than BUFSIZ-1 (8191) bytes fails completely instead of being truncated.
 """
 

@@ -1,4 +1,4 @@
-"""``checkvpw prog [args...]``: the checkpassword program for virtual users (reference §5).
+"""``checkvpw prog [args...]``: the checkpassword program for virtual users [compat: checkvpw].
 
 Called as root by qmail-popup, Dovecot's checkpassword passdb or anything else that speaks
 DJB's checkpassword interface: the login name, password and timestamp arrive on fd 3 as
@@ -43,7 +43,7 @@ MSG_CHILD_FAILED = "Execution of command line arguments failed"
 
 
 def parse_input(data: bytes) -> tuple[str, str]:
-    """Login name (ASCII-lowercased, §5.2) and password from checkpassword data.
+    """Login name (ASCII-lowercased) and password from checkpassword data.
 
     As if the data were NUL-padded to 513 bytes: the password and timestamp terminators
     may be missing, but the name must be terminated; an unterminated name is a login
@@ -58,7 +58,7 @@ def parse_input(data: bytes) -> tuple[str, str]:
 
 
 def maildir_argument(args: list[str], needle: str) -> int:
-    """Index (in ``args`` = argv[1:]) of the argument to replace by the maildir (§5.3 step 8).
+    """Index (in ``args`` = argv[1:]) of the argument to replace by the maildir.
 
     The first one containing ``needle`` case-insensitively, the program itself included;
     otherwise the last one.
@@ -82,7 +82,7 @@ def choose_maildir(session: LoginSession, account: Account, original: str) -> st
 
 
 def login(argv: list[str], session: LoginSession) -> int:
-    """§5.3 from reading fd 3 to running the child; raises `LoginFailure` on any failure."""
+    """A whole login, from reading fd 3 to running the child; raises `LoginFailure` on any failure."""
     if len(argv) <= 1:
         raise LoginFailure(EXIT_BAD_INPUT, MSG_NO_PROGRAM)
     name, password = parse_input(read_login_data(INPUT_FD, MAX_INPUT, close=True))

@@ -1,9 +1,9 @@
 """The login core shared by checkvpw, vauthenticate, authvmailmgr and authpipe.
 
 VMailMgr's ``authenticate/authvlib.cc`` does the same job for all its login programs: split
-the login name into user and domain (§4.6), turn the domain into a base user (§4.1-§4.5),
-check the password against the base user's table or the system shadow file (§5.3, §5.6),
-drop to the base user (``set_user``) and export the ``VUSER_*`` environment (§5.4). Each
+the login name into user and domain, turn the domain into a base user [compat: login-names],
+check the password against the base user's table or the system shadow file [compat: checkvpw],
+drop to the base user (``set_user``) and export the ``VUSER_*`` environment. Each
 program differs only in the shape of its request (read by the shared `read_login_data`),
 which hooks it runs and how it reports the result, so those parts stay in the programs and
 everything else lives here.
@@ -17,13 +17,13 @@ Typical use (what checkvpw does)::
         return session.fail(failure)          # sets the error variable, runs the hook
     ... account.base, account.virtual_name, account.user, account.home ...
 
-Deliberate differences from VMailMgr (documented in docs/login-runtime.md):
+Deliberate differences from VMailMgr [compat: differences] (also in docs/login-runtime.md):
 
 * `LoginSession.set_user` calls ``setgroups([gid])`` before ``setgid``/``setuid``, so the
-  session never keeps the caller's (root's) supplementary groups (§11.1).
+  session never keeps the caller's (root's) supplementary groups.
 * Logins as a plain system account (``vbase1@unknown.example``, ``vbase1@localhost``) are
-  refused unless ``/etc/vmailmgr/vmreconcile-system-logins`` says ``1``/``yes`` (§11.2).
-* Accounts with uid 0 are never used as base users, so no login can become root (§11.2).
+  refused unless ``/etc/vmailmgr/vmreconcile-system-logins`` says ``1``/``yes``.
+* Accounts with uid 0 are never used as base users, so no login can become root.
 * An empty supplied password never matches (VMailMgr's ``crypt_cmp`` agrees; stated here
   because front ends differ).
 
@@ -51,7 +51,7 @@ from ...tables import TableError, lookup, open_table, table_path
 from ..process import run_hook
 from .fastcrypt import check as fast_check
 
-#: Exit codes shared by checkvpw and vauthenticate (§5.5, §6.2).
+#: Exit codes shared by checkvpw and vauthenticate [compat: checkvpw, courier].
 EXIT_OK = 0
 EXIT_LOGIN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -228,7 +228,7 @@ def read_login_data(fd: int, limit: int, close: bool = False) -> bytes:
 
 
 def split_login(name: str, separators: str, environ: Environ) -> tuple[str, str]:
-    """User and domain of a login name (§4.6).
+    """User and domain of a login name [compat: login-names].
 
     Split at the first byte that is in ``separators``; without one the domain is
     ``$TCPLOCALHOST`` or else the host name (not lowercased). Raises `LoginFailure` (1) on
@@ -267,7 +267,7 @@ def _control_lines(host: Host, config: ConfigChain, name: str) -> tuple[str, ...
 
 
 def full_name(user: str, domain: str, host: Host, config: ConfigChain) -> str:
-    """``prefix-user`` for a virtual domain, else ``user`` unchanged (§4.4: locals wins)."""
+    """``prefix-user`` for a virtual domain, else ``user`` unchanged (locals wins) [compat: login-names]."""
     if is_local(domain, _control_lines(host, config, "locals")):
         return user
     prefix = find_virtual(domain, virtualdomains_map(_control_lines(host, config, "virtualdomains")))
@@ -277,7 +277,7 @@ def full_name(user: str, domain: str, host: Host, config: ConfigChain) -> str:
 
 
 def baseuser_candidates(full: str) -> list[tuple[str, str]]:
-    """``(system name, virtual name)`` pairs to try, in VMailMgr's order (§4.5).
+    """``(system name, virtual name)`` pairs to try, in VMailMgr's order [compat: login-names].
 
     The whole string first (virtual name empty), then each prefix ending before a ``-``,
     longest first. System names are lowercased; virtual names keep their case.
@@ -326,7 +326,7 @@ def _shadow_hash(host: Host, name: str) -> str | None:
 
 
 def verify(plain: str, stored: str) -> bool:
-    """``crypt_cmp`` (§9.2). ``$1$``, ``$0$`` and old MD5 are checked by `fastcrypt`; other
+    """``crypt_cmp`` [compat: hashing]. ``$1$``, ``$0$`` and old MD5 are checked by `fastcrypt`; other
     schemes go to libxcrypt (loaded on first use)."""
     if not plain or not stored:
         return False
@@ -351,8 +351,8 @@ class LoginSession:
     """One login attempt: the active config chain, the hook chain and the environment.
 
     Until `set_user` has dropped privileges, options and hooks come from ``/etc/vmailmgr``
-    only (§3.1); afterwards from ``~base/.vmailmgr`` then ``/etc/vmailmgr`` for options and
-    ``/etc/vmailmgr`` then ``~base/.vmailmgr`` for hooks (§3.4).
+    only [compat: options]; afterwards from ``~base/.vmailmgr`` then ``/etc/vmailmgr`` for options and
+    ``/etc/vmailmgr`` then ``~base/.vmailmgr`` for hooks [compat: hooks].
 
     ``hook_prefix`` names the hooks (``checkvpw`` -> ``checkvpw-presetuid`` ...); None
     runs no hooks (vauthenticate). ``error_variable`` is set to the failure message before
@@ -398,7 +398,7 @@ class LoginSession:
     # steps -------------------------------------------------------------------------
 
     def resolve(self, login: str, domain: str = "") -> tuple[BaseUser, str]:
-        """Base user and virtual name (empty: system login) for a login name (§4).
+        """Base user and virtual name (empty: system login) for a login name [compat: login-names].
 
         ``domain`` given (vauthenticate's separate field) is used as is; empty means split
         ``login`` at the separators, with the TCPLOCALHOST/host-name fallback.
@@ -415,7 +415,7 @@ class LoginSession:
         return found
 
     def set_user(self, base: BaseUser) -> str:
-        """Become the base user (§5.3 step 6, with supplementary groups dropped).
+        """Become the base user [compat: checkvpw] (with supplementary groups dropped).
 
         Exports ``USER`` and ``HOME``, runs the ``-presetuid`` hook (global dir, as root),
         then setgroups([gid]), setgid, setuid, chdir(home), and switches to the domain
@@ -439,7 +439,7 @@ class LoginSession:
         return home
 
     def find_virtual_user(self, base: BaseUser, virtual_name: str, password: str) -> VirtualUser:
-        """The table entry for ``virtual_name`` if it may log in with ``password`` (§5.6).
+        """The table entry for ``virtual_name`` if it may log in with ``password`` [compat: checkvpw].
 
         Refused (1): missing entry or a corrupt record, no mailbox (aliases), a password
         that does not match (``*``, empty, anything not a hash), ``expiry < now`` (checked
@@ -467,7 +467,7 @@ class LoginSession:
         self.environ.update(vuser_environment(user))
 
     def authenticate(self, login: str, password: str, virtual_only: bool = False, domain: str = "") -> Account:
-        """The whole of §5.3 steps 1-6 (VMailMgr's ``authenticate()``).
+        """VMailMgr's ``authenticate()`` [compat: checkvpw]: name to account, becoming the base user.
 
         ``login`` is used as given (checkvpw lowercases it first; authvmailmgr does not).
         Sets ``VUSER`` as soon as the base user is known, becomes the base user, and for a

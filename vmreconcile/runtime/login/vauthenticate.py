@@ -1,4 +1,4 @@
-"""``vauthenticate``: check a virtual user for another program and print its account (§6.2).
+"""``vauthenticate``: check a virtual user for another program and print its account [compat: courier].
 
 Reads ``domain\\0user\\0password`` (the password needs no terminator) from stdin, at most
 511 bytes, authenticates virtual users only, and on success prints::
