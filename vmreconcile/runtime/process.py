@@ -47,6 +47,17 @@ def child_default_signals() -> tuple[int, ...]:
     return (SIGPIPE, SIGXFSZ)
 
 
+def reset_signals_before_exec() -> None:
+    """SIGPIPE and SIGXFSZ back at their defaults in this process, which is about to ``exec``
+    another program in its place (authvmailmgr's chain): an exec keeps "ignored"."""
+    try:
+        from _signal import SIG_DFL, signal
+    except ImportError:  # pragma: no cover - CPython always has _signal
+        from signal import SIG_DFL, signal
+    for number in child_default_signals():
+        signal(number, SIG_DFL)
+
+
 def restore_default_signals() -> None:
     """Let SIGINT act as it does for a C program (end the process, no Python traceback).
 

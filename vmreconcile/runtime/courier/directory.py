@@ -165,10 +165,12 @@ class Directory:
         """An option through ``~base/.vmailmgr`` (if given) and ``/etc/vmailmgr``, else its default."""
         option = OPTIONS[name]
         dirs = (self.home(base) + "/.vmailmgr", self.config_dir) if base is not None else (self.config_dir,)
+
+        def parse(raw: bytes | None) -> object:
+            return None if raw is None else parse_option(option.kind, raw)
+
         for directory in dirs:
-            value = self._cached(
-                f"{directory}/{name}", lambda raw, kind=option.kind: None if raw is None else parse_option(kind, raw)
-            )
+            value = self._cached(f"{directory}/{name}", parse)
             if value is not None:
                 return value
         return option.default

@@ -37,7 +37,7 @@ import os
 import sys
 
 from ...host import Host
-from ..process import child_default_signals, restore_default_signals
+from ..process import reset_signals_before_exec, restore_default_signals
 
 # The login core imports every module of ours a login needs at its top, before any setuid.
 from .core import (
@@ -80,14 +80,6 @@ def reap_children() -> None:
             continue
 
 
-def default_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ and an exec keeps "ignored": restore the defaults."""
-    import _signal
-
-    for number in child_default_signals():
-        _signal.signal(number, _signal.SIG_DFL)
-
-
 def fail_completely() -> int:
     """Re-exec the login program from ``$AUTHUSER``/``$AUTHARGV*``; else AUTHFAILURE, exit 1."""
     env = os.environ
@@ -101,7 +93,7 @@ def fail_completely() -> int:
         return _authfailure()
     try:
         sys.stderr.flush()
-        default_signals()
+        reset_signals_before_exec()
         os.execv(program, [a for a in args if a is not None])
     except OSError:
         return _authfailure()
@@ -113,7 +105,7 @@ def exec_next(argv: list[str]) -> int:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        default_signals()
+        reset_signals_before_exec()
         os.execv(argv[1], argv[1:])
     except OSError as exc:
         sys.stderr.write(f"authvmailmgr: cannot execute {argv[1]}: {exc.strerror}\n")
