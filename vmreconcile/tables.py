@@ -2,15 +2,13 @@
 
 The table lives in a directory the base user controls, and readers may run as root, so the
 file is opened with ``O_NOFOLLOW`` (a planted symlink is refused, not followed), must be a
-regular file, and is mapped read-only. A 0-byte table is reported as corrupt (VMailMgr
+regular file, and is read into memory (small tables) or mapped read-only (large ones). A 0-byte table is reported as corrupt (VMailMgr
 crashes on it [compat: table-files]); a missing one means "no users yet".
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import mmap
 import os
 import stat
 import time
@@ -91,9 +89,11 @@ def clear_stale_temp(dir_fd: int, tmpname: str, stale_after: float, log: Callabl
         os.unlink(tmpname, dir_fd=dir_fd)
         log(f"removed {tmpname}: a symbolic link where a temp file belongs")
         return True
+    from fcntl import LOCK_EX, LOCK_NB, flock  # only writers get here, not every login or delivery
+
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flock(fd, LOCK_EX | LOCK_NB)
         except BlockingIOError:
             return False
         info = os.fstat(fd)
@@ -138,6 +138,14 @@ def table_path(home: StrPath, password_file: str = "passwd") -> str:
     return os.path.join(home, password_file + ".cdb")
 
 
+#: Tables up to this size are read into memory, larger ones are mapped. Every login and delivery
+#: is a fresh process that looks one key up: reading a few kilobytes costs less than loading the
+#: ``mmap`` extension, and a big table is better mapped than copied (a 10,000-user table is
+#: about 1 MB). Either way the reader sees one complete file: tables are only ever replaced by
+#: a rename, never rewritten in place.
+READ_LIMIT = 256 * 1024
+
+
 def open_table(path: StrPath) -> CdbReader | None:
     """A reader over the table at ``path``; None if it does not exist."""
     try:
@@ -154,9 +162,25 @@ def open_table(path: StrPath) -> CdbReader | None:
             raise TableError(f"{path}: not a regular file")
         if info.st_size == 0:
             raise CdbError(f"{path}: empty file (0 bytes) is not a cdb")
+        if info.st_size <= READ_LIMIT:
+            return CdbReader(_read_upto(fd, info.st_size))
+        import mmap  # an extension module: loading it costs a login ~0.2 ms, worth it only here
+
         return CdbReader(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
     finally:
         os.close(fd)
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    """At most ``size`` bytes from ``fd``; fewer if the file shrank (the cdb checks then fail)."""
+    chunks = []
+    while size > 0:
+        chunk = os.read(fd, size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 def lookup(reader: CdbReader, name: str) -> VirtualUser | None:
