@@ -40,6 +40,13 @@ def test_small_and_big_tables_answer_alike(tmp_path, count):
     assert [u.name for u in iter_users(reader)] == names
 
 
+def test_read_limit_zero_always_maps(tmp_path):
+    import mmap
+
+    write_table(tmp_path / "passwd.cdb", 3)
+    assert isinstance(open_table(tmp_path / "passwd.cdb", read_limit=0)._data, mmap.mmap)
+
+
 def test_missing_empty_symlinked_and_odd_tables(tmp_path):
     assert open_table(tmp_path / "missing.cdb") is None
     (tmp_path / "empty.cdb").write_bytes(b"")

@@ -146,8 +146,12 @@ def table_path(home: StrPath, password_file: str = "passwd") -> str:
 READ_LIMIT = 256 * 1024
 
 
-def open_table(path: StrPath) -> CdbReader | None:
-    """A reader over the table at ``path``; None if it does not exist."""
+def open_table(path: StrPath, read_limit: int = READ_LIMIT) -> CdbReader | None:
+    """A reader over the table at ``path``; None if it does not exist.
+
+    ``read_limit`` 0 always maps the file: a long-lived process that keeps many tables open
+    (authpipe) shares their pages with the page cache instead of holding copies.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -162,7 +166,7 @@ def open_table(path: StrPath) -> CdbReader | None:
             raise TableError(f"{path}: not a regular file")
         if info.st_size == 0:
             raise CdbError(f"{path}: empty file (0 bytes) is not a cdb")
-        if info.st_size <= READ_LIMIT:
+        if info.st_size <= read_limit:
             return CdbReader(_read_upto(fd, info.st_size))
         import mmap  # an extension module: loading it costs a login ~0.2 ms, worth it only here
 

@@ -422,3 +422,15 @@ def test_system_accounts_only_with_the_switch(host: Host) -> None:
     assert serve(host, requests) == (0, account + account)
     assert serve(host, auth("vbase1@unknown.example", "wrong")) == (0, b"FAIL\n")
     assert serve(host, auth("root@unknown.example", "x")) == (0, b"FAIL\n")  # uid 0 is never an account
+
+
+def test_tables_stay_mapped_in_the_long_lived_process(host: Host) -> None:
+    """A one-shot login reads a small table into memory; authpipe keeps up to MAX_TABLES tables
+    open, so it maps them (pages shared with the page cache) whatever their size."""
+    import mmap
+
+    directory = Directory(host, environ={})
+    base = directory.base_user("vbase1")
+    assert base is not None
+    table = directory.table(base)
+    assert table is not None and isinstance(table.reader._data, mmap.mmap)

@@ -29,7 +29,6 @@ import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 
 from ...formats.cdb import CdbError, CdbReader
 from ...formats.config import OPTIONS, parse_option
@@ -203,7 +202,7 @@ class Directory:
             if cached is not None and cached[0] == ident:
                 self._tables.move_to_end(path)
                 return cached[1]
-            reader = open_table(Path(path)) if ident is not None else None
+            reader = open_table(path, read_limit=0) if ident is not None else None  # mapped: kept open
         except (TableError, CdbError, OSError) as exc:
             self._tables.pop(path, None)
             raise Refused(f"{core.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
