@@ -63,6 +63,45 @@ def test_runtime_layers_import_only_the_standard_library_and_each_other(path):
             assert top in STDLIB or top in OPTIONAL or top == "__future__", f"{path.name} imports {name}"
 
 
+#: What each runtime sub-package may import of the others: login and delivery stand alone,
+#: Courier's authpipe reuses the login core. The shared modules at ``runtime/`` level (launch,
+#: process, selftest) import no sub-package; launch names the programs' modules as strings.
+RUNTIME_SUBPACKAGES = {"login": set(), "courier": {"login"}, "delivery": set()}
+
+
+def runtime_subpackage(path: Path) -> str | None:
+    parts = path.relative_to(PACKAGE / "runtime").parts
+    return parts[0] if len(parts) > 1 else None
+
+
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "runtime").rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE / "runtime"))
+)
+def test_runtime_subpackages_import_only_what_they_may(path):
+    own = runtime_subpackage(path)
+    allowed = RUNTIME_SUBPACKAGES[own] if own else set()
+    for name in imports_of(path):
+        parts = name.split(".")
+        if parts[:2] != ["vmreconcile", "runtime"] or len(parts) < 3 or parts[2] not in RUNTIME_SUBPACKAGES:
+            continue
+        assert parts[2] == own or parts[2] in allowed, f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+def test_every_runtime_subpackage_is_known():
+    found = {p.name for p in (PACKAGE / "runtime").iterdir() if (p / "__init__.py").exists()}
+    assert found == set(RUNTIME_SUBPACKAGES)
+
+
+def test_every_launcher_program_names_a_module_with_main():
+    import importlib
+
+    from vmreconcile.runtime.launch import PROGRAMS
+
+    for program, module_name in PROGRAMS.items():
+        assert module_name.startswith("vmreconcile.runtime."), program
+        assert callable(importlib.import_module(module_name).main), program
+
+
 @pytest.mark.parametrize(
     "path", sorted((PACKAGE / "formats").glob("*.py")) + [PACKAGE / "model.py"], ids=lambda p: p.name
 )

@@ -122,7 +122,7 @@ class Host:
         return ConfigChain([self.config_dir_str], read_option_file)
 
     def domain_config(self, user: BaseUser) -> ConfigChain:
-        """Local ``~base/.vmailmgr`` first, then ``/etc/vmailmgr`` (§3.1).
+        """Local ``~base/.vmailmgr`` first, then ``/etc/vmailmgr`` [compat: options].
 
         The local directory belongs to the base user and root reads it (plan, authpipe): its
         files are read without following symlinks, and a symlinked ``.vmailmgr`` is ignored.

@@ -2,15 +2,13 @@
 
 The table lives in a directory the base user controls, and readers may run as root, so the
 file is opened with ``O_NOFOLLOW`` (a planted symlink is refused, not followed), must be a
-regular file, and is mapped read-only. A 0-byte table is reported as corrupt (VMailMgr
-crashes on it, §11.14); a missing one means "no users yet".
+regular file, and is read into memory (small tables) or mapped read-only (large ones). A 0-byte table is reported as corrupt (VMailMgr
+crashes on it [compat: table-files]); a missing one means "no users yet".
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import mmap
 import os
 import stat
 import time
@@ -73,7 +71,7 @@ def clear_stale_temp(dir_fd: int, tmpname: str, stale_after: float, log: Callabl
     """The shared rule for ``passwd.cdb.tmp`` (apply and authpipe's PASSWD): True when free.
 
     VMailMgr takes the temp file with ``O_EXCL`` as its only lock, so one left by a crash blocks
-    every later write (§1.1). Our writers also ``flock`` it while writing. A leftover that
+    every later write [compat: table-files]. Our writers also ``flock`` it while writing. A leftover that
     nobody holds and that has not changed for ``stale_after`` seconds is removed with a message
     (an unlocked young one may be a running ``vadduser``, which does not flock: wait for it).
     A symlink in its place is never a writer's temp file and goes at once; one we may not open
@@ -91,9 +89,11 @@ def clear_stale_temp(dir_fd: int, tmpname: str, stale_after: float, log: Callabl
         os.unlink(tmpname, dir_fd=dir_fd)
         log(f"removed {tmpname}: a symbolic link where a temp file belongs")
         return True
+    from fcntl import LOCK_EX, LOCK_NB, flock  # only writers get here, not every login or delivery
+
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flock(fd, LOCK_EX | LOCK_NB)
         except BlockingIOError:
             return False
         info = os.fstat(fd)
@@ -120,7 +120,7 @@ class TableError(OSError):
 def password_file_problem(password_file: str) -> str | None:
     """Why a ``password-file`` value is refused, or None.
 
-    VMailMgr takes it relative to the base user's home (§1.1). The option can be set by the
+    VMailMgr takes it relative to the base user's home [compat: table-files]. The option can be set by the
     base user (``~/.vmailmgr/password-file``) and is read by root (plan, authpipe), so only a
     plain file name is accepted: no ``/`` (no other directory, no symlinked parent, no other
     tenant's table through ``..``) and not ``.``/``..``.
@@ -131,15 +131,27 @@ def password_file_problem(password_file: str) -> str | None:
 
 
 def table_path(home: StrPath, password_file: str = "passwd") -> str:
-    """``<password-file>.cdb`` in the base user's home (§1.1); `TableError` for an unsafe name."""
+    """``<password-file>.cdb`` in the base user's home; `TableError` for an unsafe name."""
     problem = password_file_problem(password_file)
     if problem is not None:
         raise TableError(problem)
     return os.path.join(home, password_file + ".cdb")
 
 
-def open_table(path: StrPath) -> CdbReader | None:
-    """A reader over the table at ``path``; None if it does not exist."""
+#: Tables up to this size are read into memory, larger ones are mapped. Every login and delivery
+#: is a fresh process that looks one key up: reading a few kilobytes costs less than loading the
+#: ``mmap`` extension, and a big table is better mapped than copied (a 10,000-user table is
+#: about 1 MB). Either way the reader sees one complete file: tables are only ever replaced by
+#: a rename, never rewritten in place.
+READ_LIMIT = 256 * 1024
+
+
+def open_table(path: StrPath, read_limit: int = READ_LIMIT) -> CdbReader | None:
+    """A reader over the table at ``path``; None if it does not exist.
+
+    ``read_limit`` 0 always maps the file: a long-lived process that keeps many tables open
+    (authpipe) shares their pages with the page cache instead of holding copies.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -154,9 +166,25 @@ def open_table(path: StrPath) -> CdbReader | None:
             raise TableError(f"{path}: not a regular file")
         if info.st_size == 0:
             raise CdbError(f"{path}: empty file (0 bytes) is not a cdb")
+        if info.st_size <= read_limit:
+            return CdbReader(_read_upto(fd, info.st_size))
+        import mmap  # an extension module: loading it costs a login ~0.2 ms, worth it only here
+
         return CdbReader(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
     finally:
         os.close(fd)
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    """At most ``size`` bytes from ``fd``; fewer if the file shrank (the cdb checks then fail)."""
+    chunks = []
+    while size > 0:
+        chunk = os.read(fd, size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 def lookup(reader: CdbReader, name: str) -> VirtualUser | None:

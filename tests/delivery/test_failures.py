@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import requires_root
 from vmreconcile.model import VirtualUser
-from vmreconcile.runtime import maildir_writer
+from vmreconcile.runtime.delivery import maildir
 
 from .conftest import SMALL_EML
 
@@ -102,7 +102,7 @@ def test_unwritable_tmp_is_retried_a_bounded_number_of_times_then_defers(domain)
     elapsed = time.monotonic() - started
     assert result.code == 111
     assert result.stdout == b"vdeliver: Could not create a file in the maildir: Permission denied\n"
-    pauses = sum(maildir_writer.RETRY_PAUSE * n for n in range(1, maildir_writer.ATTEMPTS))
+    pauses = sum(maildir.RETRY_PAUSE * n for n in range(1, maildir.ATTEMPTS))
     assert pauses <= elapsed < pauses + 5
     assert domain.files(ME) == [] and domain.queued() == []
 

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from vmreconcile.runtime import maildir_quota, maildir_writer
-from vmreconcile.runtime.delivery_errors import DeliveryFailure
-from vmreconcile.runtime.delivery_forward import envelope
-from vmreconcile.runtime.delivery_message import CHUNK, Message
-from vmreconcile.runtime.vdeliver import UsageError, parse_options
+from vmreconcile.runtime.delivery import maildir, maildirsize
+from vmreconcile.runtime.delivery.errors import DeliveryFailure
+from vmreconcile.runtime.delivery.forward import envelope
+from vmreconcile.runtime.delivery.message import CHUNK, Message
+from vmreconcile.runtime.delivery.vdeliver import UsageError, parse_options
 
 DT = b"Delivered-To: vbase1-me@mydomain.org\n"
 
@@ -61,8 +61,8 @@ def test_copy_to_streams_the_whole_message(tmp_path):
 
 def test_unique_names_follow_the_maildir_spec(monkeypatch):
     monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "mx/a:b", "r", "v", "m")))
-    first = maildir_writer.unique_name(120, now_ns=1_795_546_316_123_456_789)
-    second = maildir_writer.unique_name(120, now_ns=1_795_546_316_123_456_789)
+    first = maildir.unique_name(120, now_ns=1_795_546_316_123_456_789)
+    second = maildir.unique_name(120, now_ns=1_795_546_316_123_456_789)
     pattern = rf"1795546316\.M123456P{os.getpid()}Q(\d+)\.mx\\057a\\072b,S=120"
     assert re.fullmatch(pattern, first)
     assert first != second and "/" not in first and ":" not in first
@@ -71,7 +71,7 @@ def test_unique_names_follow_the_maildir_spec(monkeypatch):
 def test_write_pending_retries_a_bounded_number_of_times_and_cleans_up(tmp_path, monkeypatch):
     for sub in ("tmp", "new", "cur"):
         (tmp_path / sub).mkdir()
-    monkeypatch.setattr(maildir_writer, "RETRY_PAUSE", 0)
+    monkeypatch.setattr(maildir, "RETRY_PAUSE", 0)
     calls = []
 
     def failing(fd):
@@ -80,9 +80,9 @@ def test_write_pending_retries_a_bounded_number_of_times_and_cleans_up(tmp_path,
         raise OSError(28, "No space left on device")
 
     with pytest.raises(DeliveryFailure) as caught:
-        maildir_writer.write_pending(str(tmp_path), 10, failing)
+        maildir.write_pending(str(tmp_path), 10, failing)
     assert caught.value.code == 111 and "Error writing the output file." in caught.value.message
-    assert len(calls) == maildir_writer.ATTEMPTS
+    assert len(calls) == maildir.ATTEMPTS
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
@@ -94,7 +94,7 @@ def test_edquot_bounces_at_once(tmp_path):
         raise OSError(122, "Disk quota exceeded")
 
     with pytest.raises(DeliveryFailure) as caught:
-        maildir_writer.write_pending(str(tmp_path), 10, over_quota)
+        maildir.write_pending(str(tmp_path), 10, over_quota)
     assert (caught.value.code, caught.value.message) == (100, "Delivery failed due to system quota violation")
     assert list((tmp_path / "tmp").iterdir()) == []
 
@@ -102,9 +102,9 @@ def test_edquot_bounces_at_once(tmp_path):
 def test_short_write_is_never_committed(tmp_path, monkeypatch):
     for sub in ("tmp", "new"):
         (tmp_path / sub).mkdir()
-    monkeypatch.setattr(maildir_writer, "RETRY_PAUSE", 0)
+    monkeypatch.setattr(maildir, "RETRY_PAUSE", 0)
     with pytest.raises(DeliveryFailure):
-        maildir_writer.write_pending(str(tmp_path), 10, lambda fd: os.write(fd, b"short"))
+        maildir.write_pending(str(tmp_path), 10, lambda fd: os.write(fd, b"short"))
     assert list((tmp_path / "tmp").iterdir()) == [] and list((tmp_path / "new").iterdir()) == []
 
 
@@ -117,17 +117,17 @@ def make_box(tmp_path):
 def test_maildirsize_is_trusted_only_while_fresh(tmp_path):
     box = make_box(tmp_path)
     (tmp_path / "new" / "1.M1P1.h,S=500").write_bytes(b"x")
-    usage = maildir_quota.recompute(box, "1000S,0C")
+    usage = maildirsize.recompute(box, "1000S,0C")
     assert (usage.bytes, usage.count, usage.fresh) == (500, 1, True)
-    assert maildir_quota.read_usage(box, "1000S,0C").bytes == 500
-    assert maildir_quota.read_usage(box, "2000S,0C") is None  # other definition
-    maildir_quota.record_delivery(box, 200)
-    read = maildir_quota.read_usage(box, "1000S,0C")
+    assert maildirsize.read_usage(box, "1000S,0C").bytes == 500
+    assert maildirsize.read_usage(box, "2000S,0C") is None  # other definition
+    maildirsize.record_delivery(box, 200)
+    read = maildirsize.read_usage(box, "1000S,0C")
     assert (read.bytes, read.count, read.fresh) == (700, 2, False)
     past = time.time() - 100
     os.utime(tmp_path / "maildirsize", (past, past))  # cur/ changed after it
     os.utime(tmp_path / "cur", (past + 50, past + 50))
-    assert maildir_quota.read_usage(box, "1000S,0C") is None
+    assert maildirsize.read_usage(box, "1000S,0C") is None
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_maildirsize_that_cannot_be_right_is_not_used(tmp_path, text):
     (tmp_path / "maildirsize").write_text(text)
     future = time.time() + 100
     os.utime(tmp_path / "maildirsize", (future, future))
-    assert maildir_quota.read_usage(box, "1000S,0C") is None
+    assert maildirsize.read_usage(box, "1000S,0C") is None
 
 
 def test_envelope_rules():

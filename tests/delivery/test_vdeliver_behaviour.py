@@ -1,4 +1,4 @@
-"""vdeliver's contract beyond the oracle log: environment, options, lookup, loops and hooks (§7)."""
+"""vdeliver's contract beyond the oracle log: environment, options, lookup, loops and hooks [compat: vdeliver]."""
 
 from __future__ import annotations
 

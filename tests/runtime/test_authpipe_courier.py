@@ -1,6 +1,6 @@
 """Our authpipe under the real courier-authlib authdaemond (Debian's), checked with authtest/authenumerate.
 
-The daemon's paths are compiled in (peers.md), so each test module runs a private instance in
+The daemon's paths are compiled into Debian's authdaemond, so each test module runs a private instance in
 its own mount namespace: ``unshare --mount --propagation private`` bind-mounts a temp dir over
 ``/etc/courier`` (authdaemonrc with ``authmodulelist="authpipe"``, ``daemons=2``,
 ``authProg`` -> our launcher) and another over ``/run/courier/authdaemon`` (the socket), then
@@ -79,7 +79,7 @@ def _table_user(dom: Domain, name: str):
         (f"bob@{DOMAIN}", "bob"),  # password with a space and a colon
         (f"carol@{DOMAIN}", "carol"),  # $1$ set with --password
         (f"erin@{DOMAIN}", "erin"),  # $6$ through crypt(3)
-        (f"frank@{DOMAIN}", "frank"),  # mailbox disabled does not block logins (§5.6)
+        (f"frank@{DOMAIN}", "frank"),  # mailbox disabled does not block logins [compat: fields]
     ],
 )
 def test_good_password_logs_in(courier: Courier, login: str, user: str) -> None:
@@ -198,7 +198,7 @@ def test_password_change_refused_for_managed_user(restore_table: Courier) -> Non
 
 
 def test_stale_leftover_lock_is_cleared(restore_table: Courier) -> None:
-    """A ``passwd.cdb.tmp`` left by a crash (unlocked, old) no longer blocks changes for good (§11.13)."""
+    """A ``passwd.cdb.tmp`` left by a crash (unlocked, old) no longer blocks changes for good [compat: table-files]."""
     courier = restore_table
     dom = courier.domain
     dom.set_changeable("carol")

@@ -25,8 +25,8 @@ from test_authpipe_support import DOMAIN, STEP, world_dir
 
 from vmreconcile.host import Host
 from vmreconcile.install import install_runtime
-from vmreconcile.runtime import authpipe
-from vmreconcile.runtime.authpipe_core import Directory
+from vmreconcile.runtime.courier import authpipe
+from vmreconcile.runtime.courier.directory import Directory
 
 ATTRIBUTE = re.compile(rb"[A-Z0-9]+=[^\n]*\n")
 ENUM_LINE = re.compile(rb"[^\t\n]*\t\d+\t\d+\t[^\t\n]*\t[^\t\n]*\t[^\t\n]*\n")

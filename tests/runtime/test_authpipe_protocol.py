@@ -25,9 +25,9 @@ from test_authpipe_support import DOMAIN, STEP, chown_tree, world_dir
 from vmreconcile.formats.cdb import CdbReader, build_cdb
 from vmreconcile.formats.vpwentry import decode_record
 from vmreconcile.host import Host
-from vmreconcile.runtime import authpipe, authpipe_passwd, authpipe_protocol
-from vmreconcile.runtime.authpipe_core import Directory
-from vmreconcile.runtime.authpipe_protocol import (
+from vmreconcile.runtime.courier import authpipe, passwd, protocol
+from vmreconcile.runtime.courier.directory import Directory
+from vmreconcile.runtime.courier.protocol import (
     Auth,
     Enumerate,
     Malformed,
@@ -172,7 +172,7 @@ def test_every_reply_is_one_write(host: Host, monkeypatch: pytest.MonkeyPatch) -
         writes.append(bytes(data))
         return real_write(fd, data)
 
-    monkeypatch.setattr(authpipe_protocol.os, "write", counting_write)
+    monkeypatch.setattr(protocol.os, "write", counting_write)
     code, out = serve(host, auth(f"me@{DOMAIN}", "secret") + auth(f"me@{DOMAIN}", "x") + b"ENUMERATE\n")
     assert code == 0
     assert len(writes) == 3 and b"".join(writes) == out
@@ -257,7 +257,7 @@ def test_enumerate_skips_wildcards_locals_and_other_domains(host: Host) -> None:
 
 
 def test_enumerate_and_login_with_prefixed_domain(host: Host) -> None:
-    """``sub.example:vbase1-pre`` maps ``bob@sub.example`` to virtual user ``pre-bob`` (§4.4)."""
+    """``sub.example:vbase1-pre`` maps ``bob@sub.example`` to virtual user ``pre-bob`` [compat: login-names]."""
     (host.path("/var/qmail/control") / "virtualdomains").write_text("sub.example:vbase1-Pre\n")
     table = host.path("/home/vbase1/passwd.cdb")
     items = list(CdbReader(table.read_bytes()).items())
@@ -326,7 +326,7 @@ def test_passwd_replaces_a_planted_symlink_lock(host: Host, tmp_path: Path) -> N
 
 @requires_root
 def test_passwd_clears_a_stale_leftover(host: Host) -> None:
-    """An unlocked ``passwd.cdb.tmp`` untouched for longer than STALE_AFTER: a crash's leftover (§11.13)."""
+    """An unlocked ``passwd.cdb.tmp`` untouched for longer than STALE_AFTER: a crash's leftover [compat: table-files]."""
     (host.config_dir / "vmreconcile-passwd-changeable").write_text("vbase1/me\n")
     leftover = host.path("/home/vbase1/passwd.cdb.tmp")
     leftover.write_bytes(b"half a table")
@@ -361,7 +361,7 @@ def test_passwd_waits_for_a_live_writer(host: Host) -> None:
 @requires_root
 def test_passwd_gives_up_on_a_busy_table(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     """A young unlocked temp file (a running vadduser) that stays: FAIL after the wait, untouched."""
-    monkeypatch.setattr(authpipe_passwd, "TEMP_TIMEOUT", 0.3)  # inherited by the forked child
+    monkeypatch.setattr(passwd, "TEMP_TIMEOUT", 0.3)  # inherited by the forked child
     (host.config_dir / "vmreconcile-passwd-changeable").write_text("vbase1/me\n")
     busy = host.path("/home/vbase1/passwd.cdb.tmp")
     busy.write_bytes(b"")
@@ -395,18 +395,18 @@ def test_sigint_ends_the_program_without_a_traceback(tmp_path: Path) -> None:
 
 
 def test_control_files_rechecked_within_a_second(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vmreconcile.runtime import authpipe_core
+    from vmreconcile.runtime.courier import directory as directory_module
 
     directory = Directory(host, environ={})
     assert directory.authenticate(f"me@{DOMAIN}", "secret").virtual_name == "me"
-    with pytest.raises(authpipe_core.Refused):
+    with pytest.raises(directory_module.Refused):
         directory.authenticate("me@new.example", "secret")
     control = host.path("/var/qmail/control/virtualdomains")
     replacement = control.with_name("virtualdomains.new")
     replacement.write_text(control.read_text() + "new.example:vbase1\n")
     os.rename(replacement, control)
     clock = time.monotonic()
-    monkeypatch.setattr(authpipe_core.time, "monotonic", lambda: clock + 1.5)
+    monkeypatch.setattr(directory_module.time, "monotonic", lambda: clock + 1.5)
     assert directory.authenticate("me@new.example", "secret").virtual_name == "me"
 
 
@@ -415,10 +415,22 @@ def test_system_accounts_only_with_the_switch(host: Host) -> None:
 
     (host.path("/etc/shadow")).write_text(f"vbase1:{hash_password('base-pass-1', 'sha512-crypt')}:19000:0:99999:7:::\n")
     requests = auth("vbase1@unknown.example", "base-pass-1") + b"PRE . imap vbase1@unknown.example\n"
-    assert serve(host, requests) == (0, b"FAIL\nFAIL\n")  # off by default (authcore's switch)
+    assert serve(host, requests) == (0, b"FAIL\nFAIL\n")  # off by default (the login core's switch)
     (host.config_dir / "vmreconcile-system-logins").write_text("yes\n")
     home = host.path("/home/vbase1")
     account = f"UID=1008\nGID=1008\nHOME={home}\nADDRESS=vbase1@unknown.example\n.\n".encode()  # no MAILDIR
     assert serve(host, requests) == (0, account + account)
     assert serve(host, auth("vbase1@unknown.example", "wrong")) == (0, b"FAIL\n")
     assert serve(host, auth("root@unknown.example", "x")) == (0, b"FAIL\n")  # uid 0 is never an account
+
+
+def test_tables_stay_mapped_in_the_long_lived_process(host: Host) -> None:
+    """A one-shot login reads a small table into memory; authpipe keeps up to MAX_TABLES tables
+    open, so it maps them (pages shared with the page cache) whatever their size."""
+    import mmap
+
+    directory = Directory(host, environ={})
+    base = directory.base_user("vbase1")
+    assert base is not None
+    table = directory.table(base)
+    assert table is not None and isinstance(table.reader._data, mmap.mmap)

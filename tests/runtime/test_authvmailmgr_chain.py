@@ -1,4 +1,4 @@
-"""The legacy Courier-IMAP authmod chain (§6.1), replayed by a driver: Debian has no peer for it.
+"""The legacy Courier-IMAP authmod chain [compat: courier], replayed by a driver: Debian has no peer for it.
 
 The driver plays courier-imap 1.x's part: it starts our ``authvmailmgr`` launcher as root with
 the request on fd 3 and the login program's re-entry point in ``AUTHUSER``/``AUTHARGC``/
@@ -147,7 +147,7 @@ def test_success_sets_courier_environment_and_execs_next(hooks: Chain) -> None:
     assert got["program"] == "next"  # execv(argv[1], argv+1)
     assert got["args"] == f"{hooks.progs / 'imapd'} Maildir"
     assert got["uid"] == str(dom.uid) and got["gid"] == str(dom.gid)
-    assert got["groups"] == str(dom.gid)  # root's supplementary groups are gone (§11.1 fix)
+    assert got["groups"] == str(dom.gid)  # root's supplementary groups are gone [compat: differences]
     assert got["cwd"] == str(dom.home)
     assert got["AUTHENTICATED"] == "me" and got["AUTHADDR"] == "me" and got["AUTHFULLNAME"] == ""
     assert got["MAILDIR"] == "./users/me" and got["VUSER"] == "me"
@@ -158,7 +158,7 @@ def test_success_sets_courier_environment_and_execs_next(hooks: Chain) -> None:
     assert int(got["sigign"], 16) & (1 << 12) == 0  # SIGPIPE back to default for the IMAP server
     assert "LC_CTYPE" not in got  # Python's locale coercion is not passed on
     hook_lines = [line for line in result.stderr.splitlines() if line.startswith("hook ")]
-    assert [h.split(" error=")[0] for h in hook_lines] == [  # §11.26 fixed: each hook once
+    assert [h.split(" error=")[0] for h in hook_lines] == [  # fixed [compat: differences]: each hook once
         "hook authvmailmgr-presetuid where=global uid=0",
         f"hook authvmailmgr-postsetuid where=global uid={dom.uid}",
         f"hook authvmailmgr-postsetuid where=local uid={dom.uid}",
@@ -167,7 +167,7 @@ def test_success_sets_courier_environment_and_execs_next(hooks: Chain) -> None:
 
 
 def test_name_as_typed_is_kept(chain: Chain) -> None:
-    """§6.1's confirmed output for ``Bob@Example.com``: no lowercasing of the user part."""
+    """VMailMgr's confirmed output [compat: courier] for ``Bob@Example.com``: no lowercasing of the user part."""
     result = chain.run(login("Henry.Ford@MyDomain.ORG", "henry-pw"))
     got = record(result.stdout)
     assert result.returncode == 0, result.stderr
@@ -250,7 +250,7 @@ def test_system_account_is_passed_to_next_module(hooks: Chain) -> None:
 
 
 def test_other_auth_types_are_passed_on(hooks: Chain) -> None:
-    """§11.26 fixed: CRAM-MD5 goes to the next module instead of failing completely."""
+    """Fixed [compat: differences]: CRAM-MD5 goes to the next module instead of failing completely."""
     request = b"imap\ncram-md5\nPDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2U+\nam9lIDNkYmM4OGYwNjI0Nzc2YTczN2I1\n"
     result = hooks.run(request)
     assert record(result.stdout)["program"] == "next"

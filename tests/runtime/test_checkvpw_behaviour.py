@@ -1,5 +1,5 @@
-"""checkvpw beyond the oracle transcripts: hooks (§3.4, §5.5), domains by TCPLOCALHOST or host
-name (§4.6), interpreter isolation of the launcher, and table safety. All through a real
+"""checkvpw beyond the oracle transcripts: hooks [compat: hooks, checkvpw], domains by TCPLOCALHOST
+or host name [compat: login-names], interpreter isolation of the launcher, and table safety. All through a real
 launcher, as root, in a throwaway rooted world."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def test_postsetuid_failure_stops_chain_and_login(world, hook):
     hook("checkvpw-error", f'echo "error uid=$(id -u) $CHECKVPW_ERROR" >> {world.log_dir}/log', local=True)
     result = checkvpw(world)
     assert (result.code, result.out) == (111, "")
-    # fixed message (VMailMgr says "presetuid" here, §11.25); the local error hook runs too
+    # fixed message (VMailMgr says "presetuid" here [compat: differences]); the local error hook runs too
     assert log(world) == [f"error uid={world.uid} Execution of postsetuid failed"]
 
 
@@ -190,11 +190,12 @@ open({marker!r}, "a").write({what!r} + "\\n")
 def _evil_tree(tmp: Path, marker: Path) -> Path:
     """Modules a non-isolated interpreter would pick up from PYTHONPATH, cwd or a .pth."""
     evil = tmp / "evil"
-    (evil / "vmreconcile" / "runtime").mkdir(parents=True)
+    (evil / "vmreconcile" / "runtime" / "login").mkdir(parents=True)
     for rel in (
         "vmreconcile/__init__.py",
         "vmreconcile/runtime/__init__.py",
-        "vmreconcile/runtime/checkvpw.py",
+        "vmreconcile/runtime/login/__init__.py",
+        "vmreconcile/runtime/login/checkvpw.py",
         "sitecustomize.py",
         "usercustomize.py",
         "pathlib.py",

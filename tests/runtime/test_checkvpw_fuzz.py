@@ -1,6 +1,6 @@
 """Hypothesis fuzzing of checkvpw's fd-3 input: no traceback, no hang, only documented codes.
 
-In-process: `parse_input` and `read_input` on arbitrary bytes (many examples, fast). Through
+In-process: `parse_input` and the login core's `read_login_data` (with checkvpw's limit) on arbitrary bytes (many examples, fast). Through
 the real launcher as root: arbitrary and login-shaped fd-3 data (fewer examples, each is a
 process), where the only allowed exits are 0, 1, 2 and 111, stderr never shows a Python
 traceback, and the run ends within the timeout.
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loginkit import create_world, destroy_world, run_fd3
 
-from vmreconcile.runtime.authcore import LoginFailure
-from vmreconcile.runtime.checkvpw import MAX_INPUT, parse_input, read_input
+from vmreconcile.runtime.login.checkvpw import MAX_INPUT, parse_input
+from vmreconcile.runtime.login.core import LoginFailure, read_login_data
 
 DOCUMENTED = {0, 1, 2, 111}
 
@@ -43,10 +43,10 @@ def test_read_input_limit(data):
         w = -1
         if len(data) > MAX_INPUT:
             with pytest.raises(LoginFailure) as failure:
-                read_input(r)
+                read_login_data(r, MAX_INPUT)
             assert failure.value.code == 2
         else:
-            assert read_input(r) == data
+            assert read_login_data(r, MAX_INPUT) == data
     finally:
         os.close(r)
         if w >= 0:

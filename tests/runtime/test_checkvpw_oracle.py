@@ -20,7 +20,7 @@ import shutil
 import pytest
 from loginkit import adapt, create_world, destroy_world, parse_cases, run_fd3
 
-from vmreconcile.runtime.authcore import MSG_SYSTEM_LOGINS_DISABLED
+from vmreconcile.runtime.login.core import MSG_SYSTEM_LOGINS_DISABLED
 
 pytestmark = [
     pytest.mark.root,

@@ -309,7 +309,7 @@ def test_keep_login_name_variant(world, dovecot):
 
 
 def test_ip_based_virtual_domain_from_the_local_address(world):
-    """The documented ``env TCPLOCALHOST=%{lip}`` args: the address picks the domain (§4.6)."""
+    """The documented ``env TCPLOCALHOST=%{lip}`` args: the address picks the domain [compat: login-names]."""
     control = world.control_dir / "virtualdomains"
     saved = control.read_text()
     control.write_text(saved + f"127.0.0.2:{world.name}\n")

@@ -1,4 +1,4 @@
-"""runtime.fastcrypt agrees with libxcrypt (through formats.hashing) on every input."""
+"""runtime.login.fastcrypt agrees with libxcrypt (through formats.hashing) on every input."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmreconcile.formats.hashing import crypt, verify_password
-from vmreconcile.runtime.authcore import verify
-from vmreconcile.runtime.fastcrypt import check, md5_crypt
+from vmreconcile.runtime.login.core import verify
+from vmreconcile.runtime.login.fastcrypt import check, md5_crypt
 
 SALT = st.text(alphabet="./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", max_size=8)
 
 
 def test_reference_vector():
-    assert md5_crypt(b"secret", b"abcdefgh") == b"$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"  # §9.1
+    assert md5_crypt(b"secret", b"abcdefgh") == b"$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"  # [compat: hashing]
     assert check(b"carol-pw", b"$1$abcdefgh$IvHnD.uhYhhpxAiK9IT/C/") is True  # fixtures README
 
 

@@ -1,4 +1,4 @@
-"""vauthenticate (§6.2) through a real launcher, as root, against the step-11 fixture table."""
+"""vauthenticate [compat: courier] through a real launcher, as root, against the step-11 fixture table."""
 
 from __future__ import annotations
 

@@ -7,12 +7,12 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmreconcile.runtime.authcore import LoginFailure
-from vmreconcile.runtime.vauthenticate import INPUT_LIMIT, parse_request, read_request
+from vmreconcile.runtime.login.core import LoginFailure, read_login_data
+from vmreconcile.runtime.login.vauthenticate import MAX_INPUT, parse_request
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.binary(max_size=INPUT_LIMIT))
+@given(st.binary(max_size=MAX_INPUT + 1))
 def test_parse_request_total(data):
     try:
         domain, user, password = parse_request(data)
@@ -28,20 +28,20 @@ def test_parse_request_total(data):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.binary(max_size=2 * INPUT_LIMIT))
+@given(st.binary(max_size=2 * MAX_INPUT))
 def test_read_request_limit(data):
     r, w = os.pipe()
     os.write(w, data)
     os.close(w)
     try:
-        if len(data) >= INPUT_LIMIT:
+        if len(data) > MAX_INPUT:
             try:
-                read_request(r)
+                read_login_data(r, MAX_INPUT)
             except LoginFailure as failure:
                 assert failure.code == 2
             else:
                 raise AssertionError("512 bytes or more must be refused")
         else:
-            assert read_request(r) == data
+            assert read_login_data(r, MAX_INPUT) == data
     finally:
         os.close(r)

@@ -12,16 +12,27 @@ import sys
 
 from ..host import Host
 
-PROGRAMS = ("checkvpw", "authvmailmgr", "authpipe", "vauthenticate", "vdeliver", "runtime-selftest")
+#: Program name -> the module whose ``main(argv, host)`` it runs. One line per program: a new
+#: runtime program is its module plus one line here (``install-runtime`` writes a launcher for
+#: every name but the selftest).
+PROGRAMS: dict[str, str] = {
+    "checkvpw": "vmreconcile.runtime.login.checkvpw",
+    "authvmailmgr": "vmreconcile.runtime.login.authvmailmgr",
+    "authpipe": "vmreconcile.runtime.courier.authpipe",
+    "vauthenticate": "vmreconcile.runtime.login.vauthenticate",
+    "vdeliver": "vmreconcile.runtime.delivery.vdeliver",
+    "runtime-selftest": "vmreconcile.runtime.selftest",
+}
 
 
 def run(program: str, root: str | None) -> None:
     """Import the program's module, call ``main(argv, host)`` and exit with its status."""
-    if program not in PROGRAMS:
+    module_name = PROGRAMS.get(program)
+    if module_name is None:
         sys.stderr.write(f"vmreconcile runtime: unknown program {program!r}\n")
         raise SystemExit(111)
     # __import__ rather than importlib.import_module: importlib costs ~0.5 ms (warnings) per start.
-    module = __import__("vmreconcile.runtime." + program.replace("-", "_"), fromlist=["main"])
+    module = __import__(module_name, fromlist=["main"])
     code = module.main(sys.argv, Host(root))
     # Skip the interpreter's teardown (module and GC finalisation, ~2 ms per login or delivery):
     # every runtime program closes its own files; only the standard streams are buffered here.

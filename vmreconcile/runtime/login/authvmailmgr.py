@@ -1,4 +1,4 @@
-"""authvmailmgr: the legacy Courier-IMAP authmod module of VMailMgr (§6.1).
+"""authvmailmgr: the legacy Courier-IMAP authmod module of VMailMgr [compat: courier].
 
 Courier-IMAP before authdaemond chained authentication modules by exec: the login program
 runs ``authvmailmgr NEXT [ARGS...]`` with the request on fd 3 (``SERVICE\\nTYPE\\nDATA``,
@@ -22,12 +22,12 @@ Kept as VMailMgr does it: the password is checked after the setuid (so the failu
 run as the base user, through the domain chain), and a failure then re-execs ``$AUTHUSER``
 as the base user too; a later LOGIN in that session can only reach the same base user.
 
-Deliberate differences from VMailMgr 0.97 (documented in docs/courier.md):
+Deliberate differences from VMailMgr 0.97 [compat: differences] (also in docs/courier.md):
 
-* §11.26 fixed: each hook runs once (VMailMgr runs pre- and postsetuid twice, the second
+* each hook runs once (VMailMgr runs pre- and postsetuid twice, the second
   presetuid as the base user through the domain chain), and an authentication type other
   than ``login`` (CRAM-MD5 ...) is passed to the next module instead of failing completely;
-* supplementary groups are cleared (authcore, §11.1);
+* supplementary groups are cleared (login core);
 * input longer than BUFSIZ-1 (8191) bytes fails completely instead of being truncated.
 """
 
@@ -36,16 +36,17 @@ from __future__ import annotations
 import os
 import sys
 
-from ..host import Host
+from ...host import Host
+from ..process import reset_signals_before_exec, restore_default_signals
 
-# authcore imports every module of ours a login needs at its top, before any setuid.
-from .authcore import (
+# The login core imports every module of ours a login needs at its top, before any setuid.
+from .core import (
     EXIT_LOGIN_FAILED,
     MSG_UNKNOWN_BASE,
     LoginFailure,
     LoginSession,
     NotVirtual,
-    restore_default_signals,
+    read_login_data,
     split_login,
     undo_locale_coercion,
 )
@@ -68,29 +69,6 @@ def _authfailure() -> int:
     return 1
 
 
-def read_request(fd: int = REQUEST_FD) -> bytes | None:
-    """fd 3 to end of file, then closed; None when it is unreadable or too long."""
-    chunks = []
-    size = 0
-    try:
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_REQUEST:
-                return None
-    except OSError:
-        return None
-    finally:
-        try:  # noqa: SIM105 - as above
-            os.close(fd)
-        except OSError:
-            pass
-    return b"".join(chunks)
-
-
 def reap_children() -> None:
     """Wait for children inherited through exec (the previous module's request writer)."""
     while True:
@@ -100,14 +78,6 @@ def reap_children() -> None:
             return
         except InterruptedError:  # pragma: no cover - PEP 475 retries
             continue
-
-
-def default_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ and an exec keeps "ignored": restore the defaults."""
-    import _signal
-
-    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
-        _signal.signal(number, _signal.SIG_DFL)
 
 
 def fail_completely() -> int:
@@ -123,7 +93,7 @@ def fail_completely() -> int:
         return _authfailure()
     try:
         sys.stderr.flush()
-        default_signals()
+        reset_signals_before_exec()
         os.execv(program, [a for a in args if a is not None])
     except OSError:
         return _authfailure()
@@ -135,7 +105,7 @@ def exec_next(argv: list[str]) -> int:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        default_signals()
+        reset_signals_before_exec()
         os.execv(argv[1], argv[1:])
     except OSError as exc:
         sys.stderr.write(f"authvmailmgr: cannot execute {argv[1]}: {exc.strerror}\n")
@@ -180,7 +150,10 @@ def main(argv: list[str], host: Host) -> int:
         return _authfailure()
     if os.environ.get("AUTHENTICATED"):
         return exec_next(argv)
-    request = read_request()
+    try:
+        request = read_login_data(REQUEST_FD, MAX_REQUEST, close=True)
+    except LoginFailure:  # unreadable or too long: fails completely, like an empty request
+        request = b""
     reap_children()
     if not request:
         return _authfailure()

@@ -1,11 +1,12 @@
 """The login core shared by checkvpw, vauthenticate, authvmailmgr and authpipe.
 
 VMailMgr's ``authenticate/authvlib.cc`` does the same job for all its login programs: split
-the login name into user and domain (§4.6), turn the domain into a base user (§4.1-§4.5),
-check the password against the base user's table or the system shadow file (§5.3, §5.6),
-drop to the base user (``set_user``) and export the ``VUSER_*`` environment (§5.4). Each
-program differs only in how it reads the request, which hooks it runs and how it reports
-the result, so those parts stay in the programs and everything else lives here.
+the login name into user and domain, turn the domain into a base user [compat: login-names],
+check the password against the base user's table or the system shadow file [compat: checkvpw],
+drop to the base user (``set_user``) and export the ``VUSER_*`` environment. Each
+program differs only in the shape of its request (read by the shared `read_login_data`),
+which hooks it runs and how it reports the result, so those parts stay in the programs and
+everything else lives here.
 
 Typical use (what checkvpw does)::
 
@@ -16,13 +17,13 @@ Typical use (what checkvpw does)::
         return session.fail(failure)          # sets the error variable, runs the hook
     ... account.base, account.virtual_name, account.user, account.home ...
 
-Deliberate differences from VMailMgr (documented in docs/login-runtime.md):
+Deliberate differences from VMailMgr [compat: differences] (also in docs/login-runtime.md):
 
 * `LoginSession.set_user` calls ``setgroups([gid])`` before ``setgid``/``setuid``, so the
-  session never keeps the caller's (root's) supplementary groups (§11.1).
+  session never keeps the caller's (root's) supplementary groups.
 * Logins as a plain system account (``vbase1@unknown.example``, ``vbase1@localhost``) are
-  refused unless ``/etc/vmailmgr/vmreconcile-system-logins`` says ``1``/``yes`` (§11.2).
-* Accounts with uid 0 are never used as base users, so no login can become root (§11.2).
+  refused unless ``/etc/vmailmgr/vmreconcile-system-logins`` says ``1``/``yes``.
+* Accounts with uid 0 are never used as base users, so no login can become root.
 * An empty supplied password never matches (VMailMgr's ``crypt_cmp`` agrees; stated here
   because front ends differ).
 
@@ -39,17 +40,18 @@ import time
 # Everything a virtual login needs after the setuid is imported here, as root, so a runtime
 # copy that the base user cannot read still works. (formats.hashing imports the standard
 # library's ctypes and loads libcrypt only when a scheme outside fastcrypt's is checked.)
-from ..formats.cdb import CdbError
-from ..formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain
-from ..formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
-from ..formats.hashing import verify_password
-from ..formats.vpwentry import RecordError, user_key
-from ..host import BaseUser, Host
-from ..model import VirtualUser, ascii_lower, from_bytes, vuser_environment
-from ..tables import TableError, lookup, open_table, table_path
+from ...formats.cdb import CdbError
+from ...formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain
+from ...formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
+from ...formats.hashing import verify_password
+from ...formats.vpwentry import RecordError, user_key
+from ...host import LOCAL_CONFIG_DIR, BaseUser, Host
+from ...model import VirtualUser, ascii_lower, from_bytes, vuser_environment
+from ...tables import TableError, lookup, open_table, table_path
+from ..process import run_hook
 from .fastcrypt import check as fast_check
 
-#: Exit codes shared by checkvpw and vauthenticate (§5.5, §6.2).
+#: Exit codes shared by checkvpw and vauthenticate [compat: checkvpw, courier].
 EXIT_OK = 0
 EXIT_LOGIN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -67,11 +69,13 @@ MSG_SYSTEM_LOGINS_DISABLED = "System account logins are disabled"
 MSG_NOT_VIRTUAL = "Not a virtual user"
 MSG_TABLE_UNUSABLE = "Cannot read the virtual password table"
 MSG_HOSTNAME = "Cannot determine the host name"
+MSG_READ_ERROR = "Read error"
+MSG_TOO_LONG = "Read buffer too long"
 
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs ~2 ms per login
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, MutableMapping
 
     Environ = MutableMapping[str, str]
 
@@ -186,11 +190,45 @@ def undo_locale_coercion(environ: Environ) -> None:
         del environ["LC_CTYPE"]
 
 
+# --------------------------------------------------------------------------- the request
+
+
+def read_login_data(fd: int, limit: int, close: bool = False) -> bytes:
+    """Everything on ``fd`` up to end of file: how every login program takes its request.
+
+    At most ``limit`` bytes (checkvpw 512 on fd 3, vauthenticate 511 on stdin, authvmailmgr
+    8191 on fd 3: each the buffer its VMailMgr or Courier counterpart reads into). More, or a
+    read error, raises `LoginFailure` (2). Reading stops as soon as the limit is passed, so a
+    writer that never closes cannot keep us reading once it has sent too much. ``close``
+    closes ``fd`` afterwards, also on failure: fd 3 must not reach the program started next.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, limit + 1 - size)
+            except OSError:
+                raise LoginFailure(EXIT_BAD_INPUT, MSG_READ_ERROR) from None
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise LoginFailure(EXIT_BAD_INPUT, MSG_TOO_LONG)
+    finally:
+        if close:
+            try:  # noqa: SIM105 - contextlib costs start-up time on every login
+                os.close(fd)
+            except OSError:
+                pass
+
+
 # --------------------------------------------------------------------------- name mapping
 
 
 def split_login(name: str, separators: str, environ: Environ) -> tuple[str, str]:
-    """User and domain of a login name (§4.6).
+    """User and domain of a login name [compat: login-names].
 
     Split at the first byte that is in ``separators``; without one the domain is
     ``$TCPLOCALHOST`` or else the host name (not lowercased). Raises `LoginFailure` (1) on
@@ -229,7 +267,7 @@ def _control_lines(host: Host, config: ConfigChain, name: str) -> tuple[str, ...
 
 
 def full_name(user: str, domain: str, host: Host, config: ConfigChain) -> str:
-    """``prefix-user`` for a virtual domain, else ``user`` unchanged (§4.4: locals wins)."""
+    """``prefix-user`` for a virtual domain, else ``user`` unchanged (locals wins) [compat: login-names]."""
     if is_local(domain, _control_lines(host, config, "locals")):
         return user
     prefix = find_virtual(domain, virtualdomains_map(_control_lines(host, config, "virtualdomains")))
@@ -239,7 +277,7 @@ def full_name(user: str, domain: str, host: Host, config: ConfigChain) -> str:
 
 
 def baseuser_candidates(full: str) -> list[tuple[str, str]]:
-    """``(system name, virtual name)`` pairs to try, in VMailMgr's order (§4.5).
+    """``(system name, virtual name)`` pairs to try, in VMailMgr's order [compat: login-names].
 
     The whole string first (virtual name empty), then each prefix ending before a ``-``,
     longest first. System names are lowercased; virtual names keep their case.
@@ -251,15 +289,17 @@ def baseuser_candidates(full: str) -> list[tuple[str, str]]:
     return out
 
 
-def lookup_baseuser(full: str, host: Host) -> tuple[BaseUser, str] | None:
+def lookup_baseuser(full: str, find_account: Callable[[str], BaseUser | None]) -> tuple[BaseUser, str] | None:
     """The first candidate that is a system account, with the virtual name; else None.
 
-    Accounts with uid 0 are skipped: a login may never become root (a vmreconcile fix).
+    ``find_account`` looks one account name up: ``Host.find_base_user`` for a one-shot login,
+    authpipe's cached ``Directory.base_user`` in the long-lived process. Accounts with uid 0
+    are skipped: a login may never become root (a vmreconcile fix).
     """
     for name, virtual in baseuser_candidates(full):
         if not name:
             continue
-        base = host.find_base_user(name)
+        base = find_account(name)
         if base is not None and base.uid != 0:
             return base, virtual
     return None
@@ -286,7 +326,7 @@ def _shadow_hash(host: Host, name: str) -> str | None:
 
 
 def verify(plain: str, stored: str) -> bool:
-    """``crypt_cmp`` (§9.2). ``$1$``, ``$0$`` and old MD5 are checked by `fastcrypt`; other
+    """``crypt_cmp`` [compat: hashing]. ``$1$``, ``$0$`` and old MD5 are checked by `fastcrypt`; other
     schemes go to libxcrypt (loaded on first use)."""
     if not plain or not stored:
         return False
@@ -304,73 +344,6 @@ def check_system_password(host: Host, name: str, password: str) -> bool:
     return stored is not None and verify(password, stored)
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def _ignored_by_python() -> tuple[int, int]:
-    """SIGPIPE and SIGXFSZ, from the built-in ``_signal`` (``signal`` would import ``enum``)."""
-    try:
-        from _signal import SIGPIPE, SIGXFSZ
-    except ImportError:  # pragma: no cover - CPython always has _signal
-        from signal import SIGPIPE, SIGXFSZ
-    return SIGPIPE, SIGXFSZ
-
-
-def restore_default_signals() -> None:
-    """Let SIGINT act as it does for a C program (end the process, no Python traceback).
-
-    Python turns SIGINT into KeyboardInterrupt, which would print a traceback from wherever
-    the login happens to be (typically waiting for the child).
-    """
-    try:
-        from _signal import SIG_DFL, SIGINT, signal
-    except ImportError:  # pragma: no cover - CPython always has _signal
-        from signal import SIG_DFL, SIGINT, signal
-    signal(SIGINT, SIG_DFL)
-
-
-def spawn_wait(argv: list[str], environ: Environ, search: bool = False) -> int:
-    """Run ``argv`` (fds and cwd inherited), wait, return its status as VMailMgr sees it.
-
-    The exit code; -1 when it died from a signal or could not be started; 127 when the
-    program could not be executed (what the forked child of VMailMgr exits with).
-    """
-    env = dict(environ)
-    # Python ignores SIGPIPE and SIGXFSZ; an exec keeps "ignored", so give children the defaults.
-    reset = _ignored_by_python()
-    spawn = os.posix_spawnp if search else os.posix_spawn
-    try:
-        pid = spawn(argv[0], argv, env, setsigdef=reset)
-    except (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError):
-        return 127
-    except OSError as exc:
-        return 127 if exc.errno in (8,) else -1  # ENOEXEC
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else -1
-
-
-def run_hook(directories: tuple[str, ...], name: str, environ: Environ) -> int:
-    """``execute(name)`` of §3.4: run ``<dir>/<name>`` for each dir, global first.
-
-    A hook runs only if it exists and has any execute bit; it gets no arguments and
-    inherits environment, cwd and fds. The first non-zero status stops the chain and is
-    returned; a skipped hook counts as 0.
-    """
-    for directory in directories:
-        path = os.path.join(directory, name)
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            continue
-        if not mode & 0o111:
-            continue
-        code = spawn_wait([path], environ)
-        if code != 0:
-            return code
-    return 0
-
-
 # --------------------------------------------------------------------------- the session
 
 
@@ -378,8 +351,8 @@ class LoginSession:
     """One login attempt: the active config chain, the hook chain and the environment.
 
     Until `set_user` has dropped privileges, options and hooks come from ``/etc/vmailmgr``
-    only (§3.1); afterwards from ``~base/.vmailmgr`` then ``/etc/vmailmgr`` for options and
-    ``/etc/vmailmgr`` then ``~base/.vmailmgr`` for hooks (§3.4).
+    only [compat: options]; afterwards from ``~base/.vmailmgr`` then ``/etc/vmailmgr`` for options and
+    ``/etc/vmailmgr`` then ``~base/.vmailmgr`` for hooks [compat: hooks].
 
     ``hook_prefix`` names the hooks (``checkvpw`` -> ``checkvpw-presetuid`` ...); None
     runs no hooks (vauthenticate). ``error_variable`` is set to the failure message before
@@ -409,7 +382,7 @@ class LoginSession:
         """Run ``<prefix>-<suffix>`` through the active hook chain; 0 without a prefix."""
         if not self.hook_prefix:
             return 0
-        return run_hook(self.hook_dirs, f"{self.hook_prefix}-{suffix}", self.environ)
+        return run_hook(f"{self.hook_prefix}-{suffix}", self.hook_dirs, self.environ)
 
     def fail(self, failure: LoginFailure) -> int:
         """Report ``failure`` VMailMgr's way; return its exit code (the hook's is ignored).
@@ -425,7 +398,7 @@ class LoginSession:
     # steps -------------------------------------------------------------------------
 
     def resolve(self, login: str, domain: str = "") -> tuple[BaseUser, str]:
-        """Base user and virtual name (empty: system login) for a login name (§4).
+        """Base user and virtual name (empty: system login) for a login name [compat: login-names].
 
         ``domain`` given (vauthenticate's separate field) is used as is; empty means split
         ``login`` at the separators, with the TCPLOCALHOST/host-name fallback.
@@ -436,13 +409,13 @@ class LoginSession:
                 raise LoginFailure(EXIT_LOGIN_FAILED, MSG_EMPTY_USER)
         else:
             user, domain = split_login(login, self.config.text("separators"), self.environ)
-        found = lookup_baseuser(full_name(user, domain, self.host, self.config), self.host)
+        found = lookup_baseuser(full_name(user, domain, self.host, self.config), self.host.find_base_user)
         if found is None:
             raise LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_BASE)
         return found
 
     def set_user(self, base: BaseUser) -> str:
-        """Become the base user (§5.3 step 6, with supplementary groups dropped).
+        """Become the base user [compat: checkvpw] (with supplementary groups dropped).
 
         Exports ``USER`` and ``HOME``, runs the ``-presetuid`` hook (global dir, as root),
         then setgroups([gid]), setgid, setuid, chdir(home), and switches to the domain
@@ -462,13 +435,11 @@ class LoginSession:
             raise LoginFailure(EXIT_TEMPORARY, MSG_BAD_USER_DATA) from None
         self.base = base
         self.config = self.host.domain_config(base)
-        local = os.path.join(home, ".vmailmgr")
-        config_dir = self.host.config_dir_str
-        self.hook_dirs = (config_dir,) if local == config_dir else (config_dir, local)
+        self.hook_dirs = (self.host.config_dir_str, os.path.join(home, LOCAL_CONFIG_DIR))
         return home
 
     def find_virtual_user(self, base: BaseUser, virtual_name: str, password: str) -> VirtualUser:
-        """The table entry for ``virtual_name`` if it may log in with ``password`` (§5.6).
+        """The table entry for ``virtual_name`` if it may log in with ``password`` [compat: checkvpw].
 
         Refused (1): missing entry or a corrupt record, no mailbox (aliases), a password
         that does not match (``*``, empty, anything not a hash), ``expiry < now`` (checked
@@ -496,7 +467,7 @@ class LoginSession:
         self.environ.update(vuser_environment(user))
 
     def authenticate(self, login: str, password: str, virtual_only: bool = False, domain: str = "") -> Account:
-        """The whole of §5.3 steps 1-6 (VMailMgr's ``authenticate()``).
+        """VMailMgr's ``authenticate()`` [compat: checkvpw]: name to account, becoming the base user.
 
         ``login`` is used as given (checkvpw lowercases it first; authvmailmgr does not).
         Sets ``VUSER`` as soon as the base user is known, becomes the base user, and for a

@@ -1,4 +1,4 @@
-"""The four per-user limits VMailMgr stores but never enforced (§7.8), enforced at delivery.
+"""The four per-user limits VMailMgr stores but never enforced, enforced at delivery [compat: fields].
 
 Rules (all inclusive: a value exactly at the limit passes, one more bounces):
 
@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import time
 
-from ..model import VirtualUser
-from ..tables import write_all
-from .delivery_errors import permanent
-from .maildir_quota import Usage, current_usage, quota_definition, recompute, record_delivery
-from .maildir_writer import PendingFile, unlink_quietly, write_pending
+from ...model import VirtualUser
+from ...tables import write_all
+from .errors import permanent
+from .maildir import PendingFile, unlink_quietly, write_pending
+from .maildirsize import Usage, current_usage, quota_definition, recompute, record_delivery
 
 WARNED_MARKER = "vdeliver-softquota-warned"
 

@@ -1,7 +1,7 @@
 """Mailbox usage for the limits vdeliver enforces, kept in maildir++'s ``maildirsize`` file.
 
 VMailMgr stores ``hard_quota``, ``soft_quota``, ``message_size_limit`` and
-``message_count_limit`` but enforces none of them (§7.8). Walking a mailbox on every delivery
+``message_count_limit`` but enforces none of them [compat: fields]. Walking a mailbox on every delivery
 is too slow for big mailboxes, so usage is read from ``<maildir>/maildirsize`` (the maildir++
 format Courier and Dovecot also read): a first line with the quota definition
 (``<bytes>S,<count>C``, 0 = no limit), then lines ``<bytes> <count>`` that add up.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from .maildir_writer import unique_name, unlink_quietly
+from .maildir import unique_name, unlink_quietly
 
 MAILDIRSIZE = "maildirsize"
 #: maildir++: a maildirsize larger than this is recomputed (and so rewritten as one line).

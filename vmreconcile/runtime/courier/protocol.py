@@ -1,4 +1,4 @@
-"""courier-authlib's authpipe protocol: reading requests, writing replies (peers.md).
+"""courier-authlib's authpipe protocol: reading requests, writing replies (see docs/courier.md).
 
 authdaemond keeps one program per worker and talks to it over a pipe, one request at a time:
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 import errno
 import os
 
-from ..model import from_bytes
-from ..tables import write_all
+from ...model import from_bytes
+from ...tables import write_all
 
 #: Longest request line accepted. authdaemond's own buffers are BUFSIZ (8 KiB).
 MAX_LINE = 8192

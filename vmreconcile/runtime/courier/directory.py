@@ -1,23 +1,24 @@
 """Account lookups for the long-lived authpipe program, with files re-read only when they change.
 
-authcore's `LoginSession` is made for one login per process: it opens the table, the control
-files and the options afresh each time and then drops privileges. authpipe answers thousands
-of requests as root in one process and never changes user, so this module keeps what it read
-and parsed, keyed by the file's ``lstat`` identity (device, inode, size, mtime, ctime): a table
-rewritten by ``apply`` or VMailMgr (always a new inode through rename) is noticed on the next
-request, an unchanged one costs one ``lstat``; option files, ``locals``, ``virtualdomains`` and
-a rooted ``etc/passwd`` are re-checked at most once a second. Paths are plain strings on this hot path
-(pathlib costs more than the lookups). Every file is opened without following a symlink in the
-last component; a symlinked table is refused (a base user must not point root at other files),
-a symlinked option or control file counts as missing.
+The login core's `LoginSession` (`login.core`) is made for one login per process: it opens the
+table, the control files and the options afresh each time and then drops privileges. authpipe
+answers thousands of requests as root in one process and never changes user, so this module
+keeps what it read and parsed, keyed by the file's ``lstat`` identity (device, inode, size,
+mtime, ctime): a table rewritten by ``apply`` or VMailMgr (always a new inode through rename)
+is noticed on the next request, an unchanged one costs one ``lstat``; option files,
+``locals``, ``virtualdomains`` and a rooted ``etc/passwd`` are re-checked at most once a
+second. Paths are plain strings on this hot path (pathlib costs more than the lookups). Every
+file is opened without following a symlink in the last component; a symlinked table is
+refused (a base user must not point root at other files), a symlinked option or control file
+counts as missing.
 
-The name mapping (§4) and the login rules (§5.6) are authcore's: `split_login`,
-`baseuser_candidates` (uid 0 skipped as in its `lookup_baseuser`), `system_logins_enabled`;
-the only rule repeated here is the short "may this entry log in" test, which authcore ties to
-its own uncached table read. Passwords are checked with `formats.hashing.verify_password`
-(libxcrypt) rather than authcore's `verify`: its pure-Python ``$1$`` path saves a one-shot
-login the ``ctypes`` import, but in this long-lived process libcrypt is already loaded and
-three times faster (same ``crypt_cmp`` rules either way).
+The name mapping [compat: login-names] and the login rules [compat: checkvpw] are the login
+core's: `split_login`, `lookup_baseuser` (given `Directory.base_user`, the cached account
+lookup), `system_logins_enabled`; the only rule repeated here is the short "may this entry log
+in" test, which the login core ties to its own uncached table read. Passwords are checked with
+`formats.hashing.verify_password` (libxcrypt) rather than the login core's `verify`: its
+pure-Python ``$1$`` path saves a one-shot login the ``ctypes`` import, but in this long-lived
+process libcrypt is already loaded and three times faster (same ``crypt_cmp`` rules either way).
 """
 
 from __future__ import annotations
@@ -28,17 +29,16 @@ import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 
-from ..formats.cdb import CdbError, CdbReader
-from ..formats.config import OPTIONS, parse_option
-from ..formats.control import find_virtual, parse_lines, virtualdomains_map
-from ..formats.hashing import verify_password
-from ..formats.vpwentry import RecordError, decode_record, user_key
-from ..host import BaseUser, Host, parse_passwd
-from ..model import VirtualUser, from_bytes
-from ..tables import TableError, iter_users, open_table, read_regular, table_path
-from . import authcore
+from ...formats.cdb import CdbError, CdbReader
+from ...formats.config import OPTIONS, parse_option
+from ...formats.control import find_virtual, parse_lines, virtualdomains_map
+from ...formats.hashing import verify_password
+from ...formats.vpwentry import RecordError, decode_record, user_key
+from ...host import BaseUser, Host, parse_passwd
+from ...model import VirtualUser, from_bytes
+from ...tables import TableError, iter_users, open_table, read_regular, table_path
+from ..login import core
 
 Identity = tuple[int, int, int, int, int]
 
@@ -98,16 +98,16 @@ class Table:
 
 
 def may_log_in(user: VirtualUser | None, now: int) -> str | None:
-    """Why the entry cannot log in, password aside (§5.6), or None."""
+    """Why the entry cannot log in, password aside [compat: checkvpw], or None."""
     if user is None or not user.has_mailbox or not user.directory:
-        return authcore.MSG_UNKNOWN_VIRTUAL
+        return core.MSG_UNKNOWN_VIRTUAL
     if user.expires is not None and user.expires < now:
-        return authcore.MSG_EXPIRED
+        return core.MSG_EXPIRED
     return None
 
 
 def _parse_locals(raw: bytes | None) -> frozenset[str]:
-    """``locals`` lines with trailing whitespace cut: `is_local` is membership in this set (§4.3)."""
+    """``locals`` lines with trailing whitespace cut: `is_local` is membership in this set [compat: control-files]."""
     return frozenset(line.rstrip() for line in parse_lines(raw)) if raw else frozenset()
 
 
@@ -164,10 +164,12 @@ class Directory:
         """An option through ``~base/.vmailmgr`` (if given) and ``/etc/vmailmgr``, else its default."""
         option = OPTIONS[name]
         dirs = (self.home(base) + "/.vmailmgr", self.config_dir) if base is not None else (self.config_dir,)
+
+        def parse(raw: bytes | None) -> object:
+            return None if raw is None else parse_option(option.kind, raw)
+
         for directory in dirs:
-            value = self._cached(
-                f"{directory}/{name}", lambda raw, kind=option.kind: None if raw is None else parse_option(kind, raw)
-            )
+            value = self._cached(f"{directory}/{name}", parse)
             if value is not None:
                 return value
         return option.default
@@ -182,16 +184,6 @@ class Directory:
         users = self._cached(self._mapped("/etc/passwd"), parse_passwd)
         return users.get(name)  # type: ignore[attr-defined]
 
-    def lookup_baseuser(self, full: str) -> tuple[BaseUser, str] | None:
-        """authcore's `lookup_baseuser` (§4.5, uid 0 never a base user) over the cached accounts."""
-        for name, virtual in authcore.baseuser_candidates(full):
-            if not name:
-                continue
-            base = self.base_user(name)
-            if base is not None and base.uid != 0:
-                return base, virtual
-        return None
-
     def home(self, base: BaseUser) -> str:
         return self._mapped(base.home) if base.home.startswith("/") else base.home
 
@@ -203,17 +195,17 @@ class Directory:
         try:
             path = self.table_file(base)
         except TableError as exc:
-            raise Refused(f"{authcore.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
+            raise Refused(f"{core.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
         try:
             ident = identity(path)
             cached = self._tables.get(path)
             if cached is not None and cached[0] == ident:
                 self._tables.move_to_end(path)
                 return cached[1]
-            reader = open_table(Path(path)) if ident is not None else None
+            reader = open_table(path, read_limit=0) if ident is not None else None  # mapped: kept open
         except (TableError, CdbError, OSError) as exc:
             self._tables.pop(path, None)
-            raise Refused(f"{authcore.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
+            raise Refused(f"{core.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
         table = Table(reader) if reader is not None else None
         self._tables[path] = (ident, table)
         while len(self._tables) > MAX_TABLES:
@@ -227,13 +219,13 @@ class Directory:
     # logins -------------------------------------------------------------------------
 
     def resolve(self, login: str) -> tuple[BaseUser, str]:
-        """§4: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
+        """[compat: login-names]: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
         if "\0" in login:  # no account name holds one, and getpwnam() would raise on it
-            raise Refused(authcore.MSG_UNKNOWN_BASE)
+            raise Refused(core.MSG_UNKNOWN_BASE)
         try:
-            user, domain = authcore.split_login(login, str(self.option("separators")), self.environ)
-        except authcore.LoginFailure as failure:
-            raise Refused(failure.message, temporary=failure.code == authcore.EXIT_TEMPORARY) from None
+            user, domain = core.split_login(login, str(self.option("separators")), self.environ)
+        except core.LoginFailure as failure:
+            raise Refused(failure.message, temporary=failure.code == core.EXIT_TEMPORARY) from None
         full = user
         control = self.control_dir()
         if domain not in self._cached(control + "/locals", _parse_locals):  # type: ignore[operator]
@@ -241,49 +233,49 @@ class Directory:
             prefix = find_virtual(domain, mapping)  # type: ignore[arg-type]
             if prefix:
                 full = prefix + "-" + user
-        found = self.lookup_baseuser(full)
+        found = core.lookup_baseuser(full, self.base_user)
         if found is None:
-            raise Refused(authcore.MSG_UNKNOWN_BASE)
+            raise Refused(core.MSG_UNKNOWN_BASE)
         return found
 
     def _virtual(self, base: BaseUser, virtual: str) -> VirtualUser | None:
         table = self.table(base)
         return table.user(virtual) if table is not None else None
 
-    def find(self, login: str) -> authcore.Account:
+    def find(self, login: str) -> core.Account:
         """The account for ``login`` with no password check (PRE): blocked entries refused."""
         base, virtual = self.resolve(login)
         if not virtual:
-            if not authcore.system_logins_enabled(self.host):
-                raise Refused(authcore.MSG_SYSTEM_LOGINS_DISABLED)
-            return authcore.Account(base, "", None, self.home(base))
+            if not core.system_logins_enabled(self.host):
+                raise Refused(core.MSG_SYSTEM_LOGINS_DISABLED)
+            return core.Account(base, "", None, self.home(base))
         user = self._virtual(base, virtual)
         problem = may_log_in(user, int(time.time()))
         if problem:
             raise Refused(problem)
-        return authcore.Account(base, virtual, user, self.home(base))
+        return core.Account(base, virtual, user, self.home(base))
 
-    def authenticate(self, login: str, password: str) -> authcore.Account:
-        """The account for ``login`` if ``password`` is right and the entry may log in (§5.6).
+    def authenticate(self, login: str, password: str) -> core.Account:
+        """The account for ``login`` if ``password`` is right and the entry may log in [compat: checkvpw].
 
         Checked in VMailMgr's order: existence and mailbox, then the password, then expiry.
         """
         base, virtual = self.resolve(login)
         if not virtual:
-            if not authcore.system_logins_enabled(self.host):
-                raise Refused(authcore.MSG_SYSTEM_LOGINS_DISABLED)
-            if not authcore.check_system_password(self.host, base.name, password):
-                raise Refused(authcore.MSG_BAD_PASSWORD)
-            return authcore.Account(base, "", None, self.home(base))
+            if not core.system_logins_enabled(self.host):
+                raise Refused(core.MSG_SYSTEM_LOGINS_DISABLED)
+            if not core.check_system_password(self.host, base.name, password):
+                raise Refused(core.MSG_BAD_PASSWORD)
+            return core.Account(base, "", None, self.home(base))
         user = self._virtual(base, virtual)
         if user is None or not user.has_mailbox or not user.directory:
-            raise Refused(authcore.MSG_UNKNOWN_VIRTUAL)
+            raise Refused(core.MSG_UNKNOWN_VIRTUAL)
         if not verify_password(password, user.password):
-            raise Refused(authcore.MSG_BAD_PASSWORD)
+            raise Refused(core.MSG_BAD_PASSWORD)
         problem = may_log_in(user, int(time.time()))
         if problem:
             raise Refused(problem)
-        return authcore.Account(base, virtual, user, self.home(base))
+        return core.Account(base, virtual, user, self.home(base))
 
     # enumeration --------------------------------------------------------------------
 
@@ -291,8 +283,8 @@ class Directory:
         """``(domain, base user, virtual prefix)`` for every concrete virtual domain.
 
         Wildcard keys (``.example.com``) name no login domain and are skipped, and so are
-        domains in ``locals`` (locals wins, §4.4). A virtualdomains value ``joe-pre`` gives
-        base ``joe`` and prefix ``pre-``, resolved the way a login would be (§4.5).
+        domains in ``locals`` (locals wins). A virtualdomains value ``joe-pre`` gives
+        base ``joe`` and prefix ``pre-``, resolved the way a login would be [compat: login-names].
         """
         control = self.control_dir()
         locals_set = self._cached(control + "/locals", _parse_locals)
@@ -301,7 +293,7 @@ class Directory:
         for domain, prefix in mapping.items():  # type: ignore[attr-defined]
             if not prefix or domain.startswith(".") or domain in locals_set:  # type: ignore[operator]
                 continue
-            found = self.lookup_baseuser(prefix + "-x")
+            found = core.lookup_baseuser(prefix + "-x", self.base_user)
             if found is None:
                 continue
             base, virtual = found

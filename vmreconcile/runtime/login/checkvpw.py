@@ -1,4 +1,4 @@
-"""``checkvpw prog [args...]``: the checkpassword program for virtual users (reference §5).
+"""``checkvpw prog [args...]``: the checkpassword program for virtual users [compat: checkvpw].
 
 Called as root by qmail-popup, Dovecot's checkpassword passdb or anything else that speaks
 DJB's checkpassword interface: the login name, password and timestamp arrive on fd 3 as
@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import sys
 
-from ..host import Host
-from ..model import ASCII_LOWER_BYTES
-from .authcore import (
+from ...host import Host
+from ...model import ASCII_LOWER_BYTES
+from ..process import restore_default_signals, spawn_wait
+from .core import (
     EXIT_BAD_INPUT,
     EXIT_LOGIN_FAILED,
     EXIT_OK,
@@ -28,8 +29,7 @@ from .authcore import (
     Account,
     LoginFailure,
     LoginSession,
-    restore_default_signals,
-    spawn_wait,
+    read_login_data,
     undo_locale_coercion,
 )
 
@@ -38,36 +38,12 @@ MAX_INPUT = 512
 INPUT_FD = 3
 
 MSG_NO_PROGRAM = "No subprogram given to execute"
-MSG_READ_ERROR = "Read error"
-MSG_TOO_LONG = "Read buffer too long"
 MSG_POSTSETUID_FAILED = "Execution of postsetuid failed"
 MSG_CHILD_FAILED = "Execution of command line arguments failed"
 
 
-def read_input(fd: int = INPUT_FD) -> bytes:
-    """Everything on ``fd`` up to EOF; `LoginFailure` (2) past 512 bytes or on a read error.
-
-    Stops reading as soon as the limit is passed, so a writer that never closes cannot
-    make it read forever once it has sent too much.
-    """
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        try:
-            chunk = os.read(fd, MAX_INPUT + 1 - size)
-        except OSError:
-            raise LoginFailure(EXIT_BAD_INPUT, MSG_READ_ERROR) from None
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_INPUT:
-            raise LoginFailure(EXIT_BAD_INPUT, MSG_TOO_LONG)
-    return b"".join(chunks)
-
-
 def parse_input(data: bytes) -> tuple[str, str]:
-    """Login name (ASCII-lowercased, §5.2) and password from checkpassword data.
+    """Login name (ASCII-lowercased) and password from checkpassword data.
 
     As if the data were NUL-padded to 513 bytes: the password and timestamp terminators
     may be missing, but the name must be terminated; an unterminated name is a login
@@ -82,7 +58,7 @@ def parse_input(data: bytes) -> tuple[str, str]:
 
 
 def maildir_argument(args: list[str], needle: str) -> int:
-    """Index (in ``args`` = argv[1:]) of the argument to replace by the maildir (§5.3 step 8).
+    """Index (in ``args`` = argv[1:]) of the argument to replace by the maildir.
 
     The first one containing ``needle`` case-insensitively, the program itself included;
     otherwise the last one.
@@ -105,23 +81,11 @@ def choose_maildir(session: LoginSession, account: Account, original: str) -> st
     return maildir
 
 
-def _close_quietly(fd: int) -> None:
-    """Close ``fd`` if it is open (contextlib costs start-up time on every login)."""
-    try:
-        os.close(fd)
-    except OSError:
-        return
-
-
 def login(argv: list[str], session: LoginSession) -> int:
-    """§5.3 from reading fd 3 to running the child; raises `LoginFailure` on any failure."""
+    """A whole login, from reading fd 3 to running the child; raises `LoginFailure` on any failure."""
     if len(argv) <= 1:
         raise LoginFailure(EXIT_BAD_INPUT, MSG_NO_PROGRAM)
-    try:
-        data = read_input()
-    finally:
-        _close_quietly(INPUT_FD)
-    name, password = parse_input(data)
+    name, password = parse_input(read_login_data(INPUT_FD, MAX_INPUT, close=True))
     account = session.authenticate(name, password)
     environ = session.environ
     if account.is_virtual:

@@ -1,4 +1,4 @@
-"""``vauthenticate``: check a virtual user for another program and print its account (§6.2).
+"""``vauthenticate``: check a virtual user for another program and print its account [compat: courier].
 
 Reads ``domain\\0user\\0password`` (the password needs no terminator) from stdin, at most
 511 bytes, authenticates virtual users only, and on success prints::
@@ -22,40 +22,23 @@ from __future__ import annotations
 import os
 import sys
 
-from ..host import Host
-from ..tables import write_all
-from .authcore import (
+from ...host import Host
+from ...tables import write_all
+from ..process import restore_default_signals
+from .core import (
     EXIT_BAD_INPUT,
     EXIT_LOGIN_FAILED,
     EXIT_OK,
     EXIT_TEMPORARY,
     LoginFailure,
     LoginSession,
-    restore_default_signals,
+    read_login_data,
     undo_locale_coercion,
 )
 
-#: stdin must be shorter than this (VMailMgr's 512-byte buffer keeps one byte free).
-INPUT_LIMIT = 512
-MSG_TOO_LONG = "Read buffer too long"
+#: The most stdin may carry (VMailMgr's 512-byte buffer keeps one byte free).
+MAX_INPUT = 511
 MSG_BAD_DATA = "Invalid data"
-
-
-def read_request(fd: int = 0) -> bytes:
-    """stdin up to EOF; `LoginFailure` (2) at 512 bytes or more, or on a read error."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        try:
-            chunk = os.read(fd, INPUT_LIMIT - size)
-        except OSError:
-            raise LoginFailure(EXIT_BAD_INPUT, "Read error") from None
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= INPUT_LIMIT:
-            raise LoginFailure(EXIT_BAD_INPUT, MSG_TOO_LONG)
 
 
 def parse_request(data: bytes) -> tuple[str, str, str]:
@@ -80,7 +63,7 @@ def main(argv: list[str], host: Host) -> int:
     undo_locale_coercion(os.environ)
     session = LoginSession(host)
     try:
-        domain, user, password = parse_request(read_request())
+        domain, user, password = parse_request(read_login_data(0, MAX_INPUT))
         account = session.authenticate(user, password, virtual_only=True, domain=domain)
     except LoginFailure as failure:
         return failure.code

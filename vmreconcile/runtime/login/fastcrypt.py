@@ -3,7 +3,7 @@
 Every login is a fresh process. Checking a password through `formats.hashing` means
 importing ``ctypes`` and loading ``libcrypt.so.1`` (~2.5 ms); the MD5-crypt loop in pure
 Python on the built-in ``_md5`` takes ~0.35 ms. So the three schemes VMailMgr writes or reads
-without crypt(3) are checked here (§9.2):
+without crypt(3) are checked here [compat: hashing]:
 
 * ``$1$``: MD5-crypt (vadduser/vpasswd's default), for well-formed strings only;
 * ``$0$``: VMailMgr's plain-text "null crypt";

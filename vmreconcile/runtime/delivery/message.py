@@ -14,8 +14,8 @@ import errno
 import os
 import stat
 
-from ..tables import write_all
-from .delivery_errors import temporary
+from ...tables import write_all
+from .errors import temporary
 
 CHUNK = 1 << 16
 #: Longest run ``sendfile`` is asked to copy at once (keeps each call bounded).
@@ -39,7 +39,7 @@ class Message:
         return cls(0, info.st_size)
 
     def rewind(self) -> bool:
-        """Put the shared offset back at 0 for a hook (§7.6); False if that is impossible."""
+        """Put the shared offset back at 0 for a hook [compat: vdeliver]; False if that is impossible."""
         try:
             os.lseek(self.fd, 0, os.SEEK_SET)
         except OSError:

@@ -1,16 +1,16 @@
-"""``vdeliver``: the qmail-local side of every virtual domain (reference §7).
+"""``vdeliver``: the qmail-local side of every virtual domain [compat: vdeliver].
 
 ``~base/.qmail-default`` is ``|<bindir>/vdeliver``; qmail-local runs it as the base user, in
 ``$HOME``, with the message on a seekable stdin and ``EXT``, ``HOST``, ``SENDER``, ``UFLINE``,
 ``RPLINE`` and ``DTLINE`` in the environment. It looks ``EXT`` up in ``passwd.cdb`` (falling
 back to the ``default-username`` catch-all), then stores the message in the user's maildir,
-forwards it through qmail-queue, or both. Exit codes and stdout texts are VMailMgr's (§7.7):
+forwards it through qmail-queue, or both. Exit codes and stdout texts are VMailMgr's:
 0 delivered, 99 delivered-and-stop, 100 bounce, 111 try later, 1 usage/HOME problems.
 
-Where it deliberately differs from VMailMgr 0.97 (see docs/delivery.md):
-* the four stored limits are enforced (`delivery_limits`), with a soft-quota warning;
+Where it deliberately differs from VMailMgr 0.97 [compat: differences] (see docs/delivery.md):
+* the four stored limits are enforced (`limits`), with a soft-quota warning;
 * a message that already has our ``Delivered-To:`` line bounces (loop);
-* maildir writes are bounded retries with ``fsync``s, never an endless loop (`maildir_writer`);
+* maildir writes are bounded retries with ``fsync``s, never an endless loop (`maildir`);
 * a failing ``vdeliver-postdeliver`` after a successful delivery exits 0 (not the hook's
   code), so qmail does not deliver the message a second time.
 """
@@ -21,16 +21,16 @@ import os
 import sys
 import time
 
-from ..formats.cdb import CdbError, CdbReader
-from ..formats.config import ConfigChain
-from ..formats.vpwentry import RecordError, decode_record, user_key
-from ..host import LOCAL_CONFIG_DIR, Host, read_option_file
-from ..model import UINT_MAX, VirtualUser, vuser_environment
-from ..tables import TableError, open_table, table_path, write_all
-from .delivery_errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
-from .delivery_hooks import run_hook
-from .delivery_message import Message
-from .maildir_writer import PendingFile, check_maildir, write_pending
+from ...formats.cdb import CdbError, CdbReader
+from ...formats.config import ConfigChain
+from ...formats.vpwentry import RecordError, decode_record, user_key
+from ...host import LOCAL_CONFIG_DIR, Host, read_option_file
+from ...model import UINT_MAX, VirtualUser, vuser_environment
+from ...tables import TableError, open_table, table_path, write_all
+from ..process import EXEC_FAILED, run_hook
+from .errors import OK, STOP, TEMPORARY, USAGE, DeliveryFailure, permanent, temporary
+from .maildir import PendingFile, check_maildir, write_pending
+from .message import Message
 
 USAGE_TEXT = "usage: vdeliver [-D|-d] [-F|-f] [-R|-r] [--no-predeliver] [--no-postdeliver] [--quiet]"
 REQUIRED = ("USER", "EXT", "HOST", "SENDER", "UFLINE", "RPLINE", "DTLINE")
@@ -54,7 +54,7 @@ class UsageError(ValueError):
 
 
 class Options:
-    """The command line (§7.1); defaults are VMailMgr's: ``-D -f -R``, both hooks, messages on."""
+    """The command line; defaults are VMailMgr's: ``-D -f -R``, both hooks, messages on."""
 
     __slots__ = ("delivered_to", "from_line", "return_path", "predeliver", "postdeliver", "quiet")
 
@@ -158,7 +158,7 @@ def lookup_user(reader: CdbReader | None, name: str, chain: ConfigChain) -> Virt
 
 
 def export_user(name: str, user: VirtualUser) -> None:
-    """The §5.4 variables, for the hooks and qmail-queue (``VUSER`` is the name as looked up)."""
+    """The ``VUSER_*`` variables [compat: fields], for the hooks and qmail-queue (``VUSER`` is the name as looked up)."""
     env = os.environ
     env["VUSER"] = name
     env["MAILDIR"] = user.directory
@@ -166,7 +166,7 @@ def export_user(name: str, user: VirtualUser) -> None:
 
 
 class Delivery:
-    """One run of vdeliver, in the order of §7: environment, lookup, hooks, mailbox, forwards."""
+    """One run of vdeliver, in VMailMgr's order: environment, lookup, hooks, mailbox, forwards."""
 
     def __init__(self, options: Options, host: Host, home: str, out: Output) -> None:
         self.options = options
@@ -176,7 +176,12 @@ class Delivery:
         global_dir = host.config_dir_str
         local_dir = os.path.join(home, LOCAL_CONFIG_DIR)
         self.chain = ConfigChain([local_dir, global_dir], read_option_file)
-        self.hook_dirs = [global_dir, local_dir]
+        self.hook_dirs = (global_dir, local_dir)
+
+    def run_hook(self, name: str) -> int:
+        """The shared hook runner, as vdeliver has always used it: a hook that cannot be
+        started at all gives 127, and a directory in a hook's place is skipped."""
+        return run_hook(name, self.hook_dirs, cannot_start=EXEC_FAILED, skip_directories=True)
 
     def run(self) -> int:
         for var in REQUIRED:
@@ -197,13 +202,13 @@ class Delivery:
             raise permanent("This message is looping: it already has my Delivered-To line. (#5.4.6)")
         if self.options.predeliver:
             message.rewind()
-            result = run_hook("vdeliver-predeliver", self.hook_dirs)
+            result = self.run_hook("vdeliver-predeliver")
             if result == STOP:
                 return STOP
             if result != 0:
                 raise DeliveryFailure(result % 256, "Execution of vdeliver-predeliver failed")
         if user.message_size_limit is not None:
-            from .delivery_limits import check_message_size
+            from .limits import check_message_size
 
             check_message_size(user, name, message.size)
         self.deliver(user, name, message, header, dtline, sender, mailhost)
@@ -214,7 +219,7 @@ class Delivery:
             return OK
 
     def find_user(self, ext: str) -> tuple[str, VirtualUser]:
-        """§7.3: ``EXT``, then ``default-username``; unknown bounces, expired bounces."""
+        """``EXT``, then ``default-username``; unknown bounces, expired bounces."""
         try:
             reader = open_table(table_path(self.home, self.chain.text("password-file")))
             name, user = ext, lookup_user(reader, ext, self.chain)
@@ -239,7 +244,7 @@ class Delivery:
     def deliver(
         self, user: VirtualUser, name: str, message: Message, header: bytes, dtline: bytes, sender: str, mailhost: str
     ) -> None:
-        """Mailbox copy into ``tmp/``, then the forward, then the link into ``new/`` (§7.4-7.5)."""
+        """Mailbox copy into ``tmp/``, then the forward, then the link into ``new/``."""
         # The forward and limit modules are imported only when needed: this process runs once
         # per message, and most messages neither forward nor meet a limit.
         to_mailbox = user.has_mailbox and user.mailbox_enabled and bool(user.directory)
@@ -248,7 +253,7 @@ class Delivery:
         )
         stored = len(header) + message.size
         if user.forwards:
-            from .delivery_forward import envelope, queue
+            from .forward import envelope, queue
 
             qmail_root = self.qmail_root()
             envelope_bytes = envelope(sender, user.forwards, mailhost, qmail_root)
@@ -258,7 +263,7 @@ class Delivery:
             if to_mailbox:
                 check_maildir(user.directory)
                 if limited:
-                    from .delivery_limits import check_mailbox
+                    from .limits import check_mailbox
 
                     usage = check_mailbox(user, name, user.directory, stored)
 
@@ -282,20 +287,20 @@ class Delivery:
                 pending.discard()
         if pending is not None and limited:
             try:
-                from .delivery_limits import after_delivery
+                from .limits import after_delivery
 
                 after_delivery(user, user.directory, usage, stored, mailhost)
             except Exception as exc:
                 self.out.say(f"Delivered, but the quota bookkeeping failed: {type(exc).__name__}: {exc}")
 
     def postdeliver(self, message: Message) -> int:
-        """§7.6, except that a failing hook no longer turns a delivered message into a retry."""
+        """The postdeliver hook, except that a failing hook no longer turns a delivered message into a retry."""
         if not self.options.postdeliver:
             return OK
         if not message.rewind():
             self.out.say("Could not re-rewind standard input", prefixed=False)
             return OK
-        result = run_hook("vdeliver-postdeliver", self.hook_dirs)
+        result = self.run_hook("vdeliver-postdeliver")
         if result == STOP:
             return STOP
         if result != 0:

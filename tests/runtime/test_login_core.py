@@ -1,5 +1,5 @@
-"""The shared login core's pure parts (no root needed): name mapping (§4), runtime switches,
-the VUSER_* environment (§5.4) and the locale-coercion undo."""
+"""The shared login core's pure parts (no root needed): name mapping [compat: login-names], runtime
+switches, the VUSER_* environment [compat: fields] and the locale-coercion undo."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 from vmreconcile.host import Host
 from vmreconcile.model import VirtualUser
-from vmreconcile.runtime import authcore
-from vmreconcile.runtime.authcore import (
+from vmreconcile.runtime.login import authvmailmgr, checkvpw, core, vauthenticate
+from vmreconcile.runtime.login.core import (
     LoginFailure,
     LoginSession,
     NotVirtual,
@@ -22,6 +22,7 @@ from vmreconcile.runtime.authcore import (
     full_name,
     lookup_baseuser,
     passwd_changeable,
+    read_login_data,
     split_login,
     system_logins_enabled,
     vuser_environment,
@@ -88,20 +89,34 @@ def test_full_name_rules(root):
 
 def test_lookup_baseuser_longest_prefix_and_no_root(root):
     host = Host(root)
-    base, virtual = lookup_baseuser("a-b-Me", host)
+    find = host.find_base_user
+    base, virtual = lookup_baseuser("a-b-Me", find)
     assert (base.name, virtual) == ("a-b", "Me")
-    base, virtual = lookup_baseuser("JOE", host)
+    base, virtual = lookup_baseuser("JOE", find)
     assert (base.name, virtual) == ("joe", "")
-    assert lookup_baseuser("root-x", host) is None  # uid 0 is never a base user
-    assert lookup_baseuser("toor", host) is None
-    assert lookup_baseuser("nobody-x", host) is None
+    assert lookup_baseuser("root-x", find) is None  # uid 0 is never a base user
+    assert lookup_baseuser("toor", find) is None
+    assert lookup_baseuser("nobody-x", find) is None
+
+
+def test_lookup_baseuser_asks_the_given_lookup_for_each_candidate_in_order(root):
+    """One rule for both callers: authpipe passes its cached lookup instead of the host's."""
+    asked = []
+    joe = Host(root).find_base_user("joe")
+
+    def find(name):
+        asked.append(name)
+        return joe if name == "joe" else None
+
+    assert lookup_baseuser("Joe-Bob-X", find) == (joe, "Bob-X")
+    assert asked == ["joe-bob-x", "joe-bob", "joe"]
 
 
 def test_system_account_refused_by_default_and_not_virtual(root):
     session = LoginSession(Host(root), environ={"TCPLOCALHOST": "localhost"})
     with pytest.raises(LoginFailure) as failure:
         session.authenticate("joe", "whatever")
-    assert failure.value.message == authcore.MSG_SYSTEM_LOGINS_DISABLED
+    assert failure.value.message == core.MSG_SYSTEM_LOGINS_DISABLED
     with pytest.raises(NotVirtual) as not_virtual:
         LoginSession(Host(root), environ={}).authenticate("joe@localhost", "x", virtual_only=True)
     assert not_virtual.value.base.name == "joe"
@@ -133,8 +148,62 @@ def test_passwd_changeable_lines(root):
         "# comment\njoe/me\n  joe/henry.ford  \n\nbad-line\n/x\njoe/\n"
     )
     assert passwd_changeable(Host(root)) == {("joe", "me"), ("joe", "henry.ford")}
-    assert authcore.is_passwd_changeable(Host(root), "joe", "Henry.Ford")
-    assert not authcore.is_passwd_changeable(Host(root), "joe", "alice")
+    assert core.is_passwd_changeable(Host(root), "joe", "Henry.Ford")
+    assert not core.is_passwd_changeable(Host(root), "joe", "alice")
+
+
+def _pipe_with(data: bytes) -> int:
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "limit", [checkvpw.MAX_INPUT, vauthenticate.MAX_INPUT, authvmailmgr.MAX_REQUEST], ids=["checkvpw", "vauth", "authv"]
+)
+def test_read_login_data_takes_exactly_up_to_each_programs_limit(limit):
+    r = _pipe_with(b"x" * limit)
+    try:
+        assert read_login_data(r, limit) == b"x" * limit
+    finally:
+        os.close(r)
+    r = _pipe_with(b"x" * (limit + 1))
+    try:
+        with pytest.raises(LoginFailure) as failure:
+            read_login_data(r, limit)
+        assert (failure.value.code, failure.value.message) == (2, core.MSG_TOO_LONG)
+    finally:
+        os.close(r)
+
+
+def test_read_login_data_closes_the_fd_only_when_asked_also_on_failure(tmp_path):
+    r = _pipe_with(b"me\0pw\0")
+    assert read_login_data(r, 512, close=True) == b"me\0pw\0"
+    assert not _is_open(r)
+    r = _pipe_with(b"x" * 600)
+    with pytest.raises(LoginFailure):
+        read_login_data(r, 512, close=True)
+    assert not _is_open(r)
+    unreadable = os.open(tmp_path, os.O_RDONLY)  # read() on a directory fails: EISDIR
+    with pytest.raises(LoginFailure) as failure:
+        read_login_data(unreadable, 512, close=True)
+    assert (failure.value.code, failure.value.message) == (2, core.MSG_READ_ERROR)
+    assert not _is_open(unreadable)
+    r = _pipe_with(b"data")
+    try:
+        assert read_login_data(r, 512) == b"data"
+        assert _is_open(r)
+    finally:
+        os.close(r)
 
 
 def test_vuser_environment():
@@ -173,7 +242,7 @@ def test_vuser_environment():
 )
 def test_undo_locale_coercion(env, expected):
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r}); import os; from vmreconcile.runtime.authcore import "
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import os; from vmreconcile.runtime.login.core import "
         "undo_locale_coercion as u; u(os.environ); print(os.environ.get('LC_CTYPE'))"
     )
     done = subprocess.run(
@@ -187,9 +256,9 @@ def test_undo_locale_coercion(env, expected):
 
 
 def test_runtime_imports_only_stdlib_and_allowed_layers():
-    """authcore/checkvpw/vauthenticate import nothing outside the runtime's allowed layers."""
+    """login core/checkvpw/vauthenticate import nothing outside the runtime's allowed layers."""
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r}); import vmreconcile.runtime.checkvpw, vmreconcile.runtime.vauthenticate;"
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import vmreconcile.runtime.login.checkvpw, vmreconcile.runtime.login.vauthenticate;"
         "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('vmreconcile'))))"
     )
     done = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)

@@ -6,9 +6,9 @@ answered with one ``write()``:
 
 * ``PRE . SERVICE USER``: the account without a password check, or ``FAIL``;
 * ``AUTH`` (type ``login``): the account if the password is right and the entry may log in
-  (§5.6: not an alias, not expired, a matching hash), else ``FAIL``. Other types (CRAM-*)
+  (not an alias, not expired, a matching hash [compat: checkvpw]), else ``FAIL``. Other types (CRAM-*)
   get ``FAIL``: the tables hold hashes, not the clear text CRAM needs;
-* ``PASSWD``: ``OK`` after changing an unmanaged user's password (`authpipe_passwd`), else
+* ``PASSWD``: ``OK`` after changing an unmanaged user's password (`courier.passwd`), else
   ``FAIL``;
 * ``ENUMERATE``: every user that can log in, as ``user@domain``, then ``.``;
 * anything else: ``FAIL``.
@@ -16,7 +16,7 @@ answered with one ``write()``:
 Account replies carry ``UID``, ``GID`` (the base user's), ``HOME`` (the base user's home),
 ``ADDRESS`` (the login name as given), ``NAME`` (the personal field, when set) and
 ``MAILDIR`` (the stored directory, relative to HOME). Plain system accounts are answered
-only when ``/etc/vmailmgr/vmreconcile-system-logins`` enables them (authcore's switch);
+only when ``/etc/vmailmgr/vmreconcile-system-logins`` enables them (the login core's switch);
 otherwise ``FAIL`` lets authdaemond try the next module (e.g. authpam).
 
 Exit status: 0 at end of input; 1 when the request stream is malformed beyond
@@ -30,12 +30,13 @@ import os
 import sys
 
 # Imported up front: the PASSWD child must not import after dropping privileges.
-from ..formats import hashing as _hashing  # noqa: F401
-from ..host import Host
-from .authcore import Account, restore_default_signals
-from .authpipe_core import Directory, Refused
-from .authpipe_passwd import change_password
-from .authpipe_protocol import (
+from ...formats import hashing as _hashing  # noqa: F401
+from ...host import Host
+from ..login.core import Account
+from ..process import restore_default_signals
+from .directory import Directory, Refused
+from .passwd import change_password
+from .protocol import (
     END,
     FAIL,
     OK,

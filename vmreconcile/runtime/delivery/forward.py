@@ -1,4 +1,4 @@
-"""Forwarding through ``<qmail-root>/bin/qmail-queue`` with VMailMgr's exact envelope (§7.5).
+"""Forwarding through ``<qmail-root>/bin/qmail-queue`` with VMailMgr's exact envelope [compat: vdeliver].
 
 qmail-queue reads the message on fd 0 and then the envelope on fd 1:
 ``F<sender>\\0`` then ``T<recipient>\\0`` per forward and a final ``\\0``. A forward without
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 
-from ..tables import write_all
-from .delivery_errors import temporary
-from .delivery_hooks import default_signals
-from .delivery_message import Message
+from ...tables import write_all
+from ..process import child_default_signals
+from .errors import temporary
+from .message import Message
 
 
 def read_me(qmail_root: str) -> str:
@@ -52,7 +52,7 @@ def envelope(sender: str, forwards: tuple[str, ...], host: str, qmail_root: str)
 
 
 def child_environment(sender: str) -> dict[str, str]:
-    """Our environment plus ``QMAILUSER``/``QMAILHOST`` from ``SENDER`` (§7.5; qmail-queue ignores them)."""
+    """Our environment plus ``QMAILUSER``/``QMAILHOST`` from ``SENDER`` (qmail-queue ignores them)."""
     env = dict(os.environ)
     at = sender.find("@")
     if at > 0:
@@ -78,7 +78,7 @@ def queue(qmail_queue: str, message: Message, dtline: bytes, env_bytes: bytes, s
             [qmail_queue],
             child_environment(sender),
             file_actions=[(os.POSIX_SPAWN_DUP2, msg_read, 0), (os.POSIX_SPAWN_DUP2, env_read, 1)],
-            setsigdef=default_signals(),
+            setsigdef=child_default_signals(),
         )
     except OSError:
         for fd in (msg_read, msg_write, env_read, env_write):

@@ -9,18 +9,18 @@ The write happens in a forked child that has dropped to the base user (supplemen
 cleared, umask 077) before touching the base user's directory, so root never writes into a
 directory its owner controls. The table is rebuilt the way VMailMgr and ``apply`` do it:
 
-* ``passwd.cdb.tmp`` is created with ``O_EXCL|O_NOFOLLOW``: it is the lock (§1.1). As in
+* ``passwd.cdb.tmp`` is created with ``O_EXCL|O_NOFOLLOW``: it is the lock [compat: table-files]. As in
   ``apply`` (whose module the runtime may not import): an exclusive ``flock`` is held on it
   while writing; another writer's temp file is waited for (at most `TEMP_TIMEOUT`); one that
   nobody holds and that has not changed for `STALE_AFTER` seconds is a crash's leftover and is
-  removed (§11.13), and a symlink in its place is removed at once;
+  removed, and a symlink in its place is removed at once;
 * the table is re-read under that lock and the old password checked again, so a change made
   by someone else in the meantime is never overwritten;
 * every record keeps its bytes and its place; only the changed one is re-encoded (v2);
 * the new hash uses the scheme of the old one (``$1$``, ``$5$``, ``$6$``, ``$2b$``, ``$y$``), or
   yescrypt when the old one was plaintext ``$0$``, old MD5, DES or unknown;
 * data fsync, rename over ``passwd.cdb``, directory fsync. The ``.tmp`` is removed on failure
-  and never after a successful rename (VMailMgr's unlink-after-rename race, §1.1).
+  and never after a successful rename (VMailMgr's unlink-after-rename race).
 """
 
 from __future__ import annotations
@@ -32,19 +32,20 @@ import sys
 import time
 from pathlib import Path
 
-from ..formats.cdb import build_cdb
-from ..formats.hashing import DEFAULT_SCHEME, SCHEMES, HashingError, hash_password, scheme_of, verify_password
-from ..formats.vpwentry import decode_record, encode_record, user_key
-from ..host import BaseUser
-from ..tables import STALE_AFTER, clear_stale_temp, open_table, write_all
-from . import authcore
-from .authpipe_core import Directory, Refused
+from ...formats.cdb import build_cdb
+from ...formats.config import PASSWD_CHANGEABLE
+from ...formats.hashing import DEFAULT_SCHEME, SCHEMES, HashingError, hash_password, scheme_of, verify_password
+from ...formats.vpwentry import decode_record, encode_record, user_key
+from ...host import BaseUser
+from ...tables import STALE_AFTER, clear_stale_temp, open_table, write_all
+from ..login import core
+from .directory import Directory, Refused
 
 #: Seconds after which an unlocked ``passwd.cdb.tmp`` is a crash's leftover (as in ``apply``).
 #: How long to wait for another writer's ``passwd.cdb.tmp``; authdaemond's client waits 30 s.
 TEMP_TIMEOUT = 10.0
 
-MSG_MANAGED = "password is managed by vmreconcile (not listed in /etc/vmailmgr/vmreconcile-passwd-changeable)"
+MSG_MANAGED = f"password is managed by vmreconcile (not listed in /etc/vmailmgr/{PASSWD_CHANGEABLE})"
 
 
 class PasswdError(Exception):
@@ -52,7 +53,7 @@ class PasswdError(Exception):
 
 
 def check_new_password(new: str) -> None:
-    """Refuse passwords VMailMgr refuses too (§9.2): empty, or holding CR, LF or NUL."""
+    """Refuse passwords VMailMgr refuses too [compat: hashing]: empty, or holding CR, LF or NUL."""
     if not new:
         raise Refused("the new password is empty")
     if any(c in new for c in "\r\n\0"):
@@ -160,7 +161,7 @@ def change_password(directory: Directory, login: str, old: str, new: str) -> Non
     base, virtual = directory.resolve(login)
     if not virtual:
         raise Refused("PASSWD is only offered for virtual users")
-    if not authcore.is_passwd_changeable(directory.host, base.name, virtual):
+    if not core.is_passwd_changeable(directory.host, base.name, virtual):
         raise Refused(MSG_MANAGED)
     directory.authenticate(login, old)
     check_new_password(new)

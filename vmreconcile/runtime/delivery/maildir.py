@@ -1,7 +1,7 @@
 """Writing one message into a maildir so that ``new/`` only ever holds whole messages.
 
-The maildir protocol (cr.yp.to/proto/maildir.html) done fully, where VMailMgr is weak (§7.4,
-§11.27-28):
+The maildir protocol (cr.yp.to/proto/maildir.html) done fully, where VMailMgr is weak
+[compat: vdeliver, differences]:
 
 * a unique name ``<sec>.M<usec>P<pid>Q<n>.<host>,S=<size>``, the host name with ``/`` and
   ``:`` escaped as ``\\057`` and ``\\072``; ``,S=`` lets maildir++ readers skip a ``stat``;
@@ -21,7 +21,7 @@ import os
 import stat
 import time
 
-from .delivery_errors import DeliveryFailure, permanent, temporary
+from .errors import DeliveryFailure, permanent, temporary
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing-only imports cost start-up time in a per-message process
@@ -44,7 +44,7 @@ def unlink_quietly(path: str) -> None:
 
 
 def escaped_hostname() -> str:
-    """``gethostname()`` with ``/`` and ``:`` escaped as the maildir spec asks (§11.28)."""
+    """``gethostname()`` with ``/`` and ``:`` escaped as the maildir spec asks."""
     name = os.uname().nodename or "localhost"
     return name.replace("/", "\\057").replace(":", "\\072")
 
@@ -59,7 +59,7 @@ def unique_name(size: int, now_ns: int | None = None) -> str:
 
 
 def check_maildir(directory: str) -> None:
-    """``tmp/`` and ``new/`` must be directories (§7.4), else a temporary failure."""
+    """``tmp/`` and ``new/`` must be directories [compat: vdeliver], else a temporary failure."""
     for sub in ("tmp", "new"):
         try:
             info = os.stat(os.path.join(directory, sub))
@@ -126,7 +126,7 @@ def _fsync_dir(path: str) -> None:
 def write_pending(directory: str, size: int, write: Callable[[int], None]) -> PendingFile:
     """Create ``tmp/<unique>``, let ``write(fd)`` fill it with ``size`` bytes, fsync, close.
 
-    ``EDQUOT`` bounces at once (§7.4); any other failure is retried up to `ATTEMPTS` times
+    ``EDQUOT`` bounces at once; any other failure is retried up to `ATTEMPTS` times
     with a fresh name, then becomes a temporary failure. Nothing is left in ``tmp/``.
     """
     last = ""
