@@ -115,43 +115,199 @@ def from_bytes(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-class VirtualUser(Record):
-    """One entry of a base user's ``passwd.cdb`` (reference §1.3): a mailbox, an alias or both.
+class UserField(Record):
+    """One field of a virtual user, described once for every layer that handles it.
 
-    ``name`` is the table key (ASCII-lowercased). ``has_mailbox`` is the flag as it will be
-    encoded, already false when ``directory`` is empty (the decoder forces that).
+    ``unit`` names how the value is written and read (``key``, ``hash``, ``text``, ``flag``,
+    ``addresses``, ``size``, ``count``, ``time``, ``expiry``); the management side maps a unit
+    to its YAML parser, export spelling and schema (``desired/units.py``: `UNITS`), so a field
+    needs no code of its own there. ``default`` is the model's value when a record or a
+    constructor leaves the field out; ``option`` is the VMailMgr option that gives a *new*
+    entry its value instead (``default-hardquota`` ...). ``record`` says where the v2 record
+    keeps it ([compat: record-format]): ``key``, ``text N`` / ``forwards N`` / ``number N``
+    (item number) or ``flag N`` (flag number). ``yaml_rank`` orders the keys of a YAML entry
+    (export writes them in that order; 0: not a YAML key). ``export`` is ``differs`` (export
+    writes the field when it differs from a new entry's value, or when that value depends
+    on the second the entry is made) or ``alias`` (the same, and always for an alias).
+    ``label`` names the field in messages; ``doc`` and ``show_doc`` are its descriptions in
+    the configuration schema and in the ``show --format json`` schema.
     """
 
-    __slots__ = (
-        "name",
-        "password",
-        "directory",
-        "forwards",
-        "personal",
-        "hard_quota",
-        "soft_quota",
-        "message_size_limit",
-        "message_count_limit",
-        "created",
-        "expires",
-        "has_mailbox",
-        "mailbox_enabled",
-    )
+    __slots__ = ("name", "unit", "default", "option", "record", "yaml_rank", "export", "label", "doc", "show_doc")
     _fields = __slots__
-    _defaults = {
-        "password": "*",
-        "directory": "",
-        "forwards": (),
-        "personal": "",
-        "hard_quota": None,
-        "soft_quota": None,
-        "message_size_limit": None,
-        "message_count_limit": None,
-        "created": 0,
-        "expires": None,
-        "has_mailbox": True,
-        "mailbox_enabled": True,
-    }
+    _defaults = {"option": "", "yaml_rank": 0, "export": "differs", "show_doc": ""}
+    name: str
+    unit: str
+    default: object
+    option: str
+    record: str
+    yaml_rank: int
+    export: str
+    label: str
+    doc: str
+    show_doc: str
+
+
+#: Every field of `VirtualUser`, in the documented order (the model, show JSON, plan diffs).
+#: Adding a field: a row here, the codec (``formats/vpwentry.py``) when the record must carry
+#: it, and the docs; ``bin/gen-schemas`` then regenerates both JSON schemas from this table.
+USER_FIELD_TABLE: tuple[UserField, ...] = (
+    UserField(
+        "name",
+        "key",
+        None,
+        record="key",
+        label="name",
+        doc="",
+        show_doc="Table key: the user name with A-Z lowercased.",
+    ),
+    UserField(
+        "password",
+        "hash",
+        "*",
+        record="text 1",
+        yaml_rank=1,
+        label="password",
+        doc="How the password is given (see $defs/password). Omitted: keep the live hash; a new entry gets * (no login).",
+        show_doc="Stored crypt string ('*' = no login); when redacted sha256:<digest of it>, or "
+        "unverifiable:null-crypt / unverifiable:old-md5.",
+    ),
+    UserField(
+        "directory",
+        "text",
+        "",
+        record="text 2",
+        yaml_rank=3,
+        label="directory",
+        doc="Exact stored mailbox directory, relative to the base user's home (adoption). Omitted: keep the live "
+        "value; a new user gets './' + userdir(name as written), e.g. ./users/Henry:Ford; a new alias './users/NAME'.",
+        show_doc="Mailbox directory relative to the base user's home, as stored (may be empty).",
+    ),
+    UserField(
+        "has_mailbox",
+        "flag",
+        True,
+        record="flag 10",
+        yaml_rank=4,
+        label="has-mailbox flag",
+        doc="Whether mail is stored in the directory (VMailMgr's has-mailbox flag). Omitted: keep the live value; "
+        "true for a new user, false for a new alias.",
+        show_doc="False for aliases (forward only, no login).",
+    ),
+    UserField(
+        "mailbox_enabled",
+        "flag",
+        True,
+        record="flag 8",
+        yaml_rank=5,
+        label="mailbox-enabled flag",
+        doc="false stops maildir delivery but still forwards (it does not block logins). Omitted: keep the live "
+        "value; true for new entries.",
+        show_doc="False stops maildir delivery; forwards still go out; logins still work.",
+    ),
+    UserField(
+        "forwards",
+        "addresses",
+        (),
+        record="forwards 3",
+        yaml_rank=2,
+        export="alias",
+        label="forwards",
+        doc="Where mail is also sent: a full address (user@example.org), a name of this domain (delivered to "
+        "name@<domain>), or 'name@' (VMailMgr appends control/me). An empty list clears them. Omitted: keep the "
+        "live forwards (none for a new entry).",
+        show_doc="Forward addresses; bare names are local, name@ gets control/me.",
+    ),
+    UserField(
+        "personal",
+        "text",
+        "",
+        record="text 4",
+        yaml_rank=6,
+        label="personal information",
+        doc="Free-text personal information (vadduser -p). Omitted: keep the live value; empty for new entries.",
+        show_doc="Free-text personal information.",
+    ),
+    UserField(
+        "hard_quota",
+        "size",
+        None,
+        option="default-hardquota",
+        record="number 5",
+        yaml_rank=7,
+        label="hard quota",
+        doc="Hard quota in bytes (stored, enforced by vcheckquota, not by vdeliver). Omitted: keep the live value; "
+        "default-hardquota for new entries.",
+    ),
+    UserField(
+        "soft_quota",
+        "size",
+        None,
+        option="default-softquota",
+        record="number 6",
+        yaml_rank=8,
+        label="soft quota",
+        doc="Soft quota in bytes. Omitted: keep the live value; default-softquota for new entries.",
+    ),
+    UserField(
+        "message_size_limit",
+        "size",
+        None,
+        option="default-msgsize",
+        record="number 7",
+        yaml_rank=9,
+        label="message size limit",
+        doc="Largest message in bytes. Omitted: keep the live value; default-msgsize for new entries.",
+    ),
+    UserField(
+        "message_count_limit",
+        "count",
+        None,
+        option="default-msgcount",
+        record="number 8",
+        yaml_rank=10,
+        label="message count limit",
+        doc="Most messages in the mailbox. Omitted: keep the live value; default-msgcount for new entries.",
+    ),
+    UserField(
+        "created",
+        "time",
+        0,
+        record="number 9",
+        yaml_rank=11,
+        label="creation time",
+        doc="Creation time as stored (adoption; 0 = unknown). Omitted: keep the live value; now for new entries.",
+        show_doc="Creation time, Unix seconds; 0 = unknown.",
+    ),
+    UserField(
+        "expires",
+        "expiry",
+        None,
+        option="default-expiry",
+        record="number 10",
+        yaml_rank=12,
+        label="expiry",
+        doc="When the account stops working (deliveries bounce, logins fail), or 'never'. Omitted: keep the live "
+        "value; now + default-expiry for new entries.",
+        show_doc="Expiry time, Unix seconds; null = never.",
+    ),
+)
+
+#: Field names of `VirtualUser` in their documented order (show JSON, plan diffs).
+USER_FIELDS = tuple(f.name for f in USER_FIELD_TABLE)
+
+
+class VirtualUser(Record):
+    """One entry of a base user's ``passwd.cdb`` ([compat: fields]): a mailbox, an alias or both.
+
+    ``name`` is the table key (ASCII-lowercased). ``has_mailbox`` is the flag as it will be
+    encoded, already false when ``directory`` is empty (the decoder forces that). The fields,
+    their order and their defaults come from `USER_FIELD_TABLE`.
+    """
+
+    __slots__ = USER_FIELDS
+    _fields = USER_FIELDS
+    _defaults = {f.name: f.default for f in USER_FIELD_TABLE if f.name != "name"}
     name: str
     password: str
     directory: str
@@ -190,24 +346,6 @@ def vuser_environment(user: VirtualUser) -> dict[str, str]:
         "VUSER_HAS_MAILBOX": "1" if user.has_mailbox else "0",
         "VUSER_MAILBOX_ENABLED": "1" if user.mailbox_enabled else "0",
     }
-
-
-#: Fields of `VirtualUser` in their documented order (show JSON, plan diffs, export).
-USER_FIELDS = (
-    "name",
-    "password",
-    "directory",
-    "has_mailbox",
-    "mailbox_enabled",
-    "forwards",
-    "personal",
-    "hard_quota",
-    "soft_quota",
-    "message_size_limit",
-    "message_count_limit",
-    "created",
-    "expires",
-)
 
 
 class Domain(Record):

@@ -29,7 +29,9 @@ def target_spec(live):
     """A big edit of step 05: users added, one changed, one deleted, a domain alias added."""
     spec = spec_from_state(live)
     domain = spec.domains[0]
-    users = tuple(replace(u, personal="changed") if u.name == "alice" else u for u in domain.users if u.name != "bob")
+    users = tuple(
+        u.with_changes(personal="changed") if u.name == "alice" else u for u in domain.users if u.name != "bob"
+    )
     users += tuple(UserSpec(f"new{i}", password=PasswordSpec("hash", "$0$x")) for i in range(3))
     return replace(spec, domains=(replace(domain, users=users, domain_aliases=("alias.example",)),))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value
 from ..formats.hashing import looks_like_hash
 from ..formats.vpwentry import name_problem
-from ..model import OptionValue, ascii_lower
+from ..model import USER_FIELD_TABLE, OptionValue, ascii_lower
 from ..tables import password_file_problem
 from . import units
 from .errors import Diagnostic, PathPart
@@ -40,8 +40,9 @@ _BAD_ADDRESS_CHARS = re.compile(r"[\s\x00-\x1f\x7f,<>()\[\]\\\"]")
 #: Options VMailMgr reads before it switches to the domain's config (§3.1).
 GLOBAL_ONLY_OPTIONS = ("separators",)
 
-_TEXT_FIELDS = ("directory", "personal")
-_BOOL_FIELDS = ("has_mailbox", "mailbox_enabled")
+#: YAML key -> unit, for every user field a YAML entry may give (from the field table).
+_FIELD_UNITS = {f.name: f.unit for f in USER_FIELD_TABLE if f.yaml_rank}
+_LABELS = {f.name: f.label for f in USER_FIELD_TABLE}
 
 
 class _Checker:
@@ -384,16 +385,6 @@ def forward_problem(forward: str, local_keys: set[str]) -> str | None:
     )
 
 
-_PARSERS = {
-    "hard_quota": (units.parse_size, "hard quota"),
-    "soft_quota": (units.parse_size, "soft quota"),
-    "message_size_limit": (units.parse_size, "message size limit"),
-    "message_count_limit": (units.parse_count, "message count limit"),
-    "created": (units.parse_time, "creation time"),
-    "expires": (units.parse_expiry, "expiry"),
-}
-
-
 def _entry(
     check: _Checker,
     name: str,
@@ -408,31 +399,34 @@ def _entry(
     """One table entry. Loops over the keys present (usually a few), not over every field."""
     fields: dict[str, object] = {}
     for field, value in body.items():
-        if field in _PARSERS:
-            if isinstance(value, (dict, list, float, bool)) or (value is None and field != "expires"):
+        unit = _FIELD_UNITS.get(field)
+        if unit is None:
+            continue  # "aliases" (read by the caller) or a key the schema reports
+        if unit in units.PARSERS:
+            if isinstance(value, (dict, list, float, bool)) or (value is None and unit != "expiry"):
                 continue  # the schema reports wrong types
-            parsed = _parse_cached(check, field, value, path)
+            parsed = _parse_cached(check, field, unit, value, path)
             if parsed is not _FAILED:
                 fields[field] = parsed
-        elif field == "password":
-            password = _password(check, value, path + ("password",))
+        elif unit == "hash":
+            password = _password(check, value, path + (field,))
             if password is not None:
-                fields["password"] = password
-        elif field == "forwards":
+                fields[field] = password
+        elif unit == "addresses":
             if isinstance(value, list):
                 good = []
                 for index, forward in enumerate(value):
                     if isinstance(forward, str):
-                        fpath = forward_paths[index] if forward_paths else path + ("forwards", index)
+                        fpath = forward_paths[index] if forward_paths else path + (field, index)
                         forward_checks.append((fpath, forward))
                         good.append(forward)
-                fields["forwards"] = tuple(good)
-        elif field in _TEXT_FIELDS:
+                fields[field] = tuple(good)
+        elif unit == "text":
             if isinstance(value, str):
                 if "\0" in value:
                     check.error(path + (field,), "contains a NUL byte, which the table cannot store")
                 fields[field] = value
-        elif field in _BOOL_FIELDS and isinstance(value, bool):
+        elif unit == "flag" and isinstance(value, bool):
             fields[field] = value
     if "has_mailbox" in fields and fields["has_mailbox"] is True and fields.get("directory") == "":
         check.error(path + ("has_mailbox",), "an entry with an empty directory cannot have a mailbox")
@@ -449,14 +443,13 @@ _FAILED = object()
 _parse_memo: dict[tuple[str, object, type], object] = {}
 
 
-def _parse_cached(check: _Checker, field: str, value: object, path: tuple[PathPart, ...]) -> object:
+def _parse_cached(check: _Checker, field: str, unit: str, value: object, path: tuple[PathPart, ...]) -> object:
     """Parse a size/count/time; the same text (``1 GiB`` on 30,000 users) is parsed once."""
     key = (field, value, type(value))
     if key in _parse_memo:
         return _parse_memo[key]
-    parser, what = _PARSERS[field]
     try:
-        parsed = parser(value, what)
+        parsed = units.PARSERS[unit](value, _LABELS[field])
     except units.UnitError as exc:
         check.error(path + (field,), str(exc))
         return _FAILED

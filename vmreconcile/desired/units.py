@@ -177,3 +177,10 @@ def format_time(value: int) -> str | int:
 
 def format_expiry(value: int | None) -> str | int:
     return "never" if value is None else format_time(value)
+
+
+#: A user field's unit (``model.USER_FIELD_TABLE``) -> its YAML parser ``(value, what)``, for the
+#: units that are numbers; the other units (text, flags, addresses, hashes) are read as they are.
+PARSERS = {"size": parse_size, "count": parse_count, "time": parse_time, "expiry": parse_expiry}
+#: A unit -> the spelling `export` writes (the inverse of `PARSERS`).
+FORMATS = {"size": format_size, "count": format_count, "time": format_time, "expiry": format_expiry}

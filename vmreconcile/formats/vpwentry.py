@@ -147,11 +147,14 @@ def _decode_tail(key: bytes, data: bytes, pos: int, has_mailbox: bool, enabled: 
         _field_number(key, raw, what) for raw, what in zip(tail[1:], _NUMBER_NAMES, strict=True)
     )
     directory = fields[1]
+    # in `USER_FIELDS` order (tests/formats/test_vpwentry.py checks it against the table)
     return VirtualUser.from_values(
         (
             from_bytes(key),
             from_bytes(fields[0]),
             from_bytes(directory),
+            has_mailbox and bool(directory),
+            enabled,
             tuple(from_bytes(f) for f in fields[2:end]),
             from_bytes(tail[0]),
             None if hq == UINT_MAX else hq,
@@ -160,8 +163,6 @@ def _decode_tail(key: bytes, data: bytes, pos: int, has_mailbox: bool, enabled: 
             None if mc == UINT_MAX else mc,
             ctime,
             None if expiry == UINT_MAX else expiry,
-            has_mailbox and bool(directory),
-            enabled,
         )
     )
 

@@ -15,11 +15,13 @@ from typing import Any
 
 from ..formats import control as ctl
 from ..formats.config import PASSWD_CHANGEABLE
-from ..model import USER_FIELDS, Domain, HostState, VirtualUser
+from ..model import USER_FIELD_TABLE, USER_FIELDS, Domain, HostState, VirtualUser
 from .changes import Change, mask_password
 from .resolve import live_counterparts
 
 _USER_DIFF_FIELDS = tuple(f for f in USER_FIELDS if f != "name")
+#: Fields a plan never shows as they are: hashes become fingerprints (`mask_password`).
+_MASKED_FIELDS = frozenset(f.name for f in USER_FIELD_TABLE if f.unit == "hash")
 
 
 def json_value(value: Any) -> Any:
@@ -33,7 +35,7 @@ def user_fields(user: VirtualUser, only: tuple[str, ...] = _USER_DIFF_FIELDS) ->
     out = {}
     for name in only:
         value = getattr(user, name)
-        out[name] = mask_password(value) if name == "password" else json_value(value)
+        out[name] = mask_password(value) if name in _MASKED_FIELDS else json_value(value)
     return out
 
 

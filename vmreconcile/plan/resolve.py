@@ -19,14 +19,13 @@ separate, is then rebuilt in VMailMgr's own order, byte for byte.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from ..desired.spec import UNSET, DomainSpec, PasswordSpec, Spec, UserSpec
 from ..formats import control as ctl
 from ..formats.config import layered_value
 from ..formats.hashing import hash_password, verify_password
-from ..formats.userdir import userdir
-from ..model import UINT_MAX, Domain, HostState, OptionValue, VirtualUser, ascii_lower
+from ..model import Domain, HostState, OptionValue, VirtualUser, ascii_lower
+from ..newentry import DomainDefaults, place_vadduser_extras
 from ..showjson import UNVERIFIABLE_PREFIX, hash_digest, is_redacted
 
 #: (kind, reference) -> the secret's plaintext, or None when it is not available.
@@ -39,68 +38,6 @@ class ResolveError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class DomainDefaults:
-    """The option values that shape a new entry of one domain."""
-
-    user_dir: str
-    bits: int
-    slices: int
-    limits: tuple[int | None, int | None, int | None, int | None]
-    default_expiry: int
-    default_username: str
-    postmaster_aliases: tuple[str, ...]
-    postmaster_email: str
-
-    @classmethod
-    def of(cls, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> DomainDefaults:
-        def get(name: str):
-            return layered_value(name, domain_options, global_options)
-
-        def limit(name: str) -> int | None:
-            value = get(name)
-            return None if value == UINT_MAX else value
-
-        return cls(
-            user_dir=get("user-dir"),
-            bits=get("user-dir-bits"),
-            slices=get("user-dir-slices"),
-            limits=(
-                limit("default-hardquota"),
-                limit("default-softquota"),
-                limit("default-msgsize"),
-                limit("default-msgcount"),
-            ),
-            default_expiry=get("default-expiry"),
-            default_username=get("default-username"),
-            postmaster_aliases=tuple(ascii_lower(a) for a in get("postmaster-aliases")),
-            postmaster_email=get("postmaster-email"),
-        )
-
-    def userdir(self, name: str) -> str:
-        return userdir(name, self.user_dir, self.bits, self.slices)
-
-    def new_entry(self, name: str, now: int, **fields: object) -> VirtualUser:
-        """A fresh entry with VMailMgr's defaults (§1.7) and ``fields`` on top."""
-        expires = None
-        if self.default_expiry != UINT_MAX:
-            expires = now + self.default_expiry
-            if expires >= UINT_MAX:
-                expires = None
-        hard, soft, size, count = self.limits
-        base = VirtualUser(
-            name=ascii_lower(name),
-            password="*",
-            hard_quota=hard,
-            soft_quota=soft,
-            message_size_limit=size,
-            message_count_limit=count,
-            created=now,
-            expires=expires,
-        )
-        return base.with_changes(**fields)
 
 
 def resolve(
@@ -210,13 +147,7 @@ def resolve_domain(
             table[entry.name] = entry
             new_entries.append(entry)
 
-    postmaster = [
-        defaults.new_entry(
-            a, now, directory=defaults.userdir(a), forwards=(defaults.postmaster_email,), has_mailbox=True
-        )
-        for a in defaults.postmaster_aliases
-        if a not in table
-    ]
+    postmaster = [defaults.postmaster_alias(a, now) for a in defaults.postmaster_aliases if a not in table]
     yaml_names = {ascii_lower(u.name) for u in dspec.users} | {ascii_lower(a) for u in dspec.users for a in u.aliases}
     if not live_users:  # vsetup runs before anything is added
         for entry in postmaster:
@@ -238,11 +169,7 @@ def resolve_domain(
             akey = ascii_lower(alias)
             existing = table.get(akey)
             if existing is None:
-                put(
-                    defaults.new_entry(
-                        akey, alias_time, directory=defaults.userdir(akey), forwards=(key,), has_mailbox=False
-                    )
-                )
+                put(defaults.vadduser_alias(akey, key, alias_time))
             else:
                 put(existing.with_changes(forwards=(key,)))
 
@@ -250,15 +177,7 @@ def resolve_domain(
     if isinstance(dspec.catch_all, str):
         existing = table.get(catch_key)
         if existing is None:
-            put(
-                defaults.new_entry(
-                    catch_key,
-                    now,
-                    directory="./" + defaults.userdir(defaults.default_username),
-                    forwards=(dspec.catch_all,),
-                    has_mailbox=False,
-                )
-            )
+            put(defaults.catch_all(dspec.catch_all, now))
         else:
             put(existing.with_changes(forwards=(dspec.catch_all,)))
     elif dspec.catch_all is None and catch_key not in named:
@@ -301,52 +220,6 @@ def resolve_domain(
     )
 
 
-def place_vadduser_extras(entries: list[VirtualUser], defaults: DomainDefaults) -> list[VirtualUser]:
-    """Put each alias made by ``vadduser USER ALIAS`` right after USER, where VMailMgr wrote it.
-
-    Such an alias has a unique shape (§1.8): ``*``, directory ``userdir(alias)`` without ``./``
-    (vaddalias writes ``./``), no mailbox, one forward to USER, and USER's creation second. An
-    export lists it under ``aliases:``, after every user; this puts it back in table order.
-    """
-    by_name = {e.name: e for e in entries}
-    extras: dict[str, list[VirtualUser]] = {}
-    rest = []
-    for entry in entries:
-        target = by_name.get(entry.forwards[0]) if len(entry.forwards) == 1 else None
-        if (
-            target is not None
-            and target is not entry
-            and not target.is_alias
-            and not entry.has_mailbox
-            and entry.password == "*"
-            and entry.created == target.created
-            and entry.directory == defaults.userdir(entry.name)
-        ):
-            extras.setdefault(target.name, []).append(entry)
-        else:
-            rest.append(entry)
-    out = []
-    for entry in rest:
-        out.append(entry)
-        out.extend(extras.get(entry.name, ()))
-    return out
-
-
-_SIMPLE_FIELDS = (
-    "forwards",
-    "directory",
-    "has_mailbox",
-    "mailbox_enabled",
-    "personal",
-    "hard_quota",
-    "soft_quota",
-    "message_size_limit",
-    "message_count_limit",
-    "created",
-    "expires",
-)
-
-
 def resolve_user(
     uspec: UserSpec,
     live: VirtualUser | None,
@@ -360,21 +233,12 @@ def resolve_user(
     offline: bool = False,
 ) -> VirtualUser | None:
     """One entry: live fields where the spec is silent, VMailMgr's defaults for a new entry."""
-    if live is None:
-        if uspec.kind == "alias":  # vaddalias = vadduser -D -P -f ...
-            entry = defaults.new_entry(
-                uspec.name, now, directory="./" + defaults.userdir(uspec.name), has_mailbox=False
-            )
-        else:
-            entry = defaults.new_entry(uspec.name, now, directory="./" + defaults.userdir(uspec.name))
-    else:
-        entry = live
+    entry = defaults.new_of_kind(uspec.kind, uspec.name, now) if live is None else live
     changes: dict[str, object] = {}
-    for name in _SIMPLE_FIELDS:
-        value = getattr(uspec, name)
-        if value is UNSET:
-            continue
-        if name == "forwards":
+    for name, value in uspec.given.items():
+        if name == "password":
+            continue  # a PasswordSpec: resolved below
+        if isinstance(value, list):
             value = tuple(value)
         if getattr(entry, name) != value:
             changes[name] = value
