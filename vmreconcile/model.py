@@ -26,9 +26,6 @@ UINT_MAX = 0xFFFFFFFF
 #: a tuple of items for list options (``postmaster-aliases``).
 OptionValue = str | tuple[str, ...]
 
-#: The qmail control files vmreconcile reads (and, for the first three, edits).
-CONTROL_FILES = ("rcpthosts", "morercpthosts", "virtualdomains", "locals", "me")
-
 FORMAT_VERSION = 1
 
 

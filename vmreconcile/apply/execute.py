@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..formats.cdb import CdbReader, build_cdb
 from ..formats.config import PASSWD_CHANGEABLE, layered_value, render_option
-from ..formats.control import render_lines
+from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD, render_lines
 from ..formats.vpwentry import decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ..model import Domain, to_bytes
@@ -401,9 +401,10 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
     if progress is not None:
         progress(len(units), len(units), "done")
     touched = {c.target for c in plan.changes if c.type == "control_line"}
-    if "morercpthosts" in touched:
+    actions = {CONTROL_FILES[name].after_write for name in touched if name in CONTROL_FILES}
+    if NEWMRH in actions:
         run_newmrh(host, runner)
-    if "virtualdomains" in touched:
+    if RELOAD in actions:
         run_reload(host, plan.reload_command, runner)
     return runner.result
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..desired.spec import Spec
 from ..formats.config import PASSWD_CHANGEABLE
+from ..formats.control import VIRTUALDOMAINS
 from ..host import Host
 from ..live import (
     group_virtualdomains,
@@ -85,7 +86,7 @@ def read_targeted(host: Host, targets: tuple[str, ...], wanted: list[tuple[str, 
     control = read_control_files(host)
     bases = {base for name, base in wanted if name in targets}
     domains = []
-    for base_user, keys in group_virtualdomains(control.get("virtualdomains", ())):
+    for base_user, keys in group_virtualdomains(control.get(VIRTUALDOMAINS, ())):
         name = split_domain_keys(keys)[0]
         if name in targets or base_user in bases:
             domains.append(read_domain(host, base_user, keys))

@@ -94,11 +94,11 @@ def _options(options: Mapping[str, OptionValue]) -> dict[str, object]:
 
 
 def _rcpthosts_file(domain: Domain, control: Mapping[str, tuple[str, ...]]) -> str:
-    main = set(ctl.host_lines(control.get("rcpthosts", ())))
-    more = set(ctl.host_lines(control.get("morercpthosts", ())))
-    if domain.name not in main and domain.name in more:
-        return "morercpthosts"
-    return "rcpthosts"
+    """The first host file that lists the domain's name (the first one when none does)."""
+    for name in ctl.RCPTHOSTS_FILES:
+        if domain.name in ctl.host_lines(control.get(name, ())):
+            return name
+    return ctl.RCPTHOSTS_FILES[0]
 
 
 def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, object]:
@@ -107,8 +107,9 @@ def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, obj
         out["wildcard"] = True
     if domain.domain_aliases:
         out["domain_aliases"] = list(domain.domain_aliases)
-    if _rcpthosts_file(domain, state.control) == "morercpthosts":
-        out["rcpthosts_file"] = "morercpthosts"
+    rcpthosts_file = _rcpthosts_file(domain, state.control)
+    if rcpthosts_file != ctl.RCPTHOSTS_FILES[0]:
+        out["rcpthosts_file"] = rcpthosts_file
     if domain.options:
         out["options"] = _options(domain.options)
     defaults = DomainDefaults(domain.options, state.options)

@@ -3,7 +3,8 @@
 ``schemas/vmreconcile.schema.json`` (the configuration) and ``schemas/show.schema.json`` (the
 ``show --format json`` document) are files, so editors and other tools can use them. Their
 user and alias entries come from the field table (``model.USER_FIELD_TABLE``) and the
-configuration's options from ``formats.config.OPTIONS``; everything else in them is written
+configuration's options from ``formats.config.OPTIONS``, the control file names from
+``formats.control.CONTROL_FILES``; everything else in them is written
 by hand. ``python -m vmreconcile.desired.schemagen`` rewrites the derived parts in place
 (``--check``: exit 1 when a file is out of date); ``tests/desired/test_schema.py`` fails
 until it has been run, so a new field cannot be forgotten in a schema.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..formats.config import DIR, LIST, OPTIONS, UNSIGNED
+from ..formats.control import CONTROL_FILES, RCPTHOSTS_FILES
 from ..model import USER_FIELD_TABLE
 
 #: A unit -> its JSON Schema in the configuration (the YAML a person writes).
@@ -79,11 +81,13 @@ def config_schema(schema: dict[str, Any]) -> dict[str, Any]:
     extra.update({k: v for k, v in defs["user"]["properties"].items() if k == "aliases"})
     defs["user"]["properties"] = {**fields, **extra}
     defs["alias"]["properties"] = dict(fields)
+    defs["domain"]["properties"]["rcpthosts_file"]["enum"] = list(RCPTHOSTS_FILES)
     return schema
 
 
 def show_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` (the show document's schema) with its user entry made from the field table."""
+    schema["properties"]["control"]["propertyNames"] = {"enum": list(CONTROL_FILES)}
     user = schema["$defs"]["user"]
     user["required"] = [f.name for f in USER_FIELD_TABLE]
     user["properties"] = {

@@ -16,8 +16,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value
+from ..formats.control import RCPTHOSTS_FILES
 from ..formats.hashing import looks_like_hash
 from ..formats.vpwentry import name_problem
 from ..model import USER_FIELD_TABLE, OptionValue, ascii_lower
@@ -356,9 +358,14 @@ def _domain(
         prune=body.get("prune") is True,
         catch_all=catch_all,  # type: ignore[arg-type]
         users=tuple(entries),
-        rcpthosts_file=body.get("rcpthosts_file") if body.get("rcpthosts_file") == "morercpthosts" else "rcpthosts",
+        rcpthosts_file=_rcpthosts_file(body.get("rcpthosts_file")),
         position=locate(check.doc, path, at_key=True),
     )
+
+
+def _rcpthosts_file(value: object) -> Literal["rcpthosts", "morercpthosts"]:
+    """The host file a domain asks for (the schema reports other values; the default is the first)."""
+    return value if value in RCPTHOSTS_FILES else RCPTHOSTS_FILES[0]  # type: ignore[return-value]
 
 
 def forward_problem(forward: str, local_keys: set[str]) -> str | None:

@@ -162,16 +162,11 @@ def diff_domain(desired: Domain, live: Domain | None) -> list[Change]:
     return [Change(action, "domain", desired.name, "runtime-config", before, after, desired.name, desired.base_user)]
 
 
-def _keyed_lines(name: str, lines: tuple[str, ...]) -> dict[str, list[str]]:
+def _keyed_lines(shape: str, lines: tuple[str, ...]) -> dict[str, list[str]]:
     """A control file as key -> its lines (virtualdomains by key, the host files by host)."""
     out: dict[str, list[str]] = {}
     for line in lines:
-        if name == "virtualdomains":
-            pair = ctl.split_virtualdomain(line)
-            key = pair[0] if pair else None
-        else:
-            stripped = line.strip().lower()
-            key = stripped if stripped and not stripped.startswith("#") else None
+        key = ctl.line_key(shape, line)
         if key is not None:
             out.setdefault(key, []).append(line)
     return out
@@ -179,11 +174,12 @@ def _keyed_lines(name: str, lines: tuple[str, ...]) -> dict[str, list[str]]:
 
 def diff_control(desired: Mapping[str, tuple[str, ...]], live: Mapping[str, tuple[str, ...]]) -> list[Change]:
     changes = []
-    for name in ("virtualdomains", "rcpthosts", "morercpthosts"):
+    for file in ctl.MANAGED_FILES:
+        name = file.name
         new_lines, old_lines = desired.get(name), live.get(name)
         if new_lines == old_lines or (not new_lines and not old_lines):
             continue
-        new, old = _keyed_lines(name, new_lines or ()), _keyed_lines(name, old_lines or ())
+        new, old = _keyed_lines(file.shape, new_lines or ()), _keyed_lines(file.shape, old_lines or ())
         for key in list(new) + [k for k in old if k not in new]:
             if new.get(key) == old.get(key):
                 continue

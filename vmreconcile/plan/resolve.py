@@ -317,40 +317,49 @@ def resolve_control(
     ``virtualdomains`` and from both rcpthosts files.
     """
     control = dict(live)
-    vd = list(control.get("virtualdomains", ()))
-    vd_map = ctl.virtualdomains_map(vd)
-    vd_count: dict[str, int] = {}
-    for line in vd:
-        pair = ctl.split_virtualdomain(line)
-        if pair is not None:
-            vd_count[pair[0]] = vd_count.get(pair[0], 0) + 1
-    hosts = {name: set(ctl.host_lines(control.get(name, ()))) for name in ("rcpthosts", "morercpthosts")}
     wanted: dict[str, tuple[str, str]] = {}  # key -> (base user, rcpthosts file)
     for dspec in specs:
         domain = desired[dspec.name]
         for key in domain.virtualdomains_keys:
             wanted[ascii_lower(key)] = (domain.base_user, dspec.rcpthosts_file)
-    stale = {ascii_lower(k) for d in live_domains for k in d.virtualdomains_keys} - set(wanted)
-
-    vd_t = tuple(vd)
-    for key in sorted(stale):
-        vd_t = ctl.remove_virtualdomain(vd_t, key)
-    for key, (base_user, _) in wanted.items():
-        if vd_map.get(key) != base_user or vd_count.get(key, 0) != 1:
-            vd_t = ctl.set_virtualdomain(vd_t, key, base_user)
-    if vd_t or "virtualdomains" in control:
-        control["virtualdomains"] = vd_t
-
-    for name in ("rcpthosts", "morercpthosts"):
-        lines = tuple(control.get(name, ()))
-        for key in sorted(stale):
-            if key in hosts[name]:
-                lines = ctl.remove_line(lines, key)
-        for key, (_, target) in wanted.items():
-            if target == name and key not in hosts[name]:
-                lines = ctl.add_line(lines, key)
-            elif target != name and key in hosts[name] and name == "rcpthosts":
-                lines = ctl.remove_line(lines, key)  # the YAML moved it to morercpthosts
-        if lines or name in control:
-            control[name] = lines
+    stale = sorted({ascii_lower(k) for d in live_domains for k in d.virtualdomains_keys} - set(wanted))
+    for file in ctl.MANAGED_FILES:
+        old = tuple(control.get(file.name, ()))
+        if file.shape == ctl.MAP:
+            lines = _resolve_map(old, {key: base for key, (base, _) in wanted.items()}, stale)
+        else:
+            lines = _resolve_hosts(file.name, old, {key: target for key, (_, target) in wanted.items()}, stale)
+        if lines or file.name in control:
+            control[file.name] = lines
     return control
+
+
+def _resolve_map(lines: tuple[str, ...], wanted: Mapping[str, str], stale: list[str]) -> tuple[str, ...]:
+    """``virtualdomains``: each wanted key mapped once to its base user, stale keys gone."""
+    current = ctl.virtualdomains_map(lines)
+    count: dict[str, int] = {}
+    for line in lines:
+        key = ctl.line_key(ctl.MAP, line)
+        if key is not None:
+            count[key] = count.get(key, 0) + 1
+    for key in stale:
+        lines = ctl.remove_virtualdomain(lines, key)
+    for key, base_user in wanted.items():
+        if current.get(key) != base_user or count.get(key, 0) != 1:
+            lines = ctl.set_virtualdomain(lines, key, base_user)
+    return lines
+
+
+def _resolve_hosts(name: str, lines: tuple[str, ...], targets: Mapping[str, str], stale: list[str]) -> tuple[str, ...]:
+    """``rcpthosts``/``morercpthosts``: each key listed in the file its domain names, stale keys
+    gone; a key the YAML moved to ``morercpthosts`` leaves ``rcpthosts``."""
+    listed = set(ctl.host_lines(lines))
+    for key in stale:
+        if key in listed:
+            lines = ctl.remove_line(lines, key)
+    for key, target in targets.items():
+        if target == name and key not in listed:
+            lines = ctl.add_line(lines, key)
+        elif target != name and key in listed and name == ctl.RCPTHOSTS:
+            lines = ctl.remove_line(lines, key)
+    return lines
