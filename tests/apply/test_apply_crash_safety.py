@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import build_step_root
 from tests.plan.reconcile_helpers import spec_from_state
-from vmreconcile.apply import crashpoint, writer
+from vmreconcile import atomic
+from vmreconcile.apply import crashpoint
 from vmreconcile.apply.execute import execute
 from vmreconcile.apply.lock import global_lock
 from vmreconcile.apply.session import plan_on_host
@@ -80,7 +81,7 @@ def prepared(tmp_path_factory):
 
 def test_sigkill_at_every_checkpoint_leaves_old_or_new_and_the_next_apply_converges(prepared, tmp_path, monkeypatch):
     base, spec, old, new_state, count, new = prepared
-    monkeypatch.setattr(writer, "STALE_AFTER", 0.0)  # the killed writer's temp file is stale at once
+    monkeypatch.setattr(atomic, "STALE_AFTER", 0.0)  # the killed writer's temp file is stale at once
     new_users = {u.name: u for u in new_state.domains[0].users}
     saw_new_table = saw_leftover_tmp = False
     for n in range(1, count + 1):
@@ -129,7 +130,7 @@ def test_a_young_or_held_temp_file_is_waited_for_then_reported(tmp_path, monkeyp
     build_step_root("05-vchattr", tmp_path)
     home = tmp_path / "home/vbase1"
     (home / "passwd.cdb.tmp").write_bytes(b"vadduser is writing")
-    monkeypatch.setattr(writer, "TEMP_TIMEOUT", 0.3)
+    monkeypatch.setattr(atomic, "TEMP_TIMEOUT", 0.3)
     host = Host(tmp_path)
     plan, _ = plan_on_host(host, target_spec(read_live_state(host)), now=NOW)
     before = (home / "passwd.cdb").read_bytes()
