@@ -32,7 +32,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vmreconcile.apply.execute import execute
-from vmreconcile.apply.session import read_live_for
 from vmreconcile.desired.spec import DomainSpec, PasswordSpec, Spec, UserSpec
 from vmreconcile.formats.cdb import build_cdb
 from vmreconcile.formats.hashing import SCHEMES, hash_password, verify_password
@@ -42,6 +41,7 @@ from vmreconcile.model import VirtualUser
 from vmreconcile.plan.build import build_plan
 from vmreconcile.plan.diff import diff
 from vmreconcile.plan.resolve import resolve
+from vmreconcile.workflow import read_live_for
 
 NOW = 1_800_000_000
 HASH = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"

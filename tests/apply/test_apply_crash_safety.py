@@ -17,11 +17,11 @@ from vmreconcile import atomic
 from vmreconcile.apply import crashpoint
 from vmreconcile.apply.execute import execute
 from vmreconcile.apply.lock import global_lock
-from vmreconcile.apply.session import plan_on_host
 from vmreconcile.desired.spec import PasswordSpec, UserSpec
 from vmreconcile.host import Host
 from vmreconcile.live import read_live_state
 from vmreconcile.tables import iter_users, open_table
+from vmreconcile.workflow import plan_on_host
 
 NOW = 1_800_000_000
 

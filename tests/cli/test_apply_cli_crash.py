@@ -61,9 +61,9 @@ def test_real_process_killed_after_random_delays_always_leaves_old_or_new_tables
 
     from vmreconcile import atomic
     from vmreconcile.apply.execute import execute
-    from vmreconcile.apply.session import plan_on_host
     from vmreconcile.desired.load import load_spec
     from vmreconcile.host import Host
+    from vmreconcile.workflow import plan_on_host
 
     base = tmp_path / "base"
     home = empty_root(base)

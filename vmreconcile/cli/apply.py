@@ -15,12 +15,12 @@ import typer
 
 from ..apply import lock
 from ..apply.execute import ApplyResult, execute
-from ..apply.session import plan_on_host, read_live_for_plan
 from ..host import Host
 from ..plan.changes import Plan
 from ..plan.checksum import state_checksum
 from ..plan.planfile import PlanFileError, load_plan
 from ..plan.render import render_text
+from ..workflow import plan_on_host, read_live_for_plan
 from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import typer
 
-from ..apply.session import load_config, plan_on_host
 from ..desired.spec import Spec
 from ..formats.cdb import CdbError
 from ..formats.hashing import HashingError
@@ -28,6 +27,7 @@ from ..plan.planfile import save_plan
 from ..plan.render import render_json, render_markdown, render_text
 from ..plan.resolve import ResolveError
 from ..tables import TableError
+from ..workflow import load_config, plan_on_host
 from .common import fail, host_of
 
 DEFAULT_CONFIG = Path("vmreconcile.yaml")
@@ -103,7 +103,7 @@ def make_plan(
 
 
 def _secrets(spec: Spec, config: Path):
-    from ..apply.session import config_dir, secret_reader
+    from ..workflow import config_dir, secret_reader
 
     return secret_reader(config_dir(spec, config.resolve().parent))
 

@@ -46,14 +46,14 @@ def plan_from_document(doc: Any) -> Plan:
     try:
         changes = tuple(
             Change(
-                c["action"],
-                c["type"],
-                c["address"],
-                c["part"],
-                c["before"],
-                c["after"],
-                c.get("domain"),
-                c.get("target"),
+                action=c["action"],
+                type=c["type"],
+                address=c["address"],
+                part=c["part"],
+                before=c["before"],
+                after=c["after"],
+                domain=c.get("domain"),
+                target=c.get("target"),
             )
             for c in doc["changes"]
         )
