@@ -11,7 +11,7 @@ a maildir on disk, pre-hashed ``$1$`` passwords so no secret is verified), then 
 * the cost of verifying one ``{env:}``/``{file:}`` secret per hash scheme (what a plan pays
   per user whose password is given as a secret; none of the figures above include it);
 * an ESTIMATE of a VMailMgr ``vadduser`` loop for BIG users: no VMailMgr binaries exist here,
-  so it is computed from VMailMgr's algorithm (every call rewrites the whole table, §1.10)
+  so it is computed from VMailMgr's algorithm (every call rewrites the whole table, [compat: table-files])
   using our own cdb build+write time per table size, plus one measured process start per call.
 
 Run: ``.venv/bin/python bench/bench_plan.py [--domains 1000 --users 100 --big 10000]``.

@@ -1,7 +1,7 @@
 """``vmreconcile install-runtime``: the launchers that qmail, Dovecot and Courier execute.
 
 The management side lives in a venv (possibly pyenv's interpreter under ``/root``, which base
-users cannot run, §Traps). The runtime must run as root *and* as base users, start fast and
+users cannot run). The runtime must run as root *and* as base users, start fast and
 import nothing but the standard library, so it is installed as a plain copy of the stdlib-only
 layers, byte-compiled by the interpreter that will run it, and started by tiny launchers that
 exec that interpreter with ``-I -S`` and carry the config root as a literal.

@@ -42,7 +42,7 @@ def read_control_files(host: Host) -> dict[str, tuple[str, ...]]:
 
 
 def group_virtualdomains(lines: tuple[str, ...]) -> list[tuple[str, list[str]]]:
-    """(base user, [keys in file order]) in order of first appearance; later duplicates win (§4.1)."""
+    """(base user, [keys in file order]) in order of first appearance; later duplicates win ([compat: control-files])."""
     mapping: dict[str, str] = {}
     for line in lines:
         pair = split_virtualdomain(line)

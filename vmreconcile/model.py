@@ -321,12 +321,12 @@ class VirtualUser(Record):
 
     @property
     def is_alias(self) -> bool:
-        """True when delivery only forwards and the entry cannot log in (§1.7)."""
+        """True when delivery only forwards and the entry cannot log in ([compat: fields])."""
         return not (self.has_mailbox and self.directory)
 
 
 def vuser_environment(user: VirtualUser) -> dict[str, str]:
-    """The ``VUSER_*`` variables (§5.4) checkvpw, authvmailmgr and vdeliver export for a user;
+    """The ``VUSER_*`` variables ([compat: fields]) checkvpw, authvmailmgr and vdeliver export for a user;
     ``-`` stands for unlimited/never, as VMailMgr's ``utoa`` writes ``UINT_MAX``."""
 
     def unsigned(value: int | None) -> str:

@@ -220,7 +220,7 @@ class Executor:
             os.close(dir_fd)
 
     def setup_domain(self, domain: Domain) -> None:
-        """What vsetup does, minus the table: ``users/`` 0755 and ``.qmail-default`` 0644 (§8.3)."""
+        """What vsetup does, minus the table: ``users/`` 0755 and ``.qmail-default`` 0644 ([compat: admin-tools])."""
         base_user = self.host.base_user(domain.base_user)
         owner = self.owner(base_user)
         home_fd = self.open_home(base_user)
@@ -249,7 +249,7 @@ class Executor:
             os.close(home_fd)
 
     def make_maildir(self, domain: Domain, directory: str, with_subdirs: bool = True) -> None:
-        """``mkdirp(dir, 0700)`` with 0755 parents, then cur/new/tmp 0755 (§8.2)."""
+        """``mkdirp(dir, 0700)`` with 0755 parents, then cur/new/tmp 0755 ([compat: admin-tools])."""
         base_user = self.host.base_user(domain.base_user)
         owner = self.owner(base_user)
         try:
@@ -278,7 +278,7 @@ class Executor:
 
     def write_table(self, domain: Domain, changes: tuple[Change, ...]) -> None:
         base_user = self.host.base_user(domain.base_user)
-        for change in changes:  # vadduser makes the directory even for an alias (§8.4)
+        for change in changes:  # vadduser makes the directory even for an alias
             if change.action == "create" and not change.after.get("has_mailbox") and change.after.get("directory"):
                 directory = change.after["directory"]
                 if not directory.startswith("/"):

@@ -1,7 +1,7 @@
 """The live model as configuration YAML: adopting an existing VMailMgr install (pure).
 
 Every live entry is described exactly: a field is written when it differs from what the
-planner would give a *new* entry (VMailMgr's defaults, §1.7/§1.8), and ``created`` always, so
+planner would give a *new* entry (VMailMgr's defaults, ``newentry.py``), and ``created`` always, so
 the file rebuilds the same table on an empty host and changes nothing on the host it came
 from. Entries with a mailbox go under ``users:``, the rest under ``aliases:``; table order is
 kept within each section. Stored hashes are written as they are (``$0$`` ones too; validate

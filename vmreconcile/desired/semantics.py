@@ -1,6 +1,6 @@
 """From a schema-shaped document to a `Spec`, checking what a schema cannot say.
 
-Names (§1.2), table keys that collide (``Me`` and ``me`` are one key), forwards that point
+Names ([compat: keys]), table keys that collide (``Me`` and ``me`` are one key), forwards that point
 nowhere, catch-alls that point nowhere, a domain name routed to two base users, sizes and
 dates that do not parse, and plaintext passwords. Warnings: VMailMgr's ``$0$`` "null crypt"
 (plaintext in disguise), a soft quota above the hard quota, an alias that drops mail.
@@ -39,7 +39,7 @@ _NAME_BAD_CHARS = re.compile(r"[/:\n\r\t \x00]")
 _COMMON_HASH = re.compile(r"\$(?:y|6|5|1|2[aby])\$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BAD_ADDRESS_CHARS = re.compile(r"[\s\x00-\x1f\x7f,<>()\[\]\\\"]")
-#: Options VMailMgr reads before it switches to the domain's config (§3.1).
+#: Options VMailMgr reads before it switches to the domain's config ([compat: options]).
 GLOBAL_ONLY_OPTIONS = ("separators",)
 
 #: YAML key -> unit, for every user field a YAML entry may give (from the field table).
@@ -137,7 +137,7 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
             check.warn(
                 here,
                 f"{name!r} is read from /etc/vmailmgr only (before the switch to the domain's "
-                "config, §3.1); a per-domain value has no effect",
+                "config); a per-domain value has no effect",
                 at_key=True,
             )
         if option.kind == LIST:
@@ -369,7 +369,7 @@ def _rcpthosts_file(value: object) -> Literal["rcpthosts", "morercpthosts"]:
 
 
 def forward_problem(forward: str, local_keys: set[str]) -> str | None:
-    """Why ``forward`` is not deliverable as VMailMgr reads it, or None (§1.7, §7.5)."""
+    """Why ``forward`` is not deliverable as VMailMgr reads it, or None ([compat: fields])."""
     if not forward:
         return "is empty"
     if _BAD_ADDRESS_CHARS.search(forward):

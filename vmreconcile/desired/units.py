@@ -1,7 +1,7 @@
 """Sizes, counts and times as admins write them, and back (pure).
 
 VMailMgr stores every limit and time as a 32-bit unsigned decimal, with ``UINT_MAX`` (``-``)
-for "unlimited"/"never" (§1.4). YAML lets people write ``100 MiB``, ``unlimited``,
+for "unlimited"/"never" ([compat: record-format]). YAML lets people write ``100 MiB``, ``unlimited``,
 ``2027-06-30`` or ``never`` instead; this module turns those into the model's ints (``None``
 for unlimited/never) and, for ``export``, turns model values back into the most readable
 spelling that parses to exactly the same value. Every parser raises `UnitError` with a

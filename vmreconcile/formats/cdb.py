@@ -1,4 +1,4 @@
-"""Constant databases exactly as VMailMgr writes them (reference §2).
+"""Constant databases exactly as VMailMgr writes them ([compat: cdb]).
 
 djb's cdb layout, with one twist: VMailMgr's hash reads key bytes through a signed ``char``,
 so a byte >= 0x80 is XORed in as ``0xFFFFFF00 | b``. For 7-bit keys the two hashes agree; a
@@ -124,7 +124,7 @@ class CdbReader:
     """Read a cdb held in memory (bytes or an ``mmap``), checking every pointer it follows.
 
     A lookup tries VMailMgr's signed hash first, then the standard one (so tables written by
-    a standard cdbmake also work, §2: "a reader should try the signed variant first").
+    a standard cdbmake also work: a reader tries the signed variant first).
     """
 
     def __init__(self, data: bytes | memoryview) -> None:

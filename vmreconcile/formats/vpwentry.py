@@ -1,4 +1,4 @@
-"""VMailMgr virtual user records (reference §1.4-§1.5): encode v2, decode v2, v1 and old.
+"""VMailMgr virtual user records ([compat: record-format]): encode v2, decode v2, v1 and old.
 
 The encoder reproduces ``lib/vpwentry/to.cc`` byte for byte; the decoder follows
 ``from_ver2.cc``/``from_ver1.cc``/``from_old.cc`` and ``strtou``. Anything the C code would
@@ -126,7 +126,7 @@ def _field_number(key: bytes, raw: bytes, what: str) -> int:
 
 
 def _decode_tail(key: bytes, data: bytes, pos: int, has_mailbox: bool, enabled: bool) -> VirtualUser:
-    """Items 5-15 of §1.4, shared by v1 and v2; ``data`` is known to end in NUL.
+    """The fields after the flags (password to expiry), shared by v1 and v2; ``data`` is known to end in NUL.
 
     Splitting once at NUL is several times faster than walking field by field, which matters
     when a plan reads 100,000 users.

@@ -2,12 +2,12 @@
 
 The YAML may omit fields and names passwords indirectly, so before two models can be diffed
 the spec is *resolved*: every omitted (`UNSET`) field keeps the live value of an existing
-entry, or takes the value VMailMgr's own tools would give a new one (reference §1.7, §1.8,
-§8.3, §8.4). Everything here is a function of (spec, live, now, secrets): no clock, no files,
+entry, or takes the value VMailMgr's own tools would give a new one ([compat: fields],
+[compat: entry-shapes], [compat: admin-tools]; ``newentry.py``). Everything here is a function of (spec, live, now, secrets): no clock, no files,
 no environment. The only impurity is the random salt of a *fresh* hash, made only when a
 secret does not match the live hash.
 
-Table order is creation order with updates in place (§1.10): live entries keep their place,
+Table order is creation order with updates in place ([compat: table-files]): live entries keep their place,
 new ones are appended in YAML order (for a domain that has no table yet, vsetup's postmaster
 aliases come first, as they would on a host set up with ``vsetup`` then ``vadduser``). New
 entries whose YAML gives an explicit ``created`` are ordered by it (stable, so ties and
@@ -191,7 +191,7 @@ def resolve_domain(
         if entry.name not in table:
             put(entry)
 
-    # table order is creation order (§1.10): new entries given an explicit, older creation time
+    # table order is creation order: new entries given an explicit, older creation time
     # (an exported table rebuilt on an empty home) go where VMailMgr had them; ties keep YAML order
     new_entries.sort(key=lambda e: table.get(e.name, e).created)
     new_entries = place_vadduser_extras([table.get(e.name, e) for e in new_entries], defaults)
