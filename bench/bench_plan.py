@@ -186,7 +186,7 @@ def bench_big_domain(root: Path, count: int) -> None:
 
 
 def estimate_vadduser_loop(home: Path, count: int) -> None:
-    """ESTIMATE only: VMailMgr rewrites the whole table on every vadduser (§1.10)."""
+    """ESTIMATE only: VMailMgr rewrites the whole table on every vadduser ([compat: table-files])."""
     entries = [VirtualUser(f"user{i}", password=HASH, directory=f"./users/user{i}", created=NOW) for i in range(count)]
     samples = sorted({1, count // 4, count // 2, (3 * count) // 4, count})
     per_size = {}
