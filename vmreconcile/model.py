@@ -19,6 +19,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the runtime must not pay for typing at start-up
     from collections.abc import Mapping
+    from typing import Any, Self
 
 UINT_MAX = 0xFFFFFFFF
 
@@ -61,7 +62,7 @@ class Record:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(kwargs)}")
 
     @classmethod
-    def from_values(cls, values: tuple):
+    def from_values(cls, values: tuple[Any, ...]) -> Self:
         """Build from a complete tuple in ``_fields`` order (the decoders' fast path)."""
         if len(values) != len(cls._fields):
             raise TypeError(f"{cls.__name__} needs {len(cls._fields)} values")
@@ -76,7 +77,7 @@ class Record:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
-    def astuple(self) -> tuple:
+    def astuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._fields)
 
     def asdict(self) -> dict[str, object]:
@@ -85,7 +86,7 @@ class Record:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.astuple() == other.astuple()  # type: ignore[attr-defined]
+        return self.astuple() == other.astuple()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, *self.astuple()))
@@ -94,10 +95,10 @@ class Record:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"{type(self).__name__}({inner})"
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[type[Self], tuple[Any, ...]]:
         return (type(self), self.astuple())
 
-    def with_changes(self, **changes: object):
+    def with_changes(self, **changes: object) -> Self:
         """A copy with some fields replaced (the records are immutable)."""
         return type(self)(**{**self.asdict(), **changes})
 

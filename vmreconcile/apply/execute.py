@@ -462,7 +462,7 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
 def run_newmrh(host: Host, runner: Executor) -> None:
     """``morercpthosts`` is read through its cdb: rebuild it with qmail-newmrh."""
     program = host.qmail_root() / "bin" / "qmail-newmrh"
-    if host.is_rooted:
+    if host.root is not None:
         runner.note(
             f"morercpthosts changed: run {Path('/', *program.relative_to(host.root).parts)} on the "
             "real host (not run under --root)"

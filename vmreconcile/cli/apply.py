@@ -104,7 +104,7 @@ def apply_command(
                 )
             run_apply(host, plan, yes=yes, force=force)
     except lock.LockTimeout as exc:
-        raise fail(exc.strerror) from None
+        raise fail(exc.strerror or str(exc)) from None
     except PLAN_ERRORS as exc:
         raise fail(error_text(exc)) from None
 

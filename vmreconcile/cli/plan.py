@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import TextIO
 
 import typer
 
@@ -108,7 +110,7 @@ def _secrets(spec: Spec, config: Path):
     return secret_reader(config_dir(spec, config.resolve().parent))
 
 
-def style_for_tty(stream) -> callable:
+def style_for_tty(stream: TextIO) -> Callable[[str, str], str]:
     """Colour only when writing to a terminal."""
     if stream.isatty():
         return lambda text, colour: typer.style(text, fg=colour)

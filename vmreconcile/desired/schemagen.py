@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         stale.append(str(path))
         if not check:
             path.write_text(text, "utf-8")
-    for path in stale:
-        print(f"{path}: {'out of date' if check else 'rewritten'}")
+    for where in stale:
+        print(f"{where}: {'out of date' if check else 'rewritten'}")
     return 1 if check and stale else 0
 
 

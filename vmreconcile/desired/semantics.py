@@ -342,6 +342,7 @@ def _domain(
             )
             forward_checks.append((path + ("catch_all",), target))
 
+    assert isinstance(postmaster, tuple)
     local = set(names.keys) | {ascii_lower(a) for a in postmaster}
     for fpath, forward in forward_checks:
         problem = forward_problem(forward, local)
@@ -398,7 +399,7 @@ def _entry(
     kind: str,
     body: Mapping[str, object],
     path: tuple[PathPart, ...],
-    parent: YMap,
+    parent: Mapping[str, object],
     forward_checks: list[tuple[tuple[PathPart, ...], str]],
     aliases: tuple[str, ...] = (),
     forward_paths: dict[int, tuple[PathPart, ...]] | None = None,
@@ -441,8 +442,12 @@ def _entry(
         soft, hard = fields["soft_quota"], fields["hard_quota"]
         if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
             check.warn(path + ("soft_quota",), f"soft quota {soft} is above the hard quota {hard}")
-    mark = parent.keymarks.get(name)
-    position = Position(parent.file_of(name), mark.line + 1, mark.column + 1) if mark is not None else None
+    mark = parent.keymarks.get(name) if isinstance(parent, YMap) else None
+    position = (
+        Position(parent.file_of(name), mark.line + 1, mark.column + 1)
+        if mark is not None and isinstance(parent, YMap)
+        else None
+    )
     return UserSpec(name=name, kind=kind, aliases=aliases, position=position, **fields)  # type: ignore[arg-type]
 
 

@@ -121,7 +121,12 @@ class UserSpec:
 
     def with_changes(self, **changes: object) -> UserSpec:
         """A copy with some fields (or ``name``/``kind``/``aliases``/``position``) replaced."""
-        head = {"name": self.name, "kind": self.kind, "aliases": self.aliases, "position": self.position}
+        head: dict[str, object] = {
+            "name": self.name,
+            "kind": self.kind,
+            "aliases": self.aliases,
+            "position": self.position,
+        }
         given = dict(self.given)
         for key, value in changes.items():
             if key in head:

@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 from _operator import _compare_digest as compare_digest  # what hmac.compare_digest is; hmac loads OpenSSL
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 #: Scheme name -> crypt(3) prefix. yescrypt is Debian 12's own default for /etc/shadow.
 SCHEMES = {
     "yescrypt": b"$y$",
@@ -35,7 +39,7 @@ class HashingError(RuntimeError):
     """libcrypt is missing or refused to make a hash."""
 
 
-def _libcrypt():
+def _libcrypt() -> Any:
     """libxcrypt, loaded on first use.
 
     ``ctypes`` is imported here, not at module level: a login whose hash `runtime.fastcrypt`

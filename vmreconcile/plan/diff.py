@@ -16,7 +16,7 @@ from typing import Any
 from ..formats import control as ctl
 from ..formats.config import PASSWD_CHANGEABLE
 from ..model import USER_FIELD_TABLE, USER_FIELDS, Domain, HostState, VirtualUser
-from .changes import Change, mask_password
+from .changes import Action, Change, ChangeType, mask_password
 from .resolve import live_counterparts
 
 _USER_DIFF_FIELDS = tuple(f for f in USER_FIELDS if f != "name")
@@ -39,7 +39,7 @@ def user_fields(user: VirtualUser, only: tuple[str, ...] = _USER_DIFF_FIELDS) ->
     return out
 
 
-def entry_type(user: VirtualUser) -> str:
+def entry_type(user: VirtualUser) -> ChangeType:
     return "alias" if user.is_alias else "user"
 
 
@@ -193,7 +193,7 @@ def diff_domain(desired: Domain, live: Domain | None) -> list[Change]:
     if live is not None and live.qmail_default == desired.qmail_default:
         return []
     before = {"qmail_default": live.qmail_default} if live is not None and live.qmail_default is not None else {}
-    action = "create" if not before else "update"
+    action: Action = "create" if not before else "update"
     after = {"qmail_default": desired.qmail_default, "base_user": desired.base_user}
     if action == "create":
         after["users_dir"] = "users/"
@@ -280,7 +280,7 @@ def diff_changeable(desired: tuple[str, ...] | None, live: tuple[str, ...] | Non
     if desired is None or (live is None and not desired) or (live is not None and tuple(live) == tuple(desired)):
         return []
     name = PASSWD_CHANGEABLE
-    action = "create" if live is None else "update"
+    action: Action = "create" if live is None else "update"
     return [
         Change(
             action=action,

@@ -109,10 +109,10 @@ def live_counterparts(domains: Iterable[Domain | DomainSpec], live: HostState) -
     for domain in live.domains:
         by_base.setdefault(domain.base_user, domain)
     out = {}
-    for domain in domains:
-        found = by_name.get(domain.name) or by_base.get(domain.base_user)
+    for wanted in domains:
+        found = by_name.get(wanted.name) or by_base.get(wanted.base_user)
         if found is not None:
-            out[domain.name] = found
+            out[wanted.name] = found
     return out
 
 
@@ -158,13 +158,13 @@ def resolve_domain(
         address = f"{dspec.name}/{uspec.name}"
         key = ascii_lower(uspec.name)
         user_is_new = key not in table
-        entry = resolve_user(
+        resolved = resolve_user(
             uspec, table.get(key), defaults, spec.password_scheme, now, secrets, address, notes, problems, offline
         )
-        if entry is not None:
-            put(entry)
+        if resolved is not None:
+            put(resolved)
         # vadduser NAME ALIAS... makes the aliases in the same second as the user
-        alias_time = entry.created if user_is_new and entry is not None else now
+        alias_time = resolved.created if user_is_new and resolved is not None else now
         for alias in uspec.aliases:
             akey = ascii_lower(alias)
             existing = table.get(akey)
