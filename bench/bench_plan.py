@@ -124,7 +124,7 @@ def bench_fleet(root: Path, domains: int, users: int) -> None:
 
     print("one-user change in the fleet:")
     mid = spec.domains[domains // 2]
-    users_changed = tuple(replace(u, personal="changed") if u.name == "user7" else u for u in mid.users)
+    users_changed = tuple(u.with_changes(personal="changed") if u.name == "user7" else u for u in mid.users)
     changed = replace(
         spec,
         domains=spec.domains[: domains // 2] + (replace(mid, users=users_changed),) + spec.domains[domains // 2 + 1 :],
@@ -140,7 +140,7 @@ def bench_fleet(root: Path, domains: int, users: int) -> None:
     again = replace(
         changed,
         domains=changed.domains[: domains // 2]
-        + (replace(mid, users=tuple(replace(u, personal="again") if u.name == "user7" else u for u in mid.users)),)
+        + (replace(mid, users=tuple(u.with_changes(personal="again") if u.name == "user7" else u for u in mid.users)),)
         + changed.domains[domains // 2 + 1 :],
     )
     targets = (mid.name,)
