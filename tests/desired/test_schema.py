@@ -100,3 +100,15 @@ def test_every_yaml_user_field_is_in_the_schema_the_spec_and_the_semantic_checks
         assert field.unit in schemagen.SHOW_UNITS
         assert field.unit == "key" or field.unit in schemagen.CONFIG_UNITS
         assert (field.unit in units.PARSERS) == (field.unit in units.FORMATS)
+
+
+def test_a_user_spec_takes_exactly_the_table_fields():
+    from vmreconcile.desired.spec import UNSET, UserSpec
+
+    spec = UserSpec("me", hard_quota=5)
+    assert spec.hard_quota == 5 and spec.given == {"hard_quota": 5}
+    assert all(getattr(spec, name) is UNSET for name in YAML_USER_FIELDS if name != "hard_quota")
+    assert spec.with_changes(personal="x").given == {"hard_quota": 5, "personal": "x"}
+    assert spec.with_changes(personal="x") != spec and spec.with_changes() == spec
+    with pytest.raises(TypeError, match="unknown fields"):
+        UserSpec("me", hardquota=5)
