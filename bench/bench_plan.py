@@ -11,7 +11,7 @@ a maildir on disk, pre-hashed ``$1$`` passwords so no secret is verified), then 
 * the cost of verifying one ``{env:}``/``{file:}`` secret per hash scheme (what a plan pays
   per user whose password is given as a secret; none of the figures above include it);
 * an ESTIMATE of a VMailMgr ``vadduser`` loop for BIG users: no VMailMgr binaries exist here,
-  so it is computed from VMailMgr's algorithm (every call rewrites the whole table, §1.10)
+  so it is computed from VMailMgr's algorithm (every call rewrites the whole table, [compat: table-files])
   using our own cdb build+write time per table size, plus one measured process start per call.
 
 Run: ``.venv/bin/python bench/bench_plan.py [--domains 1000 --users 100 --big 10000]``.
@@ -32,7 +32,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vmreconcile.apply.execute import execute
-from vmreconcile.apply.session import read_live_for
 from vmreconcile.desired.spec import DomainSpec, PasswordSpec, Spec, UserSpec
 from vmreconcile.formats.cdb import build_cdb
 from vmreconcile.formats.hashing import SCHEMES, hash_password, verify_password
@@ -42,6 +41,7 @@ from vmreconcile.model import VirtualUser
 from vmreconcile.plan.build import build_plan
 from vmreconcile.plan.diff import diff
 from vmreconcile.plan.resolve import resolve
+from vmreconcile.workflow import read_live_for
 
 NOW = 1_800_000_000
 HASH = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"
@@ -124,7 +124,7 @@ def bench_fleet(root: Path, domains: int, users: int) -> None:
 
     print("one-user change in the fleet:")
     mid = spec.domains[domains // 2]
-    users_changed = tuple(replace(u, personal="changed") if u.name == "user7" else u for u in mid.users)
+    users_changed = tuple(u.with_changes(personal="changed") if u.name == "user7" else u for u in mid.users)
     changed = replace(
         spec,
         domains=spec.domains[: domains // 2] + (replace(mid, users=users_changed),) + spec.domains[domains // 2 + 1 :],
@@ -140,7 +140,7 @@ def bench_fleet(root: Path, domains: int, users: int) -> None:
     again = replace(
         changed,
         domains=changed.domains[: domains // 2]
-        + (replace(mid, users=tuple(replace(u, personal="again") if u.name == "user7" else u for u in mid.users)),)
+        + (replace(mid, users=tuple(u.with_changes(personal="again") if u.name == "user7" else u for u in mid.users)),)
         + changed.domains[domains // 2 + 1 :],
     )
     targets = (mid.name,)
@@ -186,7 +186,7 @@ def bench_big_domain(root: Path, count: int) -> None:
 
 
 def estimate_vadduser_loop(home: Path, count: int) -> None:
-    """ESTIMATE only: VMailMgr rewrites the whole table on every vadduser (§1.10)."""
+    """ESTIMATE only: VMailMgr rewrites the whole table on every vadduser ([compat: table-files])."""
     entries = [VirtualUser(f"user{i}", password=HASH, directory=f"./users/user{i}", created=NOW) for i in range(count)]
     samples = sorted({1, count // 4, count // 2, (3 * count) // 4, count})
     per_size = {}

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
+
+from vmreconcile import host as host_module
+from vmreconcile.host import Host, parse_passwd
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -74,8 +81,6 @@ def make_system_user(tmp_path_factory):
         created.append(name)
         if password is not None:
             subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
-        import pwd
-
         entry = pwd.getpwnam(name)
         home.mkdir(exist_ok=True)
         os.chown(home, entry.pw_uid, entry.pw_gid)
@@ -149,3 +154,42 @@ def public_tmp():
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+class _SandboxHost(Host):
+    """A `Host` that takes the unrooted code paths (``root`` is None, so base users come from
+    the ``pwd`` module) while every file it maps lives under ``top``."""
+
+    def __init__(self, top: Path) -> None:
+        super().__init__(None)
+        self.top = str(top).rstrip("/")
+
+    def fspath(self, absolute: str | os.PathLike[str]) -> str:
+        mapped = super().fspath(absolute)
+        return self.top + mapped if mapped != "/" else self.top
+
+
+class _SandboxPwd:
+    """Stands in for the ``pwd`` module with the contract of ``getpwnam``: a name that is not a
+    file-system string raises ``UnicodeEncodeError``, one with NUL ``ValueError``, an unknown one
+    ``KeyError``; the accounts are those of ``top/etc/passwd``, never the machine's."""
+
+    def __init__(self, top: Path) -> None:
+        passwd = top / "etc" / "passwd"
+        self.users = parse_passwd(passwd.read_bytes() if passwd.exists() else b"")
+
+    def getpwnam(self, name: str) -> pwd.struct_passwd:
+        if b"\0" in os.fsencode(name):
+            raise ValueError("embedded null byte")
+        user = self.users.get(name)
+        if user is None:
+            raise KeyError(f"getpwnam(): name not found: {name!r}")
+        return pwd.struct_passwd((user.name, "x", user.uid, user.gid, "", user.home, "/usr/sbin/nologin"))
+
+
+@contextmanager
+def unrooted_sandbox(top: Path) -> Iterator[Host]:
+    """A host for tests of the unrooted (no ``--root``) paths that reads nothing of the machine:
+    files under ``top``, accounts from ``top/etc/passwd`` through a stand-in ``pwd``."""
+    with mock.patch.object(host_module, "pwd", _SandboxPwd(top)):
+        yield _SandboxHost(top)

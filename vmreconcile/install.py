@@ -1,7 +1,7 @@
 """``vmreconcile install-runtime``: the launchers that qmail, Dovecot and Courier execute.
 
 The management side lives in a venv (possibly pyenv's interpreter under ``/root``, which base
-users cannot run, §Traps). The runtime must run as root *and* as base users, start fast and
+users cannot run). The runtime must run as root *and* as base users, start fast and
 import nothing but the standard library, so it is installed as a plain copy of the stdlib-only
 layers, byte-compiled by the interpreter that will run it, and started by tiny launchers that
 exec that interpreter with ``-I -S`` and carry the config root as a literal.
@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .atomic import write_file
 from .runtime.launch import PROGRAMS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -55,20 +56,6 @@ def _copy_runtime(target: Path) -> None:
             shutil.copy2(source, package / part)
     for path in [target, *target.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def _write_atomic(path: Path, text: str, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fp:
-            fp.write(text)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _switch_to(libdir: Path, version: Path) -> None:
@@ -128,6 +115,6 @@ def install_runtime(
     written = []
     for program in programs:
         path = bindir / program
-        _write_atomic(path, launcher_text(program, python, libdir, root), 0o755)
+        write_file(path, launcher_text(program, python, libdir, root).encode("utf-8"), mode=0o755)
         written.append(path)
     return written

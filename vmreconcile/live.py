@@ -17,9 +17,9 @@ import stat
 from pathlib import Path
 
 from .formats.config import OPTIONS, stored_value
-from .formats.control import parse_lines, split_virtualdomain
+from .formats.control import CONTROL_FILES, VIRTUALDOMAINS, parse_lines, split_virtualdomain
 from .host import LOCAL_CONFIG_DIR, BaseUser, Host
-from .model import CONTROL_FILES, Domain, HostState, OptionValue, from_bytes
+from .model import Domain, HostState, OptionValue, from_bytes
 from .tables import iter_users, open_table, read_regular, table_path
 
 
@@ -27,8 +27,7 @@ def read_live_state(host: Host) -> HostState:
     """The whole live model. Raises on a missing base user or a corrupt table (one-line errors)."""
     control = read_control_files(host)
     domains = tuple(
-        read_domain(host, base_user, keys)
-        for base_user, keys in group_virtualdomains(control.get("virtualdomains", ()))
+        read_domain(host, base_user, keys) for base_user, keys in group_virtualdomains(control.get(VIRTUALDOMAINS, ()))
     )
     return HostState(options=read_options(host.config_dir, host.config_dir), control=control, domains=domains)
 
@@ -43,7 +42,7 @@ def read_control_files(host: Host) -> dict[str, tuple[str, ...]]:
 
 
 def group_virtualdomains(lines: tuple[str, ...]) -> list[tuple[str, list[str]]]:
-    """(base user, [keys in file order]) in order of first appearance; later duplicates win (§4.1)."""
+    """(base user, [keys in file order]) in order of first appearance; later duplicates win ([compat: control-files])."""
     mapping: dict[str, str] = {}
     for line in lines:
         pair = split_virtualdomain(line)

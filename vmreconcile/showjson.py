@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from .formats.hashing import scheme_of
-from .model import FORMAT_VERSION, USER_FIELDS, Domain, HostState, VirtualUser, to_bytes
+from .model import FORMAT_VERSION, USER_FIELD_TABLE, USER_FIELDS, Domain, HostState, VirtualUser, to_bytes
 
 REDACTED_PREFIX = "sha256:"
 #: Stands in for hashes whose digest would reveal the password (``$0$`` plaintext, old MD5).
@@ -56,12 +56,26 @@ def redact_hash(password: str) -> str:
     return REDACTED_PREFIX + hash_digest(password)
 
 
+#: Fields held as tuples in the model and as lists in JSON; hashes (redacted on request).
+_LIST_FIELDS = tuple(f.name for f in USER_FIELD_TABLE if f.unit == "addresses")
+_HASH_FIELDS = tuple(f.name for f in USER_FIELD_TABLE if f.unit == "hash")
+
+
 def user_to_json(user: VirtualUser, redact: bool = False) -> dict[str, Any]:
     doc: dict[str, Any] = {name: getattr(user, name) for name in USER_FIELDS}
-    doc["forwards"] = list(user.forwards)
+    for name in _LIST_FIELDS:
+        doc[name] = list(doc[name])
     if redact:
-        doc["password"] = redact_hash(user.password)
+        for name in _HASH_FIELDS:
+            doc[name] = redact_hash(doc[name])
     return doc
+
+
+def user_from_json(doc: dict[str, Any]) -> VirtualUser:
+    values = {k: doc[k] for k in USER_FIELDS}
+    for name in _LIST_FIELDS:
+        values[name] = tuple(values[name])
+    return VirtualUser(**values)
 
 
 def domain_to_json(domain: Domain, redact: bool = False) -> dict[str, Any]:
@@ -107,10 +121,7 @@ def state_from_json(doc: dict[str, Any]) -> HostState:
                 options=_options(d.get("options", {})),
                 qmail_default=d.get("qmail_default"),
                 maildirs=frozenset(d.get("maildirs", ())),
-                users=tuple(
-                    VirtualUser(**{**{k: u[k] for k in USER_FIELDS}, "forwards": tuple(u["forwards"])})
-                    for u in d["users"]
-                ),
+                users=tuple(user_from_json(u) for u in d["users"]),
             )
             for d in doc["domains"]
         )

@@ -13,14 +13,15 @@ import pytest
 
 from tests.conftest import build_step_root
 from tests.plan.reconcile_helpers import spec_from_state
-from vmreconcile.apply import crashpoint, writer
+from vmreconcile import atomic
+from vmreconcile.apply import crashpoint
 from vmreconcile.apply.execute import execute
 from vmreconcile.apply.lock import global_lock
-from vmreconcile.apply.session import plan_on_host
 from vmreconcile.desired.spec import PasswordSpec, UserSpec
 from vmreconcile.host import Host
 from vmreconcile.live import read_live_state
 from vmreconcile.tables import iter_users, open_table
+from vmreconcile.workflow import plan_on_host
 
 NOW = 1_800_000_000
 
@@ -29,7 +30,9 @@ def target_spec(live):
     """A big edit of step 05: users added, one changed, one deleted, a domain alias added."""
     spec = spec_from_state(live)
     domain = spec.domains[0]
-    users = tuple(replace(u, personal="changed") if u.name == "alice" else u for u in domain.users if u.name != "bob")
+    users = tuple(
+        u.with_changes(personal="changed") if u.name == "alice" else u for u in domain.users if u.name != "bob"
+    )
     users += tuple(UserSpec(f"new{i}", password=PasswordSpec("hash", "$0$x")) for i in range(3))
     return replace(spec, domains=(replace(domain, users=users, domain_aliases=("alias.example",)),))
 
@@ -78,7 +81,7 @@ def prepared(tmp_path_factory):
 
 def test_sigkill_at_every_checkpoint_leaves_old_or_new_and_the_next_apply_converges(prepared, tmp_path, monkeypatch):
     base, spec, old, new_state, count, new = prepared
-    monkeypatch.setattr(writer, "STALE_AFTER", 0.0)  # the killed writer's temp file is stale at once
+    monkeypatch.setattr(atomic, "STALE_AFTER", 0.0)  # the killed writer's temp file is stale at once
     new_users = {u.name: u for u in new_state.domains[0].users}
     saw_new_table = saw_leftover_tmp = False
     for n in range(1, count + 1):
@@ -127,7 +130,7 @@ def test_a_young_or_held_temp_file_is_waited_for_then_reported(tmp_path, monkeyp
     build_step_root("05-vchattr", tmp_path)
     home = tmp_path / "home/vbase1"
     (home / "passwd.cdb.tmp").write_bytes(b"vadduser is writing")
-    monkeypatch.setattr(writer, "TEMP_TIMEOUT", 0.3)
+    monkeypatch.setattr(atomic, "TEMP_TIMEOUT", 0.3)
     host = Host(tmp_path)
     plan, _ = plan_on_host(host, target_spec(read_live_state(host)), now=NOW)
     before = (home / "passwd.cdb").read_bytes()

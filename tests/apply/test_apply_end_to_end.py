@@ -19,13 +19,13 @@ from tests.plan.reconcile_helpers import (
     tree,
 )
 from vmreconcile.apply.execute import execute
-from vmreconcile.apply.session import plan_on_host, read_changeable
 from vmreconcile.desired.spec import PasswordSpec, UserSpec
 from vmreconcile.formats.cdb import build_cdb
 from vmreconcile.formats.vpwentry import encode_record, user_key
 from vmreconcile.host import Host
 from vmreconcile.live import read_live_state
 from vmreconcile.tables import iter_users, open_table
+from vmreconcile.workflow import plan_on_host, read_changeable
 
 NOW = 1_795_546_316
 

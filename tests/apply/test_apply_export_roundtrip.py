@@ -7,10 +7,10 @@ import pytest
 from tests.conftest import STEPS, build_step_root, step_dir
 from tests.plan.reconcile_helpers import step_root_with_empty_home
 from vmreconcile.apply.execute import execute
-from vmreconcile.apply.session import plan_on_host
 from vmreconcile.desired.load import load_spec
 from vmreconcile.host import Host
 from vmreconcile.live import read_live_state
+from vmreconcile.workflow import plan_on_host
 
 export = pytest.importorskip("vmreconcile.desired.export", reason="desired/export.py not in this checkout yet")
 

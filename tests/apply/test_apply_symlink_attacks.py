@@ -11,9 +11,9 @@ import pytest
 from tests.conftest import requires_root
 from tests.plan.reconcile_helpers import empty_root, howto_spec, tree
 from vmreconcile.apply.execute import execute
-from vmreconcile.apply.session import plan_on_host
 from vmreconcile.host import Host
 from vmreconcile.tables import TableError
+from vmreconcile.workflow import plan_on_host
 
 NOW = 1_795_546_316
 

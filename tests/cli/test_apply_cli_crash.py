@@ -59,11 +59,11 @@ def test_real_process_killed_after_random_delays_always_leaves_old_or_new_tables
     import shutil
     import time
 
-    from vmreconcile.apply import writer
+    from vmreconcile import atomic
     from vmreconcile.apply.execute import execute
-    from vmreconcile.apply.session import plan_on_host
     from vmreconcile.desired.load import load_spec
     from vmreconcile.host import Host
+    from vmreconcile.workflow import plan_on_host
 
     base = tmp_path / "base"
     home = empty_root(base)
@@ -73,7 +73,7 @@ def test_real_process_killed_after_random_delays_always_leaves_old_or_new_tables
     old_table = (home / "passwd.cdb").read_bytes()
     big = tmp_path / "big.yaml"
     big.write_text(CONFIG + "".join(f"      u{i}: {{password: null}}\n" for i in range(1500)))
-    monkeypatch.setattr(writer, "STALE_AFTER", 0.0)
+    monkeypatch.setattr(atomic, "STALE_AFTER", 0.0)
     rng = random.Random(5)
     for attempt in range(4):
         root = tmp_path / f"run{attempt}"

@@ -3,6 +3,7 @@ and the fast gate agreeing with jsonschema."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jsonschema
@@ -10,9 +11,12 @@ import pytest
 
 from tests.desired.test_corpus import DATA
 from vmreconcile.desired import schema as schema_module
+from vmreconcile.desired import schemagen, units
+from vmreconcile.desired.spec import YAML_USER_FIELDS
 from vmreconcile.desired.yamlread import read_yaml
 from vmreconcile.formats.config import OPTIONS
 from vmreconcile.formats.hashing import SCHEMES
+from vmreconcile.model import USER_FIELD_TABLE, USER_FIELDS
 
 
 def walk(node, path=()):
@@ -73,3 +77,38 @@ def test_the_schema_file_is_where_editors_find_it():
     line = example.read_text().splitlines()[0]
     assert line == "# yaml-language-server: $schema=../schemas/vmreconcile.schema.json"
     assert (example.parent / "../schemas/vmreconcile.schema.json").resolve() == path.resolve()
+
+
+@pytest.mark.parametrize("name", sorted(schemagen.GENERATORS))
+def test_the_schema_files_are_generated_from_the_field_and_option_tables(name):
+    """The user/alias entries and options of both schemas come from the tables in the code:
+    run ``python -m vmreconcile.desired.schemagen`` after changing a table."""
+    path = schema_module.resources.schema_path(name)
+    assert path.read_text("utf-8") == schemagen.regenerated(path), f"{name} is out of date"
+
+
+def test_every_yaml_user_field_is_in_the_schema_the_spec_and_the_semantic_checks():
+    schema = schema_module.load_schema()
+    yaml_fields = [f.name for f in sorted((f for f in USER_FIELD_TABLE if f.yaml_rank), key=lambda f: f.yaml_rank)]
+    assert list(schema["$defs"]["alias"]["properties"]) == yaml_fields
+    assert list(schema["$defs"]["user"]["properties"]) == [*yaml_fields, "aliases"]
+    assert list(YAML_USER_FIELDS) == yaml_fields
+    show = json.loads(schema_module.resources.schema_path("show.schema.json").read_text())
+    assert show["$defs"]["user"]["required"] == list(USER_FIELDS)
+    # every unit has a schema, and every number unit a parser and an export spelling
+    for field in USER_FIELD_TABLE:
+        assert field.unit in schemagen.SHOW_UNITS
+        assert field.unit == "key" or field.unit in schemagen.CONFIG_UNITS
+        assert (field.unit in units.PARSERS) == (field.unit in units.FORMATS)
+
+
+def test_a_user_spec_takes_exactly_the_table_fields():
+    from vmreconcile.desired.spec import UNSET, UserSpec
+
+    spec = UserSpec("me", hard_quota=5)
+    assert spec.hard_quota == 5 and spec.given == {"hard_quota": 5}
+    assert all(getattr(spec, name) is UNSET for name in YAML_USER_FIELDS if name != "hard_quota")
+    assert spec.with_changes(personal="x").given == {"hard_quota": 5, "personal": "x"}
+    assert spec.with_changes(personal="x") != spec and spec.with_changes() == spec
+    with pytest.raises(TypeError, match="unknown fields"):
+        UserSpec("me", hardquota=5)

@@ -127,3 +127,26 @@ def test_edits_keep_every_line_they_do_not_own():
 )
 def test_userdir_confirmed_examples(name, bits, slices, expected):
     assert userdir(name, "users/", bits, slices) == expected
+
+
+def test_the_control_file_registry_names_each_file_once_with_its_rules():
+    assert list(control.CONTROL_FILES) == ["rcpthosts", "morercpthosts", "virtualdomains", "locals", "me"]
+    assert [f.name for f in control.MANAGED_FILES] == ["virtualdomains", "rcpthosts", "morercpthosts"]
+    assert control.RCPTHOSTS_FILES == ("rcpthosts", "morercpthosts")
+    after = {f.name: f.after_write for f in control.CONTROL_FILES.values() if f.after_write}
+    assert after == {"virtualdomains": control.RELOAD, "morercpthosts": control.NEWMRH}
+
+
+@pytest.mark.parametrize(
+    "shape, line, key",
+    [
+        (control.MAP, "Example.ORG:base ", "example.org"),
+        (control.MAP, ":alias-only", None),
+        (control.MAP, "no colon", None),
+        (control.HOSTS, "  Example.ORG ", "example.org"),
+        (control.HOSTS, "  # a comment", None),
+        (control.HOSTS, "", None),
+    ],
+)
+def test_line_keys_follow_the_readers(shape, line, key):
+    assert control.line_key(shape, line) == key

@@ -42,9 +42,7 @@ def test_adopting_every_fixture_step_plans_no_changes(step, tmp_path):
 def edited(live: HostState, name: str, **fields) -> Spec:
     spec = spec_from_state(live)
     domain = spec.domains[0]
-    users = tuple(
-        UserSpec(**{**{f: getattr(u, f) for f in u.__slots__}, **fields}) if u.name == name else u for u in domain.users
-    )
+    users = tuple(u.with_changes(**fields) if u.name == name else u for u in domain.users)
     from dataclasses import replace
 
     return replace(spec, domains=(replace(domain, users=users),))
@@ -203,7 +201,7 @@ def test_changes_count_towards_the_brake_too():
     from dataclasses import replace
 
     domain = spec.domains[0]
-    users = tuple(replace(u, personal="x") if i < 4 else u for i, u in enumerate(domain.users))
+    users = tuple(u.with_changes(personal="x") if i < 4 else u for i, u in enumerate(domain.users))
     plan = build_plan(
         replace(spec, domains=(replace(domain, users=users, options={"postmaster-aliases": ()}),)),
         live,

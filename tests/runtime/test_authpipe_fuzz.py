@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import redirect_stderr
 
 import pytest
-from conftest import build_step_root
+from conftest import build_step_root, unrooted_sandbox
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_authpipe_support import DOMAIN, STEP, world_dir
@@ -157,8 +157,24 @@ def test_launcher_never_prints_a_traceback() -> None:
             split_replies(result.stdout)
 
 
-@settings(max_examples=100, deadline=None)
+@pytest.fixture(scope="module")
+def unrooted_host() -> Iterator[Host]:
+    """The fixture world without --root: accounts through (a stand-in for) ``pwd``, so the
+    test reads none of the machine's accounts, homes or /etc/vmailmgr."""
+    with world_dir("vmr-authpipe-fuzzu-") as top:
+        build_step_root(STEP, top / "root")
+        with unrooted_sandbox(top / "root") as host:
+            yield host
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(requests, st.binary(max_size=80)).filter(lambda r: not r.startswith(b"PASSWD")), max_size=6))
-def test_unrooted_lookups(batch: list[bytes]) -> None:
-    """The real ``pwd``/NSS path (no --root): names with NUL, surrogates or odd bytes never crash it."""
-    check(Host(None), b"".join(batch))
+def test_unrooted_lookups(unrooted_host: Host, batch: list[bytes]) -> None:
+    """The unrooted (``pwd``) path: names with NUL, surrogates or odd bytes never crash it."""
+    check(unrooted_host, b"".join(batch))
+
+
+def test_the_unrooted_sandbox_finds_the_fixture_accounts(unrooted_host: Host) -> None:
+    """The fuzzing above reaches real lookups: a correct login succeeds through ``pwd``."""
+    code, replies = check(unrooted_host, _auth("imap", "login", f"me@{DOMAIN}", "secret"))
+    assert code == authpipe.EXIT_EOF and replies[0].startswith(b"UID=")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_PASSWORDS, IS_ROOT, build_step_root
+from conftest import FIXTURE_PASSWORDS, IS_ROOT, build_step_root, unrooted_sandbox
 from test_authpipe_support import DOMAIN, STEP, chown_tree, world_dir
 
 from vmreconcile.formats.cdb import CdbReader, build_cdb
@@ -151,9 +151,10 @@ def test_auth_pre_and_failures(host: Host) -> None:
     assert out == me + b"FAIL\n" + bob + b"FAIL\n" + b"FAIL\n" + b"FAIL\n" + alice.encode() + b"FAIL\n"
 
 
-def test_nul_in_a_name_is_refused_not_a_crash() -> None:
-    """Unrooted (the real pwd module, read-only lookups): getpwnam() raises on NUL; we answer FAIL."""
-    code, out = serve(Host(None), auth("x\0y", "p") + b"PRE . imap a\0b@example.org\n")
+def test_nul_in_a_name_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """Unrooted (``pwd`` lookups, in a sandbox): getpwnam() raises on NUL; we answer FAIL."""
+    with unrooted_sandbox(tmp_path) as host:
+        code, out = serve(host, auth("x\0y", "p") + b"PRE . imap a\0b@example.org\n")
     assert (code, out) == (0, b"FAIL\nFAIL\n")
 
 

@@ -23,15 +23,15 @@ from pathlib import Path
 
 from ..formats.cdb import CdbReader, build_cdb
 from ..formats.config import PASSWD_CHANGEABLE, layered_value, render_option
-from ..formats.control import render_lines
+from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD, render_lines
 from ..formats.vpwentry import decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ..model import Domain, to_bytes
 from ..plan.changes import Change, Plan, table_digest
 from ..tables import read_regular
+from ..workflow import configured_qmail_root
 from . import writer
 from .crashpoint import checkpoint
-from .session import configured_qmail_root
 from .writer import Owner, UnsafePath
 
 Log = Callable[[str], None]
@@ -49,36 +49,86 @@ class ApplyResult:
     written: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Unit:
-    key: tuple
+# -- what one unit writes: one small record per kind, so dispatch reads names, not tuple slots --
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionFile:
+    """One option file: global (``domain`` None, ``/etc/vmailmgr``) or a domain's ``~/.vmailmgr``."""
+
+    domain: str | None
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainSetup:
+    """What vsetup does for a domain, minus the table: ``users/`` and ``.qmail-default``."""
+
+    domain: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaildirCreate:
+    domain: str
+    directory: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaildirPurge:
+    domain: str
+    directory: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableFile:
+    """A domain's ``passwd.cdb``: every change to its entries goes out in one rewrite."""
+
+    domain: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlFileTarget:
+    name: str
+
+
+Target = OptionFile | DomainSetup | MaildirCreate | MaildirPurge | TableFile | ControlFileTarget
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unit:
+    """One file or directory to write, with the changes that made it necessary."""
+
+    target: Target
     label: str
     changes: tuple[Change, ...]
 
 
-def group_units(changes: tuple[Change, ...]) -> list[_Unit]:
+def unit_target(change: Change) -> tuple[Target, str]:
+    """The file or directory ``change`` writes, and its label for messages."""
+    domain = change.domain or ""
+    if change.type == "option":
+        return OptionFile(domain=change.domain, name=change.target or ""), change.address
+    if change.type == "domain":
+        return DomainSetup(domain=domain), f"{domain}: domain setup"
+    if change.type == "maildir":
+        kind = MaildirCreate if change.action == "create" else MaildirPurge
+        return kind(domain=domain, directory=change.target or ""), change.address
+    if change.type in ("user", "alias"):
+        return TableFile(domain=domain), f"{domain}: table"
+    return ControlFileTarget(name=change.target or ""), f"control/{change.target}"
+
+
+def group_units(changes: tuple[Change, ...]) -> list[Unit]:
     """One unit per file or directory to write, in the order of its first change."""
-    order: list[tuple] = []
-    members: dict[tuple, list[Change]] = {}
-    labels: dict[tuple, str] = {}
+    members: dict[Target, list[Change]] = {}
+    labels: dict[Target, str] = {}
     for change in changes:
-        if change.type == "option":
-            key: tuple = ("option", change.domain, change.target)
-            label = change.address
-        elif change.type == "domain":
-            key, label = ("domain", change.domain), f"{change.domain}: domain setup"
-        elif change.type == "maildir":
-            key, label = ("maildir", change.action, change.domain, change.target), change.address
-        elif change.type in ("user", "alias"):
-            key, label = ("table", change.domain), f"{change.domain}: table"
-        else:
-            key, label = ("control", change.target), f"control/{change.target}"
-        if key not in members:
-            order.append(key)
-            members[key] = []
-            labels[key] = label
-        members[key].append(change)
-    return [_Unit(k, labels[k], tuple(members[k])) for k in order]
+        target, label = unit_target(change)
+        if target not in members:
+            members[target] = []
+            labels[target] = label
+        members[target].append(change)
+    return [Unit(target=t, label=labels[t], changes=tuple(members[t])) for t in members]
 
 
 class Executor:
@@ -120,20 +170,20 @@ class Executor:
 
     # -- units -------------------------------------------------------------------------------
 
-    def run(self, unit: _Unit) -> None:
-        kind = unit.key[0]
-        if kind == "option":
-            self.write_option(unit.key[1], unit.key[2])
-        elif kind == "domain":
-            self.setup_domain(self.domain(unit.key[1]))
-        elif kind == "maildir" and unit.key[1] == "create":
-            self.make_maildir(self.domain(unit.key[2]), unit.key[3])
-        elif kind == "maildir":
-            self.purge_maildir(self.domain(unit.key[2]), unit.key[3])
-        elif kind == "table":
-            self.write_table(self.domain(unit.key[1]), unit.changes)
-        else:
-            self.write_control(unit.key[1])
+    def run(self, unit: Unit) -> None:
+        match unit.target:
+            case OptionFile(domain=domain, name=name):
+                self.write_option(domain, name)
+            case DomainSetup(domain=domain):
+                self.setup_domain(self.domain(domain))
+            case MaildirCreate(domain=domain, directory=directory):
+                self.make_maildir(self.domain(domain), directory)
+            case MaildirPurge(domain=domain, directory=directory):
+                self.purge_maildir(self.domain(domain), directory)
+            case TableFile(domain=domain):
+                self.write_table(self.domain(domain), unit.changes)
+            case ControlFileTarget(name=name):
+                self.write_control(name)
         self.result.written.append(unit.label)
 
     def write_option(self, domain_name: str | None, name: str) -> None:
@@ -170,7 +220,7 @@ class Executor:
             os.close(dir_fd)
 
     def setup_domain(self, domain: Domain) -> None:
-        """What vsetup does, minus the table: ``users/`` 0755 and ``.qmail-default`` 0644 (§8.3)."""
+        """What vsetup does, minus the table: ``users/`` 0755 and ``.qmail-default`` 0644 ([compat: admin-tools])."""
         base_user = self.host.base_user(domain.base_user)
         owner = self.owner(base_user)
         home_fd = self.open_home(base_user)
@@ -199,7 +249,7 @@ class Executor:
             os.close(home_fd)
 
     def make_maildir(self, domain: Domain, directory: str, with_subdirs: bool = True) -> None:
-        """``mkdirp(dir, 0700)`` with 0755 parents, then cur/new/tmp 0755 (§8.2)."""
+        """``mkdirp(dir, 0700)`` with 0755 parents, then cur/new/tmp 0755 ([compat: admin-tools])."""
         base_user = self.host.base_user(domain.base_user)
         owner = self.owner(base_user)
         try:
@@ -228,7 +278,7 @@ class Executor:
 
     def write_table(self, domain: Domain, changes: tuple[Change, ...]) -> None:
         base_user = self.host.base_user(domain.base_user)
-        for change in changes:  # vadduser makes the directory even for an alias (§8.4)
+        for change in changes:  # vadduser makes the directory even for an alias
             if change.action == "create" and not change.after.get("has_mailbox") and change.after.get("directory"):
                 directory = change.after["directory"]
                 if not directory.startswith("/"):
@@ -401,9 +451,10 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
     if progress is not None:
         progress(len(units), len(units), "done")
     touched = {c.target for c in plan.changes if c.type == "control_line"}
-    if "morercpthosts" in touched:
+    actions = {CONTROL_FILES[name].after_write for name in touched if name in CONTROL_FILES}
+    if NEWMRH in actions:
         run_newmrh(host, runner)
-    if "virtualdomains" in touched:
+    if RELOAD in actions:
         run_reload(host, plan.reload_command, runner)
     return runner.result
 
@@ -411,7 +462,7 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
 def run_newmrh(host: Host, runner: Executor) -> None:
     """``morercpthosts`` is read through its cdb: rebuild it with qmail-newmrh."""
     program = host.qmail_root() / "bin" / "qmail-newmrh"
-    if host.is_rooted:
+    if host.root is not None:
         runner.note(
             f"morercpthosts changed: run {Path('/', *program.relative_to(host.root).parts)} on the "
             "real host (not run under --root)"

@@ -1,60 +1,32 @@
-"""Atomic, crash-safe, symlink-proof writes inside directories other users control.
+"""Crash-safe, symlink-proof writes inside directories other users control.
 
-Every file is written as: exclusive temp file in the same directory (``O_EXCL|O_NOFOLLOW``),
-write, ``fchmod``/``fchown`` on the descriptor, ``fsync``, ``rename`` over the target, ``fsync``
-of the directory. A rename replaces a planted symlink or hardlink instead of writing through
-it, and modes/owners are set on descriptors we created, never on a path.
+Every file is replaced by `atomic.write_file_at` (exclusive temp file, ``fsync``, ``rename``,
+``fsync`` of the directory; modes and owners set on descriptors, never on paths), here with
+the crash checkpoints the crash-safety tests kill at.
 
 Paths inside a base user's home are walked one component at a time with ``openat``-style
 calls (``dir_fd``) and ``O_NOFOLLOW|O_DIRECTORY``: a symlinked ``users/`` or maildir parent is
 refused (`UnsafePath`), never followed.
-
-The table's temp file is VMailMgr's own ``passwd.cdb.tmp`` (reference §1.1), whose ``O_EXCL``
-creation is VMailMgr's only lock. We hold an ``flock`` on it while writing; a temp file that
-nobody holds and that has not changed for `STALE_AFTER` seconds is a leftover of a crash: it
-is removed with a message, so the next run after a SIGKILL converges without help. A young
-unlocked one may be a running ``vadduser`` (which does not flock): we wait for it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
-from ..tables import STALE_AFTER, clear_stale_temp, write_all
+from .. import atomic
+from ..atomic import Owner, TempBusy, acquire_temp
 from .crashpoint import checkpoint
 
-#: Seconds after which an unlocked temp file is considered left over by a crash.
-#: How long to wait for a temp file another writer holds.
-TEMP_TIMEOUT = 30.0
+__all__ = ["Owner", "TempBusy", "UnsafePath", "acquire_temp", "open_dir", "walk_dirs", "write_file_at"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class UnsafePath(OSError):
     """A path component is a symlink or not what it must be; nothing was written through it."""
-
-
-class TempBusy(OSError):
-    """Another writer (vadduser, another tool) keeps the temp file; try again later."""
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    uid: int
-    gid: int
-
-
-Log = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def open_dir(
@@ -142,82 +114,9 @@ def walk_dirs(
         raise
 
 
-def acquire_temp(
-    dir_fd: int,
-    tmpname: str,
-    *,
-    where: str,
-    log: Log = _quiet,
-    stale_after: float | None = None,
-    timeout: float | None = None,
-) -> int:
-    """Create ``tmpname`` exclusively and flock it; clear a stale leftover first.
-
-    Returns the fd (write-only, flocked). Raises `TempBusy` if a live writer keeps it.
-    """
-    stale_after = STALE_AFTER if stale_after is None else stale_after
-    deadline = time.monotonic() + (TEMP_TIMEOUT if timeout is None else timeout)
-    while True:
-        try:
-            fd = os.open(
-                tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
-            )
-        except FileExistsError:
-            if clear_stale_temp(dir_fd, tmpname, stale_after, lambda text: log(text.replace(tmpname, where, 1))):
-                continue
-            if time.monotonic() > deadline:
-                raise TempBusy(
-                    errno.EBUSY,
-                    f"{where}: exists and another writer (vadduser, vmreconcile) is still using it; try again later",
-                ) from None
-            time.sleep(0.05)
-            continue
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return fd
-
-
-def write_file_at(
-    dir_fd: int,
-    name: str,
-    data: bytes,
-    *,
-    mode: int,
-    owner: Owner | None,
-    where: str,
-    tmpname: str | None = None,
-    log: Log = _quiet,
-    precheck: Callable[[], None] | None = None,
-) -> None:
-    """Atomically replace ``name`` in ``dir_fd`` with ``data`` (exact mode and owner).
-
-    A symlink or hardlink at ``name`` is replaced, never written through. ``precheck`` runs
-    once the temp file (the writers' lock) is held and may raise to abandon the write.
-    """
-    tmpname = tmpname or f".{name}.vmreconcile-tmp"
-    fd = acquire_temp(dir_fd, tmpname, where=f"{where}/{tmpname}" if where else tmpname, log=log)
-    renamed = False
-    try:
-        if precheck is not None:
-            precheck()
-        checkpoint(f"{name}: temp created")
-        half = len(data) // 2
-        write_all(fd, data[:half])
-        checkpoint(f"{name}: half written")
-        write_all(fd, data[half:])
-        os.fchmod(fd, mode)
-        if owner is not None:
-            os.fchown(fd, owner.uid, owner.gid)
-        os.fsync(fd)
-        checkpoint(f"{name}: temp synced")
-        os.rename(tmpname, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        renamed = True
-        checkpoint(f"{name}: renamed")
-        os.fsync(dir_fd)
-    finally:
-        if not renamed:
-            with contextlib.suppress(OSError):
-                os.unlink(tmpname, dir_fd=dir_fd)
-        os.close(fd)
+def write_file_at(dir_fd: int, name: str, data: bytes, **options: Any) -> None:
+    """`atomic.write_file_at` with this package's crash checkpoints (see `crashpoint`)."""
+    atomic.write_file_at(dir_fd, name, data, checkpoint=checkpoint, **options)
 
 
 def file_info(dir_fd: int, name: str) -> os.stat_result | None:

@@ -15,12 +15,12 @@ import typer
 
 from ..apply import lock
 from ..apply.execute import ApplyResult, execute
-from ..apply.session import plan_on_host, read_live_for_plan
 from ..host import Host
 from ..plan.changes import Plan
 from ..plan.checksum import state_checksum
 from ..plan.planfile import PlanFileError, load_plan
 from ..plan.render import render_text
+from ..workflow import plan_on_host, read_live_for_plan
 from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
 
 
@@ -104,7 +104,7 @@ def apply_command(
                 )
             run_apply(host, plan, yes=yes, force=force)
     except lock.LockTimeout as exc:
-        raise fail(exc.strerror) from None
+        raise fail(exc.strerror or str(exc)) from None
     except PLAN_ERRORS as exc:
         raise fail(error_text(exc)) from None
 

@@ -18,13 +18,13 @@ import typer
 
 from ..apply.execute import execute
 from ..apply.lock import global_lock
-from ..apply.session import plan_on_host
 from ..desired.load import check_config
 from ..desired.semantics import summary
 from ..desired.spec import Spec
 from ..host import Host
 from ..plan.render import render_text
 from ..resources import examples_dir
+from ..workflow import plan_on_host
 from .plan import PLAN_ERRORS, error_text, fail, style_for_tty
 
 EXAMPLE = "howto.yaml"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
 
+from ..atomic import write_file
 from ..desired.export import ExportError, export_yaml
 from ..live import read_live_state
 from .common import fail, host_of
@@ -40,23 +39,9 @@ def export(
         sys.stdout.write(text)
         return
     try:
-        _write_atomically(output, text)
+        write_file(output, text.encode("utf-8"), mode=0o644)  # never half a config in a checkout
     except OSError as exc:
         raise fail(f"{output}: {exc.strerror}") from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Never leave a half-written config behind (the file may be in a git checkout)."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fp:
-            fp.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def register(app: typer.Typer) -> None:

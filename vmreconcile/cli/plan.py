@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import TextIO
 
 import typer
 
-from ..apply.session import load_config, plan_on_host
 from ..desired.spec import Spec
 from ..formats.cdb import CdbError
 from ..formats.hashing import HashingError
@@ -28,6 +29,7 @@ from ..plan.planfile import save_plan
 from ..plan.render import render_json, render_markdown, render_text
 from ..plan.resolve import ResolveError
 from ..tables import TableError
+from ..workflow import load_config, plan_on_host
 from .common import fail, host_of
 
 DEFAULT_CONFIG = Path("vmreconcile.yaml")
@@ -103,12 +105,12 @@ def make_plan(
 
 
 def _secrets(spec: Spec, config: Path):
-    from ..apply.session import config_dir, secret_reader
+    from ..workflow import config_dir, secret_reader
 
     return secret_reader(config_dir(spec, config.resolve().parent))
 
 
-def style_for_tty(stream) -> callable:
+def style_for_tty(stream: TextIO) -> Callable[[str, str], str]:
     """Colour only when writing to a terminal."""
     if stream.isatty():
         return lambda text, colour: typer.style(text, fg=colour)

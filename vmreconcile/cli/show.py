@@ -27,7 +27,7 @@ class ShowFormat(StrEnum):
 
 
 def render_text(state: HostState) -> str:
-    """One block per domain, its users listed as VMailMgr's ``listvdomain`` prints them (§8.11)."""
+    """One block per domain, its users listed as VMailMgr's ``listvdomain`` prints them ([compat: admin-tools])."""
     out = []
     for domain in state.domains:
         out.append(_domain_heading(domain))

@@ -1,7 +1,7 @@
 """The live model as configuration YAML: adopting an existing VMailMgr install (pure).
 
 Every live entry is described exactly: a field is written when it differs from what the
-planner would give a *new* entry (VMailMgr's defaults, §1.7/§1.8), and ``created`` always, so
+planner would give a *new* entry (VMailMgr's defaults, ``newentry.py``), and ``created`` always, so
 the file rebuilds the same table on an empty host and changes nothing on the host it came
 from. Entries with a mailbox go under ``users:``, the rest under ``aliases:``; table order is
 kept within each section. Stored hashes are written as they are (``$0$`` ones too; validate
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 import yaml
 
 from ..formats import control as ctl
-from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value
-from ..formats.userdir import userdir
-from ..model import UINT_MAX, Domain, HostState, OptionValue, VirtualUser, ascii_lower
+from ..formats.config import LIST, OPTIONS, UNSIGNED
+from ..model import USER_FIELD_TABLE, Domain, HostState, OptionValue, VirtualUser, ascii_lower
+from ..newentry import DomainDefaults, vadduser_extras
 from . import units
 
 DEFAULT_BINDIR = "/usr/local/bin"
@@ -94,11 +94,11 @@ def _options(options: Mapping[str, OptionValue]) -> dict[str, object]:
 
 
 def _rcpthosts_file(domain: Domain, control: Mapping[str, tuple[str, ...]]) -> str:
-    main = set(ctl.host_lines(control.get("rcpthosts", ())))
-    more = set(ctl.host_lines(control.get("morercpthosts", ())))
-    if domain.name not in main and domain.name in more:
-        return "morercpthosts"
-    return "rcpthosts"
+    """The first host file that lists the domain's name (the first one when none does)."""
+    for name in ctl.RCPTHOSTS_FILES:
+        if domain.name in ctl.host_lines(control.get(name, ())):
+            return name
+    return ctl.RCPTHOSTS_FILES[0]
 
 
 def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, object]:
@@ -107,11 +107,13 @@ def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, obj
         out["wildcard"] = True
     if domain.domain_aliases:
         out["domain_aliases"] = list(domain.domain_aliases)
-    if _rcpthosts_file(domain, state.control) == "morercpthosts":
-        out["rcpthosts_file"] = "morercpthosts"
+    rcpthosts_file = _rcpthosts_file(domain, state.control)
+    if rcpthosts_file != ctl.RCPTHOSTS_FILES[0]:
+        out["rcpthosts_file"] = rcpthosts_file
     if domain.options:
         out["options"] = _options(domain.options)
-    defaults = _Defaults(domain.options, state.options)
+    defaults = DomainDefaults(domain.options, state.options)
+    clock = clock_fields(defaults)
     extras = vadduser_extras(domain.users, defaults)
     absorbed = {alias for names in extras.values() for alias in names}
     users: dict[str, object] = {}
@@ -121,7 +123,7 @@ def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, obj
             continue
         kind = "user" if user.has_mailbox else "alias"
         name = typed_name(user, defaults)
-        fields = entry_fields(user, kind, name, defaults)
+        fields = entry_fields(user, kind, name, defaults, clock)
         if user.name in extras:  # right after the password, where `vadduser NAME ALIAS...` reads
             head = {"password": fields.pop("password")} if "password" in fields else {}
             fields = {**head, "aliases": extras[user.name], **fields}
@@ -133,96 +135,46 @@ def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, obj
     return out
 
 
-class _Defaults:
-    """What the planner gives a new entry of one domain (the options that shape it)."""
-
-    def __init__(self, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> None:
-        def get(name: str):
-            return layered_value(name, domain_options, global_options)
-
-        self.user_dir, self.bits, self.slices = get("user-dir"), get("user-dir-bits"), get("user-dir-slices")
-        self.limits = {
-            "hard_quota": get("default-hardquota"),
-            "soft_quota": get("default-softquota"),
-            "message_size_limit": get("default-msgsize"),
-            "message_count_limit": get("default-msgcount"),
-        }
-        self.limits = {k: (None if v == UINT_MAX else v) for k, v in self.limits.items()}
-        self.default_expiry = get("default-expiry")
-
-    def directory(self, name: str) -> str:
-        return "./" + userdir(name, self.user_dir, self.bits, self.slices)
-
-
-def vadduser_extras(entries: tuple[VirtualUser, ...], defaults: _Defaults) -> dict[str, list[str]]:
-    """User key -> the aliases ``vadduser USER ALIAS...`` made with it, written as ``aliases: [...]``.
-
-    Only entries exactly as vadduser makes them qualify (``*``, ``userdir(alias)`` without
-    ``./``, no mailbox, forwarding to the user alone, the defaults, the user's creation second)
-    and only when they follow the user in the table: the planner then rebuilds them in place.
-    """
-    extras: dict[str, list[str]] = {}
-    for index, user in enumerate(entries):
-        if not user.has_mailbox:
-            continue
-        following = index + 1
-        while following < len(entries) and _is_extra_of(entries[following], user, defaults):
-            extras.setdefault(user.name, []).append(entries[following].name)
-            following += 1
-    return extras
-
-
-def _is_extra_of(alias: VirtualUser, user: VirtualUser, defaults: _Defaults) -> bool:
-    expires = None
-    if defaults.default_expiry != UINT_MAX and alias.created + defaults.default_expiry < UINT_MAX:
-        expires = alias.created + defaults.default_expiry
-    return (
-        alias.forwards == (user.name,)
-        and alias.password == "*"
-        and not alias.has_mailbox
-        and alias.directory == userdir(alias.name, defaults.user_dir, defaults.bits, defaults.slices)
-        and alias.mailbox_enabled
-        and not alias.personal
-        and alias.created == user.created
-        and alias.expires == expires
-        and all(getattr(alias, field) == value for field, value in defaults.limits.items())
-    )
-
-
-def typed_name(user: VirtualUser, defaults: _Defaults) -> str:
+def typed_name(user: VirtualUser, defaults: DomainDefaults) -> str:
     """The name as it was typed, when the directory shows it (``Henry:Ford`` -> ``Henry.Ford``)."""
     tail = user.directory.rstrip("/").rsplit("/", 1)[-1].replace(":", ".")
     if tail != user.name and ascii_lower(tail) == user.name:
-        plain = userdir(tail, defaults.user_dir, defaults.bits, defaults.slices)
+        plain = defaults.userdir(tail)
         if user.directory in (plain, "./" + plain):
             return tail
     return user.name
 
 
-def entry_fields(user: VirtualUser, kind: str, name: str, defaults: _Defaults) -> dict[str, object]:
-    """The fields of ``user`` that differ from a new ``kind`` entry named ``name``, plus created."""
+#: The user fields a YAML entry carries, in the order export writes them.
+_YAML_FIELDS = tuple(sorted((f for f in USER_FIELD_TABLE if f.yaml_rank), key=lambda f: f.yaml_rank))
+
+
+def clock_fields(defaults: DomainDefaults) -> frozenset[str]:
+    """Fields whose new-entry value depends on the second the entry is made (``created``, and
+    ``expires`` under a ``default-expiry``): export always writes them, since resolve would
+    give a rebuilt entry the time of the rebuild."""
+    early, late = defaults.new_user("x", 0), defaults.new_user("x", 1)
+    return frozenset(f.name for f in _YAML_FIELDS if getattr(early, f.name) != getattr(late, f.name))
+
+
+def entry_fields(
+    user: VirtualUser, kind: str, name: str, defaults: DomainDefaults, clock: frozenset[str] | None = None
+) -> dict[str, object]:
+    """The fields of ``user`` that differ from a new ``kind`` entry named ``name`` (the field
+    table's export rule), plus the clock-dependent ones, each spelled as its unit reads back."""
+    clock = clock_fields(defaults) if clock is None else clock
+    fresh = defaults.new_of_kind(kind, name, user.created)
     out: dict[str, object] = {}
-    if user.password != "*":
-        out["password"] = user.password
-    if kind == "alias" or user.forwards:
-        out["forwards"] = list(user.forwards)
-    if user.directory != defaults.directory(name):
-        out["directory"] = user.directory
-    if user.has_mailbox != (kind == "user"):
-        out["has_mailbox"] = user.has_mailbox
-    if not user.mailbox_enabled:
-        out["mailbox_enabled"] = False
-    if user.personal:
-        out["personal"] = user.personal
-    for field in ("hard_quota", "soft_quota", "message_size_limit"):
-        value = getattr(user, field)
-        if value != defaults.limits[field]:
-            out[field] = units.format_size(value)
-    if user.message_count_limit != defaults.limits["message_count_limit"]:
-        out["message_count_limit"] = units.format_count(user.message_count_limit)
-    out["created"] = units.format_time(user.created)
-    if user.expires is not None or defaults.default_expiry != UINT_MAX:
-        out["expires"] = units.format_expiry(user.expires)
+    for field in _YAML_FIELDS:
+        value = getattr(user, field.name)
+        if (
+            value == getattr(fresh, field.name)
+            and field.name not in clock
+            and not (field.export == "alias" and kind == "alias")
+        ):
+            continue
+        spell = units.FORMATS.get(field.unit)
+        out[field.name] = spell(value) if spell is not None else list(value) if isinstance(value, tuple) else value
     return out
 
 

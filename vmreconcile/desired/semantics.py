@@ -1,6 +1,6 @@
 """From a schema-shaped document to a `Spec`, checking what a schema cannot say.
 
-Names (§1.2), table keys that collide (``Me`` and ``me`` are one key), forwards that point
+Names ([compat: keys]), table keys that collide (``Me`` and ``me`` are one key), forwards that point
 nowhere, catch-alls that point nowhere, a domain name routed to two base users, sizes and
 dates that do not parse, and plaintext passwords. Warnings: VMailMgr's ``$0$`` "null crypt"
 (plaintext in disguise), a soft quota above the hard quota, an alias that drops mail.
@@ -16,11 +16,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value
+from ..formats.control import RCPTHOSTS_FILES
 from ..formats.hashing import looks_like_hash
 from ..formats.vpwentry import name_problem
-from ..model import OptionValue, ascii_lower
+from ..model import USER_FIELD_TABLE, OptionValue, ascii_lower
 from ..tables import password_file_problem
 from . import units
 from .errors import Diagnostic, PathPart
@@ -37,11 +39,12 @@ _NAME_BAD_CHARS = re.compile(r"[/:\n\r\t \x00]")
 _COMMON_HASH = re.compile(r"\$(?:y|6|5|1|2[aby])\$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BAD_ADDRESS_CHARS = re.compile(r"[\s\x00-\x1f\x7f,<>()\[\]\\\"]")
-#: Options VMailMgr reads before it switches to the domain's config (§3.1).
+#: Options VMailMgr reads before it switches to the domain's config ([compat: options]).
 GLOBAL_ONLY_OPTIONS = ("separators",)
 
-_TEXT_FIELDS = ("directory", "personal")
-_BOOL_FIELDS = ("has_mailbox", "mailbox_enabled")
+#: YAML key -> unit, for every user field a YAML entry may give (from the field table).
+_FIELD_UNITS = {f.name: f.unit for f in USER_FIELD_TABLE if f.yaml_rank}
+_LABELS = {f.name: f.label for f in USER_FIELD_TABLE}
 
 
 class _Checker:
@@ -134,7 +137,7 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
             check.warn(
                 here,
                 f"{name!r} is read from /etc/vmailmgr only (before the switch to the domain's "
-                "config, §3.1); a per-domain value has no effect",
+                "config); a per-domain value has no effect",
                 at_key=True,
             )
         if option.kind == LIST:
@@ -339,6 +342,7 @@ def _domain(
             )
             forward_checks.append((path + ("catch_all",), target))
 
+    assert isinstance(postmaster, tuple)
     local = set(names.keys) | {ascii_lower(a) for a in postmaster}
     for fpath, forward in forward_checks:
         problem = forward_problem(forward, local)
@@ -355,13 +359,18 @@ def _domain(
         prune=body.get("prune") is True,
         catch_all=catch_all,  # type: ignore[arg-type]
         users=tuple(entries),
-        rcpthosts_file=body.get("rcpthosts_file") if body.get("rcpthosts_file") == "morercpthosts" else "rcpthosts",
+        rcpthosts_file=_rcpthosts_file(body.get("rcpthosts_file")),
         position=locate(check.doc, path, at_key=True),
     )
 
 
+def _rcpthosts_file(value: object) -> Literal["rcpthosts", "morercpthosts"]:
+    """The host file a domain asks for (the schema reports other values; the default is the first)."""
+    return value if value in RCPTHOSTS_FILES else RCPTHOSTS_FILES[0]  # type: ignore[return-value]
+
+
 def forward_problem(forward: str, local_keys: set[str]) -> str | None:
-    """Why ``forward`` is not deliverable as VMailMgr reads it, or None (§1.7, §7.5)."""
+    """Why ``forward`` is not deliverable as VMailMgr reads it, or None ([compat: fields])."""
     if not forward:
         return "is empty"
     if _BAD_ADDRESS_CHARS.search(forward):
@@ -384,23 +393,13 @@ def forward_problem(forward: str, local_keys: set[str]) -> str | None:
     )
 
 
-_PARSERS = {
-    "hard_quota": (units.parse_size, "hard quota"),
-    "soft_quota": (units.parse_size, "soft quota"),
-    "message_size_limit": (units.parse_size, "message size limit"),
-    "message_count_limit": (units.parse_count, "message count limit"),
-    "created": (units.parse_time, "creation time"),
-    "expires": (units.parse_expiry, "expiry"),
-}
-
-
 def _entry(
     check: _Checker,
     name: str,
     kind: str,
     body: Mapping[str, object],
     path: tuple[PathPart, ...],
-    parent: YMap,
+    parent: Mapping[str, object],
     forward_checks: list[tuple[tuple[PathPart, ...], str]],
     aliases: tuple[str, ...] = (),
     forward_paths: dict[int, tuple[PathPart, ...]] | None = None,
@@ -408,31 +407,34 @@ def _entry(
     """One table entry. Loops over the keys present (usually a few), not over every field."""
     fields: dict[str, object] = {}
     for field, value in body.items():
-        if field in _PARSERS:
-            if isinstance(value, (dict, list, float, bool)) or (value is None and field != "expires"):
+        unit = _FIELD_UNITS.get(field)
+        if unit is None:
+            continue  # "aliases" (read by the caller) or a key the schema reports
+        if unit in units.PARSERS:
+            if isinstance(value, (dict, list, float, bool)) or (value is None and unit != "expiry"):
                 continue  # the schema reports wrong types
-            parsed = _parse_cached(check, field, value, path)
+            parsed = _parse_cached(check, field, unit, value, path)
             if parsed is not _FAILED:
                 fields[field] = parsed
-        elif field == "password":
-            password = _password(check, value, path + ("password",))
+        elif unit == "hash":
+            password = _password(check, value, path + (field,))
             if password is not None:
-                fields["password"] = password
-        elif field == "forwards":
+                fields[field] = password
+        elif unit == "addresses":
             if isinstance(value, list):
                 good = []
                 for index, forward in enumerate(value):
                     if isinstance(forward, str):
-                        fpath = forward_paths[index] if forward_paths else path + ("forwards", index)
+                        fpath = forward_paths[index] if forward_paths else path + (field, index)
                         forward_checks.append((fpath, forward))
                         good.append(forward)
-                fields["forwards"] = tuple(good)
-        elif field in _TEXT_FIELDS:
+                fields[field] = tuple(good)
+        elif unit == "text":
             if isinstance(value, str):
                 if "\0" in value:
                     check.error(path + (field,), "contains a NUL byte, which the table cannot store")
                 fields[field] = value
-        elif field in _BOOL_FIELDS and isinstance(value, bool):
+        elif unit == "flag" and isinstance(value, bool):
             fields[field] = value
     if "has_mailbox" in fields and fields["has_mailbox"] is True and fields.get("directory") == "":
         check.error(path + ("has_mailbox",), "an entry with an empty directory cannot have a mailbox")
@@ -440,8 +442,12 @@ def _entry(
         soft, hard = fields["soft_quota"], fields["hard_quota"]
         if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
             check.warn(path + ("soft_quota",), f"soft quota {soft} is above the hard quota {hard}")
-    mark = parent.keymarks.get(name)
-    position = Position(parent.file_of(name), mark.line + 1, mark.column + 1) if mark is not None else None
+    mark = parent.keymarks.get(name) if isinstance(parent, YMap) else None
+    position = (
+        Position(parent.file_of(name), mark.line + 1, mark.column + 1)
+        if mark is not None and isinstance(parent, YMap)
+        else None
+    )
     return UserSpec(name=name, kind=kind, aliases=aliases, position=position, **fields)  # type: ignore[arg-type]
 
 
@@ -449,14 +455,13 @@ _FAILED = object()
 _parse_memo: dict[tuple[str, object, type], object] = {}
 
 
-def _parse_cached(check: _Checker, field: str, value: object, path: tuple[PathPart, ...]) -> object:
+def _parse_cached(check: _Checker, field: str, unit: str, value: object, path: tuple[PathPart, ...]) -> object:
     """Parse a size/count/time; the same text (``1 GiB`` on 30,000 users) is parsed once."""
     key = (field, value, type(value))
     if key in _parse_memo:
         return _parse_memo[key]
-    parser, what = _PARSERS[field]
     try:
-        parsed = parser(value, what)
+        parsed = units.PARSERS[unit](value, _LABELS[field])
     except units.UnitError as exc:
         check.error(path + (field,), str(exc))
         return _FAILED

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..model import OptionValue
+from ..model import USER_FIELD_TABLE, OptionValue
 
 
 class _Unset:
@@ -68,30 +68,85 @@ class PasswordSpec:
     value: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+#: The user fields a YAML entry may give (``model.USER_FIELD_TABLE`` rows with a YAML key), in YAML order.
+YAML_USER_FIELDS = tuple(
+    f.name for f in sorted((f for f in USER_FIELD_TABLE if f.yaml_rank), key=lambda f: f.yaml_rank)
+)
+_YAML_USER_FIELD_SET = frozenset(YAML_USER_FIELDS)
+
+
 class UserSpec:
     """One table entry the YAML names: a user (``kind='user'``) or an alias (``kind='alias'``).
 
     ``aliases`` (users only) are extra names that forward to this user, made as VMailMgr's
-    ``vadduser NAME ALIAS...`` would. Every other field may be `UNSET`.
+    ``vadduser NAME ALIAS...`` would. The entry's fields (`YAML_USER_FIELDS`, from the field
+    table) are keyword arguments; ``given`` holds only those the YAML wrote, and reading any
+    other one as an attribute gives `UNSET`. ``password`` is a `PasswordSpec`, the other
+    fields model values (``forwards`` a tuple, limits ints or ``None``).
     """
 
+    __slots__ = ("name", "kind", "aliases", "position", "given")
     name: str
-    kind: Literal["user", "alias"] = "user"
-    password: PasswordSpec | _Unset = UNSET
-    aliases: tuple[str, ...] = ()
-    forwards: tuple[str, ...] | _Unset = UNSET
-    directory: str | _Unset = UNSET
-    has_mailbox: bool | _Unset = UNSET
-    mailbox_enabled: bool | _Unset = UNSET
-    personal: str | _Unset = UNSET
-    hard_quota: int | None | _Unset = UNSET
-    soft_quota: int | None | _Unset = UNSET
-    message_size_limit: int | None | _Unset = UNSET
-    message_count_limit: int | None | _Unset = UNSET
-    created: int | _Unset = UNSET
-    expires: int | None | _Unset = UNSET
-    position: Position | None = None
+    kind: Literal["user", "alias"]
+    aliases: tuple[str, ...]
+    position: Position | None
+    given: Mapping[str, object]
+
+    def __init__(
+        self,
+        name: str,
+        kind: Literal["user", "alias"] = "user",
+        *,
+        aliases: tuple[str, ...] = (),
+        position: Position | None = None,
+        **given: object,
+    ) -> None:
+        if not given.keys() <= _YAML_USER_FIELD_SET:
+            unknown = sorted(set(given) - _YAML_USER_FIELD_SET)
+            raise TypeError(f"UserSpec got unknown fields {unknown}")
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "kind", kind)
+        set_(self, "aliases", aliases)
+        set_(self, "position", position)
+        set_(self, "given", {k: v for k, v in given.items() if v is not UNSET})
+
+    def __getattr__(self, name: str) -> object:
+        if name in _YAML_USER_FIELD_SET:
+            return self.given.get(name, UNSET)
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("UserSpec is immutable; use with_changes()")
+
+    def with_changes(self, **changes: object) -> UserSpec:
+        """A copy with some fields (or ``name``/``kind``/``aliases``/``position``) replaced."""
+        head: dict[str, object] = {
+            "name": self.name,
+            "kind": self.kind,
+            "aliases": self.aliases,
+            "position": self.position,
+        }
+        given = dict(self.given)
+        for key, value in changes.items():
+            if key in head:
+                head[key] = value
+            else:
+                given[key] = value
+        return UserSpec(**head, **given)  # type: ignore[arg-type]
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.name, self.kind, self.aliases, self.position, tuple(sorted(self.given.items())))
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, UserSpec) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        given = "".join(f", {k}={v!r}" for k, v in self.given.items())
+        return f"UserSpec(name={self.name!r}, kind={self.kind!r}, aliases={self.aliases!r}{given})"
 
 
 @dataclass(frozen=True, slots=True)

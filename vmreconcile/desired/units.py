@@ -1,7 +1,7 @@
 """Sizes, counts and times as admins write them, and back (pure).
 
 VMailMgr stores every limit and time as a 32-bit unsigned decimal, with ``UINT_MAX`` (``-``)
-for "unlimited"/"never" (§1.4). YAML lets people write ``100 MiB``, ``unlimited``,
+for "unlimited"/"never" ([compat: record-format]). YAML lets people write ``100 MiB``, ``unlimited``,
 ``2027-06-30`` or ``never`` instead; this module turns those into the model's ints (``None``
 for unlimited/never) and, for ``export``, turns model values back into the most readable
 spelling that parses to exactly the same value. Every parser raises `UnitError` with a
@@ -177,3 +177,10 @@ def format_time(value: int) -> str | int:
 
 def format_expiry(value: int | None) -> str | int:
     return "never" if value is None else format_time(value)
+
+
+#: A user field's unit (``model.USER_FIELD_TABLE``) -> its YAML parser ``(value, what)``, for the
+#: units that are numbers; the other units (text, flags, addresses, hashes) are read as they are.
+PARSERS = {"size": parse_size, "count": parse_count, "time": parse_time, "expiry": parse_expiry}
+#: A unit -> the spelling `export` writes (the inverse of `PARSERS`).
+FORMATS = {"size": format_size, "count": format_count, "time": format_time, "expiry": format_expiry}

@@ -220,7 +220,7 @@ def _build(text: str, name: str, duplicates: list[Diagnostic]) -> object:
         kind = type(event)
         if kind is scalar_event:
             mark = event.start_mark
-            value: object = event.value
+            value: Any = event.value
             tag = event.tag
             if frame is not None and frame[1] and frame[2] is None:  # a mapping key: its text as written
                 if tag is not None and tag not in (_STR, "!"):

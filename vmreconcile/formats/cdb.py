@@ -1,4 +1,4 @@
-"""Constant databases exactly as VMailMgr writes them (reference §2).
+"""Constant databases exactly as VMailMgr writes them ([compat: cdb]).
 
 djb's cdb layout, with one twist: VMailMgr's hash reads key bytes through a signed ``char``,
 so a byte >= 0x80 is XORed in as ``0xFFFFFF00 | b``. For 7-bit keys the two hashes agree; a
@@ -16,6 +16,8 @@ import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from mmap import mmap
+    from typing import Any
 
 HEADER_SIZE = 2048
 _PAIR = struct.Struct("<II")
@@ -106,7 +108,7 @@ _cdbx_module: object | None = None
 _cdbx_tried = False
 
 
-def _load_cdbx():
+def _load_cdbx() -> Any:
     """The optional ``cdbx`` C extension, imported on first use (the runtime copy never has it)."""
     global _cdbx_module, _cdbx_tried
     if not _cdbx_tried:
@@ -124,10 +126,10 @@ class CdbReader:
     """Read a cdb held in memory (bytes or an ``mmap``), checking every pointer it follows.
 
     A lookup tries VMailMgr's signed hash first, then the standard one (so tables written by
-    a standard cdbmake also work, §2: "a reader should try the signed variant first").
+    a standard cdbmake also work: a reader tries the signed variant first).
     """
 
-    def __init__(self, data: bytes | memoryview) -> None:
+    def __init__(self, data: bytes | memoryview | mmap) -> None:
         if len(data) < HEADER_SIZE:
             raise CdbError(f"truncated cdb: {len(data)} bytes, the header alone is 2048")
         self._data = data

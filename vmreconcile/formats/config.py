@@ -1,7 +1,7 @@
-"""VMailMgr configuration options (reference §3): one file per option, read per §3.2.
+"""VMailMgr configuration options ([compat: options]): one file per option.
 
 Values are looked up in ``~base/.vmailmgr/<option>``, then ``/etc/vmailmgr/<option>``, then the
-built-in default (§3.3). Parsing is pure (`parse_option`); `ConfigChain` does no I/O itself: it reads
+built-in default. Parsing is pure (`parse_option`); `ConfigChain` does no I/O itself: it reads
 through a function the caller provides (``Host`` passes a safe file reader), so the runtime and
 the management side share it.
 """
@@ -86,7 +86,7 @@ def strtou_prefix(text: str) -> int | None:
 
 
 def parse_option(kind: str, raw: bytes) -> str | int | tuple[str, ...] | None:
-    """The value a file's content gives, or None when the lookup must move on (§3.2)."""
+    """The value a file's content gives, or None when the lookup must move on."""
     text = raw.decode("utf-8", "surrogateescape")
     if kind == LIST:
         items = (line.strip() for line in text.split("\n"))
@@ -120,7 +120,7 @@ def layered_value(name: str, *layers: Mapping[str, OptionValue]) -> str | int | 
     """An option as VMailMgr reads it from model layers (most specific first), else its default.
 
     Each layer maps option names to their stored values (`stored_value`), as in a `Domain` or
-    `HostState`; a value that does not parse moves on to the next layer (§3.2).
+    `HostState`; a value that does not parse moves on to the next layer.
     """
     option = OPTIONS[name]
     for layer in layers:

@@ -1,16 +1,20 @@
-"""Password hashes as VMailMgr checks them (reference §9), and new hashes for vmreconcile.
+"""Password hashes as VMailMgr checks them ([compat: hashing]), and new hashes for vmreconcile.
 
 Verification follows ``crypt_cmp``: empty never matches, ``3``+32 hex is "old MD5", ``$0$`` is
 VMailMgr's plaintext "null crypt", everything else goes to the system crypt(3) — libxcrypt,
 called through ``ctypes`` so this module stays standard-library only (the runtime needs it).
 The final comparison is constant-time. New hashes use ``crypt_gensalt_rn`` with salt bytes
-from ``os.urandom`` (VMailMgr seeded ``random()`` from the clock, §11.5).
+from ``os.urandom`` (VMailMgr seeded ``random()`` from the clock, [compat: differences]).
 """
 
 from __future__ import annotations
 
 import os
 from _operator import _compare_digest as compare_digest  # what hmac.compare_digest is; hmac loads OpenSSL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Scheme name -> crypt(3) prefix. yescrypt is Debian 12's own default for /etc/shadow.
 SCHEMES = {
@@ -24,7 +28,7 @@ DEFAULT_SCHEME = "yescrypt"
 #: crypt_gensalt cost per scheme (0 = libxcrypt's default); bcrypt's default of 5 is too cheap.
 _COST = {"bcrypt": 10}
 
-#: Stored values that can never match and mean "no password login" (§9.2).
+#: Stored values that can never match and mean "no password login" ([compat: hashing]).
 DISABLED_MARKERS = ("*", "!")
 
 _CRYPT_DATA_SIZE = 32768 + 384 + 512 + 4 + 30000  # >= sizeof(struct crypt_data) in libxcrypt
@@ -35,7 +39,7 @@ class HashingError(RuntimeError):
     """libcrypt is missing or refused to make a hash."""
 
 
-def _libcrypt():
+def _libcrypt() -> Any:
     """libxcrypt, loaded on first use.
 
     ``ctypes`` is imported here, not at module level: a login whose hash `runtime.fastcrypt`

@@ -1,4 +1,4 @@
-"""Where VMailMgr puts a user's mailbox: ``userdir()`` of ``lib/vdomain/userdir.cc`` (§8.2)."""
+"""Where VMailMgr puts a user's mailbox: ``userdir()`` of ``lib/vdomain/userdir.cc`` ([compat: userdir])."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ..model import to_bytes
 def userdir(name: str, user_dir: str = "users/", bits: int = 0, slices: int = 0) -> str:
     """``user-dir`` + hashed slices + the name with every '.' turned into ':'.
 
-    No ``./`` prefix: vadduser adds one, vsetup and aliases do not (§1.8).
+    No ``./`` prefix: vadduser adds one, vsetup and aliases do not ([compat: entry-shapes]).
     """
     if not user_dir.endswith("/"):
         user_dir += "/"

@@ -1,4 +1,4 @@
-"""VMailMgr virtual user records (reference §1.4-§1.5): encode v2, decode v2, v1 and old.
+"""VMailMgr virtual user records ([compat: record-format]): encode v2, decode v2, v1 and old.
 
 The encoder reproduces ``lib/vpwentry/to.cc`` byte for byte; the decoder follows
 ``from_ver2.cc``/``from_ver1.cc``/``from_old.cc`` and ``strtou``. Anything the C code would
@@ -126,7 +126,7 @@ def _field_number(key: bytes, raw: bytes, what: str) -> int:
 
 
 def _decode_tail(key: bytes, data: bytes, pos: int, has_mailbox: bool, enabled: bool) -> VirtualUser:
-    """Items 5-15 of §1.4, shared by v1 and v2; ``data`` is known to end in NUL.
+    """The fields after the flags (password to expiry), shared by v1 and v2; ``data`` is known to end in NUL.
 
     Splitting once at NUL is several times faster than walking field by field, which matters
     when a plan reads 100,000 users.
@@ -147,11 +147,14 @@ def _decode_tail(key: bytes, data: bytes, pos: int, has_mailbox: bool, enabled: 
         _field_number(key, raw, what) for raw, what in zip(tail[1:], _NUMBER_NAMES, strict=True)
     )
     directory = fields[1]
+    # in `USER_FIELDS` order (tests/formats/test_vpwentry.py checks it against the table)
     return VirtualUser.from_values(
         (
             from_bytes(key),
             from_bytes(fields[0]),
             from_bytes(directory),
+            has_mailbox and bool(directory),
+            enabled,
             tuple(from_bytes(f) for f in fields[2:end]),
             from_bytes(tail[0]),
             None if hq == UINT_MAX else hq,
@@ -160,8 +163,6 @@ def _decode_tail(key: bytes, data: bytes, pos: int, has_mailbox: bool, enabled: 
             None if mc == UINT_MAX else mc,
             ctime,
             None if expiry == UINT_MAX else expiry,
-            has_mailbox and bool(directory),
-            enabled,
         )
     )
 

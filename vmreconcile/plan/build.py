@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from ..desired.spec import Spec
 from ..model import HostState
-from .changes import Plan, table_digest
+from .changes import Change, Plan, table_digest
 from .diff import diff
 from .resolve import SecretReader, live_counterparts, passwd_changeable, resolve
 
@@ -67,7 +67,7 @@ def build_plan(
     )
 
 
-def _table_digests(changes: list, desired: HostState, live: HostState) -> dict[str, str]:
+def _table_digests(changes: list[Change], desired: HostState, live: HostState) -> dict[str, str]:
     """The live table's digest for every domain whose table the plan rewrites."""
     counterparts = live_counterparts(desired.domains, live)
     out = {}

@@ -73,9 +73,9 @@ def mask_password(value: str) -> str:
     return f"<{scheme} sha256:{hash_digest(value)[:12]}>"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
-    """One difference between live and desired, described per field.
+    """One difference between live and desired, described per field (built with keywords only).
 
     ``before``/``after`` hold only the fields that differ for an update, every field for a
     create (``after``) or delete (``before``); values are JSON-ready (lists, not tuples).

@@ -15,11 +15,13 @@ from typing import Any
 
 from ..formats import control as ctl
 from ..formats.config import PASSWD_CHANGEABLE
-from ..model import USER_FIELDS, Domain, HostState, VirtualUser
-from .changes import Change, mask_password
+from ..model import USER_FIELD_TABLE, USER_FIELDS, Domain, HostState, VirtualUser
+from .changes import Action, Change, ChangeType, mask_password
 from .resolve import live_counterparts
 
 _USER_DIFF_FIELDS = tuple(f for f in USER_FIELDS if f != "name")
+#: Fields a plan never shows as they are: hashes become fingerprints (`mask_password`).
+_MASKED_FIELDS = frozenset(f.name for f in USER_FIELD_TABLE if f.unit == "hash")
 
 
 def json_value(value: Any) -> Any:
@@ -33,11 +35,11 @@ def user_fields(user: VirtualUser, only: tuple[str, ...] = _USER_DIFF_FIELDS) ->
     out = {}
     for name in only:
         value = getattr(user, name)
-        out[name] = mask_password(value) if name == "password" else json_value(value)
+        out[name] = mask_password(value) if name in _MASKED_FIELDS else json_value(value)
     return out
 
 
-def entry_type(user: VirtualUser) -> str:
+def entry_type(user: VirtualUser) -> ChangeType:
     return "alias" if user.is_alias else "user"
 
 
@@ -52,20 +54,29 @@ def diff_users(desired: Domain, live: Domain | None, purge_mailboxes: bool) -> l
         old = live_users.get(user.name)
         if old is None:
             changes.append(
-                Change("create", entry_type(user), address, "tables", {}, user_fields(user), desired.name, user.name)
+                Change(
+                    action="create",
+                    type=entry_type(user),
+                    address=address,
+                    part="tables",
+                    before={},
+                    after=user_fields(user),
+                    domain=desired.name,
+                    target=user.name,
+                )
             )
         elif old != user:
             fields = tuple(f for f in _USER_DIFF_FIELDS if getattr(old, f) != getattr(user, f))
             changes.append(
                 Change(
-                    "update",
-                    entry_type(user),
-                    address,
-                    "tables",
-                    user_fields(old, fields),
-                    user_fields(user, fields),
-                    desired.name,
-                    user.name,
+                    action="update",
+                    type=entry_type(user),
+                    address=address,
+                    part="tables",
+                    before=user_fields(old, fields),
+                    after=user_fields(user, fields),
+                    domain=desired.name,
+                    target=user.name,
                 )
             )
         if (
@@ -76,21 +87,32 @@ def diff_users(desired: Domain, live: Domain | None, purge_mailboxes: bool) -> l
         ):  # outside the home: the admin's to create
             changes.append(
                 Change(
-                    "create",
-                    "maildir",
-                    f"{address}/maildir",
-                    "tables",
-                    {},
-                    {"directory": user.directory},
-                    desired.name,
-                    user.directory,
+                    action="create",
+                    type="maildir",
+                    address=f"{address}/maildir",
+                    part="tables",
+                    before={},
+                    after={"directory": user.directory},
+                    domain=desired.name,
+                    target=user.directory,
                 )
             )
     for name, old in live_users.items():
         if name in desired_names:
             continue
         address = f"{desired.name}/{name}"
-        changes.append(Change("delete", entry_type(old), address, "tables", user_fields(old), {}, desired.name, name))
+        changes.append(
+            Change(
+                action="delete",
+                type=entry_type(old),
+                address=address,
+                part="tables",
+                before=user_fields(old),
+                after={},
+                domain=desired.name,
+                target=name,
+            )
+        )
         if (
             purge_mailboxes
             and old.directory in live_maildirs
@@ -99,14 +121,14 @@ def diff_users(desired: Domain, live: Domain | None, purge_mailboxes: bool) -> l
         ):  # mailboxes outside the home are never purged
             changes.append(
                 Change(
-                    "delete",
-                    "maildir",
-                    f"{address}/maildir",
-                    "tables",
-                    {"directory": old.directory},
-                    {},
-                    desired.name,
-                    old.directory,
+                    action="delete",
+                    type="maildir",
+                    address=f"{address}/maildir",
+                    part="tables",
+                    before={"directory": old.directory},
+                    after={},
+                    domain=desired.name,
+                    target=old.directory,
                 )
             )
     return changes
@@ -126,23 +148,41 @@ def diff_options(desired: Mapping[str, Any], live: Mapping[str, Any], prefix: st
         address = f"{prefix}/{name}"
         if old is None:
             changes.append(
-                Change("create", "option", address, "runtime-config", {}, {"value": json_value(new)}, domain, name)
+                Change(
+                    action="create",
+                    type="option",
+                    address=address,
+                    part="runtime-config",
+                    before={},
+                    after={"value": json_value(new)},
+                    domain=domain,
+                    target=name,
+                )
             )
         elif new is None:
             changes.append(
-                Change("delete", "option", address, "runtime-config", {"value": json_value(old)}, {}, domain, name)
+                Change(
+                    action="delete",
+                    type="option",
+                    address=address,
+                    part="runtime-config",
+                    before={"value": json_value(old)},
+                    after={},
+                    domain=domain,
+                    target=name,
+                )
             )
         else:
             changes.append(
                 Change(
-                    "update",
-                    "option",
-                    address,
-                    "runtime-config",
-                    {"value": json_value(old)},
-                    {"value": json_value(new)},
-                    domain,
-                    name,
+                    action="update",
+                    type="option",
+                    address=address,
+                    part="runtime-config",
+                    before={"value": json_value(old)},
+                    after={"value": json_value(new)},
+                    domain=domain,
+                    target=name,
                 )
             )
     return changes
@@ -153,23 +193,29 @@ def diff_domain(desired: Domain, live: Domain | None) -> list[Change]:
     if live is not None and live.qmail_default == desired.qmail_default:
         return []
     before = {"qmail_default": live.qmail_default} if live is not None and live.qmail_default is not None else {}
-    action = "create" if not before else "update"
+    action: Action = "create" if not before else "update"
     after = {"qmail_default": desired.qmail_default, "base_user": desired.base_user}
     if action == "create":
         after["users_dir"] = "users/"
-    return [Change(action, "domain", desired.name, "runtime-config", before, after, desired.name, desired.base_user)]
+    return [
+        Change(
+            action=action,
+            type="domain",
+            address=desired.name,
+            part="runtime-config",
+            before=before,
+            after=after,
+            domain=desired.name,
+            target=desired.base_user,
+        )
+    ]
 
 
-def _keyed_lines(name: str, lines: tuple[str, ...]) -> dict[str, list[str]]:
+def _keyed_lines(shape: str, lines: tuple[str, ...]) -> dict[str, list[str]]:
     """A control file as key -> its lines (virtualdomains by key, the host files by host)."""
     out: dict[str, list[str]] = {}
     for line in lines:
-        if name == "virtualdomains":
-            pair = ctl.split_virtualdomain(line)
-            key = pair[0] if pair else None
-        else:
-            stripped = line.strip().lower()
-            key = stripped if stripped and not stripped.startswith("#") else None
+        key = ctl.line_key(shape, line)
         if key is not None:
             out.setdefault(key, []).append(line)
     return out
@@ -177,34 +223,53 @@ def _keyed_lines(name: str, lines: tuple[str, ...]) -> dict[str, list[str]]:
 
 def diff_control(desired: Mapping[str, tuple[str, ...]], live: Mapping[str, tuple[str, ...]]) -> list[Change]:
     changes = []
-    for name in ("virtualdomains", "rcpthosts", "morercpthosts"):
+    for file in ctl.MANAGED_FILES:
+        name = file.name
         new_lines, old_lines = desired.get(name), live.get(name)
         if new_lines == old_lines or (not new_lines and not old_lines):
             continue
-        new, old = _keyed_lines(name, new_lines or ()), _keyed_lines(name, old_lines or ())
+        new, old = _keyed_lines(file.shape, new_lines or ()), _keyed_lines(file.shape, old_lines or ())
         for key in list(new) + [k for k in old if k not in new]:
             if new.get(key) == old.get(key):
                 continue
             address = f"control/{name}/{key}"
             if key not in old:
                 changes.append(
-                    Change("create", "control_line", address, "control", {}, {"line": new[key][-1]}, None, name)
+                    Change(
+                        action="create",
+                        type="control_line",
+                        address=address,
+                        part="control",
+                        before={},
+                        after={"line": new[key][-1]},
+                        domain=None,
+                        target=name,
+                    )
                 )
             elif key not in new:
                 changes.append(
-                    Change("delete", "control_line", address, "control", {"line": old[key][-1]}, {}, None, name)
+                    Change(
+                        action="delete",
+                        type="control_line",
+                        address=address,
+                        part="control",
+                        before={"line": old[key][-1]},
+                        after={},
+                        domain=None,
+                        target=name,
+                    )
                 )
             else:
                 changes.append(
                     Change(
-                        "update",
-                        "control_line",
-                        address,
-                        "control",
-                        {"lines": old[key]},
-                        {"lines": new[key]},
-                        None,
-                        name,
+                        action="update",
+                        type="control_line",
+                        address=address,
+                        part="control",
+                        before={"lines": old[key]},
+                        after={"lines": new[key]},
+                        domain=None,
+                        target=name,
                     )
                 )
     return changes
@@ -215,17 +280,17 @@ def diff_changeable(desired: tuple[str, ...] | None, live: tuple[str, ...] | Non
     if desired is None or (live is None and not desired) or (live is not None and tuple(live) == tuple(desired)):
         return []
     name = PASSWD_CHANGEABLE
-    action = "create" if live is None else "update"
+    action: Action = "create" if live is None else "update"
     return [
         Change(
-            action,
-            "option",
-            f"option/{name}",
-            "runtime-config",
-            {} if live is None else {"value": list(live)},
-            {"value": list(desired)},
-            None,
-            name,
+            action=action,
+            type="option",
+            address=f"option/{name}",
+            part="runtime-config",
+            before={} if live is None else {"value": list(live)},
+            after={"value": list(desired)},
+            domain=None,
+            target=name,
         )
     ]
 

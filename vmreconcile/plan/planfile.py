@@ -9,10 +9,10 @@ was made against: apply recomputes it from the host and refuses when the two dif
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_file
 from ..showjson import state_from_json, state_to_json
 from .changes import PLAN_FORMAT_VERSION, Change, Plan
 
@@ -46,14 +46,14 @@ def plan_from_document(doc: Any) -> Plan:
     try:
         changes = tuple(
             Change(
-                c["action"],
-                c["type"],
-                c["address"],
-                c["part"],
-                c["before"],
-                c["after"],
-                c.get("domain"),
-                c.get("target"),
+                action=c["action"],
+                type=c["type"],
+                address=c["address"],
+                part=c["part"],
+                before=c["before"],
+                after=c["after"],
+                domain=c.get("domain"),
+                target=c.get("target"),
             )
             for c in doc["changes"]
         )
@@ -78,14 +78,7 @@ def plan_from_document(doc: Any) -> Plan:
 def save_plan(plan: Plan, path: Path) -> None:
     """Write the plan file with mode 0600 from the start (it carries fresh hashes)."""
     data = json.dumps(plan_to_document(plan), indent=1, ensure_ascii=False).encode("utf-8", "surrogateescape")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as fp:
-        os.fchmod(fd, 0o600)
-        fp.write(data)
-        fp.flush()
-        os.fsync(fd)
-    os.replace(tmp, path)
+    write_file(path, data, mode=0o600)
 
 
 def load_plan(path: Path) -> Plan:

@@ -2,12 +2,12 @@
 
 The YAML may omit fields and names passwords indirectly, so before two models can be diffed
 the spec is *resolved*: every omitted (`UNSET`) field keeps the live value of an existing
-entry, or takes the value VMailMgr's own tools would give a new one (reference §1.7, §1.8,
-§8.3, §8.4). Everything here is a function of (spec, live, now, secrets): no clock, no files,
+entry, or takes the value VMailMgr's own tools would give a new one ([compat: fields],
+[compat: entry-shapes], [compat: admin-tools]; ``newentry.py``). Everything here is a function of (spec, live, now, secrets): no clock, no files,
 no environment. The only impurity is the random salt of a *fresh* hash, made only when a
 secret does not match the live hash.
 
-Table order is creation order with updates in place (§1.10): live entries keep their place,
+Table order is creation order with updates in place ([compat: table-files]): live entries keep their place,
 new ones are appended in YAML order (for a domain that has no table yet, vsetup's postmaster
 aliases come first, as they would on a host set up with ``vsetup`` then ``vadduser``). New
 entries whose YAML gives an explicit ``created`` are ordered by it (stable, so ties and
@@ -19,14 +19,13 @@ separate, is then rebuilt in VMailMgr's own order, byte for byte.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from ..desired.spec import UNSET, DomainSpec, PasswordSpec, Spec, UserSpec
 from ..formats import control as ctl
 from ..formats.config import layered_value
 from ..formats.hashing import hash_password, verify_password
-from ..formats.userdir import userdir
-from ..model import UINT_MAX, Domain, HostState, OptionValue, VirtualUser, ascii_lower
+from ..model import Domain, HostState, OptionValue, VirtualUser, ascii_lower
+from ..newentry import DomainDefaults, place_vadduser_extras
 from ..showjson import UNVERIFIABLE_PREFIX, hash_digest, is_redacted
 
 #: (kind, reference) -> the secret's plaintext, or None when it is not available.
@@ -39,68 +38,6 @@ class ResolveError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class DomainDefaults:
-    """The option values that shape a new entry of one domain."""
-
-    user_dir: str
-    bits: int
-    slices: int
-    limits: tuple[int | None, int | None, int | None, int | None]
-    default_expiry: int
-    default_username: str
-    postmaster_aliases: tuple[str, ...]
-    postmaster_email: str
-
-    @classmethod
-    def of(cls, domain_options: Mapping[str, OptionValue], global_options: Mapping[str, OptionValue]) -> DomainDefaults:
-        def get(name: str):
-            return layered_value(name, domain_options, global_options)
-
-        def limit(name: str) -> int | None:
-            value = get(name)
-            return None if value == UINT_MAX else value
-
-        return cls(
-            user_dir=get("user-dir"),
-            bits=get("user-dir-bits"),
-            slices=get("user-dir-slices"),
-            limits=(
-                limit("default-hardquota"),
-                limit("default-softquota"),
-                limit("default-msgsize"),
-                limit("default-msgcount"),
-            ),
-            default_expiry=get("default-expiry"),
-            default_username=get("default-username"),
-            postmaster_aliases=tuple(ascii_lower(a) for a in get("postmaster-aliases")),
-            postmaster_email=get("postmaster-email"),
-        )
-
-    def userdir(self, name: str) -> str:
-        return userdir(name, self.user_dir, self.bits, self.slices)
-
-    def new_entry(self, name: str, now: int, **fields: object) -> VirtualUser:
-        """A fresh entry with VMailMgr's defaults (§1.7) and ``fields`` on top."""
-        expires = None
-        if self.default_expiry != UINT_MAX:
-            expires = now + self.default_expiry
-            if expires >= UINT_MAX:
-                expires = None
-        hard, soft, size, count = self.limits
-        base = VirtualUser(
-            name=ascii_lower(name),
-            password="*",
-            hard_quota=hard,
-            soft_quota=soft,
-            message_size_limit=size,
-            message_count_limit=count,
-            created=now,
-            expires=expires,
-        )
-        return base.with_changes(**fields)
 
 
 def resolve(
@@ -172,10 +109,10 @@ def live_counterparts(domains: Iterable[Domain | DomainSpec], live: HostState) -
     for domain in live.domains:
         by_base.setdefault(domain.base_user, domain)
     out = {}
-    for domain in domains:
-        found = by_name.get(domain.name) or by_base.get(domain.base_user)
+    for wanted in domains:
+        found = by_name.get(wanted.name) or by_base.get(wanted.base_user)
         if found is not None:
-            out[domain.name] = found
+            out[wanted.name] = found
     return out
 
 
@@ -210,13 +147,7 @@ def resolve_domain(
             table[entry.name] = entry
             new_entries.append(entry)
 
-    postmaster = [
-        defaults.new_entry(
-            a, now, directory=defaults.userdir(a), forwards=(defaults.postmaster_email,), has_mailbox=True
-        )
-        for a in defaults.postmaster_aliases
-        if a not in table
-    ]
+    postmaster = [defaults.postmaster_alias(a, now) for a in defaults.postmaster_aliases if a not in table]
     yaml_names = {ascii_lower(u.name) for u in dspec.users} | {ascii_lower(a) for u in dspec.users for a in u.aliases}
     if not live_users:  # vsetup runs before anything is added
         for entry in postmaster:
@@ -227,22 +158,18 @@ def resolve_domain(
         address = f"{dspec.name}/{uspec.name}"
         key = ascii_lower(uspec.name)
         user_is_new = key not in table
-        entry = resolve_user(
+        resolved = resolve_user(
             uspec, table.get(key), defaults, spec.password_scheme, now, secrets, address, notes, problems, offline
         )
-        if entry is not None:
-            put(entry)
+        if resolved is not None:
+            put(resolved)
         # vadduser NAME ALIAS... makes the aliases in the same second as the user
-        alias_time = entry.created if user_is_new and entry is not None else now
+        alias_time = resolved.created if user_is_new and resolved is not None else now
         for alias in uspec.aliases:
             akey = ascii_lower(alias)
             existing = table.get(akey)
             if existing is None:
-                put(
-                    defaults.new_entry(
-                        akey, alias_time, directory=defaults.userdir(akey), forwards=(key,), has_mailbox=False
-                    )
-                )
+                put(defaults.vadduser_alias(akey, key, alias_time))
             else:
                 put(existing.with_changes(forwards=(key,)))
 
@@ -250,15 +177,7 @@ def resolve_domain(
     if isinstance(dspec.catch_all, str):
         existing = table.get(catch_key)
         if existing is None:
-            put(
-                defaults.new_entry(
-                    catch_key,
-                    now,
-                    directory="./" + defaults.userdir(defaults.default_username),
-                    forwards=(dspec.catch_all,),
-                    has_mailbox=False,
-                )
-            )
+            put(defaults.catch_all(dspec.catch_all, now))
         else:
             put(existing.with_changes(forwards=(dspec.catch_all,)))
     elif dspec.catch_all is None and catch_key not in named:
@@ -272,7 +191,7 @@ def resolve_domain(
         if entry.name not in table:
             put(entry)
 
-    # table order is creation order (§1.10): new entries given an explicit, older creation time
+    # table order is creation order: new entries given an explicit, older creation time
     # (an exported table rebuilt on an empty home) go where VMailMgr had them; ties keep YAML order
     new_entries.sort(key=lambda e: table.get(e.name, e).created)
     new_entries = place_vadduser_extras([table.get(e.name, e) for e in new_entries], defaults)
@@ -301,52 +220,6 @@ def resolve_domain(
     )
 
 
-def place_vadduser_extras(entries: list[VirtualUser], defaults: DomainDefaults) -> list[VirtualUser]:
-    """Put each alias made by ``vadduser USER ALIAS`` right after USER, where VMailMgr wrote it.
-
-    Such an alias has a unique shape (§1.8): ``*``, directory ``userdir(alias)`` without ``./``
-    (vaddalias writes ``./``), no mailbox, one forward to USER, and USER's creation second. An
-    export lists it under ``aliases:``, after every user; this puts it back in table order.
-    """
-    by_name = {e.name: e for e in entries}
-    extras: dict[str, list[VirtualUser]] = {}
-    rest = []
-    for entry in entries:
-        target = by_name.get(entry.forwards[0]) if len(entry.forwards) == 1 else None
-        if (
-            target is not None
-            and target is not entry
-            and not target.is_alias
-            and not entry.has_mailbox
-            and entry.password == "*"
-            and entry.created == target.created
-            and entry.directory == defaults.userdir(entry.name)
-        ):
-            extras.setdefault(target.name, []).append(entry)
-        else:
-            rest.append(entry)
-    out = []
-    for entry in rest:
-        out.append(entry)
-        out.extend(extras.get(entry.name, ()))
-    return out
-
-
-_SIMPLE_FIELDS = (
-    "forwards",
-    "directory",
-    "has_mailbox",
-    "mailbox_enabled",
-    "personal",
-    "hard_quota",
-    "soft_quota",
-    "message_size_limit",
-    "message_count_limit",
-    "created",
-    "expires",
-)
-
-
 def resolve_user(
     uspec: UserSpec,
     live: VirtualUser | None,
@@ -360,21 +233,12 @@ def resolve_user(
     offline: bool = False,
 ) -> VirtualUser | None:
     """One entry: live fields where the spec is silent, VMailMgr's defaults for a new entry."""
-    if live is None:
-        if uspec.kind == "alias":  # vaddalias = vadduser -D -P -f ...
-            entry = defaults.new_entry(
-                uspec.name, now, directory="./" + defaults.userdir(uspec.name), has_mailbox=False
-            )
-        else:
-            entry = defaults.new_entry(uspec.name, now, directory="./" + defaults.userdir(uspec.name))
-    else:
-        entry = live
+    entry = defaults.new_of_kind(uspec.kind, uspec.name, now) if live is None else live
     changes: dict[str, object] = {}
-    for name in _SIMPLE_FIELDS:
-        value = getattr(uspec, name)
-        if value is UNSET:
-            continue
-        if name == "forwards":
+    for name, value in uspec.given.items():
+        if name == "password":
+            continue  # a PasswordSpec: resolved below
+        if isinstance(value, list):
             value = tuple(value)
         if getattr(entry, name) != value:
             changes[name] = value
@@ -453,40 +317,49 @@ def resolve_control(
     ``virtualdomains`` and from both rcpthosts files.
     """
     control = dict(live)
-    vd = list(control.get("virtualdomains", ()))
-    vd_map = ctl.virtualdomains_map(vd)
-    vd_count: dict[str, int] = {}
-    for line in vd:
-        pair = ctl.split_virtualdomain(line)
-        if pair is not None:
-            vd_count[pair[0]] = vd_count.get(pair[0], 0) + 1
-    hosts = {name: set(ctl.host_lines(control.get(name, ()))) for name in ("rcpthosts", "morercpthosts")}
     wanted: dict[str, tuple[str, str]] = {}  # key -> (base user, rcpthosts file)
     for dspec in specs:
         domain = desired[dspec.name]
         for key in domain.virtualdomains_keys:
             wanted[ascii_lower(key)] = (domain.base_user, dspec.rcpthosts_file)
-    stale = {ascii_lower(k) for d in live_domains for k in d.virtualdomains_keys} - set(wanted)
-
-    vd_t = tuple(vd)
-    for key in sorted(stale):
-        vd_t = ctl.remove_virtualdomain(vd_t, key)
-    for key, (base_user, _) in wanted.items():
-        if vd_map.get(key) != base_user or vd_count.get(key, 0) != 1:
-            vd_t = ctl.set_virtualdomain(vd_t, key, base_user)
-    if vd_t or "virtualdomains" in control:
-        control["virtualdomains"] = vd_t
-
-    for name in ("rcpthosts", "morercpthosts"):
-        lines = tuple(control.get(name, ()))
-        for key in sorted(stale):
-            if key in hosts[name]:
-                lines = ctl.remove_line(lines, key)
-        for key, (_, target) in wanted.items():
-            if target == name and key not in hosts[name]:
-                lines = ctl.add_line(lines, key)
-            elif target != name and key in hosts[name] and name == "rcpthosts":
-                lines = ctl.remove_line(lines, key)  # the YAML moved it to morercpthosts
-        if lines or name in control:
-            control[name] = lines
+    stale = sorted({ascii_lower(k) for d in live_domains for k in d.virtualdomains_keys} - set(wanted))
+    for file in ctl.MANAGED_FILES:
+        old = tuple(control.get(file.name, ()))
+        if file.shape == ctl.MAP:
+            lines = _resolve_map(old, {key: base for key, (base, _) in wanted.items()}, stale)
+        else:
+            lines = _resolve_hosts(file.name, old, {key: target for key, (_, target) in wanted.items()}, stale)
+        if lines or file.name in control:
+            control[file.name] = lines
     return control
+
+
+def _resolve_map(lines: tuple[str, ...], wanted: Mapping[str, str], stale: list[str]) -> tuple[str, ...]:
+    """``virtualdomains``: each wanted key mapped once to its base user, stale keys gone."""
+    current = ctl.virtualdomains_map(lines)
+    count: dict[str, int] = {}
+    for line in lines:
+        key = ctl.line_key(ctl.MAP, line)
+        if key is not None:
+            count[key] = count.get(key, 0) + 1
+    for key in stale:
+        lines = ctl.remove_virtualdomain(lines, key)
+    for key, base_user in wanted.items():
+        if current.get(key) != base_user or count.get(key, 0) != 1:
+            lines = ctl.set_virtualdomain(lines, key, base_user)
+    return lines
+
+
+def _resolve_hosts(name: str, lines: tuple[str, ...], targets: Mapping[str, str], stale: list[str]) -> tuple[str, ...]:
+    """``rcpthosts``/``morercpthosts``: each key listed in the file its domain names, stale keys
+    gone; a key the YAML moved to ``morercpthosts`` leaves ``rcpthosts``."""
+    listed = set(ctl.host_lines(lines))
+    for key in stale:
+        if key in listed:
+            lines = ctl.remove_line(lines, key)
+    for key, target in targets.items():
+        if target == name and key not in listed:
+            lines = ctl.add_line(lines, key)
+        elif target != name and key in listed and name == ctl.RCPTHOSTS:
+            lines = ctl.remove_line(lines, key)
+    return lines

@@ -1,6 +1,8 @@
-"""The I/O around a pure plan: read the live state, read secrets, read the authpipe list.
+"""The host-side I/O around a pure plan: read the live state, secrets and the authpipe list.
 
-``plan`` and ``apply`` (and ``demo``) share these so both see exactly the same inputs.
+``plan`` (read-only), ``apply`` (under the lock) and ``demo`` share these, so a plan and the
+apply that carries it out see exactly the same inputs. Nothing here writes: writing is
+``apply/``'s job.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from ..desired.spec import Spec
-from ..formats.config import PASSWD_CHANGEABLE
-from ..host import Host
-from ..live import (
+from .desired.spec import Spec
+from .formats.config import PASSWD_CHANGEABLE
+from .formats.control import VIRTUALDOMAINS
+from .host import Host
+from .live import (
     group_virtualdomains,
     read_control_files,
     read_domain,
@@ -21,11 +24,11 @@ from ..live import (
     read_options,
     split_domain_keys,
 )
-from ..model import HostState, OptionValue
-from ..plan.build import build_plan, restrict_spec
-from ..plan.changes import Plan
-from ..plan.resolve import SecretReader
-from ..tables import open_table, table_path
+from .model import HostState, OptionValue
+from .plan.build import build_plan, restrict_spec
+from .plan.changes import Plan
+from .plan.resolve import SecretReader
+from .tables import open_table, table_path
 
 
 def secret_reader(base_dir: Path) -> SecretReader:
@@ -85,7 +88,7 @@ def read_targeted(host: Host, targets: tuple[str, ...], wanted: list[tuple[str, 
     control = read_control_files(host)
     bases = {base for name, base in wanted if name in targets}
     domains = []
-    for base_user, keys in group_virtualdomains(control.get("virtualdomains", ())):
+    for base_user, keys in group_virtualdomains(control.get(VIRTUALDOMAINS, ())):
         name = split_domain_keys(keys)[0]
         if name in targets or base_user in bases:
             domains.append(read_domain(host, base_user, keys))
@@ -139,7 +142,7 @@ Loader = Callable[[Path], Spec]
 
 def load_config(path: Path) -> Spec:
     """``desired.load.load_spec`` (imported late: the loader is its own module)."""
-    from ..desired.load import load_spec
+    from .desired.load import load_spec
 
     return load_spec(path)
 
