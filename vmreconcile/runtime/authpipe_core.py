@@ -226,12 +226,17 @@ class Directory:
 
     # logins -------------------------------------------------------------------------
 
-    def resolve(self, login: str) -> tuple[BaseUser, str]:
-        """§4: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
+    def resolve(self, login: str, environ: Mapping[str, str] | None = None) -> tuple[BaseUser, str]:
+        """§4: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains.
+
+        ``environ`` replaces the program's environment for this one login (vauthd passes the
+        address the client connected to as ``TCPLOCALHOST``).
+        """
         if "\0" in login:  # no account name holds one, and getpwnam() would raise on it
             raise Refused(authcore.MSG_UNKNOWN_BASE)
         try:
-            user, domain = authcore.split_login(login, str(self.option("separators")), self.environ)
+            separators = str(self.option("separators"))
+            user, domain = authcore.split_login(login, separators, self.environ if environ is None else environ)
         except authcore.LoginFailure as failure:
             raise Refused(failure.message, temporary=failure.code == authcore.EXIT_TEMPORARY) from None
         full = user

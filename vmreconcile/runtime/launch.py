@@ -12,7 +12,9 @@ import sys
 
 from ..host import Host
 
-PROGRAMS = ("checkvpw", "authvmailmgr", "authpipe", "vauthenticate", "vdeliver", "runtime-selftest")
+PROGRAMS = ("checkvpw", "authvmailmgr", "authpipe", "vauthenticate", "vdeliver", "vauthd", "runtime-selftest")
+#: Programs whose module is not ``vmreconcile.runtime.<program>``.
+MODULES = {"vauthd": "dovecot.vauthd"}
 
 
 def run(program: str, root: str | None) -> None:
@@ -21,7 +23,7 @@ def run(program: str, root: str | None) -> None:
         sys.stderr.write(f"vmreconcile runtime: unknown program {program!r}\n")
         raise SystemExit(111)
     # __import__ rather than importlib.import_module: importlib costs ~0.5 ms (warnings) per start.
-    module = __import__("vmreconcile.runtime." + program.replace("-", "_"), fromlist=["main"])
+    module = __import__("vmreconcile.runtime." + MODULES.get(program, program.replace("-", "_")), fromlist=["main"])
     code = module.main(sys.argv, Host(root))
     # Skip the interpreter's teardown (module and GC finalisation, ~2 ms per login or delivery):
     # every runtime program closes its own files; only the standard streams are buffered here.
