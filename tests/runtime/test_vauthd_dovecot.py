@@ -32,7 +32,18 @@ from test_dovecot import (
     pop3_subjects,
     put_message,
 )
-from vauthdkit import CACHE_LINES, HAS_LMTP, QUOTA_LINES, AuthClient, Vauthd, VauthdDovecot
+from vauthdkit import (
+    CACHE_LINES,
+    HAS_LMTP,
+    HELLO,
+    NOBODY,
+    QUOTA_LINES,
+    AuthClient,
+    Vauthd,
+    VauthdDovecot,
+    ask,
+    lookup_line,
+)
 
 from vmreconcile.formats.hashing import hash_password
 from vmreconcile.runtime import maildir_quota
@@ -77,6 +88,29 @@ def dovecot(world, vauthd):
     server = VauthdDovecot(world, vauthd.socket_path, "default")
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------------------- least privilege
+
+
+def test_vauthd_runs_unprivileged_with_only_the_capability_to_read(vauthd):
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{vauthd.process.pid}/status").read_text().splitlines())
+    assert status["Uid"].split() == [str(NOBODY)] * 4 and status["Gid"].split() == [str(NOBODY)] * 4
+    dac_read_search = 1 << 2
+    for kind in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+        assert int(status[kind], 16) == dac_read_search, (kind, status[kind])
+    assert status["NoNewPrivs"].strip() == "1"
+
+
+def test_without_the_capability_the_tables_cannot_be_read(world):
+    """The one capability is needed: without it the 0700 homes stay closed (a temporary failure)."""
+    server = Vauthd(world.launcher("vauthd"), world.root / "nocap.sock", world.root / "nocap.log", capabilities=[])
+    try:
+        reply = ask(server.socket_path, HELLO + lookup_line("shared/passdb/me@mydomain.org"))
+        assert reply.startswith(b"F"), reply
+        assert "Permission denied" in server.log_text()
+    finally:
+        assert server.stop() == 0
 
 
 # ---------------------------------------------------------------------------- logins

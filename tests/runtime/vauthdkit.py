@@ -122,7 +122,15 @@ class ServiceUnit:
 class Vauthd:
     """vauthd serving ``socket_path`` for ``launcher``; `stop` ends it (SIGTERM)."""
 
-    def __init__(self, launcher: str, socket_path: Path, log: Path, activation: bool = True, extra: tuple = ()) -> None:
+    def __init__(
+        self,
+        launcher: str,
+        socket_path: Path,
+        log: Path,
+        activation: bool = True,
+        extra: tuple = (),
+        capabilities: list[str] | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.log = log
         self.listener = None
@@ -141,15 +149,16 @@ class Vauthd:
                 os.chmod(socket_path, unit.mode)
                 self.listener.listen(128)
                 if service.dynamic_user:
-                    caps = ",".join(f"+{c}" for c in service.capabilities)
+                    granted = service.capabilities if capabilities is None else capabilities
+                    caps = "".join(f",+{c}" for c in granted)
                     argv = [
                         "setpriv",
                         f"--reuid={NOBODY}",
                         f"--regid={NOBODY}",
                         "--clear-groups",
-                        f"--inh-caps=-all,{caps}",
-                        f"--ambient-caps=-all,{caps}",
-                        f"--bounding-set=-all,{caps}",
+                        f"--inh-caps=-all{caps}",
+                        f"--ambient-caps=-all{caps}",
+                        f"--bounding-set=-all{caps}",
                         "--no-new-privs",
                         *argv,
                     ]
@@ -202,15 +211,24 @@ class Vauthd:
 
 
 def ask(path: Path, data: bytes, timeout: float = 20.0) -> bytes:
-    """Send ``data`` to the dict socket, half-close, return every byte of the answer."""
+    """Send ``data`` to the dict socket, half-close, return every byte of the answer.
+
+    Linux hands the client every byte vauthd sent before it reports a reset, so nothing is lost.
+    """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
         chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # vauthd closed before reading everything (a line that is no request): read what it said
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass  # closed with our input unread: the end of its answer too
     return b"".join(chunks)
 
 

@@ -67,7 +67,7 @@ class Limits:
 class Connection:
     """One client: bytes not yet parsed, bytes not yet sent, an iteration in progress."""
 
-    __slots__ = ("sock", "inbuf", "outbuf", "rows", "eof", "closing", "last_progress", "events")
+    __slots__ = ("sock", "inbuf", "outbuf", "rows", "eof", "closing", "last_progress", "events", "skipping")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -78,11 +78,13 @@ class Connection:
         self.closing = False  # close once the pending output is out
         self.last_progress = now
         self.events = selectors.EVENT_READ
+        #: the command byte of an overlong line whose rest is being thrown away, else None
+        self.skipping: bytes | None = None
 
     @property
     def busy(self) -> bool:
         """True while a request is partly read or its answer partly sent."""
-        return bool(self.inbuf or self.outbuf or self.rows is not None)
+        return bool(self.inbuf or self.outbuf or self.rows is not None or self.skipping is not None)
 
 
 class Server:
@@ -191,7 +193,8 @@ class Server:
 
     def _accept(self) -> None:
         while True:
-            if len(self.connections) >= self.limits.max_connections and not self._evict_idle():
+            full = len(self.connections) >= self.limits.max_connections
+            if full and not self._idle():
                 self._set_listening(False)  # resumed when a connection closes
                 return
             try:
@@ -205,18 +208,16 @@ class Server:
                     self._accept_paused_until = self.clock() + 1.0
                     return
                 continue  # ECONNABORTED and the like: that client is gone
+            if full:  # make room: the connection that has been idle longest goes
+                self._close(min(self._idle(), key=lambda conn: conn.last_progress))
             sock.setblocking(False)
             conn = Connection(sock, self.clock())
             self.connections[sock.fileno()] = conn
             self.selector.register(sock, conn.events, conn)
 
-    def _evict_idle(self) -> bool:
-        """Close the longest-idle connection to make room; False when every one is busy."""
-        idle = [conn for conn in self.connections.values() if not conn.busy and not conn.eof]
-        if not idle:
-            return False
-        self._close(min(idle, key=lambda conn: conn.last_progress))
-        return True
+    def _idle(self) -> list[Connection]:
+        """Connections waiting for their next request (evictable: nothing is lost)."""
+        return [conn for conn in self.connections.values() if not conn.busy and not conn.eof]
 
     def _close(self, conn: Connection) -> None:
         fd = conn.sock.fileno()
@@ -267,10 +268,6 @@ class Server:
             conn.last_progress = self.clock()
             if conn.outbuf:
                 break
-        if len(conn.inbuf) > limits.max_line and conn.inbuf.find(b"\n", 0, limits.max_line + 1) < 0:
-            self.log(f"closing a connection: a request line longer than {limits.max_line} bytes")
-            self._close(conn)
-            return
         done = not conn.outbuf and conn.rows is None
         if done and (conn.closing or (conn.eof and b"\n" not in conn.inbuf)):
             self._close(conn)
@@ -287,29 +284,46 @@ class Server:
             self.selector.modify(conn.sock, events, conn)
 
     def _take_request(self, conn: Connection) -> bool:
-        """Handle one complete request line from ``conn.inbuf``; False when there is none."""
+        """Handle one complete request line from ``conn.inbuf``; False when there is none.
+
+        A line longer than ``max_line`` is not kept: its bytes are thrown away as they arrive
+        (memory stays bounded) and once its end is seen it is answered like any refused
+        request, the same however the client's writes were cut.
+        """
+        limit = self.limits.max_line
         end = conn.inbuf.find(b"\n")
+        if conn.skipping is None and (end > limit or (end < 0 and len(conn.inbuf) > limit)):
+            conn.skipping = bytes(conn.inbuf[:1])
+        if conn.skipping is not None:
+            if end < 0:
+                conn.inbuf.clear()
+                return False
+            del conn.inbuf[: end + 1]
+            command, conn.skipping = conn.skipping, None
+            self.log(f"request line longer than {limit} bytes refused")
+            self._queue(conn, failed("request too long") if command in (b"L", b"I") else None)
+            return True
         if end < 0:
             return False
         line = bytes(conn.inbuf[:end])
         del conn.inbuf[: end + 1]
         conn.last_progress = self.clock()
-        if len(line) > self.limits.max_line:
-            reply: Reply = failed("request too long") if line[:1] in (b"L", b"I") else None
-            self.log(f"request of {len(line)} bytes refused (limit {self.limits.max_line})")
-        else:
-            try:
-                reply = self.handler(line)
-            except Exception as exc:  # the handler's own guard failed: still one request only
-                self.log(f"internal error on {line[:40]!r}: {type(exc).__name__}: {exc}")
-                reply = failed("internal error") if line[:1] in (b"L", b"I") else None
+        try:
+            reply = self.handler(line)
+        except Exception as exc:  # the handler's own guard failed: still one request only
+            self.log(f"internal error on {line[:40]!r}: {type(exc).__name__}: {exc}")
+            reply = failed("internal error") if line[:1] in (b"L", b"I") else None
+        self._queue(conn, reply)
+        return True
+
+    @staticmethod
+    def _queue(conn: Connection, reply: Reply) -> None:
         if reply is None:
             conn.closing = True
         elif isinstance(reply, bytes | bytearray):
             conn.outbuf += reply
         else:
             conn.rows = reply
-        return True
 
     def _pump(self, conn: Connection) -> None:
         """Move iteration rows into the output until it holds a chunk or the rows end."""
