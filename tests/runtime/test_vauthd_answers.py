@@ -434,6 +434,24 @@ def test_iteration_lists_each_mailbox_once_then_ends(answers, root):
         assert ask(answers, f"shared/userdb/{name}") is not None
 
 
+@pytest.mark.parametrize(
+    ("virtualdomains", "expected"),
+    [
+        ("a.example:vbase1\nb.example:vbase1-sub\n", ["sub-x@a.example", "y@a.example"]),
+        ("b.example:vbase1-sub\na.example:vbase1\n", ["x@b.example", "y@a.example"]),
+        ("b.example:vbase1-sub\nc.example:vbase1-sub\n", ["x@b.example"]),
+    ],
+)
+def test_iteration_lists_a_user_under_the_first_domain_that_reaches_it(answers, root, virtualdomains, expected):
+    (root / "var" / "qmail" / "control" / "virtualdomains").write_text(virtualdomains)
+    write_table(
+        root / "home" / "vbase1",
+        [VirtualUser(name=n, password="$0$p", directory=f"./users/{n}") for n in ("sub-x", "y")],
+    )
+    rows = listed(answers)
+    assert [row[len(b"Oshared/userdb/") : -2].decode() for row in rows[:-1]] == expected
+
+
 def test_iteration_row_limit_and_other_paths(answers):
     assert len(listed(answers, max_rows=2)) == 3
     assert listed(answers, "shared/passdb/") == [b"Fvauthd lists users only under shared/userdb/\n"]
