@@ -301,7 +301,15 @@ class AuthClient:
     def __init__(self, path: Path, timeout: float = 30.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(str(path))
+        deadline = time.monotonic() + 10
+        while True:  # Dovecot may listen on its ports a moment before the auth socket exists
+            try:
+                self.sock.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self.file = self.sock.makefile("rb")
         self.sock.sendall(f"VERSION\t1\t2\nCPID\t{os.getpid()}\n".encode())
         while self.file.readline().rstrip(b"\n") != b"DONE":
