@@ -45,7 +45,10 @@ from vauthdkit import (
     lookup_line,
 )
 
+from vmreconcile.formats.cdb import CdbReader, build_cdb
 from vmreconcile.formats.hashing import hash_password
+from vmreconcile.formats.vpwentry import encode_record, user_key
+from vmreconcile.model import VirtualUser, from_bytes
 from vmreconcile.runtime import maildir_quota
 from vmreconcile.runtime.maildir_quota import quota_definition
 from vmreconcile.tables import iter_users, open_table
@@ -178,6 +181,39 @@ def test_auth_client_plain_returns_the_user(dovecot):
         assert result == "OK" and "user=me:mydomain.org" in fields
     finally:
         client.close()
+
+
+def test_names_that_are_not_utf8_reach_dovecot_unchanged(world, dovecot):
+    """Old VMailMgr tables hold Latin-1 (a personal field, a maildir name): JSON carries the raw
+    bytes and Dovecot 2.3 takes them as they are, so such users still log in."""
+    import subprocess
+
+    table = world.home / "passwd.cdb"
+    saved = table.read_bytes()
+    users = [
+        VirtualUser(name="jurgen", password="$0$pw", directory="./users/jurgen", personal=from_bytes(b"J\xfcrgen")),
+        VirtualUser(name="jorg", password="$0$pw", directory=from_bytes(b"./users/j\xfcrg")),
+    ]
+    try:
+        items = list(CdbReader(saved).items()) + [(user_key(u.name), encode_record(u)) for u in users]
+        new = world.home / "passwd.cdb.new"
+        new.write_bytes(build_cdb(items))
+        os.replace(new, table)
+        for directory in (b"users/jurgen", b"users/j\xfcrg"):
+            for sub in (b"", b"/new", b"/cur", b"/tmp"):
+                path = os.path.join(bytes(world.home), directory + sub)
+                os.mkdir(path)
+                os.chown(path, world.uid, world.gid)
+        shown = subprocess.run(["doveadm", "-c", str(dovecot.conf), "user", "jorg@mydomain.org"], capture_output=True)
+        assert b"users/j\xfcrg\n" in shown.stdout, shown
+        shown = subprocess.run(["doveadm", "-c", str(dovecot.conf), "user", "jurgen@mydomain.org"], capture_output=True)
+        assert b"vuser_personal\tJ\xfcrgen\n" in shown.stdout, shown
+        for user in ("jurgen@mydomain.org", "jorg@mydomain.org"):
+            assert imap_login(dovecot, user, "pw")
+    finally:
+        new = world.home / "passwd.cdb.new"
+        new.write_bytes(saved)
+        os.replace(new, table)
 
 
 # ---------------------------------------------------------------------------- doveadm

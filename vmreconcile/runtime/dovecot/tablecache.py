@@ -29,6 +29,7 @@ from collections import OrderedDict
 from ...formats.cdb import CdbError, CdbReader
 from ...host import BaseUser, Host
 from ...tables import TableError
+from ..authcore import MSG_TABLE_UNUSABLE
 from ..authpipe_core import Directory, Refused, Table, identity
 
 #: The largest table read (VMailMgr's cdb could be 4 GB; no real domain comes close).
@@ -36,8 +37,6 @@ MAX_TABLE_BYTES = 64 << 20
 #: Bytes of table copies kept at once, and how many tables.
 TABLE_BUDGET = 256 << 20
 MAX_TABLES = 256
-
-MSG_TABLE_UNUSABLE = "Cannot read the virtual password table"
 
 
 def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
