@@ -48,9 +48,11 @@ class Running:
         self.path = path
         self.server = server
         self.logged = logged
+        self.clients: list[socket.socket] = []
 
     def connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.clients.append(sock)
         sock.settimeout(10)
         sock.connect(str(self.path))
         return sock
@@ -67,9 +69,12 @@ def running(root: Path, limits: Limits | None = None, handler=None) -> Iterator[
     server = Server(listener, handler or make_handler(answers), limits, logged.append)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
+    handle = Running(path, server, logged)
     try:
-        yield Running(path, server, logged)
+        yield handle
     finally:
+        for client in handle.clients:
+            client.close()
         server.stop()
         thread.join(10)
         assert not thread.is_alive(), "the server did not stop"

@@ -133,6 +133,7 @@ class Server:
     # the loop ----------------------------------------------------------------------------------
 
     def serve(self) -> None:
+        """Run until `stop`; call it once (the server closes its own helpers, not the listener)."""
         self.selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
         self._set_listening(True)
         drain_deadline = None
@@ -171,6 +172,9 @@ class Server:
                 self._close(conn)
             self._set_listening(False)
             self.selector.unregister(self._wake_r)
+            self.selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
 
     def _drain_wake(self) -> None:
         try:
