@@ -402,3 +402,18 @@ def test_socket_owner_option(installed, root):
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=15)
     assert os.path.lexists(path) is False
+
+
+def test_stop_finishes_the_request_in_progress_then_closes_everything(root):
+    def slow(line: bytes):
+        time.sleep(0.3)
+        return b"N\n"
+
+    with running(root, handler=slow) as server:
+        idle = server.connect()
+        busy = server.connect()
+        busy.sendall(b"Lx\t\n")
+        time.sleep(0.1)  # the handler is running
+        server.server.stop()
+        assert read_lines(busy, 1) == [b"N"]
+        assert closed_by_server(busy, timeout=5) and closed_by_server(idle, timeout=5)

@@ -145,9 +145,9 @@ class Server:
                     if drain_deadline is None:
                         drain_deadline = now + self.limits.drain_timeout
                         self._set_listening(False)
-                        for conn in list(self.connections.values()):
-                            if not conn.busy:
-                                self._close(conn)
+                    for conn in list(self.connections.values()):
+                        if not conn.busy:  # answered everything it asked: nothing is cut short
+                            self._close(conn)
                     if not self.connections or now >= drain_deadline:
                         return
                 elif not self.listening and now >= self._accept_paused_until:

@@ -297,7 +297,10 @@ def serve(listener: socket.socket, host: Host, options: Options) -> None:
     signal.set_wakeup_fd(server.wake_fd, warn_on_full_buffer=False)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        signal.set_wakeup_fd(-1)  # the server has closed that fd
 
 
 def main(argv: list[str], host: Host) -> int:
