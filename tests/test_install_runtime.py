@@ -125,6 +125,6 @@ def test_install_runtime_command_writes_every_launcher(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    for program in ("checkvpw", "authvmailmgr", "vauthenticate", "vdeliver"):
+    for program in ("checkvpw", "authvmailmgr", "vauthenticate", "vdeliver", "vauthd"):
         assert (tmp_path / "bin" / program).stat().st_mode & 0o111
         assert f"root={str(tmp_path / 'root')!r}" in (tmp_path / "bin" / program).read_text()

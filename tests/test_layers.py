@@ -66,7 +66,7 @@ def test_runtime_layers_import_only_the_standard_library_and_each_other(path):
 #: What each runtime sub-package may import of the others: login and delivery stand alone,
 #: Courier's authpipe reuses the login core. The shared modules at ``runtime/`` level (launch,
 #: process, selftest) import no sub-package; launch names the programs' modules as strings.
-RUNTIME_SUBPACKAGES = {"login": set(), "courier": {"login"}, "delivery": set()}
+RUNTIME_SUBPACKAGES = {"login": set(), "courier": {"login"}, "delivery": set(), "dovecot": {"login", "courier"}}
 
 
 def runtime_subpackage(path: Path) -> str | None:

@@ -131,6 +131,20 @@ def test_maildirsize_is_trusted_only_while_fresh(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("first_line", "same"),
+    [("1000S", True), ("0C,1000S", True), ("1000S,0C", True), ("1000S,5C", False), ("999S", False), ("1000X", False)],
+)
+def test_maildirsize_written_by_dovecot_counts_when_its_limits_are_ours(tmp_path, first_line, same):
+    """Dovecot's maildir quota leaves "no limit" parts out; vdeliver must not rewrite its file for that."""
+    box = make_box(tmp_path)
+    (tmp_path / "maildirsize").write_text(f"{first_line}\n300 1\n")
+    future = time.time() + 100
+    os.utime(tmp_path / "maildirsize", (future, future))
+    read = maildirsize.read_usage(box, "1000S,0C")
+    assert (read is not None and read.bytes == 300) == same
+
+
+@pytest.mark.parametrize(
     "text",
     ["1000S,0C\n-600 -1\n", "1000S,0C\n1 2 3\n", "1000S,0C\nabc 1\n", "1000S,0C\n1 1", "1000S,0C\n" + "1 1\n" * 2000],
 )

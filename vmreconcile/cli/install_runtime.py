@@ -18,7 +18,7 @@ def install_runtime_command(
         None, "--libdir", help="Runtime copy (default BINDIR/../lib/vmreconcile-runtime)."
     ),
 ) -> None:
-    """Install checkvpw, authvmailmgr, authpipe, vauthenticate and vdeliver launchers.
+    """Install checkvpw, authvmailmgr, authpipe, vauthenticate, vdeliver and vauthd launchers.
 
     The global --root is baked into each launcher as its config root.
 

@@ -42,7 +42,7 @@ class HashingError(RuntimeError):
 def _libcrypt() -> Any:
     """libxcrypt, loaded on first use.
 
-    ``ctypes`` is imported here, not at module level: a login whose hash `runtime.fastcrypt`
+    ``ctypes`` is imported here, not at module level: a login whose hash `runtime.login.fastcrypt`
     handles ($1$, $0$, old MD5) never pays for it (~2 ms). It is a root-owned standard-library
     module, so importing it after a setuid loads nothing a base user can influence.
     """

@@ -21,6 +21,7 @@ PROGRAMS: dict[str, str] = {
     "authpipe": "vmreconcile.runtime.courier.authpipe",
     "vauthenticate": "vmreconcile.runtime.login.vauthenticate",
     "vdeliver": "vmreconcile.runtime.delivery.vdeliver",
+    "vauthd": "vmreconcile.runtime.dovecot.vauthd",
     "runtime-selftest": "vmreconcile.runtime.selftest",
 }
 

@@ -106,6 +106,11 @@ def may_log_in(user: VirtualUser | None, now: int) -> str | None:
     return None
 
 
+def _reached(name: str, prefix: str) -> bool:
+    """True when a domain with virtual prefix ``prefix`` reaches the table key ``name``."""
+    return len(name) > len(prefix) and name.startswith(prefix)
+
+
 def _parse_locals(raw: bytes | None) -> frozenset[str]:
     """``locals`` lines with trailing whitespace cut: `is_local` is membership in this set [compat: control-files]."""
     return frozenset(line.rstrip() for line in parse_lines(raw)) if raw else frozenset()
@@ -218,12 +223,18 @@ class Directory:
 
     # logins -------------------------------------------------------------------------
 
-    def resolve(self, login: str) -> tuple[BaseUser, str]:
-        """[compat: login-names]: split at a separator (or use $TCPLOCALHOST / the host name), locals, virtualdomains."""
+    def resolve(self, login: str, environ: Mapping[str, str] | None = None) -> tuple[BaseUser, str]:
+        """[compat: login-names]: split at a separator (or use $TCPLOCALHOST / the host name), locals,
+        virtualdomains.
+
+        ``environ`` replaces the program's environment for this one login (vauthd passes the
+        address the client connected to as ``TCPLOCALHOST``).
+        """
         if "\0" in login:  # no account name holds one, and getpwnam() would raise on it
             raise Refused(core.MSG_UNKNOWN_BASE)
         try:
-            user, domain = core.split_login(login, str(self.option("separators")), self.environ)
+            separators = str(self.option("separators"))
+            user, domain = core.split_login(login, separators, self.environ if environ is None else environ)
         except core.LoginFailure as failure:
             raise Refused(failure.message, temporary=failure.code == core.EXIT_TEMPORARY) from None
         full = user
@@ -306,10 +317,16 @@ class Directory:
 
         A user reachable through several domains (domain aliases) is listed under the first
         one in virtualdomains order. Aliases and expired entries cannot log in and are left out.
+        Memory does not grow with the number of users (vauthd lists 100,000 in one go): a user
+        is skipped when an earlier domain of the same base user already reached it.
         """
         now = int(time.time())
-        seen: set[tuple[str, str]] = set()
+        listed: list[tuple[str, str]] = []  # (base user, prefix) of the domains listed so far
         for domain, base, prefix in self.domains():
+            earlier = [other for name, other in listed if name == base.name]
+            listed.append((base.name, prefix))
+            if prefix in earlier:  # a domain alias: every user it reaches is listed already
+                continue
             try:
                 table = self.table(base)
             except Refused:
@@ -319,11 +336,10 @@ class Directory:
             home = self.home(base)
             try:
                 for user in iter_users(table.reader):
-                    if len(user.name) <= len(prefix) or not user.name.startswith(prefix):
+                    if not _reached(user.name, prefix) or any(_reached(user.name, other) for other in earlier):
                         continue
-                    if (base.name, user.name) in seen or may_log_in(user, now):
+                    if may_log_in(user, now):
                         continue
-                    seen.add((base.name, user.name))
                     yield f"{user.name[len(prefix) :]}@{domain}", base, user, home
             except (RecordError, CdbError):
                 continue

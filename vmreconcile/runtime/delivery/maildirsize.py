@@ -8,7 +8,8 @@ format Courier and Dovecot also read): a first line with the quota definition
 
 POP3 and IMAP servers often delete mail without touching that file, so its figure is only
 trusted when it is *fresh*: the file exists, is at most 5120 bytes, its first line is the
-definition we would write, every line parses, the sums are not negative, and neither ``new/``
+definition we would write (or the same limits as
+Dovecot spells them), every line parses, the sums are not negative, and neither ``new/``
 nor ``cur/`` was modified after it. Otherwise it is recomputed by a walk. And a delivery is
 never bounced on a remembered figure: before a bounce, usage is always recomputed.
 """
@@ -55,6 +56,27 @@ def quota_definition(hard_quota: int | None, count_limit: int | None) -> str:
     return f"{hard_quota or 0}S,{count_limit or 0}C"
 
 
+def same_limits(first_line: str, definition: str) -> bool:
+    """True when a ``maildirsize`` first line states the limits of ``definition``.
+
+    Writers spell "no limit" differently: Dovecot's maildir quota and Courier leave a zero part
+    out (``1000000S``), we write it (``1000000S,0C``). Comparing the text would make vdeliver
+    and Dovecot rewrite each other's file on every delivery.
+    """
+
+    def limits(text: str) -> dict[str, str] | None:
+        parts: dict[str, str] = {}
+        for part in text.strip().split(","):
+            if len(part) < 2 or part[-1] not in "SC" or not part[:-1].isdigit():
+                return None
+            if int(part[:-1]):
+                parts[part[-1]] = str(int(part[:-1]))
+        return parts
+
+    ours = limits(definition)
+    return ours is not None and limits(first_line) == ours
+
+
 def _mtime_ns(path: str) -> int:
     try:
         return os.stat(path).st_mtime_ns
@@ -80,7 +102,7 @@ def read_usage(maildir: str, definition: str) -> Usage | None:
     if newest > info.st_mtime_ns:
         return None
     lines = raw.decode("ascii", "replace").split("\n")
-    if lines[0].strip() != definition or lines[-1] != "":
+    if not same_limits(lines[0], definition) or lines[-1] != "":
         return None
     size = count = 0
     for line in lines[1:-1]:

@@ -75,7 +75,7 @@ MSG_TOO_LONG = "Read buffer too long"
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs ~2 ms per login
 if TYPE_CHECKING:
-    from collections.abc import Callable, MutableMapping
+    from collections.abc import Callable, Mapping, MutableMapping
 
     Environ = MutableMapping[str, str]
 
@@ -227,7 +227,7 @@ def read_login_data(fd: int, limit: int, close: bool = False) -> bytes:
 # --------------------------------------------------------------------------- name mapping
 
 
-def split_login(name: str, separators: str, environ: Environ) -> tuple[str, str]:
+def split_login(name: str, separators: str, environ: Mapping[str, str]) -> tuple[str, str]:
     """User and domain of a login name [compat: login-names].
 
     Split at the first byte that is in ``separators``; without one the domain is
@@ -308,7 +308,7 @@ def lookup_baseuser(full: str, find_account: Callable[[str], BaseUser | None]) -
 # --------------------------------------------------------------------------- passwords
 
 
-def _shadow_hash(host: Host, name: str) -> str | None:
+def shadow_hash(host: Host, name: str) -> str | None:
     """The stored hash of a system account: ``/etc/shadow``, else the passwd field."""
     for file in ("/etc/shadow", "/etc/passwd"):
         try:
@@ -340,7 +340,7 @@ def verify(plain: str, stored: str) -> bool:
 
 def check_system_password(host: Host, name: str, password: str) -> bool:
     """True when ``password`` matches the system account's shadow hash."""
-    stored = _shadow_hash(host, name)
+    stored = shadow_hash(host, name)
     return stored is not None and verify(password, stored)
 
 

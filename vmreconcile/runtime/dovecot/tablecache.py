@@ -1,0 +1,136 @@
+"""authpipe's cached login directory, with tables *copied* into memory instead of mapped.
+
+`courier.directory.Directory` already does what a long-lived login server needs: it resolves login
+names with checkvpw's rules, re-reads a table when its ``lstat`` identity changes (apply and
+VMailMgr always replace a table through ``rename``, so the next request sees the new one) and
+re-checks options and control files at most once a second. vauthd reuses it and changes one
+thing, how a table is held:
+
+* **read, never mapped.** A table lives in a directory its base user controls. A mapped file
+  that its owner truncates in place makes the next access past the new end raise SIGBUS, which
+  would kill the one process serving every login on the host. A private copy cannot change
+  under us: a table truncated or scribbled on in place is simply a different (or corrupt)
+  file on the next lookup, answered ``F`` for that base user's logins only.
+* **bounded.** One table may hold at most `MAX_TABLE_BYTES` (a 100,000-user table is about
+  10 MB); the copies together at most `TABLE_BUDGET` bytes and `MAX_TABLES` tables, the least
+  recently used dropped first. A larger table is refused (logged, ``F``), not read.
+
+Opened like `tables.open_table`: ``O_NOFOLLOW`` (a planted symlink is refused), non-blocking
+(a FIFO cannot hang the server), regular files only, a 0-byte file is corrupt [compat: table-files].
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections import OrderedDict
+
+from ...formats.cdb import CdbError, CdbReader
+from ...host import BaseUser, Host
+from ...tables import TableError
+from ..courier.directory import Directory, Refused, Table, identity
+from ..login.core import MSG_TABLE_UNUSABLE
+
+#: The largest table read (VMailMgr's cdb could be 4 GB; no real domain comes close).
+MAX_TABLE_BYTES = 64 << 20
+#: Bytes of table copies kept at once, and how many tables.
+TABLE_BUDGET = 256 << 20
+MAX_TABLES = 256
+
+
+def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
+    """A private copy of the table at ``path``; None if it does not exist.
+
+    `TableError` for a symlink, a non-regular file, an unreadable or oversized one; `CdbError`
+    for an empty one.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TableError(f"{path}: is a symbolic link; refusing to follow it") from None
+        raise TableError(f"{path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TableError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise TableError(f"{path}: {info.st_size} bytes is more than vauthd reads ({limit})")
+        chunks = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # it grew while being read
+            raise TableError(f"{path}: more than {limit} bytes")
+        if size == 0:
+            raise CdbError(f"{path}: empty file (0 bytes) is not a cdb")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise TableError(f"{path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+class CopiedTables(Directory):
+    """`Directory` whose `table` holds private copies within a byte budget (see module doc)."""
+
+    def __init__(
+        self,
+        host: Host,
+        max_table_bytes: int = MAX_TABLE_BYTES,
+        budget: int = TABLE_BUDGET,
+        max_tables: int = MAX_TABLES,
+    ) -> None:
+        # No environment of our own: TCPLOCALHOST comes with each request, never from the service.
+        super().__init__(host, environ={})
+        self.max_table_bytes = max_table_bytes
+        self.budget = budget
+        self.max_tables = max_tables
+        self._copies: OrderedDict[str, tuple[object, Table | None, int]] = OrderedDict()
+        self._held = 0
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of table copies held right now (for the benchmark and tests)."""
+        return self._held
+
+    def table(self, base: BaseUser) -> Table | None:
+        """The base user's table, re-read when its identity changed; None: no table yet."""
+        path = ""
+        try:
+            path = self.table_file(base)
+            ident = identity(path)
+            cached = self._copies.get(path)
+            if cached is not None and cached[0] == ident:
+                self._copies.move_to_end(path)
+                return cached[1]
+            self._drop(path)
+            data = read_table(path, self.max_table_bytes) if ident is not None else None
+            table = Table(CdbReader(data)) if data is not None else None
+        except (TableError, CdbError, OSError) as exc:
+            self._drop(path)
+            raise Refused(f"{MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
+        size = len(data) if data is not None else 0
+        self._copies[path] = (ident, table, size)
+        self._held += size
+        while len(self._copies) > 1 and (len(self._copies) > self.max_tables or self._held > self.budget):
+            self._drop(next(iter(self._copies)))
+        return table
+
+    def _drop(self, path: str) -> None:
+        entry = self._copies.pop(path, None)
+        if entry is not None:
+            self._held -= entry[2]
+
+    def forget_all(self) -> None:
+        """Drop every cached table and file (SIGHUP): the next lookups read everything afresh."""
+        self._copies.clear()
+        self._held = 0
+        self._parsed.clear()
