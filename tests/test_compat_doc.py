@@ -41,7 +41,10 @@ def python_files(top: Path) -> list[Path]:
 
 
 def source_files() -> list[Path]:
-    return python_files(PACKAGE)
+    """Everything of ours that could cite the outside document: code, tests, benchmarks, docs."""
+    docs = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
+    files = python_files(PACKAGE) + python_files(REPO / "tests") + python_files(REPO / "bench") + docs
+    return [p for p in files if p not in (Path(__file__).resolve(), DOC)]
 
 
 def citations(path: Path) -> list[tuple[int, str]]:

@@ -1,4 +1,4 @@
-"""The cdb layer must read and write exactly what VMailMgr reads and writes (reference §2)."""
+"""The cdb layer must read and write exactly what VMailMgr reads and writes [compat: cdb]."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""VMailMgr's option files (§3), qmail control files (§4) and userdir() (§8.2)."""
+"""VMailMgr's option files [compat: options], qmail control files [compat: control-files] and
+userdir() [compat: userdir]."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Password checks follow VMailMgr's crypt_cmp (§9.2); new hashes come from libxcrypt."""
+"""Password checks follow VMailMgr's crypt_cmp [compat: hashing]; new hashes come from libxcrypt."""
 
 from __future__ import annotations
 

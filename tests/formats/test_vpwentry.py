@@ -15,7 +15,7 @@ from vmreconcile.model import USER_FIELD_TABLE, VirtualUser
 
 
 def parse_dumpvuser(text: str) -> dict[str, object]:
-    """dumpvuser's output (§8.10) as field values of our model."""
+    """dumpvuser's output [compat: admin-tools] as field values of our model."""
     fields: dict[str, object] = {"forwards": []}
     for line in text.splitlines():
         label, _, value = line.partition(": ")

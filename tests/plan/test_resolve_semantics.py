@@ -12,7 +12,7 @@ from vmreconcile.plan.resolve import ResolveError, passwd_changeable, resolve
 from vmreconcile.showjson import redact_hash
 
 NOW = 1_800_000_000
-MD5_SECRET = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"  # md5-crypt of "secret" (reference §1.9)
+MD5_SECRET = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"  # md5-crypt of "secret" [compat: hashing]
 
 
 def no_secrets(kind: str, ref: str) -> str | None:
@@ -100,7 +100,7 @@ def test_hashed_user_dirs_and_default_limits_come_from_domain_then_global_option
     )
     state, _ = resolve(spec, HostState(), NOW, no_secrets)
     bob = domain_of(state).user("bob")
-    assert bob.directory == "./users/140/2ec/bob"  # reference §8.2 confirmed example
+    assert bob.directory == "./users/140/2ec/bob"  # [compat: userdir] worked example
     assert (bob.hard_quota, bob.message_count_limit, bob.soft_quota) == (5000, 7, None)
     assert bob.expires == NOW + 86400
 
