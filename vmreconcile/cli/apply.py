@@ -1,9 +1,11 @@
-"""``vmreconcile apply``: plan under the global lock, show it, confirm, write.
+"""``vmreconcile apply``: plan under the global lock, show it, confirm, write, check.
 
-Refuses without a terminal unless ``--yes``; refuses a saved plan whose live state moved;
-refuses plans that trip the safety brake unless ``--force``. Exit 0 on success (also when
-there was nothing to do), 1 on any error, including a failed reload after the files were
-written.
+Refuses without a terminal unless ``--yes``; refuses to start while a domain has errors
+(unless ``--domain`` leaves it out); refuses a saved plan that is not signed by this host,
+whose live state moved or whose changes are not what its desired state changes now; refuses
+plans that trip the safety brake unless ``--force``. Exit 0 only when the host now matches
+(the written part is read back and diffed again); 1 on any error, including a failed reload
+after the files were written.
 """
 
 from __future__ import annotations
@@ -17,11 +19,20 @@ from ..apply import lock
 from ..apply.execute import ApplyResult, execute
 from ..host import Host
 from ..plan.changes import Plan
-from ..plan.checksum import state_checksum
 from ..plan.planfile import PlanFileError, load_plan
+from ..plan.plankey import plan_key
 from ..plan.render import render_text
-from ..workflow import plan_on_host, read_live_for_plan
-from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
+from ..workflow import SavedPlanMismatch, plan_on_host, remaining_changes, replan_saved
+from .plan import (
+    DEFAULT_CONFIG,
+    PLAN_ERRORS,
+    error_text,
+    fail,
+    host_of,
+    load_spec_or_fail,
+    report_domain_errors,
+    style_for_tty,
+)
 
 
 def _progress(total_done: int, total: int, label: str) -> None:
@@ -55,6 +66,13 @@ def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo
     progress = _progress if sys.stderr.isatty() else None
     result = execute(plan, host, log=lambda m: echo(m), progress=progress)
     add, change, destroy = plan.summary()
+    if not result.errors:
+        left = remaining_changes(host, plan)
+        if left:
+            result.errors.append(
+                f"the host does not match the plan after apply: {len(left)} change(s) still pending "
+                f"({', '.join(c.address for c in left[:5])}{' ...' if len(left) > 5 else ''})"
+            )
     if result.errors:
         for error in result.errors:
             typer.echo(f"vmreconcile: error: {error}", err=True)
@@ -102,6 +120,10 @@ def apply_command(
                     fallback_dir=config.parent,
                     targets=tuple(domain) if domain else None,
                 )
+                if plan.errors:
+                    typer.echo(render_text(plan, style_for_tty(sys.stdout)), nl=False)
+                    report_domain_errors(plan)
+                    raise fail("refusing to apply while a domain has errors; nothing was written")
             run_apply(host, plan, yes=yes, force=force)
     except lock.LockTimeout as exc:
         raise fail(exc.strerror or str(exc)) from None
@@ -110,24 +132,20 @@ def apply_command(
 
 
 def load_saved_plan(host: Host, path: Path, purge_mailboxes: bool) -> Plan:
-    """The saved plan, if the live state is still the one it was made against."""
+    """The saved plan, recomputed against the host: only a file this host signed, made against
+    the live state as it still is, whose changes are what its desired state changes now."""
     try:
-        plan = load_plan(path)
+        plan = load_plan(path, lambda: plan_key(host, create=False))
     except PlanFileError as exc:
         raise fail(str(exc)) from None
-    if plan.offline:
-        raise fail(
-            f"{path}: this plan was made against a saved state (plan --state), for review only; "
-            "make the plan on the host to apply it"
-        )
     if purge_mailboxes and not plan.purge_mailboxes:
         raise fail("--purge-mailboxes must be given when the plan is made (plan --purge-mailboxes --out FILE)")
     if plan.purge_mailboxes and not purge_mailboxes:
         raise fail(f"{path} deletes mailboxes: give --purge-mailboxes to apply it too")
-    live = read_live_for_plan(host, plan)
-    if state_checksum(live) != plan.checksum():
-        raise fail(f"{path}: the live state changed since this plan was made; run `vmreconcile plan --out` again")
-    return plan
+    try:
+        return replan_saved(host, plan)
+    except SavedPlanMismatch as exc:
+        raise fail(f"{path}: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -124,6 +124,10 @@ class Plan:
     #: re-reads the table under its temp-file lock and refuses to overwrite a table that moved
     table_digests: Mapping[str, str] = field(default_factory=dict)
     offline: bool = False  # made against a saved snapshot (plan --state): for review, never applied
+    #: domains that could not be planned (a broken home, a corrupt table ...), one line each
+    #: naming the domain and the path; the plan covers the others and can only be applied to
+    #: them with ``--domain``
+    errors: tuple[str, ...] = ()
     live: HostState | None = field(default=None, compare=False, repr=False)
 
     def checksum(self) -> str:
@@ -172,4 +176,5 @@ class Plan:
             "summary": {"add": add, "change": change, "destroy": destroy},
             "changes": [c.to_json() for c in self.changes],
             "notes": list(self.notes),
+            "errors": list(self.errors),
         }

@@ -16,6 +16,7 @@ _SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 _COLOUR = {"create": "green", "update": "yellow", "delete": "red"}
 
 Style = Callable[[str, str], str]
+_NO_CHANGES_WITH_ERRORS = "No changes for the domains that could be planned; see the errors below."
 
 
 def _plain(text: str, _colour: str) -> str:
@@ -47,7 +48,7 @@ def _field_lines(change: Change) -> list[str]:
 def render_text(plan: Plan, style: Style = _plain) -> str:
     """Terraform-like text; ``style(text, colour)`` adds colour on a terminal."""
     if plan.empty:
-        lines = ["No changes. The host matches the configuration."]
+        lines = [_NO_CHANGES_WITH_ERRORS if plan.errors else "No changes. The host matches the configuration."]
     else:
         lines = []
         for change in plan.changes:
@@ -62,6 +63,10 @@ def render_text(plan: Plan, style: Style = _plain) -> str:
     if brake:
         lines.append("")
         lines += [style(f"Safety brake: {message}", "red") for message in brake]
+    if plan.errors:
+        lines.append("")
+        lines.append(style("Not planned (errors):", "red"))
+        lines += [f"  - {error}" for error in plan.errors]
     if not plan.empty:
         lines.append("")
         lines.append(summary_line(plan))
@@ -83,7 +88,7 @@ def render_markdown(plan: Plan) -> str:
     add, change, destroy = plan.summary()
     out = [f"### vmreconcile plan: {add} to add, {change} to change, {destroy} to destroy", ""]
     if plan.empty:
-        out.append("No changes. The host matches the configuration.")
+        out.append(_NO_CHANGES_WITH_ERRORS if plan.errors else "No changes. The host matches the configuration.")
     else:
         out += ["| Action | Type | Address | Fields |", "|---|---|---|---|"]
         for c in plan.changes:
@@ -92,6 +97,8 @@ def render_markdown(plan: Plan) -> str:
     brake = plan.brake_violations()
     if brake:
         out += ["", "**Safety brake:**", ""] + [f"- {_md_cell(m)}" for m in brake]
+    if plan.errors:
+        out += ["", "**Not planned (errors):**", ""] + [f"- {_md_cell(e)}" for e in plan.errors]
     if plan.notes:
         out += ["", "<details><summary>Notes</summary>", ""] + [f"- {_md_cell(n)}" for n in plan.notes]
         out += ["", "</details>"]
