@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .formats.cdb import CdbError
-from .formats.config import OPTIONS, layered_value, stored_value
+from .formats.config import OPTIONS, layered_value, password_file_problem, stored_value
 from .formats.control import CONTROL_FILES, VIRTUALDOMAINS, owned_virtualdomain, parse_lines
 from .formats.vpwentry import RecordError, decode_record
-from .host import LOCAL_CONFIG_DIR, BaseUser, BaseUserMissing, Host
+from .host import GLOBAL_CONFIG_DIR, LOCAL_CONFIG_DIR, BaseUser, BaseUserMissing, Host
 from .model import Domain, HostState, OptionValue, VirtualUser, from_bytes
 from .tables import TableError, UnsafeFile, open_table, read_bounded, table_path
 
@@ -225,6 +225,10 @@ def _read_domain(
     finally:
         os.close(home_fd)
     password_file = str(layered_value("password-file", options, global_options))
+    problem = password_file_problem(password_file)
+    if problem is not None:
+        where = f"{home}/{LOCAL_CONFIG_DIR}" if "password-file" in options else GLOBAL_CONFIG_DIR
+        raise TableError(f"{where}/password-file: {problem}")
     users = read_table(table_path(home, password_file))
     qmail_default = None if raw_default is None else UNREAD_QMAIL_DEFAULT if linked else from_bytes(raw_default)
     return Domain(

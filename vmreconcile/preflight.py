@@ -144,7 +144,9 @@ def check_domains(
     for name in {d.base_user for d in spec.domains} | set(others):
         user = host.find_base_user(name)
         if user is not None and user.home.startswith("/"):
-            homes[name] = Home(user, os.path.realpath(host.home_str(user)))
+            real = os.path.realpath(host.home_str(user))
+            if real != top:  # a home that is '/' is refused on its own; it "contains" every other
+                homes[name] = Home(user, real)
     problems = []
     for dspec in domains:
         problems += [Problem(m, dspec.name, dspec.position) for m in _base_user_problems(host, dspec, minimum, top)]
