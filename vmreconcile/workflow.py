@@ -103,19 +103,20 @@ def read_live_for(
 
 
 def adoptable_domain(host: Host, name: str, base_name: str, global_options: Mapping[str, OptionValue]) -> Domain | None:
-    """The domain's files when its base user's home already has a table or ``.qmail-default``
-    although ``virtualdomains`` does not route it yet, else None (a new domain)."""
+    """The domain's files when its base user's home already holds a table, ``.qmail-default``
+    or ``.vmailmgr/`` although ``virtualdomains`` does not route it yet, else None (a new
+    domain). Adopted, its entries and options are kept and updated in place, as the next plan
+    (which reads them once the domain is routed) will expect."""
     try:
         base_user = host.base_user(base_name)
     except BaseUserMissing as exc:
         raise DomainReadError(name, base_name, str(exc)) from None
     home = host.home_str(base_user)
     password_file = str(layered_value("password-file", global_options))
-    markers = (password_file + ".cdb", ".qmail-default", LOCAL_CONFIG_DIR + "/password-file")
+    markers = (password_file + ".cdb", ".qmail-default", LOCAL_CONFIG_DIR)
     if not any(os.path.lexists(os.path.join(home, marker)) for marker in markers):
         return None
-    domain = read_domain(host, base_name, [name], global_options)
-    return domain if domain.users or domain.qmail_default is not None else None
+    return read_domain(host, base_name, [name], global_options)
 
 
 def read_targeted(
