@@ -35,6 +35,7 @@ PYTHON = "/usr/bin/python3"
 UNITS = REPO / "examples" / "systemd"
 UNIT_SUFFIXES = (".service", ".socket", ".timer")
 APPLY_SCRIPT = UNITS / "vmreconcile-apply"
+LAUNCHER_NOTE = "the Debian package's launcher; do not edit."
 
 
 def write_launchers(outdir: Path, programs: tuple[str, ...]) -> None:
@@ -42,7 +43,7 @@ def write_launchers(outdir: Path, programs: tuple[str, ...]) -> None:
 
     outdir.mkdir(parents=True)
     for program in programs:
-        text = launcher_text(program, PYTHON, RUNTIME_PATH, None, note="the Debian package's launcher; do not edit.")
+        text = launcher_text(program, PYTHON, RUNTIME_PATH, None, note=LAUNCHER_NOTE)
         (outdir / program).write_text(text)
         (outdir / program).chmod(0o755)
     shutil.copyfile(APPLY_SCRIPT, outdir / APPLY_SCRIPT.name)

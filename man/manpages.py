@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import sys
 import time
 from pathlib import Path
@@ -51,10 +52,12 @@ class BuildError(Exception):
 
 
 def rst_escape(text: str) -> str:
-    """Text as it must appear in reStructuredText to come out literally."""
-    for char in "\\*`_|":
-        text = text.replace(char, "\\" + char)
-    return text
+    """Text as it must appear in reStructuredText to come out literally.
+
+    Every ASCII punctuation character is escaped, not only the markup ones: docutils also
+    turns ``file:line:col`` and ``user@example.org`` into links shown as ``<...>``.
+    """
+    return "".join("\\" + char if char in string.punctuation else char for char in text)
 
 
 def _definition(term: str, body: str) -> list[str]:
@@ -73,25 +76,23 @@ def _paragraphs(help_text: str) -> list[str]:
 
 def cli_sections() -> tuple[str, str]:
     """The global options and the command reference of vmreconcile(1), from the CLI itself."""
-    import click
-    import typer.main
+    import typer.main  # click's objects through typer (newer typers carry their own click)
 
     from vmreconcile.cli.main import app
 
     group = typer.main.get_command(app)
-    root = click.Context(group, info_name="vmreconcile")
+    root = group.context_class(group, info_name="vmreconcile")
     global_lines: list[str] = []
     for param in group.get_params(root):
         record = param.get_help_record(root)
         if record is not None:
             global_lines += _definition(*record)
     command_lines: list[str] = []
-    assert isinstance(group, click.Group)
-    for name in group.list_commands(root):
-        command = group.get_command(root, name)
+    for name in group.list_commands(root):  # type: ignore[attr-defined]  # a click Group
+        command = group.get_command(root, name)  # type: ignore[attr-defined]
         if command is None or command.hidden:
             continue
-        context = click.Context(command, info_name=name, parent=root)
+        context = command.context_class(command, info_name=name, parent=root)
         usage = " ".join(["vmreconcile", name, *command.collect_usage_pieces(context)])
         command_lines += [rst_escape(usage), "-" * len(rst_escape(usage)), ""]
         command_lines += _paragraphs(command.help or "")
@@ -195,9 +196,10 @@ def expand(name: str, source: Path, version: str, date: str) -> str:
 
 def render(rst: str, source: Path) -> str:
     """reStructuredText -> roff with docutils' man page writer; any docutils warning is an error."""
-    from docutils.core import publish_string
-
     import io
+
+    from docutils.core import publish_string
+    from docutils.writers.manpage import Writer
 
     overrides = {
         "report_level": 2,
@@ -207,7 +209,7 @@ def render(rst: str, source: Path) -> str:
         "output_encoding": "unicode",
     }
     try:
-        return publish_string(rst, source_path=str(source), writer_name="manpage", settings_overrides=overrides)
+        return publish_string(rst, source_path=str(source), writer=Writer(), settings_overrides=overrides)
     except Exception as error:  # docutils raises SystemMessage at halt_level
         first_line = str(error).strip().splitlines()[0].replace(str(MAN_DIR) + "/", "man/")
         raise BuildError(f"{first_line} (after generated sections were filled in)") from None
