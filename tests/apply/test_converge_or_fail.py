@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from typer.testing import CliRunner
-
+from tests.clirunner import cli_runner
 from tests.plan.reconcile_helpers import empty_root, howto_spec
 from vmreconcile.apply import execute as execute_module
 from vmreconcile.apply.execute import execute
@@ -30,7 +29,7 @@ domains:
 
 
 def run(root: Path, *args: str):
-    return CliRunner().invoke(app, ["--root", str(root), *args], catch_exceptions=False)
+    return cli_runner().invoke(app, ["--root", str(root), *args], catch_exceptions=False)
 
 
 def test_an_entry_whose_mailbox_cannot_be_made_is_an_error_not_a_note(tmp_path):

@@ -15,8 +15,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.plan.reconcile_helpers import empty_root, mtimes
 from vmreconcile.cli.main import app
 from vmreconcile.host import Host
@@ -37,7 +37,7 @@ domains:
 
 
 def run(root: Path, *args: str):
-    return CliRunner().invoke(app, ["--root", str(root), *args], env={"ME_PW": "secret"}, catch_exceptions=False)
+    return cli_runner().invoke(app, ["--root", str(root), *args], env={"ME_PW": "secret"}, catch_exceptions=False)
 
 
 @pytest.fixture

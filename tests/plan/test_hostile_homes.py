@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.conftest import IS_ROOT, TREE_GID, TREE_UID, own_home
 from vmreconcile.cli.main import app
 
@@ -74,7 +74,7 @@ def run(root: Path, *args: str):
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(60)
     try:
-        return CliRunner().invoke(app, ["--root", str(root), *args], catch_exceptions=False)
+        return cli_runner().invoke(app, ["--root", str(root), *args], catch_exceptions=False)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

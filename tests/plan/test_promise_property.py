@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.conftest import TREE_GID, TREE_UID, own_home
 from vmreconcile.cli.main import app
 from vmreconcile.desired.load import check_config
@@ -185,7 +185,7 @@ def plant(home: Path, what: str | None) -> None:
 
 
 def cli(root: Path, *args: str):
-    return CliRunner().invoke(app, ["--root", str(root), *args], env={"PW": "secret"}, catch_exceptions=False)
+    return cli_runner().invoke(app, ["--root", str(root), *args], env={"PW": "secret"}, catch_exceptions=False)
 
 
 @settings(
