@@ -141,18 +141,19 @@ def check_domains(
     minimum = uid_min(host)
     top = os.path.realpath(host.fspath("/"))
     homes: dict[str, Home] = {}
-    for name in {d.base_user for d in spec.domains} | set(others):
+    for name in sorted({d.base_user for d in spec.domains} | set(others)):
         user = host.find_base_user(name)
         if user is not None and user.home.startswith("/"):
             real = os.path.realpath(host.home_str(user))
             if real != top:  # a home that is '/' is refused on its own; it "contains" every other
                 homes[name] = Home(user, real)
+    overlaps = HomeIndex(homes.values())
     problems = []
     for dspec in domains:
         problems += [Problem(m, dspec.name, dspec.position) for m in _base_user_problems(host, dspec, minimum, top)]
         mine = homes.get(dspec.base_user)
-        if mine is not None and mine.real != top:
-            problems += [Problem(m, dspec.name, dspec.position) for m in _overlaps(mine, homes.values(), host)]
+        if mine is not None:
+            problems += [Problem(m, dspec.name, dspec.position) for m in overlaps.problems(mine, host)]
             if global_options is not None and not any(p.domain == dspec.name for p in problems):
                 layers = (dspec.options, spec.options, global_options)
                 found = home_entry_problems(host.home_str(mine.user), layers)
@@ -228,24 +229,39 @@ def _tree_owner_exception(host: Host, owner: int) -> bool:
     return host.is_rooted and not host.can_chown and owner == os.geteuid()
 
 
-def _overlaps(mine: Home, homes: Iterable[Home], host: Host) -> list[str]:
-    out = []
-    for other in homes:
-        if other.user.name == mine.user.name:
-            continue
-        if other.real == mine.real:
-            relation = "is also the home of"
-        elif mine.real.startswith(other.real.rstrip("/") + "/"):
-            relation = "lies inside the home of"
-        elif other.real.startswith(mine.real.rstrip("/") + "/"):
-            relation = "contains the home of"
-        else:
-            continue
-        out.append(
+class HomeIndex:
+    """Homes by their real path and by every directory above them, so that finding the homes
+    equal to, above or below one home costs its depth, not the number of homes (a fleet of
+    1,000 domains is checked in milliseconds)."""
+
+    def __init__(self, homes: Iterable[Home]) -> None:
+        self.at: dict[str, list[Home]] = {}
+        self.below: dict[str, list[Home]] = {}
+        for home in homes:
+            self.at.setdefault(home.real, []).append(home)
+            for parent in _parents(home.real):
+                self.below.setdefault(parent, []).append(home)
+
+    def problems(self, mine: Home, host: Host) -> list[str]:
+        related = [(other, "is also the home of") for other in self.at.get(mine.real, ())]
+        related += [(other, "lies inside the home of") for p in _parents(mine.real) for other in self.at.get(p, ())]
+        related += [(other, "contains the home of") for other in self.below.get(mine.real, ())]
+        return [
             f"{host.home_str(mine.user)}: the home of base user {mine.user.name!r} {relation} "
             f"base user {other.user.name!r} ({host.home_str(other.user)}): each base user needs a home of its own"
-        )
-    return out
+            for other, relation in related
+            if other.user.name != mine.user.name
+        ]
+
+
+def _parents(path: str) -> list[str]:
+    """``/a/b/c`` -> ``/a/b``, ``/a`` (never ``/``: a home that is ``/`` is refused on its own)."""
+    out = []
+    while True:
+        path = os.path.dirname(path)
+        if path in ("/", ""):
+            return out
+        out.append(path)
 
 
 # -- options in effect and derived paths -----------------------------------------------------
