@@ -256,7 +256,7 @@ class HomeIndex:
 
 def _parents(path: str) -> list[str]:
     """``/a/b/c`` -> ``/a/b``, ``/a`` (never ``/``: a home that is ``/`` is refused on its own)."""
-    out = []
+    out: list[str] = []
     while True:
         path = os.path.dirname(path)
         if path in ("/", ""):

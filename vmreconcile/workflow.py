@@ -296,9 +296,12 @@ def replan_saved(host: Host, plan: Plan) -> Plan:
     preflight.check_qmail_root(host)
     written = {c.domain for c in plan.changes if c.domain}
     as_spec = Spec(
-        domains=tuple(DomainSpec(d.name, d.base_user, system_account=True) for d in plan.desired.domains)
+        domains=tuple(
+            DomainSpec(d.name, d.base_user, options=d.options, system_account=True) for d in plan.desired.domains
+        )
     )  # the system-account rule was checked when the plan was made, from the YAML
-    problems = preflight.check_domains(host, as_spec, [d for d in as_spec.domains if d.name in written])
+    writes = [d for d in as_spec.domains if d.name in written]
+    problems = preflight.check_domains(host, as_spec, writes, global_options=plan.desired.options)
     if problems:
         raise HostProblems(problems)
     live = read_live_for(host, wanted_by_plan(plan), plan.targets)

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..formats.cdb import CdbReader, build_cdb
+from ..formats.cdb import CdbError, CdbReader, build_cdb
 from ..formats.config import PASSWD_CHANGEABLE, layered_value, render_option
 from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD, render_lines
-from ..formats.vpwentry import decode_record, encode_record, user_key
+from ..formats.vpwentry import RecordError, decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ..live import TABLE_LIMIT
 from ..model import Domain, to_bytes
@@ -291,10 +291,11 @@ class Executor:
         try:
             dir_fd, _ = writer.walk_dirs(home_fd, parts[:-1], where=f"~{base_user.name}")
             expected = self.plan.table_digests.get(domain.name)
+            where = os.path.join(self.host.home_str(base_user), *parts)
 
             def unchanged_since_plan() -> None:
                 """Under the temp-file lock: nobody (vadduser, authpipe PASSWD) changed the table."""
-                if expected is not None and current_table_digest(dir_fd, parts[-1]) != expected:
+                if expected is not None and current_table_digest(dir_fd, parts[-1], where) != expected:
                     raise TableMoved(
                         f"~{base_user.name}/{parts[-1]} changed since the plan was made (vadduser, "
                         "a password change?); nothing written for this domain; run apply again"
@@ -380,15 +381,18 @@ class TableMoved(ValueError):
     """The table is not the one the plan was made against."""
 
 
-def current_table_digest(dir_fd: int, name: str) -> str:
+def current_table_digest(dir_fd: int, name: str, where: str | None = None) -> str:
     """`table_digest` of the table as it is now (a missing one is empty), read as plan reads it:
-    bounded, one link only, layout checked."""
-    raw = read_bounded(name, dir_fd=dir_fd, limit=TABLE_LIMIT, max_links=1)
+    bounded, one link only, layout checked; errors name the table (``where``)."""
+    raw = read_bounded(name, dir_fd=dir_fd, limit=TABLE_LIMIT, max_links=1, where=where)
     if raw is None:
         return table_digest(())
-    reader = CdbReader(raw)
-    reader.check_layout()
-    return table_digest(decode_record(k, v) for k, v in reader.items())
+    try:
+        reader = CdbReader(raw)
+        reader.check_layout()
+        return table_digest(decode_record(k, v) for k, v in reader.items())
+    except (CdbError, RecordError) as exc:
+        raise TableMoved(f"{where or name}: {exc}") from None
 
 
 def _is_link(info: os.stat_result) -> bool:
