@@ -67,6 +67,10 @@ def read_state_file(path: Path) -> HostState:
 
 
 def error_text(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        from .privilege import privilege_message
+
+        return privilege_message(exc)
     if isinstance(exc, ResolveError):
         return "; ".join(exc.problems)
     if isinstance(exc, OSError) and exc.strerror and not exc.filename:
