@@ -16,7 +16,7 @@ import typer
 from ..apply import lock
 from ..apply.execute import ApplyResult, execute
 from ..history.origin import Origin, config_origin, plan_file_origin, unknown_origin
-from ..history.record import start_apply
+from ..history.record import recover_leftovers, start_apply
 from ..host import Host
 from ..plan.changes import Plan
 from ..plan.checksum import state_checksum
@@ -110,6 +110,7 @@ def apply_command(
     spec = load_spec_or_fail(config) if plan_file is None else None
     try:
         with lock.global_lock(host.lock_path, lock_timeout, on_wait=lambda m: typer.echo(m, err=True)):
+            recover_leftovers(host, log=typer.echo, warn=warn)  # a killed apply's history entry
             if plan_file is not None:
                 plan = load_saved_plan(host, plan_file, purge_mailboxes)
                 origin = plan_file_origin(plan_file)

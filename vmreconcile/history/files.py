@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..apply import writer
+from ..apply.crashpoint import checkpoint
 from ..apply.execute import (
     ControlFileTarget,
     DomainSetup,
@@ -43,6 +44,8 @@ from ..workflow import configured_qmail_root
 Log = Callable[[str], None]
 
 TABLE, QMAIL_DEFAULT, OPTION, CONTROL = "table", "qmail-default", "option", "control"
+#: The ``.qmail-default~`` apply keeps of a different ``.qmail-default`` (vsetup does the same).
+BACKUP = "qmail-default-backup"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +146,9 @@ def plan_files(host: Host, plan: Plan) -> list[FileRef]:
                 ref = _in_home(host, plan, domain, OPTION, f"{LOCAL_CONFIG_DIR}/{name}")
             case DomainSetup(domain=domain):
                 ref = _in_home(host, plan, domain, QMAIL_DEFAULT, ".qmail-default")
+                backup = _backup_ref(host, ref) if ref is not None else None
+                if backup is not None:  # where apply keeps a different .qmail-default (rollback removes it)
+                    refs.append(backup)
             case TableFile(domain=domain):
                 found = plan.desired.domain(domain)
                 if found is not None:
@@ -167,6 +173,22 @@ def _in_home(host: Host, plan: Plan, domain_name: str | None, kind: str, relativ
         return None
     home = host.base_user(domain.base_user).home.rstrip("/")
     return FileRef(kind=kind, path=f"{home}/{relative}", base_user=domain.base_user, relative=relative)
+
+
+def _backup_ref(host: Host, ref: FileRef) -> FileRef | None:
+    """The name apply's `writer.backup_name` will give a backup of ``ref``: the first free one."""
+    opened = _open_parent(host, ref, create=False)
+    if opened is None:
+        return None
+    dir_fd, name = opened
+    try:
+        free = next((c for c in writer.backup_candidates(name) if writer.file_info(dir_fd, c) is None), None)
+    finally:
+        os.close(dir_fd)
+    if free is None:
+        return None
+    relative = f"{os.path.dirname(ref.relative or '')}/{free}".lstrip("/")
+    return FileRef(kind=BACKUP, path=f"{os.path.dirname(ref.path)}/{free}", base_user=ref.base_user, relative=relative)
 
 
 def unrooted(host: Host, path: Path) -> str:
@@ -292,7 +314,7 @@ def restore(host: Host, ref: FileRef, wanted: FileState, expected: FileState, lo
         if not state_at(dir_fd, name).same_as(expected):
             raise FileMoved(f"{ref.path} changed while the rollback was running; nothing written to it")
 
-    tmpname = f"{name}.tmp" if ref.kind == TABLE else None  # VMailMgr's own lock for a table
+    tmpname = temp_name(ref, name)
     try:
         if wanted.type == "file" and wanted.data is not None:
             owner = None
@@ -310,7 +332,39 @@ def restore(host: Host, ref: FileRef, wanted: FileState, expected: FileState, lo
                 precheck=unchanged,
             )
         elif not wanted.exists:
-            _remove_locked(dir_fd, name, tmpname or f".{name}.vmreconcile-tmp", where, log, unchanged)
+            _remove_locked(dir_fd, name, tmpname, where, log, unchanged)
+    finally:
+        os.close(dir_fd)
+
+
+def temp_name(ref: FileRef, name: str) -> str:
+    """The writers' temp file (their lock) for ``name``: VMailMgr's ``passwd.cdb.tmp`` for a
+    table, `atomic`'s default for anything else."""
+    return f"{name}.tmp" if ref.kind == TABLE else f".{name}.vmreconcile-tmp"
+
+
+def clear_leftover_temp(host: Host, ref: FileRef, log: Log) -> None:
+    """Remove the temp file a killed run may have left beside ``ref`` (once nobody holds it).
+
+    A run killed right after removing a file leaves its temp file, and no later run needs to
+    write that file again; for a table the leftover would block VMailMgr's own tools.
+    """
+    try:
+        opened = _open_parent(host, ref, create=False)
+    except (OSError, LookupError):
+        return
+    if opened is None:
+        return
+    dir_fd, name = opened
+    try:
+        tmpname = temp_name(ref, name)
+        if writer.file_info(dir_fd, tmpname) is None:
+            return
+        fd = writer.acquire_temp(dir_fd, tmpname, where=f"{os.path.dirname(ref.path)}/{tmpname}", log=log)
+        os.unlink(tmpname, dir_fd=dir_fd)
+        os.close(fd)
+    except OSError as exc:
+        log(f"{ref.path}: could not clear its temp file ({exc.strerror or exc})")
     finally:
         os.close(dir_fd)
 
@@ -320,8 +374,10 @@ def _remove_locked(dir_fd: int, name: str, tmpname: str, where: str, log: Log, p
     fd = writer.acquire_temp(dir_fd, tmpname, where=f"{where}/{tmpname}", log=log)
     try:
         precheck()
+        checkpoint(f"{name}: temp created")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=dir_fd)
+        checkpoint(f"{name}: removed")
         os.fsync(dir_fd)
     finally:
         with contextlib.suppress(FileNotFoundError):

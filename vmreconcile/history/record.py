@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..host import Host
 from ..plan.changes import Change, Plan
 from . import audit
-from .files import FileRef, FileState, described, plan_files, read_state
+from .files import FileRef, FileState, clear_leftover_temp, plan_files, read_state
 from .origin import Origin
 from .store import Log, Pending, Store
 
@@ -58,6 +58,8 @@ def recover(host: Host, store: Store, log: Log, auditor: Audit | None = None) ->
     for entry_id in store.leftovers(".pending-"):
         pending = store.pending(entry_id)
         if pending.doc.get("outcome") is None:
+            for ref in pending.refs:
+                clear_leftover_temp(host, ref, log)
             afters = [_read_or_missing(host, ref) for ref in pending.refs]
             doc = pending.commit(outcome=INTERRUPTED, afters=afters, recovered_at=_now_text())
             log(
@@ -67,19 +69,14 @@ def recover(host: Host, store: Store, log: Log, auditor: Audit | None = None) ->
             if auditor is not None:
                 auditor.send(doc)
         else:  # killed between the final entry.json and the rename: it is complete
-            pending.commit(outcome=str(pending.doc["outcome"]), afters=[_after_of(f) for f in _records(pending)])
+            pending.finalize()
         recovered.append(entry_id)
     return recovered
 
 
-def _records(pending: Pending) -> list[dict[str, object]]:
-    files = pending.doc.get("files")
-    return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
-
-
-def _after_of(record: dict[str, object]) -> FileState:
-    after = record.get("after")
-    return described(after) if isinstance(after, dict) else FileState(type="missing")
+def recover_leftovers(host: Host, *, log: Log, warn: Log) -> list[int]:
+    """`recover` for a run that may write nothing (an empty plan): called first under the lock."""
+    return recover(host, store_of(host), log, Audit(host, warn))
 
 
 def _read_or_missing(host: Host, ref: FileRef) -> FileState:

@@ -196,6 +196,10 @@ class Pending:
         self.doc["outcome"] = outcome
         write_file(self.path / ENTRY_FILE, _dump(self.doc), mode=0o600)
         checkpoint("history: entry written")
+        return self.finalize()
+
+    def finalize(self) -> dict[str, object]:
+        """The rename that makes a written entry visible (alone: when a kill came in between)."""
         os.rename(self.path, self.store.directory / entry_name(self.id))
         _fsync_dir(self.store.directory)
         checkpoint("history: entry committed")
