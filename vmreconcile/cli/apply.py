@@ -25,6 +25,7 @@ from ..plan.render import render_text
 from ..workflow import plan_on_host, read_live_for_plan
 from .common import warn
 from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
+from .privilege import privilege_message
 
 
 def _progress(total_done: int, total: int, label: str) -> None:
@@ -128,6 +129,8 @@ def apply_command(
             run_apply(host, plan, yes=yes, force=force, origin=origin)
     except lock.LockTimeout as exc:
         raise fail(exc.strerror or str(exc)) from None
+    except PermissionError as exc:
+        raise fail(privilege_message(exc, "apply", host)) from None
     except PLAN_ERRORS as exc:
         raise fail(error_text(exc)) from None
 
