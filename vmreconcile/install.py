@@ -35,8 +35,6 @@ DEFAULT_PYTHON = "/usr/bin/python3"
 INSTALLED_PROGRAMS = tuple(p for p in PROGRAMS if p != "runtime-selftest")
 
 
-#: The marker every launcher carries on its second line (how an install recognises its own).
-MARKER = "written by 'vmreconcile install-runtime'; re-run it instead of editing."
 #: What a kept foreign file is renamed to: ``checkvpw.orig-20261124T185156Z``.
 ORIG = ".orig-"
 #: A launcher is a few hundred bytes; anything bigger is not one of ours.
@@ -66,11 +64,18 @@ def default_libdir(bindir: Path) -> Path:
     return bindir.parent / "lib" / "vmreconcile-runtime"
 
 
-def launcher_text(program: str, python: str, libdir: Path, root: str | None) -> str:
-    """The whole launcher script. ``root`` is baked in as a literal, never read from env."""
+#: The note on an install-runtime launcher's second line: how an install recognises its own.
+INSTALL_RUNTIME_NOTE = "written by 'vmreconcile install-runtime'; re-run it instead of editing."
+
+
+def launcher_text(program: str, python: str, libdir: Path, root: str | None, note: str = INSTALL_RUNTIME_NOTE) -> str:
+    """The whole launcher script. ``root`` is baked in as a literal, never read from env.
+
+    ``note`` says where the launcher came from (the Debian package writes its own at build time).
+    """
     return (
         f"#!{python} -IS\n"
-        f"# {program}: {MARKER}\n"
+        f"# {program}: {note}\n"
         "import sys\n"
         f"sys.path.insert(0, {str(libdir)!r})\n"
         "from vmreconcile.runtime.launch import run\n"
@@ -126,7 +131,7 @@ def is_own_launcher(path: Path, program: str) -> bool:
     finally:
         os.close(fd)
     lines = head.split(b"\n")
-    return len(head) <= _LAUNCHER_MAX and len(lines) > 2 and lines[1] == f"# {program}: {MARKER}".encode()
+    return len(head) <= _LAUNCHER_MAX and len(lines) > 2 and lines[1] == f"# {program}: {INSTALL_RUNTIME_NOTE}".encode()
 
 
 def is_own_libdir(libdir: Path) -> bool:

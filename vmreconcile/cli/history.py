@@ -1,5 +1,8 @@
 """``vmreconcile history`` (list the entries) and ``vmreconcile history show ID``.
 
+One command with an optional ``show ID`` (not a sub-command group), so its whole help is one
+page of ``--help`` and of vmreconcile(1).
+
 The history lives in a root-only directory; listing it first finishes what a killed apply left
 (`history.record.recover`) when the global lock is free.
 """
@@ -18,13 +21,6 @@ from ..history.store import HistoryError, Store
 from ..host import Host
 from .common import fail, host_of, warn
 from .privilege import privilege_errors
-
-history_app = typer.Typer(
-    help="The apply history: who applied what, when, and the files each apply replaced.",
-    no_args_is_help=False,
-    invoke_without_command=True,
-    rich_markup_mode=None,
-)
 
 
 class Format(StrEnum):
@@ -145,50 +141,41 @@ def show_text(entry: Mapping[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@history_app.callback()
 def history_command(
     ctx: typer.Context,
+    action: str | None = typer.Argument(None, metavar="show", help="With ID: show that entry in full."),
+    entry_id: int | None = typer.Argument(None, metavar="ID", help="An entry's id (from the list)."),
     format: Format = typer.Option(Format.text, "--format", "-f", help="text or json."),
 ) -> None:
-    """List the history: one entry per apply or rollback that changed something.
+    """List the history: one entry per apply or rollback that changed something (id, time,
+    user, command, changes, configuration digest, git commit, outcome); `history show ID`
+    shows one entry with its changes and every file it replaced, before and after.
 
-    Example: vmreconcile history --format json
+    The history is kept in /var/lib/vmreconcile/history/ (root only; --root moves it).
+
+    Example: vmreconcile history show 7 --format json
     """
-    if ctx.invoked_subcommand is not None:
-        return
+    if action is not None and (action != "show" or entry_id is None):
+        raise fail("usage: vmreconcile history [show ID] [--format text|json]", code=2)
     host = host_of(ctx)
     with privilege_errors("history", host):
         try:
-            entries = open_store(host).entries()
+            store = open_store(host)
+            if entry_id is not None:
+                entry = store.load(entry_id)
+            else:
+                entries = store.entries()
         except HistoryError as exc:
             raise fail(str(exc.strerror or exc)) from None
-    if format is Format.json:
+    if entry_id is not None:
+        typer.echo(json.dumps(entry, indent=1) if format is Format.json else show_text(entry), nl=False)
+        if format is Format.json:
+            typer.echo("")
+    elif format is Format.json:
         typer.echo(json.dumps([{k: e.get(k) for k in LIST_FIELDS} for e in entries], indent=1))
     else:
         typer.echo(list_text(entries), nl=False)
 
 
-@history_app.command("show")
-def show_command(
-    ctx: typer.Context,
-    entry_id: int = typer.Argument(..., metavar="ID", help="The entry's id (see `vmreconcile history`)."),
-    format: Format = typer.Option(Format.text, "--format", "-f", help="text or json."),
-) -> None:
-    """Show one history entry: its origin, its changes and every file it replaced.
-
-    Example: vmreconcile history show 7
-    """
-    host = host_of(ctx)
-    with privilege_errors("history", host):
-        try:
-            entry = open_store(host).load(entry_id)
-        except HistoryError as exc:
-            raise fail(str(exc.strerror or exc)) from None
-    if format is Format.json:
-        typer.echo(json.dumps(entry, indent=1))
-    else:
-        typer.echo(show_text(entry), nl=False)
-
-
 def register(app: typer.Typer) -> None:
-    app.add_typer(history_app, name="history")
+    app.command("history")(history_command)
