@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO, build_step_root, requires_root
 
 GUIDE = REPO / "docs" / "migrate.md"
