@@ -100,3 +100,13 @@ def test_a_missing_socket_is_a_reason_not_an_exception(tmp_path):
     assert audit.send(tmp_path / "dev" / "log", "x") == f"{tmp_path}/dev/log: No such file or directory"
     (tmp_path / "file").write_text("")
     assert "Connection refused" in (audit.send(tmp_path / "file", "x") or "")
+
+
+def test_every_kind_of_unit_apply_writes_is_known_to_the_history():
+    """A new kind of file apply writes must be added to `plan_files`, or rollback could not restore it."""
+    import typing
+
+    from vmreconcile.apply.execute import Target
+    from vmreconcile.history.files import FILE_UNITS, NOT_FILE_UNITS
+
+    assert set(typing.get_args(Target)) == set(FILE_UNITS) | set(NOT_FILE_UNITS)

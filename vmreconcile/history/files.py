@@ -31,6 +31,8 @@ from ..apply.crashpoint import checkpoint
 from ..apply.execute import (
     ControlFileTarget,
     DomainSetup,
+    MaildirCreate,
+    MaildirPurge,
     OptionFile,
     TableFile,
     group_units,
@@ -131,6 +133,11 @@ def described(doc: dict[str, object], data: bytes | None = None) -> FileState:
 
 
 # -- which files a plan writes -----------------------------------------------------------------
+
+#: The units that replace or remove files (`plan_files` handles each), and those that only make
+#: or purge maildirs; a test checks that together they are every kind of unit apply has.
+FILE_UNITS = (OptionFile, DomainSetup, TableFile, ControlFileTarget)
+NOT_FILE_UNITS = (MaildirCreate, MaildirPurge)
 
 
 def plan_files(host: Host, plan: Plan) -> list[FileRef]:
