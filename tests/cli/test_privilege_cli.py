@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, requires_root
+from tests.conftest import REPO, build_step_root, requires_root
 
 pytestmark = requires_root
 
@@ -82,3 +82,17 @@ def test_install_runtime_into_a_root_owned_bindir_says_what_to_do(user_and_confi
     os.chmod(bindir, 0o755)
     result = as_user(user, "install-runtime", "--bindir", str(bindir), cwd=cwd)
     assert_one_clear_line(result, "install-runtime cannot write", "run it as root, or give a --bindir")
+
+
+@pytest.mark.parametrize("command", ["show", "export"])
+def test_a_home_the_user_cannot_read_is_one_line_naming_the_table(user_and_config, command):
+    user, _, cwd = user_and_config
+    root = cwd / "root"
+    build_step_root("10-catchall", root)
+    for path in (cwd, root, root / "home"):
+        path.chmod(0o755)
+    result = as_user(user, "--root", str(root), command, cwd=cwd)
+    assert_one_clear_line(
+        result,
+        f"vmreconcile: {command} cannot access {root}/home/vbase1/passwd.cdb: permission denied inside the --root",
+    )

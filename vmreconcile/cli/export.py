@@ -16,6 +16,7 @@ from ..adopt import adopt
 from ..atomic import write_file
 from ..desired.export import ExportError
 from .common import fail, host_of
+from .privilege import live_error_text
 from .show import LIVE_ERRORS
 
 
@@ -44,7 +45,7 @@ def export(
     except ExportError as exc:
         raise fail(str(exc)) from None
     except LIVE_ERRORS as exc:
-        raise fail(str(exc)) from None
+        raise fail(live_error_text(exc, "export", host_of(ctx))) from None
     for part in adoption.lost:
         typer.echo(f"vmreconcile: export: lost: {part}", err=True)
     if not adoption.exact and not lossy:

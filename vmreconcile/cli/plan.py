@@ -67,10 +67,11 @@ def read_state_file(path: Path) -> HostState:
 
 
 def error_text(exc: BaseException) -> str:
-    if isinstance(exc, PermissionError):
-        from .privilege import privilege_message
+    from .privilege import denied_text
 
-        return privilege_message(exc)
+    denied = denied_text(exc)
+    if denied is not None:
+        return denied
     if isinstance(exc, ResolveError):
         return "; ".join(exc.problems)
     if isinstance(exc, OSError) and exc.strerror and not exc.filename:

@@ -28,6 +28,23 @@ def privilege_message(exc: PermissionError, command: str | None = None, host: Ho
     )
 
 
+def denied_text(exc: BaseException, command: str | None = None, host: Host | None = None) -> str | None:
+    """`privilege_message` for a permission error, including the one-line errors of the live
+    reader (``~base/passwd.cdb: Permission denied``); None for any other error."""
+    if isinstance(exc, PermissionError):
+        return privilege_message(exc, command, host)
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno is None and text.endswith(": Permission denied"):
+        path = text.removesuffix(": Permission denied")
+        return privilege_message(PermissionError(13, "Permission denied", path), command, host)
+    return None
+
+
+def live_error_text(exc: BaseException, command: str | None = None, host: Host | None = None) -> str:
+    """The one line for an error reading the live host."""
+    return denied_text(exc, command, host) or str(exc)
+
+
 @contextmanager
 def privilege_errors(command: str, host: Host | None = None) -> Iterator[None]:
     """Turn a `PermissionError` inside the block into `privilege_message` and exit 1."""
