@@ -330,3 +330,18 @@ def test_keys_of_the_table_after_each_step(site):
     run(root, "rollback", "2", "--yes")
     keys = [k for k, _ in CdbReader((home / "passwd.cdb").read_bytes()).items()]
     assert keys == [b"mailer-daemon", b"postmaster", b"root", b"me", b"myself", b"bob"]
+
+
+def test_a_symlink_planted_in_a_home_stops_the_rollback_with_one_line(site, tmp_path):
+    root, home, a, b, _ = site
+    run(root, "apply", str(a), "--yes", "--now", str(NOW))
+    run(root, "apply", str(b), "--yes", "--now", str(NOW))
+    elsewhere = tmp_path / "elsewhere"
+    (home / ".vmailmgr").rename(elsewhere)
+    (home / ".vmailmgr").symlink_to(elsewhere)
+    result = run(root, "rollback", "2", "--yes")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "vmreconcile: rollback 2: ~myuser/.vmailmgr: is a symbolic link or not a directory; refusing to follow it\n"
+    )
+    assert (elsewhere / "default-hardquota").read_text() == "50000000\n"

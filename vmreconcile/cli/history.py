@@ -167,6 +167,10 @@ def history_command(
                 entries = store.entries()
         except HistoryError as exc:
             raise fail(str(exc.strerror or exc)) from None
+        except PermissionError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise fail(f"history: {exc}") from None
     if entry_id is not None:
         typer.echo(json.dumps(entry, indent=1) if format is Format.json else show_text(entry), nl=False)
         if format is Format.json:

@@ -44,10 +44,13 @@ def rollback_command(
         try:
             with lock.global_lock(host.lock_path, lock_timeout, on_wait=lambda m: typer.echo(m, err=True)):
                 _rollback(host, entry_id, yes=yes, force=force)
-        except lock.LockTimeout as exc:
+        except (lock.LockTimeout, HistoryError) as exc:
             raise fail(exc.strerror or str(exc)) from None
-        except HistoryError as exc:
-            raise fail(exc.strerror or str(exc)) from None
+        except PermissionError:
+            raise
+        except (OSError, LookupError, ValueError) as exc:  # a base user gone, a symlinked directory ...
+            message = exc.strerror if isinstance(exc, OSError) and exc.strerror and not exc.filename else str(exc)
+            raise fail(f"rollback {entry_id}: {message}") from None
 
 
 def _rollback(host: Host, entry_id: int, *, yes: bool, force: bool) -> None:
