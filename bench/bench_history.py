@@ -78,6 +78,7 @@ def main() -> None:
         origin = Origin(command="apply", user="bench", uid=os.getuid())
         quiet = lambda _message: None  # noqa: E731
         plain, recorded, rollback = [], [], []
+        store = store_of(host)
         for n in range(args.rounds):
             plan, _ = plan_on_host(host, spec_with(f"plain {n}"), now=NOW)
             plain.append(timed(lambda plan=plan: execute(plan, host)))
@@ -89,7 +90,6 @@ def main() -> None:
                 recording.finish(wrote=bool(result.written), errors=result.errors)
 
             recorded.append(timed(apply_recorded))
-            store = store_of(host)
             latest = store.ids()[-1]
 
             def roll_back(latest=latest) -> None:  # type: ignore[no-untyped-def]
@@ -99,7 +99,6 @@ def main() -> None:
                 recording.finish(wrote=bool(result.written), errors=result.errors)
 
             rollback.append(timed(roll_back))
-        store = store_of(host)
         table = (top / "home" / "vbench" / "passwd.cdb").stat().st_size
         sizes = [sum(p.stat().st_size for p in (store.directory / f"{i:06d}").iterdir()) for i in store.ids()]
         print(f"one-user change in a {args.users}-entry table ({table / 1e6:.2f} MB), median of {args.rounds}:")
