@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..host import Host
 from ..plan.changes import Change, Plan
@@ -30,18 +30,22 @@ def change_line(change: Change) -> str:
     return f"{_SYMBOLS.get(change.action, '?')} {change.type} {change.address}"
 
 
+#: Syslog sockets a failure was already reported for: said once per process, never raised.
+_TOLD: set[str] = set()
+
+
 @dataclass
 class Audit:
-    """Sends the audit lines of one run; a failure is said once (``warn``), never raised."""
+    """Sends the audit lines of a run; a failure is said once (``warn``), never raised."""
 
     host: Host
     warn: Log
-    failed: bool = field(default=False)
 
     def send(self, entry: Mapping[str, object]) -> None:
-        problem = audit.send(self.host.syslog_socket, audit.audit_line(entry))
-        if problem and not self.failed:
-            self.failed = True
+        socket_path = self.host.syslog_socket
+        problem = audit.send(socket_path, audit.audit_line(entry))
+        if problem and str(socket_path) not in _TOLD:
+            _TOLD.add(str(socket_path))
             self.warn(f"the audit line was not sent to syslog ({problem}); the history entry is complete")
 
 
