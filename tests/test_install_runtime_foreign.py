@@ -6,8 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from typer.testing import CliRunner
-
+from tests.clirunner import cli_runner
 from vmreconcile.cli.main import app
 from vmreconcile.install import INSTALLED_PROGRAMS, is_own_launcher
 
@@ -16,7 +15,7 @@ FOREIGN = b"#!/bin/sh\necho vmailmgr-0.97-checkvpw\n"
 
 
 def install(bindir: Path, *args: str):
-    return CliRunner().invoke(app, ["install-runtime", "--bindir", str(bindir), *args], catch_exceptions=False)
+    return cli_runner().invoke(app, ["install-runtime", "--bindir", str(bindir), *args], catch_exceptions=False)
 
 
 def foreign_checkvpw(bindir: Path) -> Path:

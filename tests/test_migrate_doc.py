@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import REPO, build_step_root, requires_root
 
@@ -62,9 +61,13 @@ def test_walking_the_guide_on_a_copy_of_a_vmailmgr_host(public_tmp):
             "",
         ]
     )
-    venv_bin = Path(sys.executable).parent
+    tools = public_tmp / "tools"  # `vmreconcile` as an admin runs it: this checkout, this interpreter
+    tools.mkdir()
+    (tools / "vmreconcile").write_text(f'#!/bin/sh\nexec {sys.executable} -m vmreconcile "$@"\n')
+    (tools / "vmreconcile").chmod(0o755)
     env = {
-        "PATH": f"{venv_bin}:/usr/bin:/bin",
+        "PATH": f"{tools}:/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
         "HOME": str(public_tmp),
         "VMRECONCILE_ROOT": str(root),
         "GIT_AUTHOR_NAME": "admin",

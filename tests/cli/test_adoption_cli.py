@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.conftest import STEPS, build_step_root
 from vmreconcile.cli.main import app
 from vmreconcile.formats.cdb import CdbReader, build_cdb
@@ -31,7 +31,7 @@ NOW = 1_900_000_000
 
 
 def run(root: Path, *args: str):
-    return CliRunner().invoke(app, ["--root", str(root), *args], catch_exceptions=False)
+    return cli_runner().invoke(app, ["--root", str(root), *args], catch_exceptions=False)
 
 
 def export_then_plan(root: Path, tmp_path: Path, *export_args: str):

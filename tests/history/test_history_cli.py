@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.history.syslogkit import LINE, SyslogListener
 from tests.plan.reconcile_helpers import empty_root
 from vmreconcile.cli.main import app
@@ -57,7 +57,7 @@ domains:
 
 
 def run(root: Path, *args: str, env: dict | None = None):
-    return CliRunner().invoke(app, ["--root", str(root), *args], env=env, catch_exceptions=False)
+    return cli_runner().invoke(app, ["--root", str(root), *args], env=env, catch_exceptions=False)
 
 
 def managed_files(root: Path) -> dict[str, tuple[bytes, int, int, int]]:

@@ -12,8 +12,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.history.test_history_cli import CONFIG_A, CONFIG_B, NOW, managed_files
 from tests.plan.reconcile_helpers import empty_root
 from vmreconcile import atomic
@@ -30,7 +30,7 @@ def clone(source: Path, target: Path) -> None:
 
 
 def run(root: Path, *args: str):
-    return CliRunner().invoke(app, ["--root", str(root), *args], catch_exceptions=False)
+    return cli_runner().invoke(app, ["--root", str(root), *args], catch_exceptions=False)
 
 
 def run_killed(root: Path, crash_at: int, *args: str) -> int:
