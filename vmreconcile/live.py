@@ -48,10 +48,14 @@ UNREAD_QMAIL_DEFAULT = "(not read: the file has more than one hard link)"
 class DomainReadError(ValueError):
     """One domain's live files cannot be used; the message names the domain and the file."""
 
-    def __init__(self, domain: str, base_user: str, message: str) -> None:
+    def __init__(self, domain: str, base_user: str, message: str, errno: int | None = None) -> None:
         self.domain = domain
         self.base_user = base_user
         self.message = message
+        #: the system error behind it, and the file it names (every message starts with the
+        #: path): callers turn a permission error into "this needs root" (`cli.privilege`)
+        self.errno = errno
+        self.path = message.split(": ", 1)[0] if message.startswith("/") else None
         super().__init__(f"domain {domain} (base user {base_user}): {message}")
 
 
@@ -200,7 +204,8 @@ def read_domain(
         return _read_domain(host, base_user_name, name, wildcard, aliases, global_options)
     except _DOMAIN_FAILURES as exc:
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror and not exc.filename else str(exc)
-        raise DomainReadError(name, base_user_name, message) from None
+        code = exc.errno if isinstance(exc, OSError) else None
+        raise DomainReadError(name, base_user_name, message, code) from None
 
 
 def _read_domain(

@@ -185,11 +185,17 @@ def test_a_plan_from_another_host_is_refused(saved, tmp_path):
 def test_the_key_is_private_and_a_loose_one_is_refused(saved):
     root, config, plan_file = saved
     key = Path(Host(root).fspath(KEY_FILE))
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and not key.parent.stat().st_mode & 0o022
     assert key.stat().st_uid == os.geteuid()
     key.chmod(0o644)
     assert "the plan key must be owned by uid" in refused(root, plan_file)
     key.chmod(0o600)
+    key.parent.chmod(0o777)  # a directory others can write: a new key is not made there
+    key.rename(key.with_name("old.key"))
+    made = run(root, "plan", str(config), "--out", str(plan_file.with_name("again.plan")))
+    assert made.exit_code == 1 and "refusing to keep the plan key there" in made.stderr
+    key.parent.chmod(0o755)
+    key.with_name("old.key").rename(key)
     assert run(root, "apply", "--plan", str(plan_file), "--yes").exit_code == 0
 
 

@@ -18,3 +18,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one line to stderr and return the Exit to raise: ``raise fail("...")``."""
     typer.echo(f"vmreconcile: {message}", err=True)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """One line on stderr that does not end the command."""
+    typer.echo(f"vmreconcile: {message}", err=True)

@@ -121,3 +121,8 @@ def main() -> None:
         )
         sys.stderr.flush()
         sys.exit(128 + exc.signum)
+    except PermissionError as exc:  # a command that did not map it itself: still one line, no traceback
+        from .privilege import privilege_message
+
+        typer.echo(f"vmreconcile: {privilege_message(exc)}", err=True)
+        raise SystemExit(1) from None

@@ -7,8 +7,10 @@ refuses a file whose signature does not match: an edited plan, a plan from anoth
 review-only ``plan --state`` plan (never signed) is not applied.
 
 The key is made on first use: 32 random bytes, hex, in ``/var/lib/vmreconcile/plan.key``
-(under ``--root``, inside DIR), mode 0600 in a 0700 directory, created exclusively so that two
-concurrent ``plan --out`` runs agree on one key. A key file that is a symlink, not a regular
+(under ``--root``, inside DIR), mode 0600, created exclusively so that two concurrent ``plan
+--out`` runs agree on one key. Its directory is shared (the apply history lives below it, a
+fleet may publish its snapshot there), so it is made 0755 when missing and must be owned by
+the user running vmreconcile and writable by nobody else. A key file that is a symlink, not a regular
 file, not owned by the user running vmreconcile, or readable or writable by anybody else is
 refused rather than used.
 """
@@ -96,7 +98,7 @@ def _make_key(path: str) -> None:
     parent = os.path.dirname(directory)
     os.makedirs(parent, mode=0o755, exist_ok=True)
     with contextlib.suppress(FileExistsError):
-        os.mkdir(directory, 0o700)
+        os.mkdir(directory, 0o755)
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
         raise PlanKeyError(
