@@ -69,5 +69,5 @@ def test_apply_asks_on_a_terminal_and_no_means_nothing_is_written(tmp_path):
     assert code == 0, output
     assert "Apply complete:" in output
     assert re.search(r"\] (\d+)/\1 done", output)  # the progress bar reached the end
-    assert "\x1b[32m+ create" in output  # colour on a terminal
+    assert "\x1b[32m+ user mydomain.org/me" in output  # colour on a terminal
     assert (home / "passwd.cdb").exists()

@@ -1,0 +1,157 @@
+"""The markdown plan: a pull-request comment (GitHub's limit is 65,536 characters).
+
+Layout: a heading with the totals, the safety brake, a table of counts per domain, a table of
+the changes (grouped in the default view), the notes folded in ``<details>``. The whole
+comment stays within ``limit`` characters: when the changes do not fit, the comment keeps the
+summary and the first changes and ends with a note saying how many were left out and how to
+see them. Every value is in a code span, so nothing in a name or a table is read as markup.
+"""
+
+from __future__ import annotations
+
+from ..changes import Plan
+from ..overview import DomainCount, Entry, NoteLine, domain_counts, entries, group_notes
+from ..values import SYMBOL, entry_heading, entry_pairs, note_text, number
+from .text import HOST_WIDE, NO_CHANGES, View
+
+#: GitHub refuses comments longer than 65,536 characters; a little room is left for a heading
+#: a CI script puts above the plan (``## mx1``).
+MARKDOWN_LIMIT = 65_000
+_ACTION_WORD = {"create": "add", "update": "change", "delete": "destroy"}
+
+
+class MarkdownRenderer:
+    """Renders a `Plan` as markdown of at most ``limit`` characters."""
+
+    max_domains = 25
+    max_brake = 20
+
+    def __init__(self, view: View = "default", limit: int = MARKDOWN_LIMIT) -> None:
+        self.view = view
+        self.limit = limit
+
+    def render(self, plan: Plan) -> str:
+        add, change, destroy = plan.summary()
+        head = [f"### vmreconcile plan: {number(add)} to add, {number(change)} to change, {number(destroy)} to destroy"]
+        if plan.empty:
+            head += ["", NO_CHANGES]
+        head += self.brake_lines(plan.brake_violations())
+        if not plan.empty:
+            head += self.domain_table(domain_counts(plan.changes))
+        return self.fit(head, self.change_rows(plan), self.note_lines(plan.notes))
+
+    def fit(self, head: list[str], rows: list[tuple[str, int]], notes: list[str]) -> str:
+        """``head``, then as many change rows and notes as the limit allows, then what was left out."""
+        out = "\n".join(head) + "\n"
+        table = "\n| | Change | Fields |\n|---|---|---|\n"
+        omitted_rows = omitted_changes = 0
+        if rows:
+            budget = self.limit - len(out) - len(table) - _LEFT_OUT_ROOM - min(len("".join(notes)), self.limit // 8)
+            kept = []
+            for row, changes in rows:
+                if len(row) + 1 > budget:
+                    omitted_rows += 1
+                    omitted_changes += changes
+                    continue
+                if omitted_rows:  # keep the table in plan order: once a row is left out, so is the rest
+                    omitted_rows += 1
+                    omitted_changes += changes
+                    continue
+                budget -= len(row) + 1
+                kept.append(row)
+            if kept:
+                out += table + "\n".join(kept) + "\n"
+        tail = _left_out(omitted_rows, omitted_changes, self.limit) if omitted_rows else ""
+        note_budget = self.limit - len(out) - len(tail)
+        shown_notes = []
+        for index, line in enumerate(notes):
+            if len(line) + 1 > note_budget - len(_NOTES_CLOSE) - _NOTES_LEFT_ROOM:
+                shown_notes.append(f"- … {number(len(notes) - index)} more notes: `--detail` shows them all")
+                break
+            note_budget -= len(line) + 1
+            shown_notes.append(line)
+        if shown_notes:
+            out += _NOTES_OPEN + "\n".join(shown_notes) + _NOTES_CLOSE
+        return out + tail
+
+    def brake_lines(self, brake: list[str]) -> list[str]:
+        if not brake:
+            return []
+        shown = brake if self.view == "detail" else brake[: self.max_brake]
+        lines = ["", "**Safety brake** (apply refuses without `--force`):", ""]
+        lines += [f"- {_cell(message)}" for message in shown]
+        if len(brake) > len(shown):
+            lines.append(f"- … and {number(len(brake) - len(shown))} more domains")
+        return lines
+
+    def domain_table(self, counts: list[DomainCount]) -> list[str]:
+        shown = counts if self.view == "detail" else counts[: self.max_domains]
+        lines = ["", "| Domain | Add | Change | Destroy |", "|---|--:|--:|--:|"]
+        lines += [
+            f"| {_code(c.domain) if c.domain else HOST_WIDE} | {number(c.add)} | {number(c.change)} | "
+            f"{number(c.destroy)} |"
+            for c in shown
+        ]
+        rest = counts[len(shown) :]
+        if rest:
+            lines.append(
+                f"| … {number(len(rest))} more domains | {number(sum(c.add for c in rest))} | "
+                f"{number(sum(c.change for c in rest))} | {number(sum(c.destroy for c in rest))} |"
+            )
+        return lines
+
+    def change_rows(self, plan: Plan) -> list[tuple[str, int]]:
+        """One table row per overview line, with the number of plan changes it stands for."""
+        one_per_change = self.view != "default"
+        lines = entries(plan.changes, None, merge_maildirs=False) if one_per_change else entries(plan.changes)
+        detail = self.view == "detail"
+        return [(self.row(entry, plan, detail), entry.changes) for entry in lines]
+
+    def row(self, entry: Entry, plan: Plan, detail: bool) -> str:
+        heading = entry_heading(entry)[2:]  # without the symbol: it has its own column
+        fields = "<br>".join(
+            _code(f"{name} {value}") for name, value in entry_pairs(entry, plan.size_spellings, detail)
+        )
+        return f"| {SYMBOL[entry.action]} {_ACTION_WORD[entry.action]} | {_code(heading)} | {fields} |"
+
+    def note_lines(self, notes: tuple[str, ...]) -> list[str]:
+        grouped = [NoteLine(n) for n in notes] if self.view == "detail" else group_notes(notes)
+        return [f"- {_cell(note_text(note))}" for note in grouped]
+
+
+_NOTES_OPEN = "\n<details><summary>Notes</summary>\n\n"
+_NOTES_CLOSE = "\n\n</details>\n"
+_NOTES_LEFT_ROOM = 80
+_LEFT_OUT_ROOM = 400
+
+
+def _left_out(rows: int, changes: int, limit: int) -> str:
+    return (
+        f"\n**{number(changes)} more changes are not shown** ({number(rows)} more lines): this comment is kept "
+        f"under {number(limit)} characters. See every change with `vmreconcile plan --compact` (one line each) "
+        "or `vmreconcile plan --detail` (every field), or as data with `--format json`.\n"
+    )
+
+
+def _cell(text: str) -> str:
+    """Text for a table cell or a list item: pipes escaped, no line breaks, no raw HTML."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("|", "\\|")
+        .replace("\r", " ")
+        .replace("\n", " ")
+    )
+
+
+def _code(text: str) -> str:
+    """``text`` as a code span (no markup inside) that survives a table cell."""
+    text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
