@@ -107,7 +107,7 @@ def _unit_text(unit: str, value: Any, spellings: Mapping[int, str]) -> str:
     if unit == "size":
         return _size_text(value, spellings)
     if unit == "count":
-        return "unlimited" if value is None else number(value) if isinstance(value, int) else _generic(value)
+        return "unlimited" if value is None else _generic(value)
     if unit == "time" and isinstance(value, int):
         return "0 (unknown)" if value == 0 else str(format_time(value))
     if unit == "expiry" and (value is None or isinstance(value, int)):
@@ -182,8 +182,6 @@ def _remarkable(entry: Entry, field: str, value: Any) -> bool:
         return True
     if field in _UNREMARKABLE_ON_CREATE:
         return False
-    if field == "password":
-        return entry.type == "user"  # "*" included: a new user that cannot log in is worth a look
     if field == "has_mailbox":
         return value is not (entry.type == "user")
     if field == "directory":

@@ -38,34 +38,35 @@ class MarkdownRenderer:
         head += self.brake_lines(plan.brake_violations())
         if not plan.empty:
             head += self.domain_table(domain_counts(plan.changes))
-        return self.fit(head, self.change_rows(plan), self.note_lines(plan.notes))
+        return self.fit(plan, head, self.note_lines(plan.notes))
 
-    def fit(self, head: list[str], rows: list[tuple[str, int]], notes: list[str]) -> str:
-        """``head``, then as many change rows and notes as the limit allows, then what was left out."""
+    def fit(self, plan: Plan, head: list[str], notes: list[str]) -> str:
+        """``head``, then as many change rows and notes as the limit allows, then what was left out.
+
+        Rows are made only while they fit (a 100,000-row plan is not formatted to be cut); the
+        table keeps plan order, so once a row is left out so is every row after it.
+        """
         out = "\n".join(head) + "\n"
         table = "\n| | Change | Fields |\n|---|---|---|\n"
+        lines = self.lines(plan)
+        budget = self.limit - len(out) - len(table) - _LEFT_OUT_ROOM - min(sum(map(len, notes)), self.limit // 8)
+        kept: list[str] = []
         omitted_rows = omitted_changes = 0
-        if rows:
-            budget = self.limit - len(out) - len(table) - _LEFT_OUT_ROOM - min(len("".join(notes)), self.limit // 8)
-            kept = []
-            for row, changes in rows:
-                if len(row) + 1 > budget:
-                    omitted_rows += 1
-                    omitted_changes += changes
-                    continue
-                if omitted_rows:  # keep the table in plan order: once a row is left out, so is the rest
-                    omitted_rows += 1
-                    omitted_changes += changes
-                    continue
-                budget -= len(row) + 1
-                kept.append(row)
-            if kept:
-                out += table + "\n".join(kept) + "\n"
+        for entry in lines:
+            row = self.row(entry, plan) if not omitted_rows else ""
+            if omitted_rows or len(row) + 1 > budget:
+                omitted_rows += 1
+                omitted_changes += entry.changes
+                continue
+            budget -= len(row) + 1
+            kept.append(row)
+        if kept:
+            out += table + "\n".join(kept) + "\n"
         tail = _left_out(omitted_rows, omitted_changes, self.limit) if omitted_rows else ""
-        note_budget = self.limit - len(out) - len(tail)
+        note_budget = self.limit - len(out) - len(tail) - len(_NOTES_OPEN) - len(_NOTES_CLOSE) - _NOTES_LEFT_ROOM
         shown_notes = []
         for index, line in enumerate(notes):
-            if len(line) + 1 > note_budget - len(_NOTES_CLOSE) - _NOTES_LEFT_ROOM:
+            if len(line) + 1 > note_budget:
                 shown_notes.append(f"- … {number(len(notes) - index)} more notes: `--detail` shows them all")
                 break
             note_budget -= len(line) + 1
@@ -100,18 +101,16 @@ class MarkdownRenderer:
             )
         return lines
 
-    def change_rows(self, plan: Plan) -> list[tuple[str, int]]:
-        """One table row per overview line, with the number of plan changes it stands for."""
-        one_per_change = self.view != "default"
-        lines = entries(plan.changes, None, merge_maildirs=False) if one_per_change else entries(plan.changes)
-        detail = self.view == "detail"
-        return [(self.row(entry, plan, detail), entry.changes) for entry in lines]
+    def lines(self, plan: Plan) -> list[Entry]:
+        """The overview lines: grouped in the default view, else one per change."""
+        if self.view == "default":
+            return entries(plan.changes)
+        return entries(plan.changes, None, merge_maildirs=False)
 
-    def row(self, entry: Entry, plan: Plan, detail: bool) -> str:
+    def row(self, entry: Entry, plan: Plan) -> str:
         heading = entry_heading(entry)[2:]  # without the symbol: it has its own column
-        fields = "<br>".join(
-            _code(f"{name} {value}") for name, value in entry_pairs(entry, plan.size_spellings, detail)
-        )
+        pairs = entry_pairs(entry, plan.size_spellings, self.view == "detail")
+        fields = "<br>".join(_code(f"{name} {value}") for name, value in pairs)
         return f"| {SYMBOL[entry.action]} {_ACTION_WORD[entry.action]} | {_code(heading)} | {fields} |"
 
     def note_lines(self, notes: tuple[str, ...]) -> list[str]:
