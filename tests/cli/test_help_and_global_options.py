@@ -10,8 +10,9 @@ import sys
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
+from tests.checkout_cli import CLI, CLI_DIR
+from tests.clirunner import cli_runner
 from tests.conftest import REPO
 from tests.plan.reconcile_helpers import empty_root
 from vmreconcile.cli.main import app
@@ -23,7 +24,7 @@ CONFIG = "domains:\n  mydomain.org:\n    base_user: myuser\n    users:\n      me
 
 
 def help_of(*command: str) -> str:
-    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100"})
+    result = cli_runner().invoke(app, [*command, "--help"], env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -136,21 +137,17 @@ def test_markdown_keeps_to_max_chars(site):
 
 
 def test_the_commands_the_demo_prints_work_as_printed(tmp_path):
-    """What bin/demo runs (.venv/bin/vmreconcile demo), then each command of its closing hints,
-    through a shell that does not have the venv on PATH."""
-    console_script = os.path.join(os.path.dirname(sys.executable), "vmreconcile")
-    if not os.path.exists(console_script):
-        pytest.skip(f"{console_script} is missing: vmreconcile is not installed in this venv (bin/setup-env)")
+    """What bin/demo runs (.venv/bin/vmreconcile demo, as a relative path), then each command of
+    its closing hints, through a shell that does not have the command's directory on PATH."""
+    command = os.path.relpath(CLI, REPO) if CLI.is_relative_to(REPO) else str(CLI)
     root = tmp_path / "demo"
-    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != os.path.dirname(sys.executable))
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != str(CLI_DIR))
     env = {**os.environ, "PATH": path, "NO_COLOR": "1"}
-    demo = subprocess.run(
-        [os.path.relpath(console_script, REPO), "demo", str(root)], capture_output=True, text=True, cwd=REPO, env=env
-    )
+    demo = subprocess.run([command, "demo", str(root)], capture_output=True, text=True, cwd=REPO, env=env)
     assert demo.returncode == 0, demo.stderr
     hints = demo.stdout.split("Look around, with the vmreconcile that just ran:\n")[1].splitlines()
     commands = [line.strip() for line in hints if line.strip()]
-    assert commands[0] == shlex.join([os.path.relpath(console_script, REPO), "--root", str(root), "show"])
+    assert commands[0] == shlex.join([command, "--root", str(root), "show"])
     outputs = []
     for command in commands:
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=REPO, env=env)

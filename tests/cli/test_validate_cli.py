@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.desired.test_corpus import DATA, INVALID, VALID, expectations
 from vmreconcile.cli.main import app
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return cli_runner().invoke(app, list(args), catch_exceptions=False)
 
 
 @pytest.mark.parametrize("name", INVALID)

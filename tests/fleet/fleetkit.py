@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout_cli import CLI
 from tests.fleet.treedigest import tree_digest  # noqa: F401 - re-exported for the tests
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-VMRECONCILE = BIN / "vmreconcile"
+VMRECONCILE = CLI
 COLLECTIONS = REPO / "ansible"
 COLLECTION_SOURCE = COLLECTIONS / "ansible_collections" / "vmreconcile" / "mail"
 CALLBACKS = Path(__file__).resolve().parent / "callback"

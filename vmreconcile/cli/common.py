@@ -83,16 +83,17 @@ def this_command() -> list[str]:
     """How to run this very vmreconcile from a shell, e.g. ``.venv/bin/vmreconcile``.
 
     A venv's ``vmreconcile`` is not on PATH unless the venv is activated (``bin/demo`` does not
-    activate one), so hints that name a command name the one that is running: plain
-    ``vmreconcile`` only when PATH finds this same program.
+    activate one), so hints that name a command name the one that is running, as it was
+    started: plain ``vmreconcile`` only when PATH finds this same program; ``python -m
+    vmreconcile`` when it was started so.
     """
-    beside = Path(sys.executable).parent / "vmreconcile"  # the console script of this interpreter
-    if not beside.exists():
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None or script.name != "vmreconcile" or not script.is_file():
         return [sys.executable, "-m", "vmreconcile"]
     found = shutil.which("vmreconcile")
-    if found and Path(found).resolve() == beside.resolve():
+    if found and Path(found).resolve() == script.resolve():
         return ["vmreconcile"]
-    return [shown_path(beside)]
+    return [shown_path(script)]
 
 
 def command_line(*args: str) -> str:
