@@ -71,10 +71,13 @@ def test_a_real_difference_keeps_changes_apart():
     ]
 
 
-def test_a_shared_literal_value_is_not_replaced():
-    same = [new_user("a.org", f"u{i}", password="*") for i in range(5)]
+@pytest.mark.parametrize("password", ["*", "<md5-crypt sha256:49b00b87118d>"])
+def test_a_value_every_member_shares_is_shown_as_it_is(password):
+    """One literal hash given to every user is one value, not "one per entry"."""
+    same = [new_user("a.org", f"u{i}", password=password) for i in range(5)]
     [group] = entries(same)
-    assert group.after["password"] == "*"
+    assert group.after["password"] == password
+    assert group.after["directory"] == PerEntry("directory", "./users/{name}")
 
 
 def test_a_directory_not_named_after_its_entry_is_a_difference():

@@ -160,6 +160,25 @@ def test_compact_is_one_line_per_change(first_plan_20k):
     assert changes[-1] == "+ control/rcpthosts/example.org: example.org"
 
 
+def test_a_first_fleet_plan_groups_across_domains():
+    users = tuple(UserSpec(f"user{i}", password=PasswordSpec("hash", HASH)) for i in range(10))
+    domains = tuple(DomainSpec(f"d{d:03d}.example", f"b{d}", users=users) for d in range(1000))
+    plan = build_plan(Spec(domains=domains), HostState(), now=NOW, secrets=no_secrets)
+    lines = render_text(plan).splitlines()
+    assert len(lines) <= ONE_SCREEN
+    assert lines[11] == "  … 990 more domains: +26,730 ~0 -0"  # ten domains, then the rest in one line
+    assert lines[14:20] == [
+        '+ 1,000 domains (d000.example … d999.example): qmail_default "|/usr/local/bin/vdeliver\\n", users_dir users/',
+        "+ 3,000 users in 1,000 domains (d000.example/mailer-daemon … d999.example/root): forwards [postmaster@], "
+        "maildir created",
+        "+ 10,000 users in 1,000 domains (d000.example/user0 … d999.example/user9): "
+        "password <md5-crypt sha256:49b00b87118d>, maildir created",
+        "+ 1,000 control lines in control/virtualdomains (d000.example … d999.example)",
+        "+ 1,000 control lines in control/rcpthosts (d000.example … d999.example)",
+        "(alike changes are grouped: --compact lists every change on one line, --detail every field)",
+    ]
+
+
 # --- markdown of a 100,000-user plan ---------------------------------------------------------
 
 

@@ -242,12 +242,24 @@ def _group(members: list[tuple[Change, Change | None]], key: tuple[Any, ...]) ->
         type=first.type,
         addresses=tuple(c.address for c, _ in members),
         domains=domains,
-        before=dict(zip(before_names, before_values, strict=True)),
-        after=dict(zip(after_names, after_values, strict=True)),
+        before=_shared_fields(before_names, before_values, [c.before for c, _ in members]),
+        after=_shared_fields(after_names, after_values, [c.after for c, _ in members]),
         with_maildir=key[3],
         changes=len(members) + sum(1 for _, m in members if m is not None),
         option=first.target if first.type == "option" else None,
     )
+
+
+def _shared_fields(names: tuple[str, ...], values: tuple[Any, ...], raw: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A group's fields: where the shape says "each its own" but every member has the same
+    value after all (one literal hash given to every user), that value."""
+    out = dict(zip(names, values, strict=True))
+    for name, value in out.items():
+        if isinstance(value, PerEntry):
+            first = raw[0][name]
+            if all(fields[name] == first for fields in raw):
+                out[name] = first
+    return out
 
 
 #: Fields whose value may be an entry's own (`_shaped`) or a list (made hashable).

@@ -71,6 +71,7 @@ def plain(text: str) -> str:
         and not text.startswith(("'", '"', "[", "{", "<", "#", "&", "*", "!", "|", ">", "%", "@", "`", "-", "+", "?"))
         and ", " not in text
         and ": " not in text
+        and " #" not in text
         and text not in ("true", "false", "null", "unlimited", "never", "~")
     ):
         return text
@@ -168,7 +169,8 @@ def entry_pairs(entry: Entry, spellings: Mapping[int, str], detail: bool = False
         shown = entry.after if detail else {k: v for k, v in entry.after.items() if _remarkable(entry, k, v)}
         pairs = field_pairs(shown, option=entry.option, spellings=spellings)
     elif detail or entry.type in ("option", "control_line"):
-        pairs = field_pairs(entry.before, option=entry.option, spellings=spellings)
+        shown = {k: v for k, v in entry.before.items() if not _nothing_shared(v)}
+        pairs = field_pairs(shown, option=entry.option, spellings=spellings)
     else:
         pairs = []
     if entry.with_maildir:
@@ -176,8 +178,15 @@ def entry_pairs(entry: Entry, spellings: Mapping[int, str], detail: bool = False
     return pairs
 
 
+def _nothing_shared(value: Any) -> bool:
+    """A group's value that every member has its own of, with nothing in common to show."""
+    return isinstance(value, PerEntry) and not value.shape
+
+
 def _remarkable(entry: Entry, field: str, value: Any) -> bool:
     """Whether a short line names this field of a new entry (a bare new entry has none of them)."""
+    if _nothing_shared(value):
+        return False
     if entry.type not in ("user", "alias"):
         return True
     if field in _UNREMARKABLE_ON_CREATE:
@@ -206,6 +215,8 @@ def entry_heading(entry: Entry) -> str:
 
 
 def _where(entry: Entry) -> str:
+    if entry.type == "domain":  # the names are the domains
+        return ""
     prefix = entry.prefix.rstrip("/")
     if len(entry.domains) == 1 and prefix == entry.domains[0]:
         return f" in {prefix}"
@@ -214,9 +225,14 @@ def _where(entry: Entry) -> str:
     return f" in {prefix}" if prefix else ""
 
 
+def pair_text(name: str, value: str) -> str:
+    """``hard_quota 500 MiB``; the value alone for a change that is just a value (an option, a line)."""
+    return value if name in _VALUE_ONLY else f"{name} {value}"
+
+
 def pairs_text(pairs: list[tuple[str, str]]) -> str:
     """``password <yescrypt> (one per entry), hard_quota 500 MiB`` (fields joined on one line)."""
-    return ", ".join(f"{name} {value}" if name not in _VALUE_ONLY else value for name, value in pairs)
+    return ", ".join(pair_text(name, value) for name, value in pairs)
 
 
 def note_text(note: NoteLine) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..changes import Plan
 from ..overview import DomainCount, Entry, NoteLine, domain_counts, entries, group_notes
-from ..values import SYMBOL, entry_heading, entry_pairs, note_text, number
+from ..values import SYMBOL, entry_heading, entry_pairs, note_text, number, pair_text
 from .text import HOST_WIDE, NO_CHANGES, View
 
 #: GitHub refuses comments longer than 65,536 characters; a little room is left for a heading
@@ -86,19 +86,16 @@ class MarkdownRenderer:
         return lines
 
     def domain_table(self, counts: list[DomainCount]) -> list[str]:
-        shown = counts if self.view == "detail" else counts[: self.max_domains]
+        """A row per domain (the first 25 by default), then the host-wide changes."""
+        domains = [c for c in counts if c.domain is not None]
+        shown = domains if self.view == "detail" else domains[: self.max_domains]
         lines = ["", "| Domain | Add | Change | Destroy |", "|---|--:|--:|--:|"]
-        lines += [
-            f"| {_code(c.domain) if c.domain else HOST_WIDE} | {number(c.add)} | {number(c.change)} | "
-            f"{number(c.destroy)} |"
-            for c in shown
-        ]
-        rest = counts[len(shown) :]
+        lines += [f"| {_code(c.domain or '')} | {_numbers(c)} |" for c in shown]
+        rest = domains[len(shown) :]
         if rest:
-            lines.append(
-                f"| … {number(len(rest))} more domains | {number(sum(c.add for c in rest))} | "
-                f"{number(sum(c.change for c in rest))} | {number(sum(c.destroy for c in rest))} |"
-            )
+            total = DomainCount(None, *(sum(getattr(c, f) for c in rest) for f in ("add", "change", "destroy")))
+            lines.append(f"| … {number(len(rest))} more domains | {_numbers(total)} |")
+        lines += [f"| {HOST_WIDE} | {_numbers(c)} |" for c in counts if c.domain is None]
         return lines
 
     def lines(self, plan: Plan) -> list[Entry]:
@@ -110,7 +107,7 @@ class MarkdownRenderer:
     def row(self, entry: Entry, plan: Plan) -> str:
         heading = entry_heading(entry)[2:]  # without the symbol: it has its own column
         pairs = entry_pairs(entry, plan.size_spellings, self.view == "detail")
-        fields = "<br>".join(_code(f"{name} {value}") for name, value in pairs)
+        fields = "<br>".join(_code(pair_text(name, value)) for name, value in pairs)
         return f"| {SYMBOL[entry.action]} {_ACTION_WORD[entry.action]} | {_code(heading)} | {fields} |"
 
     def note_lines(self, notes: tuple[str, ...]) -> list[str]:
@@ -122,6 +119,10 @@ _NOTES_OPEN = "\n<details><summary>Notes</summary>\n\n"
 _NOTES_CLOSE = "\n\n</details>\n"
 _NOTES_LEFT_ROOM = 80
 _LEFT_OUT_ROOM = 400
+
+
+def _numbers(count: DomainCount) -> str:
+    return f"{number(count.add)} | {number(count.change)} | {number(count.destroy)}"
 
 
 def _left_out(rows: int, changes: int, limit: int) -> str:

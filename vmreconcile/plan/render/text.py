@@ -59,14 +59,18 @@ class TextRenderer:
         return count if self.view == "detail" else min(count, cap)
 
     def domain_lines(self, counts: list[DomainCount]) -> list[str]:
-        shown = counts[: self.capped(len(counts), self.max_domains)]
+        """A line per domain (the first ten by default), then the host-wide changes."""
+        domains = [c for c in counts if c.domain is not None]
+        host_wide = [c for c in counts if c.domain is None]
+        shown = domains[: self.capped(len(domains), self.max_domains)] + host_wide
         width = max(len(c.domain or HOST_WIDE) for c in shown)
         lines = [f"  {(c.domain or HOST_WIDE):<{width}}  {_counts(c.add, c.change, c.destroy)}" for c in shown]
-        rest = counts[len(shown) :]
+        rest = domains[len(shown) - len(host_wide) :]
         if rest:
-            lines.append(
+            lines.insert(
+                len(shown) - len(host_wide),
                 f"  … {number(len(rest))} more domains: "
-                + _counts(sum(c.add for c in rest), sum(c.change for c in rest), sum(c.destroy for c in rest))
+                + _counts(sum(c.add for c in rest), sum(c.change for c in rest), sum(c.destroy for c in rest)),
             )
         return lines
 
