@@ -12,13 +12,12 @@ plan's `Change`s; the renderers only lay the result out.
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..gcpause import collector_paused
 from .changes import Action, Change, ChangeType
 
 #: Changes of one shape are grouped when there are at least this many of them.
@@ -140,10 +139,10 @@ def entries(
     ``merge_maildirs`` is false: one line per change); a group takes the place of its first
     member.
     """
-    singles = _merge_maildirs(changes) if merge_maildirs else [(c, None) for c in changes]
-    if threshold is None:
-        return [_entry(change, maildir) for change, maildir in singles]
-    with _gc_paused():
+    with collector_paused():
+        singles = _merge_maildirs(changes) if merge_maildirs else [(c, None) for c in changes]
+        if threshold is None:
+            return [_entry(change, maildir) for change, maildir in singles]
         shape = _Shaper().shape
         groups: dict[tuple[Any, ...], list[Any]] = {}  # shape -> [shape, (change, maildir), ...]
         ordered = []
@@ -161,19 +160,6 @@ def entries(
             elif group[1][0] is change:
                 out.append(_group(group[1:], group[0]))
         return out
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No garbage collection while a plan's worth of small tuples is made (none form cycles):
-    with 200,000 changes alive, each collection walks them all, which doubled the time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def group_notes(notes: Sequence[str], threshold: int = GROUP_THRESHOLD) -> list[NoteLine]:
