@@ -30,6 +30,7 @@ from ..plan.render import MARKDOWN_LIMIT, View, render_json, render_markdown, re
 from ..plan.resolve import ResolveError
 from ..tables import TableError
 from ..workflow import load_config, plan_on_host
+from .common import DEFAULT_CONFIG as DEFAULT_CONFIG  # where other command modules have imported it from
 from .common import config_argument, domains_option, fail, host_of, style_for
 
 #: Problems that end a plan or apply with one message and exit 1.
