@@ -60,6 +60,7 @@ def no_secrets(kind: str, ref: str) -> None:
         ("personal", "Bob Builder", {}, "Bob Builder"),
         ("personal", "", {}, '""'),
         ("personal", "a: b", {}, '"a: b"'),
+        ("personal", "42", {}, '"42"'),  # a string that would read as a number
         ("password", "<yescrypt sha256:0123456789ab>", {}, "<yescrypt sha256:0123456789ab>"),
     ],
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ..desired.units import format_expiry, format_size, format_time
@@ -41,8 +42,9 @@ TYPE_WORDS = {
 _SELF_NAMED = frozenset({"option", "control_line"})
 #: Fields that are the whole of their change: a short line shows the value alone.
 _VALUE_ONLY = frozenset({"value", "line"})
-#: Fields a short line leaves out of a new entry: the clock's value, and the flag its type says.
+#: Fields a short line leaves out of a new entry: the clock's value.
 _UNREMARKABLE_ON_CREATE = frozenset({"created"})
+_NO_SPELLINGS: Mapping[int, str] = MappingProxyType({})
 
 
 def number(count: int) -> str:
@@ -73,12 +75,15 @@ def plain(text: str) -> str:
         and ": " not in text
         and " #" not in text
         and text not in ("true", "false", "null", "unlimited", "never", "~")
+        and not text.replace(".", "", 1).isdigit()  # a string, not a number
     ):
         return text
     return quoted(text)
 
 
-def value_text(field: str, value: Any, *, option: str | None = None, spellings: Mapping[int, str] = {}) -> str:
+def value_text(
+    field: str, value: Any, *, option: str | None = None, spellings: Mapping[int, str] = _NO_SPELLINGS
+) -> str:
     """One value as the YAML would write it; ``option`` names the option an option value is of."""
     if isinstance(value, PerEntry):
         return per_entry_text(value)
@@ -118,9 +123,11 @@ def _unit_text(unit: str, value: Any, spellings: Mapping[int, str]) -> str:
     return _generic(value)
 
 
-def _size_text(value: int | None, spellings: Mapping[int, str]) -> str:
+def _size_text(value: object, spellings: Mapping[int, str]) -> str:
     if value is None:
         return "unlimited"
+    if not isinstance(value, int) or isinstance(value, bool):
+        return _generic(value)
     spelled = spellings.get(value)
     return spelled if spelled is not None else str(format_size(value))
 
@@ -140,14 +147,18 @@ def _generic(value: Any) -> str:
 
 
 def field_pairs(
-    fields: Mapping[str, Any], *, option: str | None = None, spellings: Mapping[int, str] = {}
+    fields: Mapping[str, Any], *, option: str | None = None, spellings: Mapping[int, str] = _NO_SPELLINGS
 ) -> list[tuple[str, str]]:
     """``(field, value text)`` for every field (a detailed view of a create or delete)."""
     return [(name, value_text(name, value, option=option, spellings=spellings)) for name, value in fields.items()]
 
 
 def update_pairs(
-    before: Mapping[str, Any], after: Mapping[str, Any], *, option: str | None = None, spellings: Mapping[int, str] = {}
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    *,
+    option: str | None = None,
+    spellings: Mapping[int, str] = _NO_SPELLINGS,
 ) -> list[tuple[str, str]]:
     """``(field, "old → new")`` for every field an update changes."""
     return [
