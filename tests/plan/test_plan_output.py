@@ -74,6 +74,7 @@ def test_values_read_as_the_yaml_writes_them(field, value, spellings, shown):
         ("default-hardquota", "104857600", "100 MiB"),
         ("default-msgsize", "-", "unlimited"),
         ("default-expiry", "86400", "86400"),  # seconds, not a size
+        ("default-msgcount", "-", "unlimited"),
         ("separators", "@:", '"@:"'),
         ("postmaster-aliases", ["postmaster", "root"], "[postmaster, root]"),
     ],

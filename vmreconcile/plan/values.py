@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..desired.units import format_expiry, format_size, format_time
+from ..formats.config import OPTIONS, UNSIGNED
 from ..model import USER_FIELD_TABLE
 from .overview import Entry, NoteLine, PerEntry, common_prefix, own_directory
 
@@ -27,6 +28,8 @@ _USER_UNITS = {f.name: f.unit for f in USER_FIELD_TABLE}
 _USER_DEFAULTS = {f.name: f.default for f in USER_FIELD_TABLE}
 #: Options whose value is a byte count: the ones that give a new entry a size field.
 _SIZE_OPTIONS = frozenset(f.option for f in USER_FIELD_TABLE if f.unit == "size" and f.option)
+#: Options whose file holds a number (``-`` for UINT_MAX): shown as the number the YAML writes.
+_UNSIGNED_OPTIONS = frozenset(name for name, option in OPTIONS.items() if option.kind == UNSIGNED)
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 #: How each change type is named in a sentence (singular, plural).
@@ -90,6 +93,8 @@ def value_text(
     if option is not None:
         if option in _SIZE_OPTIONS and isinstance(value, str):
             return _option_size_text(value, spellings)
+        if option in _UNSIGNED_OPTIONS and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return "unlimited" if value.strip().startswith("-") else value.strip()
         return _generic(value)
     unit = _USER_UNITS.get(field)
     return _unit_text(unit, value, spellings) if unit else _generic(value)
