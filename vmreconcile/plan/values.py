@@ -93,8 +93,8 @@ def value_text(
     if option is not None:
         if option in _SIZE_OPTIONS and isinstance(value, str):
             return _option_size_text(value, spellings)
-        if option in _UNSIGNED_OPTIONS and isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return "unlimited" if value.strip().startswith("-") else value.strip()
+        if option in _UNSIGNED_OPTIONS and isinstance(value, str):
+            return _option_number_text(value)
         return _generic(value)
     unit = _USER_UNITS.get(field)
     return _unit_text(unit, value, spellings) if unit else _generic(value)
@@ -104,6 +104,14 @@ def per_entry_text(value: PerEntry) -> str:
     if value.field == "password" and value.shape:
         return f"<{value.shape}> (one per entry)"
     return value.shape or "(one per entry)"
+
+
+def _option_number_text(stored: str) -> str:
+    """An unsigned option file's number; ``-`` (or ``-1``: VMailMgr's UINT_MAX) is unlimited."""
+    text = stored.strip()
+    if text == "-" or (text.startswith("-") and text[1:].isdigit()):
+        return "unlimited"
+    return text if text.isdigit() else plain(stored)
 
 
 def _option_size_text(stored: str, spellings: Mapping[int, str]) -> str:
