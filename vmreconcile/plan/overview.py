@@ -2,8 +2,8 @@
 
 A first plan of a 20,000-user domain is 40,000 changes, nearly all alike ("a user with these
 limits, and its maildir"). Listing each one buries the few that are different, so the text and
-markdown outputs show `Entry` lines instead: one per change, except that past
-`GROUP_THRESHOLD` changes that differ only in their names become one line ("19,997 users in
+markdown outputs show `Entry` lines instead: one per change, except that from
+`GROUP_THRESHOLD` on, changes that differ only in their names become one line ("19,997 users in
 example.org (u00003 … u19999)"). What counts as "only the name" is decided per field here:
 a fresh hash (each entry has its own fingerprint), a directory that ends in the entry's own
 name, the lines a control file keeps per domain. Everything here is pure and works on the
