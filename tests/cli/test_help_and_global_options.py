@@ -19,7 +19,7 @@ from vmreconcile.cli.main import app
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 #: How typer shows a Python type instead of a metavariable: <path>, <list[str]>, <text|json>.
-PYTHON_TYPE = re.compile(r"<[a-z_]+(\[[^\]]*\])?>|<[a-z_]+(\|[a-z_]+)+>")
+PYTHON_TYPE = re.compile(r"<(path|str|int|float|bool|file|datetime|uuid|(list|tuple)\[[^\]]*\])>|<[a-z_]+(\|[a-z_]+)+>")
 CONFIG = "domains:\n  mydomain.org:\n    base_user: myuser\n    users:\n      me: {password: null}\n"
 
 
@@ -34,7 +34,9 @@ def usage_line(text: str) -> str:
 
 
 def test_every_command_is_tested_here():
-    assert {"apply", "demo", "export", "install-runtime", "plan", "show", "validate"} <= set(COMMANDS)
+    assert {"apply", "demo", "export", "history", "install-runtime", "plan", "rollback", "show", "validate"} <= set(
+        COMMANDS
+    )
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS])
@@ -61,6 +63,8 @@ def test_config_is_spelled_one_way_in_every_usage_line(command):
         ("export", ["--domain DOMAIN", "-o, --output FILE"]),
         ("install-runtime", ["--bindir DIR", "--libdir DIR", "--python FILE"]),
         ("demo", ["--config FILE"]),
+        ("history", ["-f, --format FORMAT"]),
+        ("rollback", ["--lock-timeout SECONDS"]),
     ],
 )
 def test_options_name_what_they_take(command, shown):

@@ -29,6 +29,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """One line on stderr that does not end the command."""
+    typer.echo(f"vmreconcile: {message}", err=True)
+
+
 def colour_wanted(stream: TextIO) -> bool:
     """Colour only on a terminal, and never when ``NO_COLOR`` is set (https://no-color.org)."""
     return not os.environ.get("NO_COLOR") and stream.isatty()
