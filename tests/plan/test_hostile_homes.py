@@ -563,7 +563,7 @@ def check_case(site: Site, plant: Callable[[Site], str]) -> None:
     plan = run(site.root, "plan", str(site.config))
     assert plan.exit_code == 1, plan.output
     assert expected in plan.stderr.splitlines(), plan.stderr
-    assert "+ create user good.example/dave" in plan.stdout  # the other domain is still planned
+    assert "+ user good.example/dave" in plan.stdout  # the other domain is still planned
     assert "victim.example/" not in plan.stdout.split("Not planned")[0]
     assert "vmreconcile: 1 problem(s): those domains were not planned" in plan.stderr
 
@@ -675,7 +675,7 @@ def test_a_system_account_is_accepted_when_the_domain_says_so(site):
     )
     plan = run(site.root, "plan", str(site.config), "--detailed-exitcode")
     assert plan.exit_code == 2, plan.output
-    assert "+ create user victim.example/carol" in plan.stdout
+    assert "+ user victim.example/carol" in plan.stdout
 
 
 def test_an_unmanaged_broken_domain_is_a_note_and_blocks_nothing(site):

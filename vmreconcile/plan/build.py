@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from ..desired.spec import Spec
@@ -45,6 +46,7 @@ def build_plan(
         purge_mailboxes=purge_mailboxes,
         targets=targets,
         offline=offline,
+        size_spellings=spec.size_spellings,
     )
 
 
@@ -59,6 +61,7 @@ def plan_for_desired(
     purge_mailboxes: bool = False,
     targets: tuple[str, ...] | None = None,
     offline: bool = False,
+    size_spellings: Mapping[int, str] | None = None,
 ) -> Plan:
     """The plan that turns ``live`` into ``desired`` (already resolved): the changes, and the
     brake's counts and the tables' digests taken from ``live``. ``build_plan`` ends here, and
@@ -93,6 +96,7 @@ def plan_for_desired(
         targets=targets,
         table_digests=_table_digests(changes, desired, live),
         offline=offline,
+        size_spellings=dict(size_spellings or {}),
     )
 
 
