@@ -41,7 +41,8 @@ from vmreconcile.model import VirtualUser
 from vmreconcile.plan.build import build_plan
 from vmreconcile.plan.diff import diff
 from vmreconcile.plan.resolve import resolve
-from vmreconcile.workflow import read_live_for
+from vmreconcile.preflight import check_domains
+from vmreconcile.workflow import plan_on_host, read_live_for
 
 NOW = 1_800_000_000
 HASH = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"
@@ -66,7 +67,7 @@ def build_fleet(root: Path, domains: int, users: int) -> None:
     control.mkdir(parents=True)
     names = [f"d{i}.example" for i in range(domains)]
     (root / "etc/passwd").write_text(
-        "".join(f"b{i}:x:{os.getuid()}:{os.getgid()}::/home/b{i}:/bin/sh\n" for i in range(domains))
+        "".join(f"b{i}:x:{fleet_uid(i)}:{fleet_uid(i)}::/home/b{i}:/bin/sh\n" for i in range(domains))
     )
     (control / "virtualdomains").write_text("".join(f"{n}:b{i}\n" for i, n in enumerate(names)))
     (control / "rcpthosts").write_text("".join(f"{n}\n" for n in names))
@@ -77,10 +78,18 @@ def build_fleet(root: Path, domains: int, users: int) -> None:
         (home / "users").mkdir(parents=True)
         (home / "passwd.cdb").write_bytes(table)
         (home / ".qmail-default").write_text("|/usr/local/bin/vdeliver\n")
+        if os.geteuid() == 0:  # plan's preflight wants each home owned by its base user
+            os.chown(home, fleet_uid(i), fleet_uid(i))
         for user in entries:
             base = home / user.directory
             for sub in ("cur", "new", "tmp"):
                 (base / sub).mkdir(parents=True)
+
+
+def fleet_uid(i: int) -> int:
+    """Base user b<i>'s uid: the caller's own, or as root an unprivileged one per base user
+    (plan refuses uid 0 and homes their base user does not own)."""
+    return 2000 + i if os.geteuid() == 0 else os.getuid()
 
 
 def fleet_spec(domains: int, users: int) -> Spec:
@@ -120,6 +129,10 @@ def bench_fleet(root: Path, domains: int, users: int) -> None:
         changes, _ = timed("diff", diff, desired, live)
         total = time.perf_counter() - start
         print(f"  {'TOTAL no-op plan (spec in memory)':<46} {total:8.3f} s   changes: {len(changes)}   target <= 5 s")
+    print("no-op plan as `plan` runs it (preflight + live read + resolve + diff):")
+    timed("preflight alone (a few stat calls per domain)", check_domains, host, spec, spec.domains, [], {})
+    (plan, _), _ = timed("plan_on_host", plan_on_host, host, spec, now=NOW)
+    assert plan.empty and not plan.errors, plan.errors[:3]
     bench_yaml(root, live)
 
     print("one-user change in the fleet:")
@@ -171,8 +184,10 @@ def bench_big_domain(root: Path, count: int) -> None:
     (root / "etc/vmailmgr").mkdir(parents=True)
     (root / "etc/vmailmgr/qmail-root").write_text("/var/qmail\n")
     (root / "var/qmail/control").mkdir(parents=True)
-    (root / "etc/passwd").write_text(f"big:x:{os.getuid()}:{os.getgid()}::/home/big:/bin/sh\n")
+    (root / "etc/passwd").write_text(f"big:x:{fleet_uid(0)}:{fleet_uid(0)}::/home/big:/bin/sh\n")
     (root / "home/big").mkdir(parents=True)
+    if os.geteuid() == 0:
+        os.chown(root / "home/big", fleet_uid(0), fleet_uid(0))
     users = tuple(UserSpec(f"user{i}", password=PasswordSpec("hash", HASH)) for i in range(count))
     spec = Spec(domains=(DomainSpec("big.example", "big", users=users),))
     host = Host(root)

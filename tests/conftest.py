@@ -142,7 +142,22 @@ def build_step_root(step: str, root: Path, base_user: str = "vbase1", uid: int =
     home.mkdir(parents=True, exist_ok=True)
     copy_step_home(step, home)
     home.chmod(0o700)
+    own_home(home, uid, gid)
     return home
+
+
+#: The uid/gid of a base user in a throwaway ``--root`` tree: the caller's own when not root
+#: (nobody else can own its files), else an unprivileged uid the home is chowned to. Plan
+#: refuses uid 0, system accounts and homes their base user does not own.
+TREE_UID = os.getuid() if not IS_ROOT else 4242
+TREE_GID = os.getgid() if not IS_ROOT else 4242
+
+
+def own_home(home: Path, uid: int, gid: int) -> None:
+    """Give a tree's home to its base user, as on a real host (only root can; as an ordinary
+    user plan accepts a home of a throwaway tree owned by the caller)."""
+    if IS_ROOT:
+        os.chown(home, uid, gid)
 
 
 @pytest.fixture

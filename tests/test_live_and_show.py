@@ -178,31 +178,37 @@ def test_a_password_file_outside_the_home_is_refused(tmp_path, value):
     assert "must be a plain file name" in one_line_error(run_cli("--root", str(tmp_path), "show"))
 
 
-def test_a_fifo_or_symlink_in_vmailmgr_is_not_read(tmp_path):
-    """Option files in a home are read non-blocking, regular files only, symlinks not followed."""
+@pytest.mark.parametrize("plant", ["fifo", "symlink"])
+def test_a_fifo_or_symlink_in_vmailmgr_is_refused_by_name_never_read(tmp_path, plant):
+    """Option files in a home are read non-blocking, regular files only, symlinks not followed:
+    a planted one is an error naming the file (a FIFO does not hang, a link is not followed)."""
     home = build_step_root("03-vaddalias", tmp_path)
     (home / ".vmailmgr").mkdir()
-    os.mkfifo(home / ".vmailmgr" / "password-file")
     (tmp_path / "elsewhere").write_text("4\n")
-    (home / ".vmailmgr" / "user-dir-bits").symlink_to(tmp_path / "elsewhere")
+    if plant == "fifo":
+        os.mkfifo(home / ".vmailmgr" / "password-file")
+        expected = f"{home}/.vmailmgr/password-file: not a regular file (a FIFO)"
+    else:
+        (home / ".vmailmgr" / "user-dir-bits").symlink_to(tmp_path / "elsewhere")
+        expected = f"{home}/.vmailmgr/user-dir-bits: is a symbolic link"
     result = subprocess.run(
         [sys.executable, "-m", "vmreconcile", "--root", str(tmp_path), "show", "-f", "json"],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert result.returncode == 0, result.stderr
-    assert len(json.loads(result.stdout)["domains"][0]["users"]) == 16
+    assert expected in one_line_error(result)
+    assert "domain mydomain.org" in result.stderr
 
 
-def test_a_symlinked_vmailmgr_directory_is_ignored(tmp_path):
+def test_a_symlinked_vmailmgr_directory_is_refused_not_followed(tmp_path):
     home = build_step_root("03-vaddalias", tmp_path)
     other = tmp_path / "other"
     other.mkdir()
     (other / "password-file").write_text("nosuch\n")
     (home / ".vmailmgr").symlink_to(other)
-    result = run_cli("--root", str(tmp_path), "show", "-f", "json")
-    assert result.returncode == 0 and len(json.loads(result.stdout)["domains"][0]["users"]) == 16
+    message = one_line_error(run_cli("--root", str(tmp_path), "show", "-f", "json"))
+    assert f"{home}/.vmailmgr: is a symbolic link or not a directory; refusing to follow it" in message
 
 
 def test_plaintext_equivalent_hashes_are_redacted_without_a_digest(tmp_path):

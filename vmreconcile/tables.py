@@ -14,6 +14,7 @@ import stat
 import time
 
 from .formats.cdb import CdbError, CdbReader
+from .formats.config import password_file_problem
 from .formats.vpwentry import decode_record, user_key
 from .model import VirtualUser
 
@@ -54,6 +55,75 @@ def read_regular(
         return None
     finally:
         os.close(fd)
+
+
+class UnsafeFile(OSError):
+    """A file in a base user's home that is not read: a symlink, not a regular file, larger than
+    its cap, or hard-linked. The message names the file."""
+
+
+def read_bounded(
+    path: StrPath,
+    *,
+    limit: int,
+    dir_fd: int | None = None,
+    follow_symlinks: bool = False,
+    max_links: int | None = None,
+    where: str | None = None,
+) -> bytes | None:
+    """A regular file's bytes, None when it does not exist; `UnsafeFile` for anything else.
+
+    For the management side, which reads tenants' homes as root and must say why it would not
+    read something rather than treat it as missing: opened non-blocking (a FIFO cannot hang
+    it), regular files only, never more than ``limit`` bytes (a sparse 1 GiB file is refused
+    by its size, not read), and with ``max_links`` a file with more hard links is refused (a
+    hard link to another tenant's or root's file must not be read and shown). ``where`` is the
+    name used in messages (default ``path``).
+    """
+    name = where or os.fspath(path)
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFile(exc.errno, f"{name}: is a symbolic link; refusing to follow it") from None
+        raise UnsafeFile(exc.errno, f"{name}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFile(errno.EINVAL, f"{name}: not a regular file ({_kind(info.st_mode)}); refusing to read it")
+        if max_links is not None and info.st_nlink > max_links:
+            raise UnsafeFile(
+                errno.EMLINK,
+                f"{name}: has {info.st_nlink} hard links; refusing to read it (it may be another file's content)",
+            )
+        if info.st_size > limit:
+            raise UnsafeFile(errno.EFBIG, f"{name}: {info.st_size} bytes, more than the {limit} read from such a file")
+        data = _read_upto(fd, limit + 1)
+        if len(data) > limit:
+            raise UnsafeFile(errno.EFBIG, f"{name}: more than the {limit} bytes read from such a file")
+        return data
+    except UnsafeFile:
+        raise
+    except OSError as exc:
+        raise UnsafeFile(exc.errno, f"{name}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, label in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return label
+    return "not a file"
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -117,19 +187,6 @@ class TableError(OSError):
     """The table exists but cannot be used (symlink, not a file, unreadable)."""
 
 
-def password_file_problem(password_file: str) -> str | None:
-    """Why a ``password-file`` value is refused, or None.
-
-    VMailMgr takes it relative to the base user's home [compat: table-files]. The option can be set by the
-    base user (``~/.vmailmgr/password-file``) and is read by root (plan, authpipe), so only a
-    plain file name is accepted: no ``/`` (no other directory, no symlinked parent, no other
-    tenant's table through ``..``) and not ``.``/``..``.
-    """
-    if not password_file or "/" in password_file or password_file in (".", "..") or "\0" in password_file:
-        return f"password-file {password_file!r} must be a plain file name in the base user's home"
-    return None
-
-
 def table_path(home: StrPath, password_file: str = "passwd") -> str:
     """``<password-file>.cdb`` in the base user's home; `TableError` for an unsafe name."""
     problem = password_file_problem(password_file)
@@ -146,11 +203,18 @@ def table_path(home: StrPath, password_file: str = "passwd") -> str:
 READ_LIMIT = 256 * 1024
 
 
-def open_table(path: StrPath, read_limit: int = READ_LIMIT) -> CdbReader | None:
+def open_table(
+    path: StrPath, read_limit: int = READ_LIMIT, *, max_size: int | None = None, max_links: int | None = None
+) -> CdbReader | None:
     """A reader over the table at ``path``; None if it does not exist.
 
     ``read_limit`` 0 always maps the file: a long-lived process that keeps many tables open
     (authpipe) shares their pages with the page cache instead of holding copies.
+
+    The management side, which reads every tenant's table as root, also passes ``max_size``
+    (a larger file is refused before it is mapped) and ``max_links`` (a table with more hard
+    links may be another tenant's table: refused, never read or copied), and gets the layout
+    checked (`CdbReader.check_layout`) before any record is read.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -166,11 +230,22 @@ def open_table(path: StrPath, read_limit: int = READ_LIMIT) -> CdbReader | None:
             raise TableError(f"{path}: not a regular file")
         if info.st_size == 0:
             raise CdbError(f"{path}: empty file (0 bytes) is not a cdb")
-        if info.st_size <= read_limit:
-            return CdbReader(_read_upto(fd, info.st_size))
-        import mmap  # an extension module: loading it costs a login ~0.2 ms, worth it only here
+        if max_links is not None and info.st_nlink > max_links:
+            raise TableError(f"{path}: has {info.st_nlink} hard links; refusing to read it (it may be another table)")
+        if max_size is not None and info.st_size > max_size:
+            raise TableError(f"{path}: {info.st_size} bytes, more than the {max_size} a table may have")
+        try:
+            if info.st_size <= read_limit:
+                reader = CdbReader(_read_upto(fd, info.st_size))
+            else:
+                import mmap  # an extension module: loading it costs a login ~0.2 ms, worth it only here
 
-        return CdbReader(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
+                reader = CdbReader(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
+            if max_size is not None:
+                reader.check_layout()
+        except CdbError as exc:  # every message about a table names the table
+            raise CdbError(f"{path}: {exc}") from None
+        return reader
     finally:
         os.close(fd)
 

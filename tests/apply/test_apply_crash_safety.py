@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_step_root
+from tests.conftest import build_step_root, own_home
 from tests.plan.reconcile_helpers import spec_from_state
 from vmreconcile import atomic
 from vmreconcile.apply import crashpoint
@@ -71,6 +71,7 @@ def prepared(tmp_path_factory):
     spec = target_spec(read_live_state(Host(base)))
     done = tmp_path_factory.mktemp("crash-done")
     shutil.copytree(base, done, dirs_exist_ok=True, symlinks=True)
+    own_home(done / "home/vbase1", 1008, 1008)  # copytree does not copy owners
     crashpoint.reset()
     plan, _ = plan_on_host(Host(done), spec, now=NOW)
     assert execute(plan, Host(done)).errors == []
@@ -87,6 +88,7 @@ def test_sigkill_at_every_checkpoint_leaves_old_or_new_and_the_next_apply_conver
     for n in range(1, count + 1):
         root = tmp_path / f"run{n}"
         shutil.copytree(base, root, symlinks=True)
+        own_home(root / "home/vbase1", 1008, 1008)
         status = run_in_child(root, spec, n)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, n
         home = root / "home/vbase1"

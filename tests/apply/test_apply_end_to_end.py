@@ -24,6 +24,7 @@ from vmreconcile.formats.cdb import build_cdb
 from vmreconcile.formats.vpwentry import encode_record, user_key
 from vmreconcile.host import Host
 from vmreconcile.live import read_live_state
+from vmreconcile.preflight import HostProblems
 from vmreconcile.tables import iter_users, open_table
 from vmreconcile.workflow import plan_on_host, read_changeable
 
@@ -176,9 +177,13 @@ def test_as_root_everything_is_owned_by_the_base_user_like_tree_txt(tmp_path):
 
 def test_a_missing_home_is_an_error_not_created(tmp_path):
     home = empty_root(tmp_path)
+    plan, _ = plan_on_host(Host(tmp_path), howto_spec(), now=NOW)  # made while the home was there
     home.rmdir()
-    plan, _ = plan_on_host(Host(tmp_path), howto_spec(), now=NOW)
-    result = execute(plan, Host(tmp_path))
+    refused, _ = plan_on_host(Host(tmp_path), howto_spec(), now=NOW)
+    assert refused.changes == () and refused.errors == (
+        f"domain mydomain.org: {home}: the home of base user 'myuser' does not exist; create it (owned by myuser) first",
+    )
+    result = execute(plan, Host(tmp_path))  # the home vanished between plan and apply
     assert result.errors and "does not exist" in result.errors[0]
     assert not Path(home).exists()
 
@@ -216,7 +221,11 @@ def test_a_missing_qmail_control_directory_is_an_error_not_created(tmp_path):
     for child in control.iterdir():
         child.unlink()
     control.rmdir()
+    with pytest.raises(HostProblems, match="control: qmail's control directory does not exist"):
+        plan_on_host(Host(tmp_path), howto_spec(), now=NOW)
+    control.mkdir()
     plan, _ = plan_on_host(Host(tmp_path), howto_spec(), now=NOW)
+    control.rmdir()  # gone between plan and apply
     result = execute(plan, Host(tmp_path))
     assert result.errors and "is qmail installed" in result.errors[0]
     assert not control.exists()

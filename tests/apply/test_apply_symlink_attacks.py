@@ -6,13 +6,10 @@ import os
 import stat
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import requires_root
 from tests.plan.reconcile_helpers import empty_root, howto_spec, tree
 from vmreconcile.apply.execute import execute
 from vmreconcile.host import Host
-from vmreconcile.tables import TableError
 from vmreconcile.workflow import plan_on_host
 
 NOW = 1_795_546_316
@@ -36,8 +33,9 @@ def test_symlinked_table_is_refused_at_plan_time(tmp_path):
     home = empty_root(tmp_path / "root")
     target = victim(tmp_path)
     (home / "passwd.cdb").symlink_to(target)
-    with pytest.raises(TableError, match="symbolic link"):
-        plan_on_host(Host(tmp_path / "root"), howto_spec(), now=NOW)
+    plan, _ = plan_on_host(Host(tmp_path / "root"), howto_spec(), now=NOW)
+    assert plan.changes == ()
+    assert plan.errors == (f"domain mydomain.org: {home}/passwd.cdb: is a symbolic link; refusing to follow it",)
     assert target.read_text() == "do not touch\n"
 
 
@@ -45,8 +43,13 @@ def test_symlinked_users_dir_is_refused(tmp_path):
     home = empty_root(tmp_path / "root")
     outside = tmp_path / "outside-dir"
     outside.mkdir()
+    host = Host(tmp_path / "root")
+    plan, _ = plan_on_host(host, howto_spec(), now=NOW)
     (home / "users").symlink_to(outside)
-    result = apply_howto(tmp_path / "root")
+    refused, _ = plan_on_host(host, howto_spec(), now=NOW)
+    assert refused.changes == ()
+    assert refused.errors == (f"domain mydomain.org: {home}/users: is a symbolic link; refusing to follow it",)
+    result = execute(plan, host)  # planted between plan and apply
     assert result.errors and "symbolic link" in result.errors[0]
     assert list(outside.iterdir()) == []
     assert not (home / "passwd.cdb").exists()
@@ -63,11 +66,15 @@ def test_symlinked_maildir_parent_is_refused(tmp_path):
     assert list(outside.iterdir()) == []
 
 
-def test_symlinked_qmail_default_is_replaced_not_written_through(tmp_path):
+def test_symlinked_qmail_default_is_refused_at_plan_time_and_replaced_not_written_through(tmp_path):
     home = empty_root(tmp_path / "root")
     target = victim(tmp_path)
+    host = Host(tmp_path / "root")
+    plan, _ = plan_on_host(host, howto_spec(), now=NOW)
     (home / ".qmail-default").symlink_to(target)
-    assert apply_howto(tmp_path / "root").errors == []
+    refused, _ = plan_on_host(host, howto_spec(), now=NOW)
+    assert refused.errors == (f"domain mydomain.org: {home}/.qmail-default: is a symbolic link; refusing to follow it",)
+    assert execute(plan, host).errors == []  # planted after the plan: the rename replaces it
     assert target.read_text() == "do not touch\n"
     assert stat.S_ISREG((home / ".qmail-default").lstat().st_mode)
     assert (home / ".qmail-default").read_text() == "|/usr/local/bin/vdeliver\n"
@@ -82,14 +89,11 @@ def test_planted_temp_symlink_is_removed_not_followed(tmp_path):
     assert not (home / "passwd.cdb.tmp").exists() and not (home / "passwd.cdb.tmp").is_symlink()
 
 
-def test_hardlinked_table_is_replaced_not_written_through(tmp_path):
+def test_hardlinked_table_is_refused_never_read_nor_written_through(tmp_path):
+    """A hard link may be another tenant's table: plan refuses it by name, and apply, if it
+    appears after the plan, neither reads it nor writes through it."""
     home = empty_root(tmp_path / "root")
     apply_howto(tmp_path / "root")
-    target = victim(tmp_path)
-    original = (home / "passwd.cdb").read_bytes()
-    target.write_bytes(original)
-    (home / "passwd.cdb").unlink()
-    os.link(target, home / "passwd.cdb")
     from dataclasses import replace
 
     from vmreconcile.desired.spec import UserSpec
@@ -98,9 +102,21 @@ def test_hardlinked_table_is_replaced_not_written_through(tmp_path):
     spec = replace(spec, domains=(replace(spec.domains[0], users=spec.domains[0].users + (UserSpec("bob"),)),))
     host = Host(tmp_path / "root")
     plan, _ = plan_on_host(host, spec, now=NOW)
-    assert execute(plan, host).errors == []
-    assert target.read_bytes() == original
-    assert (home / "passwd.cdb").stat().st_nlink == 1
+    target = victim(tmp_path)
+    original = (home / "passwd.cdb").read_bytes()
+    target.write_bytes(original)
+    (home / "passwd.cdb").unlink()
+    os.link(target, home / "passwd.cdb")
+    refused, _ = plan_on_host(host, spec, now=NOW)
+    assert refused.changes == ()
+    assert refused.errors == (
+        f"domain mydomain.org: {home}/passwd.cdb: has 2 hard links; refusing to read it (it may be another table)",
+    )
+    result = execute(plan, host)
+    assert result.errors == [
+        f"mydomain.org: table: {home}/passwd.cdb: has 2 hard links; refusing to read it (it may be another file's content)"
+    ]
+    assert target.read_bytes() == original and (home / "passwd.cdb").stat().st_nlink == 2
 
 
 def test_symlinked_local_config_dir_is_refused(tmp_path):
@@ -113,7 +129,11 @@ def test_symlinked_local_config_dir_is_refused(tmp_path):
     spec = howto_spec()
     spec = replace(spec, domains=(replace(spec.domains[0], options={"default-expiry": "100"}),))
     host = Host(tmp_path / "root")
+    refused, _ = plan_on_host(host, spec, now=NOW)
+    assert refused.errors == (f"domain mydomain.org: {home}/.vmailmgr: is a symbolic link; refusing to follow it",)
+    (home / ".vmailmgr").unlink()
     plan, _ = plan_on_host(host, spec, now=NOW)
+    (home / ".vmailmgr").symlink_to(outside)  # planted between plan and apply
     result = execute(plan, host)
     assert result.errors and "symbolic link" in result.errors[0]
     assert list(outside.iterdir()) == []

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import TREE_GID, TREE_UID, own_home
 from tests.plan.reconcile_helpers import empty_root
 from vmreconcile.formats.cdb import CdbReader
 
@@ -78,6 +79,7 @@ def test_real_process_killed_after_random_delays_always_leaves_old_or_new_tables
     for attempt in range(4):
         root = tmp_path / f"run{attempt}"
         shutil.copytree(base, root, symlinks=True)
+        own_home(root / "home/myuser", TREE_UID, TREE_GID)  # copytree does not copy owners
         proc = subprocess.Popen(
             [
                 sys.executable,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.clirunner import cli_runner
+from tests.conftest import TREE_GID, TREE_UID, own_home
 from tests.plan.reconcile_helpers import empty_root, mtimes
 from vmreconcile.apply.lock import global_lock
 from vmreconcile.cli.main import app
@@ -178,10 +179,11 @@ def test_domain_targeting_plans_and_applies_only_that_domain(tmp_path):
     root = tmp_path / "root"
     empty_root(root)
     (root / "etc/passwd").write_text(
-        f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n"
-        f"other:x:{os.getuid()}:{os.getgid()}::/home/other:/bin/sh\n"
+        f"myuser:x:{TREE_UID}:{TREE_GID}::/home/myuser:/bin/sh\n"
+        f"other:x:{TREE_UID + 1}:{TREE_GID}::/home/other:/bin/sh\n"
     )
     (root / "home/other").mkdir()
+    own_home(root / "home/other", TREE_UID + 1, TREE_GID)
     config = tmp_path / "two.yaml"
     config.write_text(HOWTO + "  other.org:\n    base_user: other\n    users:\n      bob: {password: null}\n")
     only = run(root, "plan", str(config), "--domain", "other.org", "--format", "json")

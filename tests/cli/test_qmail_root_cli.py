@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+
+from tests.conftest import TREE_GID, TREE_UID, own_home
 
 
 def vmr(root, *args):
@@ -14,11 +15,12 @@ def vmr(root, *args):
 
 
 def bare_root(tmp_path):
-    """A --root with base user myuser (the current uid, so no chown) and /etc/vmailmgr, no qmail."""
+    """A --root with base user myuser (owning its home) and /etc/vmailmgr, no qmail."""
     root = tmp_path / "root"
     (root / "etc" / "vmailmgr").mkdir(parents=True)
-    (root / "etc" / "passwd").write_text(f"myuser:x:{os.getuid()}:{os.getgid()}::/home/myuser:/bin/sh\n")
+    (root / "etc" / "passwd").write_text(f"myuser:x:{TREE_UID}:{TREE_GID}::/home/myuser:/bin/sh\n")
     (root / "home" / "myuser").mkdir(parents=True)
+    own_home(root / "home" / "myuser", TREE_UID, TREE_GID)
     return root
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import build_step_root
+from tests.conftest import build_step_root, own_home
 
 
 def vmr(root, *args):
@@ -34,6 +34,7 @@ def test_moving_a_live_domains_table_is_refused(tmp_path, edit, message):
     with (tmp_path / "etc" / "passwd").open("a") as fp:
         fp.write("vbase2:x:1009:1009::/home/vbase2:/bin/sh\n")
     (tmp_path / "home" / "vbase2").mkdir()
+    own_home(tmp_path / "home" / "vbase2", 1009, 1009)
     exported = vmr(tmp_path, "export")
     assert exported.returncode == 0, exported.stderr
     config = tmp_path / "mail.yaml"

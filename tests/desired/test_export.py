@@ -338,7 +338,8 @@ option_sets = st.fixed_dictionaries(
         "default-hardquota": st.sampled_from(["100", "-", "104857600"]),
         "default-msgcount": st.sampled_from(["5", "-1"]),
         "default-expiry": st.sampled_from(["86400", "-"]),
-        "user-dir": st.sampled_from(["users", "mail/", "/var/mail/"]),
+        # an absolute user-dir is refused (vmreconcile makes mailboxes only inside the home)
+        "user-dir": st.sampled_from(["users", "mail/", "./box/mail/"]),
         "user-dir-bits": st.sampled_from(["4", "6"]),
         "user-dir-slices": st.sampled_from(["1", "2"]),
     },

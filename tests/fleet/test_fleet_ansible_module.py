@@ -220,7 +220,9 @@ def test_bad_configuration_fails_with_file_line_col(module_run):
     assert "vmreconcile-ansible-" not in inline.result["msg"]  # the temporary path is not shown
     missing = run.named("missing base user")
     assert missing.status == "failed" and "nosuchbaseuser" in missing.result["msg"]
-    assert missing.result["errors"] == []
+    # plan's preflight names the YAML line of the domain whose base user is missing
+    [located] = missing.result["errors"]
+    assert located.startswith("<content>:") and "domain other.example: base user 'nosuchbaseuser'" in located
 
 
 def test_documented_options_are_the_module_arguments(module_run):

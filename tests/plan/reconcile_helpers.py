@@ -6,11 +6,10 @@ planner's tests do not depend on the YAML layer; the CLI tests go through real Y
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
-from tests.conftest import build_step_root
+from tests.conftest import TREE_GID, TREE_UID, build_step_root, own_home
 from vmreconcile.desired.spec import DomainSpec, PasswordSpec, Spec, UserSpec
 from vmreconcile.model import Domain, HostState, VirtualUser
 
@@ -69,8 +68,8 @@ def empty_root(
     rcpthosts: str = "localhost\n",
 ) -> Path:
     """A --root with one base user (current uid/gid by default), an empty home and a qmail tree."""
-    uid = os.getuid() if uid is None else uid
-    gid = os.getgid() if gid is None else gid
+    uid = TREE_UID if uid is None else uid
+    gid = TREE_GID if gid is None else gid
     (root / "etc" / "vmailmgr").mkdir(parents=True, exist_ok=True)
     (root / "etc" / "passwd").write_text(f"{base_user}:x:{uid}:{gid}::/home/{base_user}:/bin/sh\n")
     (root / "etc" / "vmailmgr" / "qmail-root").write_text("/var/qmail\n")
@@ -81,6 +80,7 @@ def empty_root(
     home = root / "home" / base_user
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
+    own_home(home, uid, gid)
     return home
 
 

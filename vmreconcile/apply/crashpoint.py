@@ -1,6 +1,8 @@
 """Crash injection for the crash-safety tests: ``VMRECONCILE_CRASH_AT=N`` SIGKILLs at checkpoint N.
 
 ``VMRECONCILE_CRASH_AT=LABEL`` (e.g. ``passwd.cdb: half written``) kills at that checkpoint.
+``VMRECONCILE_CRASH_SIGNAL=TERM`` (or ``INT``) sends that signal instead of SIGKILL: the
+interruption tests check that apply then ends in one line with 128 + the signal.
 
 Every step of a write that could be interrupted by a power cut or a kill calls `checkpoint`.
 Without the variable this is one dictionary lookup. The tests run an apply with N = 1, 2, ...
@@ -21,7 +23,8 @@ def checkpoint(label: str) -> None:
     _passed += 1
     target = os.environ.get("VMRECONCILE_CRASH_AT")
     if target and (int(target) == _passed if target.isdigit() else target == label):
-        os.kill(os.getpid(), signal.SIGKILL)
+        name = os.environ.get("VMRECONCILE_CRASH_SIGNAL", "KILL")
+        os.kill(os.getpid(), signal.Signals["SIG" + name])
 
 
 def passed() -> int:

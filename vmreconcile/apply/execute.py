@@ -21,14 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..formats.cdb import CdbReader, build_cdb
+from ..formats.cdb import CdbError, CdbReader, build_cdb
 from ..formats.config import PASSWD_CHANGEABLE, layered_value, render_option
 from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD, render_lines
-from ..formats.vpwentry import decode_record, encode_record, user_key
+from ..formats.vpwentry import RecordError, decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
+from ..live import TABLE_LIMIT
 from ..model import Domain, to_bytes
 from ..plan.changes import Change, Plan, table_digest
-from ..tables import read_regular
+from ..tables import read_bounded, read_regular
 from ..workflow import configured_qmail_root
 from . import writer
 from .crashpoint import checkpoint
@@ -238,7 +239,7 @@ class Executor:
                 if made:
                     self.note(f"{domain.name}: created {user_dir}")
             content = to_bytes(domain.qmail_default or "")
-            current = read_regular(".qmail-default", dir_fd=home_fd)
+            current = read_regular(".qmail-default", dir_fd=home_fd, limit=len(content) + 1)
             if current is not None and current != content:
                 kept = writer.backup_name(home_fd, ".qmail-default")
                 self.note(f"{domain.name}: kept the previous .qmail-default as ~{base_user.name}/{kept}")
@@ -254,9 +255,10 @@ class Executor:
         owner = self.owner(base_user)
         try:
             parts = writer.split_relative(directory)
-        except UnsafePath as exc:
-            self.note(f"{domain.name}: mailbox {directory} not created: {exc.strerror}")
-            return
+        except UnsafePath as exc:  # plan's preflight refuses such a path: converge or fail
+            raise UnsafePath(
+                exc.errno, f"{domain.name}: mailbox {directory} cannot be created: {exc.strerror}"
+            ) from None
         home_fd = self.open_home(base_user)
         try:
             last = len(parts) - 1
@@ -289,10 +291,11 @@ class Executor:
         try:
             dir_fd, _ = writer.walk_dirs(home_fd, parts[:-1], where=f"~{base_user.name}")
             expected = self.plan.table_digests.get(domain.name)
+            where = os.path.join(self.host.home_str(base_user), *parts)
 
             def unchanged_since_plan() -> None:
                 """Under the temp-file lock: nobody (vadduser, authpipe PASSWD) changed the table."""
-                if expected is not None and current_table_digest(dir_fd, parts[-1]) != expected:
+                if expected is not None and current_table_digest(dir_fd, parts[-1], where) != expected:
                     raise TableMoved(
                         f"~{base_user.name}/{parts[-1]} changed since the plan was made (vadduser, "
                         "a password change?); nothing written for this domain; run apply again"
@@ -378,12 +381,18 @@ class TableMoved(ValueError):
     """The table is not the one the plan was made against."""
 
 
-def current_table_digest(dir_fd: int, name: str) -> str:
-    """`table_digest` of the table as it is now (a missing one is empty)."""
-    raw = read_regular(name, dir_fd=dir_fd)
+def current_table_digest(dir_fd: int, name: str, where: str | None = None) -> str:
+    """`table_digest` of the table as it is now (a missing one is empty), read as plan reads it:
+    bounded, one link only, layout checked; errors name the table (``where``)."""
+    raw = read_bounded(name, dir_fd=dir_fd, limit=TABLE_LIMIT, max_links=1, where=where)
     if raw is None:
         return table_digest(())
-    return table_digest(decode_record(k, v) for k, v in CdbReader(raw).items())
+    try:
+        reader = CdbReader(raw)
+        reader.check_layout()
+        return table_digest(decode_record(k, v) for k, v in reader.items())
+    except (CdbError, RecordError) as exc:
+        raise TableMoved(f"{where or name}: {exc}") from None
 
 
 def _is_link(info: os.stat_result) -> bool:

@@ -1,9 +1,11 @@
-"""``vmreconcile apply``: plan under the global lock, show it, confirm, write.
+"""``vmreconcile apply``: plan under the global lock, show it, confirm, write, check.
 
-Refuses without a terminal unless ``--yes``; refuses a saved plan whose live state moved;
-refuses plans that trip the safety brake unless ``--force``. Exit 0 on success (also when
-there was nothing to do), 1 on any error, including a failed reload after the files were
-written.
+Refuses without a terminal unless ``--yes``; refuses to start while a domain has errors
+(unless ``--domain`` leaves it out); refuses a saved plan that is not signed by this host,
+whose live state moved or whose changes are not what its desired state changes now; refuses
+plans that trip the safety brake unless ``--force``. Exit 0 only when the host now matches
+(the written part is read back and diffed again); 1 on any error, including a failed reload
+after the files were written.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from ..history.origin import Origin, config_origin, plan_file_origin, unknown_or
 from ..history.record import recover_leftovers, start_apply
 from ..host import Host
 from ..plan.changes import Plan
-from ..plan.checksum import state_checksum
 from ..plan.planfile import PlanFileError, load_plan
+from ..plan.plankey import plan_key
 from ..plan.render import View, render_text
-from ..workflow import plan_on_host, read_live_for_plan
+from ..workflow import SavedPlanMismatch, plan_on_host, remaining_changes, replan_saved
 from .common import config_argument, domains_option, warn
 from .plan import (
     PLAN_ERRORS,
@@ -32,6 +34,7 @@ from .plan import (
     fail,
     host_of,
     load_spec_or_fail,
+    report_domain_errors,
     style_for_tty,
     view_of,
 )
@@ -84,6 +87,8 @@ def run_apply(
     recording = start_apply(host, plan, origin or unknown_origin(), log=echo, warn=warn)
     try:
         result = execute(plan, host, log=lambda m: echo(m), progress=progress)
+        if not result.errors:
+            result.errors += convergence_errors(host, plan)
     except BaseException:  # interrupted: what was written stays recorded, and can be rolled back
         recording.finish(wrote=True, interrupted=True)
         raise
@@ -106,6 +111,19 @@ def run_apply(
     if recorded:
         echo(f"Recorded as {recorded}.")
     return result
+
+
+def convergence_errors(host: Host, plan: Plan) -> list[str]:
+    """Converge or fail: what still differs once everything was written (read back from the
+    host), as errors; apply exits 0 only when the next plan would be empty."""
+    try:
+        left = remaining_changes(host, plan)
+    except PLAN_ERRORS as exc:
+        return [f"cannot read the host back after apply: {error_text(exc)}"]
+    if not left:
+        return []
+    shown = ", ".join(c.address for c in left[:5]) + (" ..." if len(left) > 5 else "")
+    return [f"the host does not match the plan after apply: {len(left)} change(s) still pending ({shown})"]
 
 
 def apply_command(
@@ -153,6 +171,10 @@ def apply_command(
                     fallback_dir=config.parent,
                     targets=tuple(domain) if domain else None,
                 )
+                if plan.errors:
+                    typer.echo(render_text(plan, style_for_tty(sys.stdout), view), nl=False)
+                    report_domain_errors(plan)
+                    raise fail("refusing to apply while a domain has errors; nothing was written")
                 origin = config_origin(config, spec.history_keep)
             run_apply(host, plan, yes=yes, force=force, origin=origin, view=view)
     except lock.LockTimeout as exc:
@@ -164,24 +186,20 @@ def apply_command(
 
 
 def load_saved_plan(host: Host, path: Path, purge_mailboxes: bool) -> Plan:
-    """The saved plan, if the live state is still the one it was made against."""
+    """The saved plan, recomputed against the host: only a file this host signed, made against
+    the live state as it still is, whose changes are what its desired state changes now."""
     try:
-        plan = load_plan(path)
+        plan = load_plan(path, lambda: plan_key(host, create=False))
     except PlanFileError as exc:
         raise fail(str(exc)) from None
-    if plan.offline:
-        raise fail(
-            f"{path}: this plan was made against a saved state (plan --state), for review only; "
-            "make the plan on the host to apply it"
-        )
     if purge_mailboxes and not plan.purge_mailboxes:
         raise fail("--purge-mailboxes must be given when the plan is made (plan --purge-mailboxes --out FILE)")
     if plan.purge_mailboxes and not purge_mailboxes:
         raise fail(f"{path} deletes mailboxes: give --purge-mailboxes to apply it too")
-    live = read_live_for_plan(host, plan)
-    if state_checksum(live) != plan.checksum():
-        raise fail(f"{path}: the live state changed since this plan was made; run `vmreconcile plan --out` again")
-    return plan
+    try:
+        return replan_saved(host, plan)
+    except SavedPlanMismatch as exc:
+        raise fail(f"{path}: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:

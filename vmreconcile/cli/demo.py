@@ -2,7 +2,7 @@
 
 Builds DIR (default: a new temporary directory) as a ``--root`` tree for ``examples/howto.yaml``
 (its own ``etc/passwd`` naming each base user with the current uid/gid, so no chown is needed
-when not root; homes inside DIR), then runs validate -> plan -> apply -> plan and prints each
+when not root, or an unprivileged uid the homes are given to when root; homes inside DIR), then runs validate -> plan -> apply -> plan and prints each
 step. The second plan must show no changes: that is the point of the demo.
 """
 
@@ -45,10 +45,28 @@ def find_example(name: str = EXAMPLE) -> Path:
     return path
 
 
+#: The demo base users' uid when the demo runs as root: plan refuses uid 0 (and homes their
+#: base user does not own), so root gives the throwaway homes to an unprivileged uid.
+DEMO_UID_AS_ROOT = 64000
+
+
+def demo_ids() -> tuple[int, int]:
+    """(uid, gid) of the demo's base users: the caller's own, or `DEMO_UID_AS_ROOT` as root."""
+    if os.geteuid() == 0:
+        return DEMO_UID_AS_ROOT, DEMO_UID_AS_ROOT
+    return os.getuid(), os.getgid()
+
+
 def build_demo_root(root: Path, spec: Spec) -> None:
-    """A minimal host under ``root``: passwd with the base users, /etc/vmailmgr, qmail control."""
-    uid, gid = os.getuid(), os.getgid()
+    """A minimal host under ``root``: passwd with the base users, /etc/vmailmgr, qmail control.
+
+    The tree describes its own accounts: when the caller's uid is below 1000 (plan refuses
+    system accounts), the tree's ``etc/login.defs`` says so, as a host with such users would.
+    """
+    uid, gid = demo_ids()
     (root / "etc" / "vmailmgr").mkdir(parents=True, exist_ok=True)
+    if uid < 1000:
+        (root / "etc" / "login.defs").write_text(f"UID_MIN {uid}\n")
     users = sorted({d.base_user for d in spec.domains})
     (root / "etc" / "passwd").write_text(
         "".join(f"{u}:x:{uid}:{gid}:demo base user:/home/{u}:/bin/sh\n" for u in users)
@@ -67,6 +85,8 @@ def build_demo_root(root: Path, spec: Spec) -> None:
         home = root / "home" / user
         home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o700)
+        if os.geteuid() == 0:
+            os.chown(home, uid, gid)
     (root / DEMO_MARKER).write_text("made by vmreconcile demo; safe to delete\n")
 
 
@@ -111,13 +131,15 @@ def demo(
     host = Host(root)
     typer.echo(
         f"throwaway root: {root} (base users {', '.join(sorted({d.base_user for d in spec.domains}))}, "
-        f"uid {os.getuid()})"
+        f"uid {demo_ids()[0]})"
     )
     style = style_for_tty(sys.stdout)
     try:
         _step(2, "plan")
         plan, _ = plan_on_host(host, spec, now=int(time.time()), fallback_dir=example.parent)
         typer.echo(render_text(plan, style), nl=False)
+        if plan.errors:
+            raise fail("the plan has errors; nothing was applied")
 
         _step(3, "apply --yes")
         with global_lock(host.lock_path, 10):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import importlib
 import pkgutil
+import signal
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -139,9 +141,38 @@ _register_commands()
 _make_old_typer_compatible()
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, not an Exception, so that no handler on the
+    way up mistakes it for an error to report or retry; ``finally`` blocks still run (temp
+    files are removed, descriptors and the lock released), so the host is left as a crash
+    would leave it: every file old or new, and the next apply converges."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signum)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
+    """The console script: the typer app, with SIGINT and SIGTERM ending it in one line and
+    exit 130 / 143 (128 + the signal), never a traceback."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         app()
+    except Interrupted as exc:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut this line short
+        name = signal.Signals(exc.signum).name
+        sys.stderr.write(
+            f"vmreconcile: interrupted by {name}; every file is as it was or complete (never half-written); "
+            "run the command again\n"
+        )
+        sys.stderr.flush()
+        sys.exit(128 + exc.signum)
     except PermissionError as exc:  # a command that did not map it itself: still one line, no traceback
         from .privilege import privilege_message
 

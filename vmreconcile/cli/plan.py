@@ -22,19 +22,33 @@ from ..formats.cdb import CdbError
 from ..formats.hashing import HashingError
 from ..formats.vpwentry import RecordError
 from ..host import BaseUserMissing
+from ..live import DomainReadError
 from ..model import HostState
 from ..plan.build import UnknownTarget, build_plan
 from ..plan.changes import Plan
 from ..plan.planfile import save_plan
+from ..plan.plankey import plan_key
 from ..plan.render import MARKDOWN_LIMIT, View, render_json, render_markdown, render_text
 from ..plan.resolve import ResolveError
+from ..preflight import HostProblems, snapshot_option_problems
 from ..tables import TableError
 from ..workflow import load_config, plan_on_host
 from .common import DEFAULT_CONFIG as DEFAULT_CONFIG  # where other command modules have imported it from
 from .common import config_argument, domains_option, fail, host_of, style_for
 
 #: Problems that end a plan or apply with one message and exit 1.
-PLAN_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, ResolveError, HashingError, UnknownTarget, OSError)
+PLAN_ERRORS = (
+    BaseUserMissing,
+    CdbError,
+    RecordError,
+    TableError,
+    ResolveError,
+    HashingError,
+    UnknownTarget,
+    DomainReadError,
+    HostProblems,
+    OSError,
+)
 
 
 class PlanFormat(StrEnum):
@@ -73,6 +87,8 @@ def error_text(exc: BaseException) -> str:
         return denied
     if isinstance(exc, ResolveError):
         return "; ".join(exc.problems)
+    if isinstance(exc, HostProblems):
+        return "\nvmreconcile: ".join(str(p) for p in exc.problems)
     if isinstance(exc, OSError) and exc.strerror and not exc.filename:
         return exc.strerror
     return str(exc)
@@ -90,6 +106,9 @@ def make_plan(
     try:
         if state is not None:
             live = read_state_file(state)
+            problems = snapshot_option_problems(live)
+            if problems:
+                raise HostProblems(problems)
             return build_plan(
                 spec,
                 live,
@@ -182,14 +201,40 @@ def plan_command(
     view = view_of(compact, detail)
     plan = make_plan(ctx, config, state, now, purge_mailboxes, tuple(domain) if domain else None)
     typer.echo(render(plan, format, view, max_chars), nl=False)
+    if plan.errors:
+        report_domain_errors(plan)
+        if out is not None:
+            typer.echo(f"vmreconcile: the plan was not saved to {out}: it does not cover every domain", err=True)
+        raise typer.Exit(1)
     if out is not None:
         try:
-            save_plan(plan, out)
+            save_plan(plan, out, None if plan.offline else plan_key(host_of(ctx), create=True))
         except OSError as exc:
-            raise fail(f"{out}: {exc.strerror}") from None
-        typer.echo(f"Saved the plan to {out} (mode 0600). Apply it with: vmreconcile apply --plan {out}", err=True)
+            raise fail(exc.strerror if exc.strerror and not exc.filename else f"{out}: {exc.strerror}") from None
+        if plan.offline:
+            typer.echo(
+                f"Saved the plan to {out} (mode 0600), for review only: a --state plan is never applied", err=True
+            )
+        else:
+            typer.echo(f"Saved the plan to {out} (mode 0600). Apply it with: vmreconcile apply --plan {out}", err=True)
     if detailed_exitcode and not plan.empty:
         raise typer.Exit(2)
+
+
+def report_domain_errors(plan: Plan) -> None:
+    """One line per domain problem on stderr (``file:line:col: domain NAME: ...`` as ``validate``
+    prints its diagnostics, or ``domain NAME: ...`` where no YAML line is to blame), then what
+    can still be done."""
+    for error in plan.errors:
+        typer.echo(error, err=True)
+    healthy = list(plan.targets or ())
+    if len(healthy) > 3:
+        hint = f"; apply can still be given the {len(healthy)} others, each with --domain NAME"
+    elif healthy:
+        hint = f"; the others can be applied with {' '.join('--domain ' + d for d in healthy)}"
+    else:
+        hint = ""
+    typer.echo(f"vmreconcile: {len(plan.errors)} problem(s): those domains were not planned{hint}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -33,6 +33,9 @@ def denied_text(exc: BaseException, command: str | None = None, host: Host | Non
     reader (``~base/passwd.cdb: Permission denied``); None for any other error."""
     if isinstance(exc, PermissionError):
         return privilege_message(exc, command, host)
+    path = getattr(exc, "path", None)
+    if getattr(exc, "errno", None) == 13 and isinstance(path, str):  # live.DomainReadError
+        return privilege_message(PermissionError(13, "Permission denied", path), command, host)
     text = str(exc)
     if isinstance(exc, OSError) and exc.errno is None and text.endswith(": Permission denied"):
         path = text.removesuffix(": Permission denied")

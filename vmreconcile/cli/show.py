@@ -11,7 +11,7 @@ import typer
 from ..formats.cdb import CdbError
 from ..formats.vpwentry import RecordError
 from ..host import BaseUserMissing
-from ..live import read_live_state
+from ..live import DomainReadError, read_live_state
 from ..model import Domain, HostState
 from ..showjson import state_to_json
 from ..tables import TableError
@@ -19,7 +19,7 @@ from .common import fail, host_of
 from .privilege import live_error_text
 
 #: Errors reading the live system that become one line on stderr and exit 1.
-LIVE_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, OSError)
+LIVE_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, DomainReadError, OSError)
 
 
 class ShowFormat(StrEnum):

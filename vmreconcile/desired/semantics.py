@@ -18,12 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value
+from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value, option_problem, password_file_problem
 from ..formats.control import RCPTHOSTS_FILES
 from ..formats.hashing import looks_like_hash
 from ..formats.vpwentry import name_problem
 from ..model import USER_FIELD_TABLE, OptionValue, ascii_lower
-from ..tables import password_file_problem
 from . import units
 from .errors import Diagnostic, PathPart
 from .positions import locate
@@ -170,8 +169,7 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
                             )
                         items.append(item)
                 out[name] = tuple(items)
-            continue
-        if option.kind == UNSIGNED:
+        elif option.kind == UNSIGNED:
             if isinstance(raw, (int, str)) and not isinstance(raw, bool):
                 try:
                     stored = units.parse_unsigned_option(raw, name)
@@ -180,8 +178,7 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
                 else:
                     out[name] = stored
                     check.spelled(raw, int(stored) if stored.isdigit() else None)
-            continue
-        if isinstance(raw, str):
+        elif isinstance(raw, str):
             if not raw.strip():
                 check.error(here, "an empty value means 'not set'; omit the option to use the default")
             elif "\n" in raw or "\0" in raw or raw != raw.strip():
@@ -190,6 +187,9 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
                 check.error(here, str(password_file_problem(raw)))
             else:
                 out[name] = raw
+        if name in out and (problem := option_problem(name, out[name])):
+            check.error(here, problem)  # the same check plan's preflight runs on the host's files
+            del out[name]
     return out
 
 
@@ -381,6 +381,7 @@ def _domain(
         users=tuple(entries),
         rcpthosts_file=_rcpthosts_file(body.get("rcpthosts_file")),
         position=locate(check.doc, path, at_key=True),
+        system_account=body.get("system_account") is True,
     )
 
 

@@ -156,7 +156,8 @@ class DomainSpec:
     ``catch_all`` is the user the ``default-username`` entry forwards to (`UNSET`: leave the
     live entry alone; ``None``: there must be none). ``prune`` deletes live entries the YAML
     does not name (never the postmaster aliases). ``rcpthosts_file`` is where the domain's
-    names are listed for qmail-smtpd.
+    names are listed for qmail-smtpd. ``system_account`` lets the base user be a system
+    account (uid below ``UID_MIN``), which plan refuses otherwise.
     """
 
     name: str
@@ -169,6 +170,7 @@ class DomainSpec:
     users: tuple[UserSpec, ...] = ()
     rcpthosts_file: Literal["rcpthosts", "morercpthosts"] = "rcpthosts"
     position: Position | None = None
+    system_account: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,29 @@ class CdbReader:
             if tpos < HEADER_SIZE or tpos + 8 * slots > len(data):
                 raise CdbError(f"corrupt cdb: hash table {bucket} lies outside the file")
 
+    def check_layout(self) -> None:
+        """Raise `CdbError` unless the file has exactly the layout cdbmake and VMailMgr write.
+
+        The records run from the header to the first hash table; the 256 tables follow back to
+        back in bucket order and end where the file ends. A file with valid-looking pointers
+        that is not laid out so (a sparse file, a crafted one) is refused before any record is
+        read: a reader that walks it anyway may walk a gigabyte of zeros. The number of
+        records must then be half the number of slots (`record_count`).
+        """
+        expected = self._end_of_records
+        for bucket in range(256):
+            tpos, slots = self._header[2 * bucket], self._header[2 * bucket + 1]
+            if tpos != expected:
+                raise CdbError(f"corrupt cdb: hash table {bucket} is at {tpos}, not at {expected}")
+            expected += 8 * slots
+        if expected != len(self._data):
+            raise CdbError(f"corrupt cdb: the hash tables end at {expected}, the file at {len(self._data)}")
+
+    @property
+    def record_count(self) -> int:
+        """How many records the hash tables say there are (cdbmake makes two slots per record)."""
+        return int(sum(self._header[1::2])) // 2
+
     def get(self, key: bytes) -> bytes | None:
         """The first record stored under ``key``, or None."""
         for value in self._lookup(key, vmailmgr_hash(key)):

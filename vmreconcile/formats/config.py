@@ -131,6 +131,98 @@ def layered_value(name: str, *layers: Mapping[str, OptionValue]) -> str | int | 
     return option.default
 
 
+#: The documented range of each unsigned option that has one. ``userdir()`` takes ``bits`` bits
+#: of a 32-bit CRC per slice: wider slices or more of them add nothing but work (a huge value
+#: would make every plan build a huge path), so both stop at 32 [compat: userdir].
+UNSIGNED_RANGES: dict[str, tuple[int, int]] = {"user-dir-bits": (0, 32), "user-dir-slices": (0, 32)}
+
+
+def password_file_problem(password_file: str) -> str | None:
+    """Why a ``password-file`` value is refused, or None.
+
+    VMailMgr takes it relative to the base user's home [compat: table-files]. The option can be set by the
+    base user (``~/.vmailmgr/password-file``) and is read by root (plan, authpipe), so only a
+    plain file name is accepted: no ``/`` (no other directory, no symlinked parent, no other
+    tenant's table through ``..``) and not ``.``/``..``.
+    """
+    if not password_file or "/" in password_file or password_file in (".", "..") or "\0" in password_file:
+        return f"password-file {password_file!r} must be a plain file name in the base user's home"
+    return None
+
+
+def _control_character(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+def option_problem(name: str, value: OptionValue) -> str | None:
+    """Why the stored value of option ``name`` is outside its documented type or range, or None.
+
+    ``value`` is what the option's file holds (`stored_value`): the first line, stripped, or
+    the list items. The one check for both sides: ``validate`` runs it on the YAML's options
+    and plan's preflight on the options in effect on the host (``/etc/vmailmgr`` and each
+    tenant's ``~/.vmailmgr``), so a value the YAML may not give is not accepted from a file
+    either. Stricter than VMailMgr's parser on purpose: VMailMgr reads ``100 MiB`` as 100 and
+    ``abc`` as "not set"; both are refused here rather than guessed. The message does not
+    repeat the option's name: callers put it, or the file's path, in front.
+    """
+    from .vpwentry import name_problem  # here, not at the top: the runtime imports this module
+
+    option = OPTIONS.get(name)
+    if option is None or value == "":
+        return None  # an empty file means "not set here" [compat: options]
+    if option.kind == LIST:
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if _control_character(item):
+                return f"{item!r} contains a control character"
+            if name == "postmaster-aliases" and name_problem(item):
+                return f"{item!r} is not a valid entry name: {name_problem(item)}"
+        return None
+    if not isinstance(value, str):
+        return "a list where one value is expected"
+    if _control_character(value):
+        return f"{value!r} contains a control character"
+    if option.kind == UNSIGNED:
+        return _unsigned_problem(name, value)
+    if option.kind == DIR:
+        return _dir_problem(name, value)
+    if name == "password-file":
+        return password_file_problem(value)
+    if name == "default-username" and name_problem(value):
+        return f"{value!r} is not a valid entry name: {name_problem(value)}"
+    if name == "separators" and not value:
+        return "empty (no character would split a login)"
+    return None
+
+
+def _unsigned_problem(name: str, value: str) -> str | None:
+    text = value.strip()
+    if text == "-" or (text.startswith("-") and text[1:].isdigit()):
+        number = UINT_MAX  # VMailMgr's spelling of "unlimited"
+    elif text.isdigit() and text.isascii():
+        number = int(text)
+    else:
+        return f"{value!r} is not a whole number (digits only, or '-' for unlimited)"
+    if number > UINT_MAX:
+        return f"{text} does not fit 32 bits (at most {UINT_MAX}, or '-' for unlimited)"
+    low, high = UNSIGNED_RANGES.get(name, (0, UINT_MAX))
+    if not low <= number <= high:
+        shown = "'-' (unlimited)" if number == UINT_MAX else str(number)
+        return f"{shown} is out of range ({low} to {high})"
+    return None
+
+
+def _dir_problem(name: str, value: str) -> str | None:
+    if name == "qmail-root":
+        return None if value.startswith("/") else f"{value!r} is not an absolute path"
+    if name == "user-dir":
+        from .userdir import relative_path_problem
+
+        problem = relative_path_problem(value)
+        return f"{value!r} {problem}" if problem else None
+    return None
+
+
 class ConfigChain:
     """Option lookup through directories, most specific first (local, then global).
 

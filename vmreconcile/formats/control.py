@@ -68,7 +68,7 @@ def line_key(shape: str, line: str) -> str | None:
     """The key a line of a file of ``shape`` owns (lowercased), or None for comments, blanks and
     lines VMailMgr ignores."""
     if shape == MAP:
-        pair = split_virtualdomain(line)
+        pair = owned_virtualdomain(line)
         return pair[0] if pair else None
     stripped = line.strip().lower()
     return stripped if stripped and not stripped.startswith("#") else None
@@ -100,6 +100,16 @@ def split_virtualdomain(line: str) -> tuple[str, str] | None:
     if colon <= 0:
         return None
     return line[:colon].lower(), line[colon + 1 :]
+
+
+def owned_virtualdomain(line: str) -> tuple[str, str] | None:
+    """`split_virtualdomain` for the management side: also None for a comment line (``#`` as its
+    first non-blank character). VMailMgr has no comments and reads ``# a: b`` as the key
+    ``# a``, which no domain can match; vmreconcile neither plans such a line as a domain nor
+    ever removes or rewrites it."""
+    if line.lstrip().startswith("#"):
+        return None
+    return split_virtualdomain(line)
 
 
 def virtualdomains_map(lines: Iterable[str]) -> dict[str, str]:
@@ -136,7 +146,7 @@ def set_virtualdomain(lines: tuple[str, ...], key: str, value: str) -> tuple[str
     out: list[str] = []
     placed = False
     for line in lines:
-        pair = split_virtualdomain(line)
+        pair = owned_virtualdomain(line)
         if pair is not None and pair[0] == key.lower():
             if not placed:
                 out.append(f"{key}:{value}")
@@ -149,7 +159,7 @@ def set_virtualdomain(lines: tuple[str, ...], key: str, value: str) -> tuple[str
 
 
 def remove_virtualdomain(lines: tuple[str, ...], key: str) -> tuple[str, ...]:
-    return tuple(line for line in lines if (split_virtualdomain(line) or ("",))[0] != key.lower())
+    return tuple(line for line in lines if (owned_virtualdomain(line) or ("",))[0] != key.lower())
 
 
 def host_lines(lines: Iterable[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from ..desired.spec import Spec
@@ -35,7 +36,38 @@ def build_plan(
         spec = restrict_spec(spec, targets)
         manage_changeable = False
     desired, notes = resolve(spec, live, now, secrets, offline)
-    changeable = passwd_changeable(spec) if manage_changeable else None
+    return plan_for_desired(
+        desired,
+        live,
+        notes=notes,
+        reload_command=spec.reload_command,
+        changeable=passwd_changeable(spec) if manage_changeable else None,
+        live_changeable=live_changeable,
+        purge_mailboxes=purge_mailboxes,
+        targets=targets,
+        offline=offline,
+        size_spellings=spec.size_spellings,
+    )
+
+
+def plan_for_desired(
+    desired: HostState,
+    live: HostState,
+    *,
+    notes: list[str] | None = None,
+    reload_command: str | None = None,
+    changeable: tuple[str, ...] | None = None,
+    live_changeable: tuple[str, ...] | None = None,
+    purge_mailboxes: bool = False,
+    targets: tuple[str, ...] | None = None,
+    offline: bool = False,
+    size_spellings: Mapping[int, str] | None = None,
+) -> Plan:
+    """The plan that turns ``live`` into ``desired`` (already resolved): the changes, and the
+    brake's counts and the tables' digests taken from ``live``. ``build_plan`` ends here, and
+    so does ``apply --plan``, which recomputes a saved plan from its desired state and the host
+    as it is (nothing in the file but the desired state decides what is written)."""
+    notes = list(notes or ())
     changes = diff(
         desired, live, purge_mailboxes=purge_mailboxes, changeable=changeable, live_changeable=live_changeable
     )
@@ -58,13 +90,13 @@ def build_plan(
         live=live,
         notes=tuple(notes),
         live_entry_counts=_entry_counts(desired, live),
-        reload_command=spec.reload_command,
+        reload_command=reload_command,
         changeable=changeable,
         purge_mailboxes=purge_mailboxes,
         targets=targets,
         table_digests=_table_digests(changes, desired, live),
         offline=offline,
-        size_spellings=spec.size_spellings,
+        size_spellings=dict(size_spellings or {}),
     )
 
 

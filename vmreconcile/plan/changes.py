@@ -124,6 +124,10 @@ class Plan:
     #: re-reads the table under its temp-file lock and refuses to overwrite a table that moved
     table_digests: Mapping[str, str] = field(default_factory=dict)
     offline: bool = False  # made against a saved snapshot (plan --state): for review, never applied
+    #: domains that could not be planned (a broken home, a corrupt table ...), one line each
+    #: naming the domain and the path; the plan covers the others and can only be applied to
+    #: them with ``--domain``
+    errors: tuple[str, ...] = ()
     #: byte count -> the YAML's spelling of it, so outputs show ``500 MiB`` as it was written
     size_spellings: Mapping[int, str] = field(default_factory=dict, compare=False, repr=False)
     live: HostState | None = field(default=None, compare=False, repr=False)
@@ -180,4 +184,5 @@ class Plan:
             "summary": {"add": add, "change": change, "destroy": destroy, "by_domain": by_domain},
             "changes": [c.to_json() for c in self.changes],
             "notes": list(self.notes),
+            "errors": list(self.errors),
         }

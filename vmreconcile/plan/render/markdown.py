@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..changes import Plan
 from ..overview import DomainCount, Entry, NoteLine, domain_counts, entries, group_notes
 from ..values import SYMBOL, entry_heading, entry_pairs, note_text, number, pair_text
-from .text import HOST_WIDE, NO_CHANGES, View
+from .text import HOST_WIDE, NO_CHANGES, NO_CHANGES_WITH_ERRORS, View
 
 #: GitHub refuses comments longer than 65,536 characters; a little room is left for a heading
 #: a CI script puts above the plan (``## mx1``).
@@ -34,8 +34,9 @@ class MarkdownRenderer:
         add, change, destroy = plan.summary()
         head = [f"### vmreconcile plan: {number(add)} to add, {number(change)} to change, {number(destroy)} to destroy"]
         if plan.empty:
-            head += ["", NO_CHANGES]
+            head += ["", NO_CHANGES_WITH_ERRORS if plan.errors else NO_CHANGES]
         head += self.brake_lines(plan.brake_violations())
+        head += self.error_lines(plan.errors)
         if not plan.empty:
             head += self.domain_table(domain_counts(plan.changes))
         return self.fit(plan, head, self.note_lines(plan.notes))
@@ -74,6 +75,17 @@ class MarkdownRenderer:
         if shown_notes:
             out += _NOTES_OPEN + "\n".join(shown_notes) + _NOTES_CLOSE
         return out + tail
+
+    def error_lines(self, errors: tuple[str, ...]) -> list[str]:
+        """The domains left out of the plan, each in a code span (capped like the brake)."""
+        if not errors:
+            return []
+        shown = errors[: self.max_brake]
+        lines = ["", "**Not planned** (errors; apply refuses without `--domain`):", ""]
+        lines += [f"- {_code(error)}" for error in shown]
+        if len(errors) > len(shown):
+            lines.append(f"- … {number(len(errors) - len(shown))} more errors")
+        return lines
 
     def brake_lines(self, brake: list[str]) -> list[str]:
         if not brake:

@@ -21,6 +21,8 @@ View = Literal["default", "compact", "detail"]
 Style = Callable[[str, str], str]
 COLOUR = {"create": "green", "update": "yellow", "delete": "red"}
 NO_CHANGES = "No changes. The host matches the configuration."
+#: When some domains could not be planned, "the host matches" would not be true.
+NO_CHANGES_WITH_ERRORS = "No changes for the domains that could be planned; see the errors below."
 HOST_WIDE = "(host-wide)"
 
 
@@ -43,7 +45,7 @@ class TextRenderer:
     def render(self, plan: Plan) -> str:
         lines: list[str] = []
         if plan.empty:
-            lines.append(NO_CHANGES)
+            lines.append(NO_CHANGES_WITH_ERRORS if plan.errors else NO_CHANGES)
         else:
             lines.append(totals(*plan.summary()))
             lines += self.domain_lines(domain_counts(plan.changes))
@@ -51,6 +53,7 @@ class TextRenderer:
             lines += self.change_lines(plan)
         lines += self.note_lines(plan.notes)
         lines += self.brake_lines(plan.brake_violations())
+        lines += self.error_lines(plan.errors)
         if not plan.empty:
             lines += ["", totals(*plan.summary())]
         return "\n".join(lines) + "\n"
@@ -111,6 +114,16 @@ class TextRenderer:
         lines = ["", "Notes:"] + [f"  - {note_text(note)}" for note in shown]
         if len(grouped) > len(shown):
             lines.append(f"  … {number(len(grouped) - len(shown))} more notes: --detail shows them all")
+        return lines
+
+    def error_lines(self, errors: tuple[str, ...]) -> list[str]:
+        """The domains left out of the plan (every one is also on stderr, uncapped)."""
+        if not errors:
+            return []
+        shown = errors[: self.capped(len(errors), self.max_brake)]
+        lines = ["", self.style("Not planned (errors):", "red")] + [f"  - {error}" for error in shown]
+        if len(errors) > len(shown):
+            lines.append(f"  … {number(len(errors) - len(shown))} more errors: every one is on stderr")
         return lines
 
     def brake_lines(self, brake: list[str]) -> list[str]:
