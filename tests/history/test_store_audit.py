@@ -110,3 +110,43 @@ def test_every_kind_of_unit_apply_writes_is_known_to_the_history():
     from vmreconcile.history.files import FILE_UNITS, NOT_FILE_UNITS
 
     assert set(typing.get_args(Target)) == set(FILE_UNITS) | set(NOT_FILE_UNITS)
+
+
+def _home_ref(tmp_path, content: bytes, links: int = 1):
+    from vmreconcile.host import Host
+
+    root = tmp_path / "root"
+    home = root / "home" / "vbase"
+    home.mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("vbase:x:1500:1500::/home/vbase:/bin/sh\n")
+    (home / "passwd.cdb").write_bytes(content)
+    for n in range(1, links):
+        os.link(home / "passwd.cdb", tmp_path / f"elsewhere{n}")
+    ref = FileRef(kind="table", path="/home/vbase/passwd.cdb", base_user="vbase", relative="passwd.cdb")
+    return Host(root), ref
+
+
+def test_the_history_copies_a_file_of_a_home_it_may_read(tmp_path):
+    from vmreconcile.history.files import read_state
+
+    host, ref = _home_ref(tmp_path, b"table bytes")
+    assert read_state(host, ref).data == b"table bytes"
+
+
+def test_a_hard_link_planted_after_the_plan_is_not_copied_into_the_history(tmp_path):
+    from vmreconcile.history.files import read_state
+    from vmreconcile.tables import UnsafeFile
+
+    host, ref = _home_ref(tmp_path, b"another tenant's hashes", links=2)
+    with pytest.raises(UnsafeFile, match=r"/home/vbase/passwd.cdb: has 2 hard links; not copied into the history"):
+        read_state(host, ref)
+
+
+def test_a_file_grown_past_the_cap_after_the_plan_is_not_read_whole(tmp_path, monkeypatch):
+    from vmreconcile.history import files
+
+    monkeypatch.setattr(files, "MAX_KEPT", 1000)
+    host, ref = _home_ref(tmp_path, b"x" * 1001)
+    with pytest.raises(files.UnsafeFile, match=r"more than the 1000 bytes the history keeps of a file"):
+        files.read_state(host, ref)
