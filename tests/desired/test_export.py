@@ -19,7 +19,7 @@ from tests.conftest import STEPS, build_step_root
 from vmreconcile.desired.export import ExportError, export_document, export_yaml, scalar
 from vmreconcile.desired.load import check_config
 from vmreconcile.desired.spec import UNSET, DomainSpec, Spec, UserSpec
-from vmreconcile.desired.yamlread import read_yaml
+from vmreconcile.desired.yamlread import CONTROL_CHARACTERS, read_yaml
 from vmreconcile.formats.config import layered_value
 from vmreconcile.formats.userdir import userdir
 from vmreconcile.host import Host
@@ -244,6 +244,9 @@ def test_every_scalar_reads_back_as_itself(text):
         rendered = scalar(text, flow=flow)
         document = f"k: [{rendered}]\n" if flow else f"{rendered}: {rendered}\n"
         value, problems = read_yaml(document.encode("utf-8"), "t.yaml")
+        if CONTROL_CHARACTERS.search(text):  # written faithfully; the reader refuses it, saying where
+            assert problems and all("contains the control character" in str(p) for p in problems)
+            continue
         assert problems == []
         assert value == ({"k": [text]} if flow else {text: text})
 
@@ -272,7 +275,8 @@ forwards = st.lists(
     ),
     max_size=3,
 )
-personal = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=20)
+#: Control characters (Cc) are refused by validate, so an export holding them cannot round-trip.
+personal = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=20)
 
 
 @st.composite

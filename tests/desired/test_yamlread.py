@@ -29,20 +29,22 @@ def test_every_key_and_value_knows_where_it_was_written():
 
 def test_a_duplicate_key_is_reported_and_the_rest_of_the_file_still_read():
     doc, problems = read("a: 1\nb: 2\na: 3\nc: 4\n")
-    assert problems == ["f.yaml:3:1: duplicate key 'a' (first defined at line 1); YAML would keep only the last one"]
+    assert problems == ["f.yaml:3:1: a: duplicate key 'a' (first defined at line 1); YAML would keep only the last one"]
     assert doc == {"a": 1, "b": 2, "c": 4}
 
 
 def test_duplicate_keys_inside_a_flow_mapping_are_caught_too():
     _, problems = read("x: {k: 1, k: 2}\n")
-    assert problems == ["f.yaml:1:11: duplicate key 'k' (first defined at line 1); YAML would keep only the last one"]
+    assert problems == [
+        "f.yaml:1:11: x.k: duplicate key 'k' (first defined at line 1); YAML would keep only the last one"
+    ]
 
 
 def test_yaml_1_1_scalars_and_timestamps_kept_as_text():
-    doc, _ = read("a: yes\nb: 012\nc: 0x10\nd: ~\ne: 2027-06-30\nf: '12'\ng: 1.5\nh: !!str 5\ni:\nj: 1_000\n")
+    doc, _ = read("a: yes\nb: '012'\nc: 0x10\nd: ~\ne: 2027-06-30\nf: '12'\ng: 1.5\nh: !!str 5\ni:\nj: 1_000\n")
     assert doc == {
         "a": True,
-        "b": 10,
+        "b": "012",
         "c": 16,
         "d": None,
         "e": "2027-06-30",
@@ -70,16 +72,20 @@ def test_billion_laughs_is_refused_quickly():
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
     start = time.monotonic()
     value, problems = read("\n".join(lines) + "\n")
-    assert value is None and "too large once its aliases are expanded" in problems[0]
+    assert value is None
+    assert problems == [
+        "f.yaml:5:45: aliases stand for too many values (101,218 by *a3, more than 100,000 plus 2 per value "
+        "written out): write the values out"
+    ]
     assert time.monotonic() - start < 2
 
 
 def test_dangerous_and_unknown_tags_are_refused():
     assert read("a: !!python/name:os.system x\n")[1] == [
-        "f.yaml:1:4: unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system': only plain YAML values are allowed"
+        "f.yaml:1:4: a: unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system': only plain YAML values are allowed"
     ]
-    assert read("a: !!set {x}\n")[1][0].startswith("f.yaml:1:4: unsupported YAML tag")
-    assert read("a: !!binary aGk=\n")[1][0].startswith("f.yaml:1:4: unsupported YAML tag")
+    assert read("a: !!set {x}\n")[1][0].startswith("f.yaml:1:4: a: unsupported YAML tag")
+    assert read("a: !!binary aGk=\n")[1][0].startswith("f.yaml:1:4: a: unsupported YAML tag")
 
 
 def test_an_empty_file_is_none_without_problems():

@@ -24,6 +24,7 @@ import jsonschema
 from .. import resources
 from .errors import Diagnostic, PathPart
 from .positions import locate
+from .yamlread import REFUSED
 
 SCHEMA_NAME = "vmreconcile.schema.json"
 _TYPE_WORDS = {
@@ -81,6 +82,8 @@ def schema_errors(doc: object) -> list[Diagnostic]:
         return []
     out: list[Diagnostic] = []
     for error in _validator().iter_errors(doc):
+        if error.instance is REFUSED:
+            continue  # the reader has said what is wrong with it
         out.extend(_translate(error, doc))
     return out
 
