@@ -56,6 +56,57 @@ def read_regular(
         os.close(fd)
 
 
+class FileRefused(OSError):
+    """A file `read_capped` will not read; ``reason`` says why, ``str()`` names the file too."""
+
+    def __init__(self, path: StrPath, reason: str, missing: bool = False) -> None:
+        super().__init__(f"{os.fspath(path)}: {reason}")
+        self.path, self.reason, self.missing = os.fspath(path), reason, missing
+
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_capped(path: StrPath, limit: int, *, follow_symlinks: bool = True) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them; `FileRefused` saying why otherwise.
+
+    For files named by a configuration (the YAML itself, ``{file:}`` secrets): opened
+    non-blocking, so a FIFO never hangs the reader, and checked with ``fstat`` to be a regular
+    file, so ``/dev/zero`` or a socket is refused rather than read; a file larger than ``limit``
+    (measured, not trusted from ``st_size``: it may grow) is refused, never truncated.
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise FileRefused(path, "no such file", missing=True) from None
+    except ValueError:  # a NUL in the name
+        raise FileRefused(path, "the file name contains a NUL character") from None
+    except OSError as exc:
+        reason = "a symbolic link (not followed)" if exc.errno == errno.ELOOP and not follow_symlinks else exc.strerror
+        raise FileRefused(path, reason or str(exc)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise FileRefused(path, f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(mode), 'unknown kind')})")
+        data = _read_upto(fd, limit + 1)
+    except OSError as exc:
+        if isinstance(exc, FileRefused):
+            raise
+        raise FileRefused(path, exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise FileRefused(path, f"larger than {limit:,} bytes")
+    return data
+
+
 def write_all(fd: int, data: bytes) -> None:
     """``os.write`` until every byte is out (pipes, sockets and full disks write short)."""
     view = memoryview(data)
