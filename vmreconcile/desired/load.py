@@ -52,7 +52,9 @@ def config_files(path: Path) -> list[Path]:
     reader, not skipped without a word.
     """
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and not p.name.startswith(".") and not p.is_dir())
+        return sorted(
+            p for p in path.iterdir() if p.suffix in SUFFIXES and not p.name.startswith(".") and not p.is_dir()
+        )
     return [path]
 
 
