@@ -263,7 +263,7 @@ passwords = st.sampled_from(
         "!$1$x$y",
         "$1$abcdefgh$IvHnD.uhYhhpxAiK9IT/C/",
         "$0$plain text",
-        "$y$j9T$abc$def",
+        "$y$j9T$.xuLG97L.5mm1Cb.iaR77ZiN4TFuoV7JnkTG4VcKU7D$dbiJWvXm8aJ3ExDuTVg61rZEyILfD8WLC/enZxR3KZ0",
         "3" + "a" * 32,
         "abcdefghijklm",
     ]
