@@ -88,7 +88,7 @@ def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None,
     passwords = _mapping(doc.get("passwords"))
     version = doc.get("version")
     if isinstance(version, float) and version.is_integer():
-        check.error(("version",), _float_message(version))
+        check.error(("version",), _float_message(version, "an integer"))
     options = _options(check, doc.get("vmailmgr"), ("vmailmgr",), is_global=True)
     qmail_root = _qmail_root(check, qmail, options)
     if isinstance(qmail.get("root"), str) and qmail_root.startswith("/"):
@@ -392,9 +392,9 @@ def _length_problem(name: str) -> str | None:
     return None
 
 
-def _float_message(value: float) -> str:
+def _float_message(value: float, expected: str = "an integer or a string") -> str:
     """A whole number written with a point (100.0) where an integer is meant: never dropped."""
-    return f"expected an integer or a string, found the number {value!r} (write {int(value)})"
+    return f"expected {expected}, found the number {value!r} (write {int(value)})"
 
 
 def _domain(

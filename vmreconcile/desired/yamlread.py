@@ -204,8 +204,10 @@ def _number_problem(value: str, tag: str) -> str | None:
 
 def _construct(tag: str, value: str) -> tuple[object, str | None]:
     """The value of a scalar with a resolved or explicit plain tag, or ``(REFUSED, why)``."""
-    if tag == _TIMESTAMP:
-        return value, None
+    if tag == _TIMESTAMP:  # kept as text (`units` reads it in UTC), but it must be one
+        if SafeConstructor.timestamp_regexp.match(value):
+            return value, None
+        return REFUSED, f"{value!r} is not a valid timestamp"
     if tag in (_STR, "!"):
         return value, None
     if tag == _NULL:
