@@ -6,7 +6,7 @@ import time
 
 from vmreconcile.desired.positions import locate
 from vmreconcile.desired.spec import Position
-from vmreconcile.desired.yamlread import YList, YMap, read_yaml
+from vmreconcile.desired.yamlread import REFUSED, YList, YMap, read_yaml
 
 
 def read(text: str):
@@ -96,3 +96,33 @@ def test_an_empty_file_is_none_without_problems():
 def test_utf8_errors_point_at_the_byte():
     value, problems = read_yaml(b"a: b\nc: d\xe9\n", "f.yaml")
     assert value is None and problems[0].position == Position("f.yaml", 2, 5)
+
+
+def test_yaml_1_1_octal_binary_and_base_60_are_refused_where_yaml_1_2_would_differ():
+    doc, problems = read("a: 0755\nb: '0755'\nc: 0x1F\nd: 1:30\ne: 0b11\nf: 0\ng: 1e3\nh: -0\n")
+    assert problems == [
+        "f.yaml:1:4: a: 0755 is a YAML 1.1 octal number (493): write 493 for that number, or '0755' for the text",
+        "f.yaml:4:4: d: 1:30 is a YAML 1.1 base-60 number (90): write 90 for that number, or '1:30' for the text",
+        "f.yaml:5:4: e: 0b11 is a YAML 1.1 binary number (3): write 3 for that number, or '0b11' for the text",
+    ]
+    assert doc == {"a": REFUSED, "b": "0755", "c": 31, "d": REFUSED, "e": REFUSED, "f": 0, "g": "1e3", "h": 0}
+
+
+def test_a_refused_value_is_reported_at_its_path_and_the_rest_is_still_read():
+    doc, problems = read('x:\n  - ok\n  - "bad\\x1b"\n  - !!bool maybe\ny: {"k\\t": 1, k: 2}\n')
+    assert problems == [
+        "f.yaml:3:5: x[1]: contains the control character '\\x1b': names and values cannot hold control "
+        "characters (U+0000-U+001F, U+007F-U+009F)",
+        "f.yaml:4:5: x[2]: 'maybe' is not a valid bool",
+        "f.yaml:5:5: y[\"k\\t\"]: contains the control character '\\t': names and values cannot hold control "
+        "characters (U+0000-U+001F, U+007F-U+009F)",
+    ]
+    assert doc == {"x": ["ok", REFUSED, REFUSED], "y": {"k": 2}}
+
+
+def test_a_top_level_that_is_not_a_mapping_is_reported_where_it_starts():
+    assert read("# comment\n\n  text\n") == (
+        None,
+        ["f.yaml:3:3: the top level must be a mapping with keys such as 'domains', not a single value"],
+    )
+    assert read("- a\n")[1] == ["f.yaml:1:1: the top level must be a mapping with keys such as 'domains', not a list"]

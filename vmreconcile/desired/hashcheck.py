@@ -152,7 +152,10 @@ def _judge(stored: str, answer: object) -> str | None:
             f"{PROBE_TOTAL_CPU_SECONDS} s of CPU in all"
         )
     if not isinstance(answer, bytes):
-        return f"{cannot} (it does not know the method, or refuses its settings): no login would ever succeed"
+        return (
+            f"{cannot} (an unknown method, bad settings, or settings that need more than "
+            f"{PROBE_EXTRA_MEMORY // 2**30} GiB of memory): no login would ever succeed"
+        )
     made = answer.decode("utf-8", "surrogateescape")
     checksum = _checksum_start(stored)
     if len(made) != len(stored):

@@ -102,7 +102,7 @@ def _check(root: Path) -> CheckResult:
         except FileRefused as exc:
             reason = exc.reason
             if reason.startswith("larger than"):
-                reason = f"the configuration's files hold more than {MAX_CONFIG_BYTES // 2**20} MiB in all"
+                reason = f"the configuration's files hold more than {MAX_CONFIG_BYTES:,} bytes in all"
             diagnostics.append(Diagnostic(Position(name, 1, 1), (), f"cannot read: {reason}"))
             continue
         budget -= len(raw)
