@@ -20,6 +20,7 @@ from ..plan.changes import Plan
 from ..plan.checksum import state_checksum
 from ..plan.planfile import PlanFileError, load_plan
 from ..plan.render import render_text
+from ..printable import printable
 from ..workflow import plan_on_host, read_live_for_plan
 from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
 
@@ -57,11 +58,13 @@ def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo
     add, change, destroy = plan.summary()
     if result.errors:
         for error in result.errors:
-            typer.echo(f"vmreconcile: error: {error}", err=True)
+            typer.echo(printable(f"vmreconcile: error: {error}"), err=True)
         if result.written:  # each unit is complete on its own: the host is consistent, just not done
             typer.echo(
-                f"vmreconcile: written before the error: {', '.join(result.written)}; "
-                "apply again once the error is fixed",
+                printable(
+                    f"vmreconcile: written before the error: {', '.join(result.written)}; "
+                    "apply again once the error is fixed"
+                ),
                 err=True,
             )
         raise typer.Exit(1)
