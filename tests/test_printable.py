@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from vmreconcile.cli.main import app
 from vmreconcile.desired.errors import Diagnostic
 from vmreconcile.desired.spec import Position
@@ -38,7 +38,7 @@ def test_a_diagnostic_escapes_its_file_name_path_and_message():
 def test_validate_prints_a_hostile_file_name_escaped(tmp_path):
     name = "mail\x1b[31m.yaml"
     (tmp_path / name).write_text("domains: 5\n")
-    result = CliRunner().invoke(app, ["validate", str(tmp_path)], catch_exceptions=False)
+    result = cli_runner().invoke(app, ["validate", str(tmp_path)], catch_exceptions=False)
     assert result.exit_code == 1
     assert "\x1b" not in result.output
     assert result.stdout == f"{tmp_path}/mail\\x1b[31m.yaml:1:10: domains: expected a mapping, found the number 5\n"
@@ -47,7 +47,7 @@ def test_validate_prints_a_hostile_file_name_escaped(tmp_path):
 
 def test_plan_errors_are_escaped_too(tmp_path):
     missing = tmp_path / "gone\x1b[2J.yaml"
-    result = CliRunner().invoke(app, ["--root", str(tmp_path), "plan", str(missing)], catch_exceptions=False)
+    result = cli_runner().invoke(app, ["--root", str(tmp_path), "plan", str(missing)], catch_exceptions=False)
     assert result.exit_code == 1
     assert "\x1b" not in result.output
     assert result.stderr.splitlines() == [

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.conftest import build_step_root
 from tests.fleet.treedigest import tree_digest
 from vmreconcile.cli.main import app
@@ -89,7 +89,7 @@ def plan_with_secret(site, tmp_path, ref: str):
     config.write_text(
         f"domains:\n  mydomain.org:\n    base_user: vbase1\n    users:\n      me:\n        password: {{file: {ref}}}\n"
     )
-    return CliRunner().invoke(app, ["--root", str(site), "plan", str(config)], catch_exceptions=False)
+    return cli_runner().invoke(app, ["--root", str(site), "plan", str(config)], catch_exceptions=False)
 
 
 @pytest.mark.parametrize(

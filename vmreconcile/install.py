@@ -33,11 +33,17 @@ def default_libdir(bindir: Path) -> Path:
     return bindir.parent / "lib" / "vmreconcile-runtime"
 
 
-def launcher_text(program: str, python: str, libdir: Path, root: str | None) -> str:
-    """The whole launcher script. ``root`` is baked in as a literal, never read from env."""
+INSTALL_RUNTIME_NOTE = "written by 'vmreconcile install-runtime'; re-run it instead of editing."
+
+
+def launcher_text(program: str, python: str, libdir: Path, root: str | None, note: str = INSTALL_RUNTIME_NOTE) -> str:
+    """The whole launcher script. ``root`` is baked in as a literal, never read from env.
+
+    ``note`` says where the launcher came from (the Debian package writes its own at build time).
+    """
     return (
         f"#!{python} -IS\n"
-        f"# {program}: written by 'vmreconcile install-runtime'; re-run it instead of editing.\n"
+        f"# {program}: {note}\n"
         "import sys\n"
         f"sys.path.insert(0, {str(libdir)!r})\n"
         "from vmreconcile.runtime.launch import run\n"

@@ -148,7 +148,7 @@ class UserField(Record):
 
 #: Every field of `VirtualUser`, in the documented order (the model, show JSON, plan diffs).
 #: Adding a field: a row here, the codec (``formats/vpwentry.py``) when the record must carry
-#: it, and the docs; ``bin/gen-schemas`` then regenerates both JSON schemas from this table.
+#: it, and the docs; ``python -m vmreconcile.desired.schemagen`` then regenerates both JSON schemas from this table.
 USER_FIELD_TABLE: tuple[UserField, ...] = (
     UserField(
         "name",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import stat
 
-from typer.testing import CliRunner
-
+from tests.clirunner import cli_runner
 from vmreconcile.cli.demo import find_example
 from vmreconcile.cli.main import app
 from vmreconcile.host import Host
@@ -14,7 +13,7 @@ from vmreconcile.live import read_live_state
 
 def test_demo_runs_the_whole_workflow_and_converges(tmp_path):
     root = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", str(root)], catch_exceptions=False)
+    result = cli_runner().invoke(app, ["demo", str(root)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = result.stdout
     steps = ["== 1. validate", "== 2. plan", "== 3. apply --yes", "== 4. plan again"]
@@ -28,15 +27,15 @@ def test_demo_runs_the_whole_workflow_and_converges(tmp_path):
 
 def test_demo_twice_in_the_same_directory_changes_nothing_the_second_time(tmp_path):
     root = tmp_path / "demo"
-    assert CliRunner().invoke(app, ["demo", str(root)]).exit_code == 0
-    again = CliRunner().invoke(app, ["demo", str(root)])
+    assert cli_runner().invoke(app, ["demo", str(root)]).exit_code == 0
+    again = cli_runner().invoke(app, ["demo", str(root)])
     assert again.exit_code == 0
     assert again.stdout.split("== 2. plan")[1].splitlines()[1].startswith("No changes.")
 
 
 def test_demo_refuses_a_directory_that_holds_something_else(tmp_path):
     (tmp_path / "precious.txt").write_text("keep")
-    result = CliRunner().invoke(app, ["demo", str(tmp_path)])
+    result = cli_runner().invoke(app, ["demo", str(tmp_path)])
     assert result.exit_code == 1 and "not empty" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.conftest import STEPS, build_step_root
 from vmreconcile.cli.main import app
 from vmreconcile.desired.load import check_config
 
 
 def run(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return cli_runner().invoke(app, list(args), catch_exceptions=False)
 
 
 @pytest.mark.parametrize("step", [STEPS[0], STEPS[-1]])

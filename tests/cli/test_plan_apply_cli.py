@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.plan.reconcile_helpers import empty_root, mtimes
 from vmreconcile.apply.lock import global_lock
 from vmreconcile.cli.main import app
@@ -38,7 +38,7 @@ def site(tmp_path):
 
 
 def run(root: Path, *args: str, env: dict | None = None):
-    runner = CliRunner()
+    runner = cli_runner()
     return runner.invoke(
         app, ["--root", str(root), *args], env={"ME_PW": "secret", **(env or {})}, catch_exceptions=False
     )
@@ -109,7 +109,7 @@ def test_plan_against_a_redacted_state_snapshot(site, tmp_path):
 
 def test_missing_secret_names_the_user_and_the_variable_and_exits_1(site):
     root, config = site
-    result = CliRunner().invoke(app, ["--root", str(root), "plan", str(config)], env={"ME_PW": None})
+    result = cli_runner().invoke(app, ["--root", str(root), "plan", str(config)], env={"ME_PW": None})
     assert result.exit_code == 1
     assert result.stderr == "vmreconcile: mydomain.org/me: password secret {env: ME_PW}: not set\n"
 
@@ -197,7 +197,7 @@ def test_offline_plan_needs_no_secrets_and_cannot_be_applied(site, tmp_path):
     snapshot.write_text(run(root, "show", "--format", "json", "--redact").stdout)
     config.write_text(HOWTO + "      bob:\n        password: {env: BOB_PW}\n")
     saved = tmp_path / "offline.plan"
-    offline = CliRunner().invoke(
+    offline = cli_runner().invoke(
         app, ["plan", str(config), "--state", str(snapshot), "--out", str(saved)], env={"ME_PW": None, "BOB_PW": None}
     )
     assert offline.exit_code == 0, offline.output

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.conftest import build_step_root
 from tests.desired.test_corpus import DATA, INVALID, VALID, expectations
 from tests.fleet.treedigest import tree_digest
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return cli_runner().invoke(app, list(args), catch_exceptions=False)
 
 
 @pytest.mark.parametrize("name", INVALID)
@@ -45,7 +45,7 @@ def quiet_root(tmp_path_factory):
 def test_plan_and_apply_of_each_bad_input_exit_1_and_write_nothing(name, command, quiet_root, monkeypatch):
     root, before = quiet_root
     monkeypatch.chdir(DATA / "invalid")
-    result = CliRunner().invoke(app, ["--root", str(root), command[0], name, *command[1:]], catch_exceptions=False)
+    result = cli_runner().invoke(app, ["--root", str(root), command[0], name, *command[1:]], catch_exceptions=False)
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     expected = expectations(Path(name), "expect")

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout_cli import CLI
 from tests.fleet.treedigest import tree_digest  # noqa: F401 - re-exported for the tests
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-VMRECONCILE = BIN / "vmreconcile"
+VMRECONCILE = CLI
 ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
 ANSIBLE_GALAXY = BIN / "ansible-galaxy"
 ANSIBLE_DOC = BIN / "ansible-doc"

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout_cli import CLI_DIR
 from tests.conftest import build_step_root
-from tests.fleet.fleetkit import BIN, REPO, load_export, vmreconcile
+from tests.fleet.fleetkit import REPO, load_export, vmreconcile
 
 CI = REPO / "examples" / "ci"
 STEP = "10-catchall"
@@ -35,9 +36,9 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def shell(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """Run ``script`` like a CI runner would: bash, the venv's vmreconcile first on PATH."""
+    """Run ``script`` like a CI runner would: bash, the checkout's vmreconcile first on PATH."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VMRECONCILE")}
-    environ.update(PATH=f"{BIN}:{os.environ['PATH']}", **env)
+    environ.update(PATH=f"{CLI_DIR}:{os.environ['PATH']}", **env)
     return subprocess.run(["bash", "-c", script], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120)
 
 

@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.clirunner import cli_runner
 from tests.conftest import build_step_root
 from tests.fleet.fleetkit import REPO, build_once
 from vmreconcile import __version__
@@ -266,7 +266,7 @@ def test_installed_runtime_launchers_log_in_and_deliver(release, make_system_use
 
 def test_every_command_help_shows_an_example():
     """In-process: each registered command's --help has an ``Example:`` line; README's commands all exist."""
-    runner = CliRunner()
+    runner = cli_runner()
     names = sorted(c.name for c in app.registered_commands)
     missing_example = [n for n in names if "Example: vmreconcile" not in runner.invoke(app, [n, "--help"]).output]
     assert missing_example == [], f"--help without an example: {missing_example}"

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from test_authpipe_support import AUTHDAEMOND, LIBAUTHPIPE, Domain, authdaemond, system_user, world_dir
 
+from tests.checkout_cli import CLI
 from vmreconcile.formats.hashing import hash_password
 from vmreconcile.install import install_runtime
 
@@ -47,8 +47,7 @@ domains:
 
 
 def vmreconcile(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cli = Path(sys.executable).with_name("vmreconcile")  # the venv's console script
-    return subprocess.run([str(cli), "--root", str(root), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(CLI), "--root", str(root), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_unmanaged_password_changed_through_courier_and_kept_by_apply() -> None:

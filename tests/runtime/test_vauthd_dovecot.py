@@ -45,6 +45,7 @@ from vauthdkit import (
     lookup_line,
 )
 
+from tests.checkout_cli import CLI
 from vmreconcile.formats.cdb import CdbReader, build_cdb
 from vmreconcile.formats.hashing import hash_password
 from vmreconcile.formats.vpwentry import encode_record, user_key
@@ -310,13 +311,12 @@ domains:
 
 def test_password_changed_by_apply_counts_at_the_next_login(world, vauthd, dovecot, tmp_path):
     import subprocess
-    import sys
 
     old, new = "b0b p@ss:w0rd", "bob-new-pw"
     assert imap_login(dovecot, "bob@mydomain.org", old)
     config = tmp_path / "mail.yaml"
     config.write_text(APPLY_CONFIG.format(base=world.name, hash=hash_password(new, "sha512-crypt")))
-    cli = Path(sys.executable).with_name("vmreconcile")
+    cli = CLI
     done = subprocess.run(
         [str(cli), "--root", str(world.root), "apply", str(config), "--yes"], capture_output=True, text=True
     )

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -59,7 +62,29 @@ def _register_commands() -> None:
             register(app)
 
 
+def _spell_unions_for_old_typer(callback: Callable[..., object]) -> None:
+    """Rewrite ``X | None`` parameter annotations of ``callback`` as ``typing.Optional[X]``.
+
+    Debian 12 ships typer 0.7, which predates PEP 604 and stops with "Type not yet supported:
+    pathlib.Path | None" before any command runs; newer typers read both spellings alike. Doing
+    it here, once for every registered command, lets command modules keep the modern spelling.
+    """
+    for name, hint in typing.get_type_hints(callback).items():
+        if isinstance(hint, types.UnionType):
+            callback.__annotations__[name] = typing.Union[hint.__args__]  # noqa: UP007 - the point
+
+
+def _make_old_typer_compatible() -> None:
+    callbacks = [info.callback for info in app.registered_commands]
+    if app.registered_callback is not None:
+        callbacks.append(app.registered_callback.callback)
+    for callback in callbacks:
+        if callback is not None:
+            _spell_unions_for_old_typer(callback)
+
+
 _register_commands()
+_make_old_typer_compatible()
 
 
 def main() -> None:
