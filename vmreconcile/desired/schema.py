@@ -104,6 +104,11 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
+def _shown(value: object) -> str:
+    """A scalar as written (``'md6'``), anything else by its kind (``a mapping``)."""
+    return repr(value) if value is None or isinstance(value, (str, int, float)) else _kind(value)
+
+
 def _expected(types: str | Sequence[str]) -> str:
     names = [types] if isinstance(types, str) else list(types)
     words = [_TYPE_WORDS.get(t, t) for t in names]
@@ -135,9 +140,9 @@ def _translate(error: jsonschema.ValidationError, doc: object) -> list[Diagnosti
         if isinstance(instance, bool):
             message += " (YAML reads yes/no/on/off as true/false: quote the value)"
     elif validator == "enum":
-        message = f"{instance!r} is not one of: {', '.join(str(v) for v in error.validator_value)}"
+        message = f"{_shown(instance)} is not one of: {', '.join(str(v) for v in error.validator_value)}"
     elif validator == "const":
-        message = f"{instance!r} is not supported (only {error.validator_value!r})"
+        message = f"{_shown(instance)} is not supported (only {error.validator_value!r})"
     elif validator in ("minProperties", "maxProperties"):
         message = "write exactly one of 'env: VARIABLE' or 'file: PATH'"
     elif validator == "minLength":
