@@ -99,13 +99,13 @@ def test_utf8_errors_point_at_the_byte():
 
 
 def test_yaml_1_1_octal_binary_and_base_60_are_refused_where_yaml_1_2_would_differ():
-    doc, problems = read("a: 0755\nb: '0755'\nc: 0x1F\nd: 1:30\ne: 0b11\nf: 0\ng: 1e3\nh: -0\n")
+    doc, problems = read("a: 0755\nb: '0755'\nc: 0x1F\nd: 1:30\ne: 0b11\nf: 0\ng: 1e3\nh: -0\ni: =\n")
     assert problems == [
         "f.yaml:1:4: a: 0755 is a YAML 1.1 octal number (493): write 493 for that number, or '0755' for the text",
         "f.yaml:4:4: d: 1:30 is a YAML 1.1 base-60 number (90): write 90 for that number, or '1:30' for the text",
         "f.yaml:5:4: e: 0b11 is a YAML 1.1 binary number (3): write 3 for that number, or '0b11' for the text",
     ]
-    assert doc == {"a": REFUSED, "b": "0755", "c": 31, "d": REFUSED, "e": REFUSED, "f": 0, "g": "1e3", "h": 0}
+    assert doc == {"a": REFUSED, "b": "0755", "c": 31, "d": REFUSED, "e": REFUSED, "f": 0, "g": "1e3", "h": 0, "i": "="}
 
 
 def test_a_refused_value_is_reported_at_its_path_and_the_rest_is_still_read():

@@ -53,6 +53,7 @@ _NULL = "tag:yaml.org,2002:null"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
+_VALUE = "tag:yaml.org,2002:value"
 _SCALAR_TAGS = frozenset((_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP, "!"))
 _MAP_TAGS = frozenset((_MAP, "!"))
 _SEQ_TAGS = frozenset((_SEQ, "!"))
@@ -248,7 +249,10 @@ def _scalar(event: Any) -> tuple[object, str | None]:
         return None, None
     if value[0] not in _FIRST_CHARS:
         return value, None
-    return _construct(_resolver.resolve(ScalarNode, value, (True, False)), value)
+    resolved = _resolver.resolve(ScalarNode, value, (True, False))
+    if resolved == _VALUE:  # a plain '=': YAML 1.1's "default value" key, text everywhere else
+        return value, None
+    return _construct(resolved, value)
 
 
 def _decode(raw: bytes, name: str) -> str:
