@@ -160,3 +160,14 @@ def test_the_shape_masks_salt_and_checksum_but_keeps_the_parameters():
     assert shape("$2b$10$" + "a" * 53) != shape("$2b$12$" + "a" * 53)
     assert shape("$1$ab:cdefg$x") != shape("$1$abacdefg$x")  # a character crypt never writes stays itself
     assert shape("$5$") != shape("$1$")
+
+
+def test_when_no_prober_can_start_nothing_passes(monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(hashcheck.os, "fork", no_fork)
+    problems, _ = unusable_hashes([Y])
+    assert problems == {
+        Y: "not checked: the process that asks libxcrypt could not be started (Resource temporarily unavailable)"
+    }

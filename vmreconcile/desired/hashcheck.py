@@ -54,7 +54,15 @@ _BCRYPT = re.compile(r"\$2[abxy]?\$[0-9]{2}\$")
 _SALTED_FIELDS = ("$y$", "$gy$", "$1$", "$5$", "$6$", "$sha1$", "$md5")
 _PROBE = b"vmreconcile-probe"
 _TOO_COSTLY = object()
-_UNCHECKED = object()
+
+
+class _Unchecked:
+    """No answer: the total budget was spent, or no prober could be started; never a pass."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 #: Shapes a probe found usable, and hashes found unusable, in this process (bounded).
 _usable_shapes: set[str] = set()
 _unusable: dict[str, str] = {}
@@ -146,11 +154,8 @@ def _judge(stored: str, answer: object) -> str | None:
             f"checking a password against this hash takes more than {PROBE_CPU_SECONDS} s of CPU "
             "(or too much memory): every login would pay that; use cheaper settings"
         )
-    if answer is _UNCHECKED:
-        return (
-            f"not checked: asking libxcrypt about this configuration's hashes took more than "
-            f"{PROBE_TOTAL_CPU_SECONDS} s of CPU in all"
-        )
+    if isinstance(answer, _Unchecked):
+        return f"not checked: {answer.reason}"
     if not isinstance(answer, bytes):
         return (
             f"{cannot} (an unknown method, bad settings, or settings that need more than "
@@ -172,14 +177,21 @@ def _judge(stored: str, answer: object) -> str | None:
 
 def _probe_groups(groups: list[list[str]]) -> dict[tuple[int, int], object]:
     """libxcrypt's answers ``{(group, member): hash of the probe, None (refused), _TOO_COSTLY or
-    _UNCHECKED}`` for the members each group needs probed (up to its first usable one), made in
+    an _Unchecked}`` for the members each group needs probed (up to its first usable one), made in
     forked children under the CPU timers and the memory limit; a child that dies of its
     per-probe timer is replaced, from the next member on, until the total budget is spent."""
     answers: dict[tuple[int, int], object] = {}
     position = (0, 0)
     budget = float(PROBE_TOTAL_CPU_SECONDS)
+    unchecked = _Unchecked(
+        f"asking libxcrypt about this configuration's hashes took more than {budget:g} s of CPU in all"
+    )
     while position[0] < len(groups):
-        records, fate, used = _run_prober(groups, position, budget)
+        try:
+            records, fate, used = _run_prober(groups, position, budget)
+        except OSError as exc:  # no fork (a process limit, a sandbox): judge nothing, pass nothing
+            records, fate, used = [], "failed", 0.0
+            unchecked = _Unchecked(f"the process that asks libxcrypt could not be started ({exc.strerror or exc})")
         budget -= used
         for group, member, answer in records:
             answers[(group, member)] = answer
@@ -194,7 +206,7 @@ def _probe_groups(groups: list[list[str]]) -> dict[tuple[int, int], object]:
             continue
         for group_index in range(group, len(groups)):  # the total budget is spent: nothing passes
             for member_index in range(member if group_index == group else 0, len(groups[group_index])):
-                answers[(group_index, member_index)] = _UNCHECKED
+                answers[(group_index, member_index)] = unchecked
         break
     return answers
 
@@ -205,7 +217,12 @@ def _run_prober(
     """One forked prober from ``position`` on: its records, how it ended ("done", "probe": its
     per-probe timer, "budget": the total CPU or wall clock) and the CPU it used."""
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         status = 1
         try:
