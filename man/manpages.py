@@ -39,6 +39,7 @@ SCHEMA_SECTIONS = (
     ("#/properties/qmail", "qmail"),
     ("#/properties/runtime", "runtime"),
     ("#/properties/passwords", "passwords"),
+    ("#/properties/history", "history"),
     ("#/$defs/domain", "domains.NAME"),
     ("#/$defs/user", "domains.NAME.users.NAME"),
     ("#/$defs/alias", "domains.NAME.aliases.NAME (mapping form)"),

@@ -24,6 +24,10 @@ GLOBAL_CONFIG_DIR = "/etc/vmailmgr"
 LOCAL_CONFIG_DIR = ".vmailmgr"
 #: In a root-only directory: /run/lock is world-writable, and anybody could hold a lock there.
 LOCK_FILE = "/run/vmreconcile/apply.lock"
+#: Apply history (root-only, 0700): the previous bytes of every file an apply replaced.
+HISTORY_DIR = "/var/lib/vmreconcile/history"
+#: The syslog socket the audit line goes to (journald's on Debian).
+SYSLOG_SOCKET = "/dev/log"
 
 
 def _Path(text: str) -> Path:
@@ -117,6 +121,14 @@ class Host:
     @property
     def lock_path(self) -> Path:
         return self.path(LOCK_FILE)
+
+    @property
+    def history_dir(self) -> Path:
+        return self.path(HISTORY_DIR)
+
+    @property
+    def syslog_socket(self) -> Path:
+        return self.path(SYSLOG_SOCKET)
 
     def global_config(self) -> ConfigChain:
         return ConfigChain([self.config_dir_str], read_option_file)

@@ -5,14 +5,24 @@ users cannot run). The runtime must run as root *and* as base users, start fast 
 import nothing but the standard library, so it is installed as a plain copy of the stdlib-only
 layers, byte-compiled by the interpreter that will run it, and started by tiny launchers that
 exec that interpreter with ``-I -S`` and carry the config root as a literal.
+
+It never destroys what it did not write. Its launchers carry a marker line
+(`launcher_text`), and its runtime copy is a symlink to a version directory it named; anything
+else in their place (VMailMgr's own ``checkvpw`` in ``/usr/local/bin``) is *foreign*: the
+install is refused, naming it, before anything is written, unless ``replace``. Then each
+foreign file is kept as ``NAME.orig-<UTC time>`` (a hard link, so the old program stays in
+place until the new launcher replaces it in one rename) and `uninstall_runtime` puts it back.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .atomic import write_file
@@ -25,14 +35,36 @@ DEFAULT_PYTHON = "/usr/bin/python3"
 INSTALLED_PROGRAMS = tuple(p for p in PROGRAMS if p != "runtime-selftest")
 
 
+#: What a kept foreign file is renamed to: ``checkvpw.orig-20261124T185156Z``.
+ORIG = ".orig-"
+#: A launcher is a few hundred bytes; anything bigger is not one of ours.
+_LAUNCHER_MAX = 4096
+
+Log = Callable[[str], None]
+
+
 class InstallError(RuntimeError):
     pass
+
+
+class ForeignFiles(InstallError):
+    """Files in the way that install-runtime did not write; nothing was written."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        names = ", ".join(str(p) for p in paths)
+        super().__init__(
+            f"refusing to overwrite {names}: not written by vmreconcile install-runtime (VMailMgr's own "
+            "programs?); nothing was written. Pass --replace to keep each as NAME.orig-<time> and install "
+            "the launchers (install-runtime --uninstall puts them back), or choose another --bindir"
+        )
 
 
 def default_libdir(bindir: Path) -> Path:
     return bindir.parent / "lib" / "vmreconcile-runtime"
 
 
+#: The note on an install-runtime launcher's second line: how an install recognises its own.
 INSTALL_RUNTIME_NOTE = "written by 'vmreconcile install-runtime'; re-run it instead of editing."
 
 
@@ -85,19 +117,102 @@ def _switch_to(libdir: Path, version: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def is_own_launcher(path: Path, program: str) -> bool:
+    """True when ``path`` is a launcher install-runtime wrote for ``program`` (a small regular
+    file whose second line is the marker; a symlink never is)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.read(fd, _LAUNCHER_MAX + 1)
+    finally:
+        os.close(fd)
+    lines = head.split(b"\n")
+    return len(head) <= _LAUNCHER_MAX and len(lines) > 2 and lines[1] == f"# {program}: {INSTALL_RUNTIME_NOTE}".encode()
+
+
+def is_own_libdir(libdir: Path) -> bool:
+    """True when ``libdir`` is install-runtime's: its symlink to a version directory it named
+    (``.vmreconcile-runtime.XXXX`` beside it), or the plain directory of an older install."""
+    if libdir.is_symlink():
+        target = os.readlink(libdir)
+        if "/" in target or not target.startswith(f".{libdir.name}."):
+            return False
+        return (libdir.parent / target / "vmreconcile" / "runtime" / "launch.py").is_file()
+    return (libdir / "vmreconcile" / "runtime" / "launch.py").is_file()
+
+
+def foreign_files(bindir: Path, libdir: Path, programs: tuple[str, ...]) -> list[Path]:
+    """What stands where the install would write and is not its own."""
+    out = [bindir / p for p in programs if os.path.lexists(bindir / p) and not is_own_launcher(bindir / p, p)]
+    if os.path.lexists(libdir) and not is_own_libdir(libdir):
+        out.append(libdir)
+    return out
+
+
+def utc_stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def keep_original(path: Path, stamp: str) -> Path:
+    """Keep ``path`` as ``path.orig-<stamp>`` (``-2``, ``-3`` ... if taken): a hard link for a
+    file (the original stays in place until its replacement is renamed over it), a rename
+    for a directory."""
+    for n in range(1, 100):
+        kept = path.with_name(f"{path.name}{ORIG}{stamp}" + (f"-{n}" if n > 1 else ""))
+        if os.path.lexists(kept):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            os.rename(path, kept)
+        else:
+            os.link(path, kept, follow_symlinks=False)
+        return kept
+    raise InstallError(f"{path}: too many kept originals beside it")
+
+
+def originals(path: Path) -> list[Path]:
+    """The kept originals of ``path``, oldest first."""
+    prefix = f"{path.name}{ORIG}"
+    try:
+        names = sorted(n for n in os.listdir(path.parent) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+    return [path.parent / n for n in names]
+
+
 def install_runtime(
     bindir: Path,
     root: str | None = None,
     python: str = DEFAULT_PYTHON,
     libdir: Path | None = None,
     programs: tuple[str, ...] = INSTALLED_PROGRAMS,
+    replace: bool = False,
+    log: Log = lambda _message: None,
 ) -> list[Path]:
-    """Install the runtime copy and one launcher per program; return the launcher paths."""
+    """Install the runtime copy and one launcher per program; return the launcher paths.
+
+    Raises `ForeignFiles` (before writing anything) when a file it did not write is in the
+    way, unless ``replace``: then each is kept (`keep_original`) and ``log`` says how to
+    restore it.
+    """
     bindir = Path(bindir).resolve()
     libdir = Path(libdir).resolve() if libdir else default_libdir(bindir)
     if not os.access(python, os.X_OK):
         raise InstallError(f"interpreter {python} is not executable")
     root = str(Path(root).resolve()) if root is not None else None
+    foreign = foreign_files(bindir, libdir, programs)
+    if foreign and not replace:
+        raise ForeignFiles(foreign)
+    stamp = utc_stamp()
+    for path in foreign:
+        kept = keep_original(path, stamp)
+        log(
+            f"kept {path} (not written by vmreconcile) as {kept}; to put it back: "
+            f"vmreconcile install-runtime --uninstall --bindir {bindir}  (or: mv {kept} {path})"
+        )
     bindir.mkdir(parents=True, exist_ok=True)
     libdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{libdir.name}.", dir=libdir.parent))
@@ -124,3 +239,39 @@ def install_runtime(
         write_file(path, launcher_text(program, python, libdir, root).encode("utf-8"), mode=0o755)
         written.append(path)
     return written
+
+
+def uninstall_runtime(
+    bindir: Path, libdir: Path | None = None, programs: tuple[str, ...] = tuple(PROGRAMS)
+) -> list[str]:
+    """Remove the launchers and the runtime copy install-runtime wrote, and put back what it
+    kept (the newest ``NAME.orig-*``); anything else is left alone. Returns what was done."""
+    bindir = Path(bindir).resolve()
+    libdir = Path(libdir).resolve() if libdir else default_libdir(bindir)
+    done: list[str] = []
+    for program in programs:
+        path = bindir / program
+        kept = originals(path)
+        if os.path.lexists(path) and not is_own_launcher(path, program):
+            if kept:
+                done.append(f"left {path} alone (not written by vmreconcile); {kept[-1]} is still kept")
+            continue
+        if kept:
+            os.rename(kept[-1], path)  # one rename over the launcher: never a moment without one
+            done.append(f"restored {path} from {kept[-1].name}")
+        elif os.path.lexists(path):
+            path.unlink()
+            done.append(f"removed {path}")
+    if os.path.lexists(libdir) and is_own_libdir(libdir):
+        version = libdir.parent / os.readlink(libdir) if libdir.is_symlink() else None
+        if version is not None:
+            libdir.unlink()
+            shutil.rmtree(version, ignore_errors=True)
+        else:
+            shutil.rmtree(libdir)
+        done.append(f"removed the runtime copy {libdir}")
+    kept_lib = originals(libdir)
+    if kept_lib and not os.path.lexists(libdir):
+        os.rename(kept_lib[-1], libdir)
+        done.append(f"restored {libdir} from {kept_lib[-1].name}")
+    return done

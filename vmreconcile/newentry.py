@@ -132,6 +132,11 @@ class DomainDefaults:
         )
 
 
+def qmail_default_for(bindir: str) -> str:
+    """The ``.qmail-default`` vsetup writes for the runtime in ``bindir`` ([compat: admin-tools])."""
+    return f"|{bindir.rstrip('/')}/vdeliver\n"
+
+
 def place_vadduser_extras(entries: list[VirtualUser], defaults: DomainDefaults) -> list[VirtualUser]:
     """Put each alias made by ``vadduser USER ALIAS`` right after USER, where VMailMgr wrote it.
 

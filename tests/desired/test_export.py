@@ -191,10 +191,34 @@ def test_control_file_ownership_options_and_qmail_default_are_exported(tmp_path)
     assert_rebuilds(state, spec)
 
 
-def test_bytes_that_are_not_utf8_are_refused_with_a_message():
-    state = HostState(domains=(Domain("d.example", "u", users=(VirtualUser("caf\udce9", directory="./users/x"),)),))
+def test_bytes_that_are_not_utf8_are_left_out_and_named():
+    bad = "caf\udce9"
+    users = (
+        VirtualUser(bad, directory="./users/x"),
+        VirtualUser("bob", directory="./users/bob", personal="M\udcfcller", forwards=("x@y.example",)),
+    )
+    state = HostState(
+        options={"separators": "@\udcff"},
+        domains=(
+            Domain("d.example", "u", users=users, qmail_default="|/usr/local/bin/vdeliver\n"),
+            Domain("e\udce9.example", "v"),
+        ),
+    )
+    doc, notes = export_document(state)
+    assert list(doc["domains"]) == ["d.example"] and "vmailmgr" not in doc or doc["vmailmgr"] == {}
+    assert doc["domains"]["d.example"]["users"]["bob"]["forwards"] == ["x@y.example"]
+    assert "personal" not in doc["domains"]["d.example"]["users"]["bob"]
+    assert bad not in doc["domains"]["d.example"].get("users", {})
+    assert notes == [
+        "domain e\\xe9.example: a name that is not UTF-8; left out (plan leaves the domain alone)",
+        "vmailmgr option separators: @\\xff is not UTF-8; left out (its file stays)",
+        "d.example/caf\\xe9: a name that is not UTF-8; left out (plan leaves the entry as it is, without prune)",
+        "d.example/bob: personal M\\xfcller is not UTF-8; left out "
+        "(plan keeps the live value; a rebuilt entry would not have it)",
+    ]
+    assert export_yaml(state).count("\n# lost: ") == 4
     with pytest.raises(ExportError, match="not UTF-8"):
-        export_yaml(state)
+        scalar(bad)
 
 
 @pytest.mark.parametrize(

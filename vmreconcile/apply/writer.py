@@ -127,12 +127,16 @@ def file_info(dir_fd: int, name: str) -> os.stat_result | None:
         return None
 
 
+def backup_candidates(name: str) -> list[str]:
+    """The names a backup of ``name`` may take, in order: ``name~``, ``name~2``, ..."""
+    return [f"{name}~" if n == 1 else f"{name}~{n}" for n in range(1, 1000)]
+
+
 def backup_name(dir_fd: int, name: str) -> str | None:
     """Keep the current ``name`` as ``name~`` (or ``name~2``, ...) by hard-linking: never clobbers."""
     if file_info(dir_fd, name) is None:
         return None
-    for n in range(1, 1000):
-        candidate = f"{name}~" if n == 1 else f"{name}~{n}"
+    for candidate in backup_candidates(name):
         try:
             os.link(name, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
             return candidate

@@ -15,6 +15,8 @@ import typer
 
 from ..apply import lock
 from ..apply.execute import ApplyResult, execute
+from ..history.origin import Origin, config_origin, plan_file_origin, unknown_origin
+from ..history.record import recover_leftovers, start_apply
 from ..host import Host
 from ..plan.changes import Plan
 from ..plan.checksum import state_checksum
@@ -22,7 +24,9 @@ from ..plan.planfile import PlanFileError, load_plan
 from ..plan.render import render_text
 from ..printable import printable
 from ..workflow import plan_on_host, read_live_for_plan
+from .common import warn
 from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
+from .privilege import privilege_message
 
 
 def _progress(total_done: int, total: int, label: str) -> None:
@@ -44,8 +48,14 @@ def confirm_or_refuse(yes: bool) -> None:
         raise fail("apply cancelled; nothing was written")
 
 
-def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo) -> ApplyResult | None:
-    """Show ``plan``, check the brake, confirm, execute. None when there was nothing to do."""
+def run_apply(
+    host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo, origin: Origin | None = None
+) -> ApplyResult | None:
+    """Show ``plan``, check the brake, confirm, execute. None when there was nothing to do.
+
+    The history entry is prepared before the first write and committed after the last
+    (`history.record`); ``origin`` says who applied which configuration.
+    """
     echo(render_text(plan, style_for_tty(sys.stdout)), nl=False)
     if plan.empty:
         return None
@@ -54,7 +64,14 @@ def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo
         raise fail("safety brake: refusing to apply (nothing was written); " + "; ".join(brake))
     confirm_or_refuse(yes)
     progress = _progress if sys.stderr.isatty() else None
-    result = execute(plan, host, log=lambda m: echo(m), progress=progress)
+    recording = start_apply(host, plan, origin or unknown_origin(), log=echo, warn=warn)
+    try:
+        result = execute(plan, host, log=lambda m: echo(m), progress=progress)
+    except BaseException:  # interrupted: what was written stays recorded, and can be rolled back
+        recording.finish(wrote=True, interrupted=True)
+        raise
+    entry = recording.finish(wrote=bool(result.written), errors=result.errors)
+    recorded = f"history entry {entry['id']} (`vmreconcile rollback {entry['id']}` undoes it)" if entry else None
     add, change, destroy = plan.summary()
     if result.errors:
         for error in result.errors:
@@ -67,8 +84,12 @@ def run_apply(host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo
                 ),
                 err=True,
             )
+        if recorded:
+            typer.echo(f"vmreconcile: recorded as {recorded}", err=True)
         raise typer.Exit(1)
     echo(f"Apply complete: {add} added, {change} changed, {destroy} destroyed.")
+    if recorded:
+        echo(f"Recorded as {recorded}.")
     return result
 
 
@@ -93,8 +114,10 @@ def apply_command(
     spec = load_spec_or_fail(config) if plan_file is None else None
     try:
         with lock.global_lock(host.lock_path, lock_timeout, on_wait=lambda m: typer.echo(m, err=True)):
+            recover_leftovers(host, log=typer.echo, warn=warn)  # a killed apply's history entry
             if plan_file is not None:
                 plan = load_saved_plan(host, plan_file, purge_mailboxes)
+                origin = plan_file_origin(plan_file)
             else:
                 assert spec is not None
                 plan, _ = plan_on_host(
@@ -105,9 +128,12 @@ def apply_command(
                     fallback_dir=config.parent,
                     targets=tuple(domain) if domain else None,
                 )
-            run_apply(host, plan, yes=yes, force=force)
+                origin = config_origin(config, spec.history_keep)
+            run_apply(host, plan, yes=yes, force=force, origin=origin)
     except lock.LockTimeout as exc:
         raise fail(exc.strerror or str(exc)) from None
+    except PermissionError as exc:
+        raise fail(privilege_message(exc, "apply", host)) from None
     except PLAN_ERRORS as exc:
         raise fail(error_text(exc)) from None
 

@@ -24,3 +24,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """
     typer.echo(printable(f"vmreconcile: {message}"), err=True)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """One line on stderr that does not end the command."""
+    typer.echo(f"vmreconcile: {message}", err=True)

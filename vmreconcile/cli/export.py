@@ -1,4 +1,9 @@
-"""``vmreconcile export``: the live system as configuration YAML (adopting an existing install)."""
+"""``vmreconcile export``: the live system as configuration YAML (adopting an existing install).
+
+The export is checked against the host it came from (`adopt`): when the YAML cannot carry
+everything, each lost part is named on stderr and the export is refused (exit 1, nothing
+written) unless ``--lossy``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ from pathlib import Path
 
 import typer
 
+from ..adopt import adopt
 from ..atomic import write_file
-from ..desired.export import ExportError, export_yaml
-from ..live import read_live_state
+from ..desired.export import ExportError
 from .common import fail, host_of
+from .privilege import live_error_text
 from .show import LIVE_ERRORS
 
 
@@ -20,26 +26,38 @@ def export(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write to FILE (atomically) instead of stdout.", metavar="FILE"
     ),
+    lossy: bool = typer.Option(
+        False, "--lossy", help="Write the export even when it cannot carry everything (the lost parts are named)."
+    ),
 ) -> None:
     """Print the live domains as vmreconcile YAML: every field needed to rebuild them exactly.
 
-    Stored hashes are written as they are. Validating the result gives warnings at most, and
-    planning it against the same host shows no change.
+    Stored hashes are written as they are; users the Courier authpipe may change passwords of
+    are written `password: unmanaged`. Planning the result against the same host shows no
+    change: export checks this itself, and when something cannot be said in YAML (a
+    non-standard .qmail-default, names that are not UTF-8) it names it on stderr and exits 1,
+    writing nothing, unless --lossy.
 
     Example: vmreconcile export --domain mydomain.org -o vmreconcile.yaml
     """
     try:
-        state = read_live_state(host_of(ctx))
-        text = export_yaml(state, domain)
+        adoption = adopt(host_of(ctx), domain)
     except ExportError as exc:
         raise fail(str(exc)) from None
     except LIVE_ERRORS as exc:
-        raise fail(str(exc)) from None
+        raise fail(live_error_text(exc, "export", host_of(ctx))) from None
+    for part in adoption.lost:
+        typer.echo(f"vmreconcile: export: lost: {part}", err=True)
+    if not adoption.exact and not lossy:
+        raise fail(
+            f"the export cannot carry {len(adoption.lost)} part(s) of this host (above); nothing written. "
+            "Fix them on the host, or pass --lossy to write the export anyway"
+        )
     if output is None:
-        sys.stdout.write(text)
+        sys.stdout.write(adoption.text)
         return
     try:
-        write_file(output, text.encode("utf-8"), mode=0o644)  # never half a config in a checkout
+        write_file(output, adoption.text.encode("utf-8"), mode=0o644)  # never half a config in a checkout
     except OSError as exc:
         raise fail(f"{output}: {exc.strerror}") from None
 

@@ -1,4 +1,10 @@
-"""``vmreconcile install-runtime``: write the launchers qmail, Dovecot and Courier execute."""
+"""``vmreconcile install-runtime``: write the launchers qmail, Dovecot and Courier execute.
+
+A file in ``--bindir`` that install-runtime did not write (VMailMgr's own ``checkvpw``) is
+never overwritten: the install is refused naming it (exit 1, nothing written), or with
+``--replace`` kept as ``NAME.orig-<time>``; ``--uninstall`` removes the launchers and puts the
+kept files back.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from ..install import DEFAULT_PYTHON, InstallError, install_runtime
+from ..install import DEFAULT_PYTHON, InstallError, install_runtime, uninstall_runtime
 from .common import fail, host_of
 
 
@@ -17,16 +23,41 @@ def install_runtime_command(
     libdir: Path | None = typer.Option(
         None, "--libdir", help="Runtime copy (default BINDIR/../lib/vmreconcile-runtime)."
     ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Keep files it did not write as NAME.orig-<time> and install over them."
+    ),
+    uninstall: bool = typer.Option(
+        False, "--uninstall", help="Remove the launchers and the runtime copy; put kept originals back."
+    ),
 ) -> None:
     """Install checkvpw, authvmailmgr, authpipe, vauthenticate, vdeliver and vauthd launchers.
 
-    The global --root is baked into each launcher as its config root.
+    The global --root is baked into each launcher as its config root. A file in --bindir that
+    install-runtime did not write is refused (exit 1) unless --replace, which keeps it as
+    NAME.orig-<time> and says how to restore it; --uninstall puts it back.
 
     Example: vmreconcile install-runtime --bindir /usr/local/bin
     """
     host = host_of(ctx)
     try:
-        written = install_runtime(bindir, root=str(host.root) if host.root else None, python=python, libdir=libdir)
+        if uninstall:
+            for line in uninstall_runtime(bindir, libdir) or [f"nothing of vmreconcile's in {bindir}"]:
+                typer.echo(line)
+            return
+        written = install_runtime(
+            bindir,
+            root=str(host.root) if host.root else None,
+            python=python,
+            libdir=libdir,
+            replace=replace,
+            log=typer.echo,
+        )
+    except PermissionError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise fail(
+            f"install-runtime cannot write{where} (permission denied): run it as root, "
+            "or give a --bindir (and --libdir) you can write"
+        ) from None
     except (InstallError, OSError) as exc:
         raise fail(str(exc)) from None
     for path in written:

@@ -88,4 +88,10 @@ _make_old_typer_compatible()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except PermissionError as exc:  # a command that did not map it itself: still one line, no traceback
+        from .privilege import privilege_message
+
+        typer.echo(f"vmreconcile: {privilege_message(exc)}", err=True)
+        raise SystemExit(1) from None

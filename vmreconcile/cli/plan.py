@@ -67,6 +67,11 @@ def read_state_file(path: Path) -> HostState:
 
 
 def error_text(exc: BaseException) -> str:
+    from .privilege import denied_text
+
+    denied = denied_text(exc)
+    if denied is not None:
+        return denied
     if isinstance(exc, ResolveError):
         return "; ".join(exc.problems)
     if isinstance(exc, OSError) and exc.strerror and not exc.filename:

@@ -16,6 +16,7 @@ from ..model import Domain, HostState
 from ..showjson import state_to_json
 from ..tables import TableError
 from .common import fail, host_of
+from .privilege import live_error_text
 
 #: Errors reading the live system that become one line on stderr and exit 1.
 LIVE_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, OSError)
@@ -62,7 +63,7 @@ def show(
     try:
         state = read_live_state(host)
     except LIVE_ERRORS as exc:
-        raise fail(str(exc)) from None
+        raise fail(live_error_text(exc, "show", host_of(ctx))) from None
     if domain is not None and state.domain(domain) is None:
         raise fail(f"no live domain {domain!r}")
     if format is ShowFormat.json:

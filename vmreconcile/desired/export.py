@@ -5,84 +5,158 @@ planner would give a *new* entry (VMailMgr's defaults, ``newentry.py``), and ``c
 the file rebuilds the same table on an empty host and changes nothing on the host it came
 from. Entries with a mailbox go under ``users:``, the rest under ``aliases:``; table order is
 kept within each section. Stored hashes are written as they are (``$0$`` ones too; validate
-warns about them). The typed spelling of a name is recovered from its directory when it is
-unambiguous (key ``henry.ford`` with ``./users/Henry:Ford`` is written ``Henry.Ford``).
+warns about them), except for the users listed in the authpipe's
+``vmreconcile-passwd-changeable``, whose password is written ``unmanaged``. The typed spelling
+of a name is recovered from its directory when it is unambiguous (key ``henry.ford`` with
+``./users/Henry:Ford`` is written ``Henry.Ford``).
+
+What YAML cannot say is *lost*, and each lost part is named in the notes: a ``.qmail-default``
+other than ``|<bindir>/vdeliver``, bytes that are not UTF-8 (such an entry, option or field is
+left out of the YAML, so the plan leaves it as it is live), authpipe lines naming no exported
+entry. ``cli/export.py`` refuses a lossy export unless ``--lossy``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import yaml
 
 from ..formats import control as ctl
-from ..formats.config import LIST, OPTIONS, UNSIGNED
+from ..formats.config import LIST, OPTIONS, PASSWD_CHANGEABLE, UNSIGNED
 from ..model import USER_FIELD_TABLE, Domain, HostState, OptionValue, VirtualUser, ascii_lower
-from ..newentry import DomainDefaults, vadduser_extras
+from ..newentry import DomainDefaults, qmail_default_for, vadduser_extras
 from . import units
 
 DEFAULT_BINDIR = "/usr/local/bin"
 
 
 class ExportError(ValueError):
-    """The live state holds something YAML cannot carry (bytes that are not UTF-8)."""
+    """The export cannot be made (an unknown ``--domain``, a value YAML cannot hold)."""
 
 
-def export_document(state: HostState, domain: str | None = None) -> tuple[dict[str, object], list[str]]:
-    """The configuration mapping of ``state`` (one domain with ``domain``) and notes for people.
+class Lost(NamedTuple):
+    """A part of the live host the YAML cannot carry: what it is, and the address of the plan
+    change it causes when there is one (``mydomain.org`` for its ``.qmail-default``)."""
 
-    Notes say what the YAML cannot express and what applying it would therefore change.
+    text: str
+    address: str | None = None
+
+
+def export_document(
+    state: HostState, domain: str | None = None, changeable: Iterable[str] | None = None
+) -> tuple[dict[str, object], list[str]]:
+    """The configuration mapping of ``state`` (one domain with ``domain``) and the lost parts.
+
+    ``changeable`` is the live ``vmreconcile-passwd-changeable`` list (``base/key`` lines):
+    those users' passwords are exported as ``unmanaged``. The notes name everything the YAML
+    cannot carry and what applying it would therefore change (none: the export is exact).
     """
-    notes: list[str] = []
+    doc, lost = export_with_losses(state, domain, changeable)
+    return doc, [item.text for item in lost]
+
+
+def export_with_losses(
+    state: HostState, domain: str | None = None, changeable: Iterable[str] | None = None
+) -> tuple[dict[str, object], list[Lost]]:
+    """`export_document` with each lost part's plan address (`Lost`)."""
+    notes: list[Lost] = []
     domains = [d for d in state.domains if domain is None or d.name == domain]
     if domain is not None and not domains:
         raise ExportError(f"no live domain {domain!r} (known: {', '.join(d.name for d in state.domains) or 'none'})")
+    unmanaged = frozenset(changeable or ())
     doc: dict[str, object] = {}
     qmail_root = state.options.get("qmail-root")
-    if isinstance(qmail_root, str):  # without the option file the default /var/qmail applies
+    if isinstance(qmail_root, str) and not _not_utf8(qmail_root):  # without it the default /var/qmail applies
         doc["qmail"] = {"root": qmail_root.rstrip("/") or "/"}
-    bindir = _bindir(domains, notes)
+    exportable = []
+    for live in domains:
+        problem = _not_utf8(live.name) or _not_utf8(live.base_user) or _not_utf8(live.domain_aliases)
+        if problem:
+            notes.append(Lost(f"domain {problem}: a name that is not UTF-8; left out (plan leaves the domain alone)"))
+        else:
+            exportable.append(live)
+    bindir = _bindir(exportable, notes)
     doc["runtime"] = {"bindir": bindir}
     if state.options:
-        doc["vmailmgr"] = _options(state.options)
-    doc["domains"] = {d.name: _domain(d, state, notes) for d in domains}
+        doc["vmailmgr"] = _options(state.options, "vmailmgr", notes)
+    doc["domains"] = {d.name: _domain(d, state, unmanaged, notes) for d in exportable}
+    if domain is None:  # with --domain the plan leaves the authpipe list alone
+        exported = {f"{d.base_user}/{u.name}" for d in exportable for u in d.users}
+        for line in changeable or ():
+            if line not in exported:
+                notes.append(
+                    Lost(
+                        f"{PASSWD_CHANGEABLE} lists {line!r}, which is no entry of an exported domain; "
+                        "applying drops the line",
+                        f"option/{PASSWD_CHANGEABLE}",
+                    )
+                )
     return doc, notes
 
 
-def _bindir(domains: list[Domain], notes: list[str]) -> str:
+def _not_utf8(value: object) -> str | None:
+    """The first string in ``value`` holding bytes that are not UTF-8, those bytes shown as
+    ``\\xNN`` (``caf\\xe9``), else None."""
+    if isinstance(value, str):
+        return shown(value) if _has_surrogates(value) else None
+    if isinstance(value, tuple | list):
+        for item in value:
+            found = _not_utf8(item)
+            if found:
+                return found
+    return None
+
+
+def shown(text: str) -> str:
+    """``text`` fit for a terminal: bytes that are not UTF-8 written ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _bindir(domains: list[Domain], notes: list[Lost]) -> str:
     """The runtime bindir the live ``.qmail-default`` files point at (`|<bindir>/vdeliver`)."""
     found: dict[str, list[str]] = {}
     for domain in domains:
         content = domain.qmail_default
-        line = content.split("\n", 1)[0].strip() if content is not None else ""
-        match = re.fullmatch(r"\|\s*(/\S*)/vdeliver", line)
-        if match and content in (line, line + "\n"):
+        match = re.fullmatch(r"\|(/[^\s]*)/vdeliver\n", content or "")
+        if match and qmail_default_for(match.group(1)) == content and not _not_utf8(content):
             found.setdefault(match.group(1), []).append(domain.name)
         else:
             what = (
                 "has no .qmail-default"
                 if content is None
-                else f"has a .qmail-default that is not '|<bindir>/vdeliver' ({line!r})"
+                else f"has a .qmail-default that is not '|<bindir>/vdeliver' ({content!r})"
             )
-            notes.append(f"domain {domain.name} {what}; applying writes '|<runtime.bindir>/vdeliver'")
+            notes.append(
+                Lost(f"domain {domain.name} {what}; applying writes '|<runtime.bindir>/vdeliver'", domain.name)
+            )
     if not found:
         return DEFAULT_BINDIR
     best = max(found, key=lambda b: len(found[b]))
     for other, names in found.items():
         if other != best:
-            notes.append(
-                f"domain(s) {', '.join(names)} deliver through {other}/vdeliver; applying writes {best}/vdeliver"
-            )
+            for name in names:
+                notes.append(
+                    Lost(f"domain {name} delivers through {other}/vdeliver; applying writes {best}/vdeliver", name)
+                )
     return best
 
 
-def _options(options: Mapping[str, OptionValue]) -> dict[str, object]:
+def _options(options: Mapping[str, OptionValue], where: str, notes: list[Lost]) -> dict[str, object]:
     out: dict[str, object] = {}
     for name in OPTIONS:  # VMailMgr's order
         if name not in options:
             continue
         value = options[name]
+        if _not_utf8(value):
+            notes.append(Lost(f"{where} option {name}: {_not_utf8(value)} is not UTF-8; left out (its file stays)"))
+            continue
         kind = OPTIONS[name].kind
         if kind == LIST:
             out[name] = list(value) if isinstance(value, tuple) else [value]
@@ -101,7 +175,7 @@ def _rcpthosts_file(domain: Domain, control: Mapping[str, tuple[str, ...]]) -> s
     return ctl.RCPTHOSTS_FILES[0]
 
 
-def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, object]:
+def _domain(domain: Domain, state: HostState, unmanaged: frozenset[str], notes: list[Lost]) -> dict[str, object]:
     out: dict[str, object] = {"base_user": domain.base_user}
     if domain.wildcard:
         out["wildcard"] = True
@@ -111,20 +185,47 @@ def _domain(domain: Domain, state: HostState, notes: list[str]) -> dict[str, obj
     if rcpthosts_file != ctl.RCPTHOSTS_FILES[0]:
         out["rcpthosts_file"] = rcpthosts_file
     if domain.options:
-        out["options"] = _options(domain.options)
+        out["options"] = _options(domain.options, f"domain {domain.name}", notes)
     defaults = DomainDefaults(domain.options, state.options)
     clock = clock_fields(defaults)
-    extras = vadduser_extras(domain.users, defaults)
+
+    def is_unmanaged(user: VirtualUser) -> bool:
+        return f"{domain.base_user}/{user.name}" in unmanaged
+
+    # an alias in the user's `aliases: [...]` has no password of its own to leave unmanaged
+    extras = {
+        user: [a for a in names if not _not_utf8(a) and f"{domain.base_user}/{a}" not in unmanaged]
+        for user, names in vadduser_extras(domain.users, defaults).items()
+    }
     absorbed = {alias for names in extras.values() for alias in names}
     users: dict[str, object] = {}
     aliases: dict[str, object] = {}
     for user in domain.users:
         if user.name in absorbed:
             continue
+        if _not_utf8(user.name):
+            notes.append(
+                Lost(
+                    f"{domain.name}/{_not_utf8(user.name)}: a name that is not UTF-8; left out "
+                    "(plan leaves the entry as it is, without prune)"
+                )
+            )
+            continue
         kind = "user" if user.has_mailbox else "alias"
         name = typed_name(user, defaults)
         fields = entry_fields(user, kind, name, defaults, clock)
-        if user.name in extras:  # right after the password, where `vadduser NAME ALIAS...` reads
+        for field, value in list(fields.items()):
+            if _not_utf8(value):
+                notes.append(
+                    Lost(
+                        f"{domain.name}/{name}: {field} {_not_utf8(value)} is not UTF-8; left out "
+                        "(plan keeps the live value; a rebuilt entry would not have it)"
+                    )
+                )
+                del fields[field]
+        if is_unmanaged(user):  # the authpipe may change it: never compared, never written
+            fields = {"password": "unmanaged", **{k: v for k, v in fields.items() if k != "password"}}
+        if extras.get(user.name):  # right after the password, where `vadduser NAME ALIAS...` reads
             head = {"password": fields.pop("password")} if "password" in fields else {}
             fields = {**head, "aliases": extras[user.name], **fields}
         (users if kind == "user" else aliases)[name] = fields
@@ -178,14 +279,18 @@ def entry_fields(
     return out
 
 
-def export_yaml(state: HostState, domain: str | None = None) -> str:
-    """The YAML text of `export_document`, with the notes as leading comments."""
-    doc, notes = export_document(state, domain)
+def export_yaml(state: HostState, domain: str | None = None, changeable: Iterable[str] | None = None) -> str:
+    """The YAML text of `export_document`, with the lost parts as leading comments."""
+    return export_text(*export_document(state, domain, changeable))
+
+
+def export_text(doc: Mapping[str, object], notes: Iterable[str]) -> str:
+    """An exported document as YAML, each lost part a leading ``# lost:`` comment."""
     header = [
         "# vmreconcile configuration exported from the live system.",
         "# Check it with `vmreconcile validate`; `vmreconcile plan` against the same host shows no change.",
     ]
-    header += [f"# note: {note}" for note in notes]
+    header += [f"# lost: {note}" for note in notes]
     return "\n".join(header) + "\n" + render_yaml(doc)
 
 
@@ -229,7 +334,7 @@ def scalar(value: object, flow: bool = False) -> str:
         return str(value)
     if not isinstance(value, str):
         raise ExportError(f"cannot write {value!r} as YAML")
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
+    if _has_surrogates(value):
         raise ExportError(f"{value!r} holds bytes that are not UTF-8; YAML cannot carry them")
     pattern = _PLAIN_FLOW if flow else _PLAIN
     if pattern.match(value) and not value.endswith((":", " ")) and ": " not in value and " #" not in value:

@@ -147,6 +147,8 @@ def _translate(error: jsonschema.ValidationError, doc: object) -> list[Diagnosti
         message = "write exactly one of 'env: VARIABLE' or 'file: PATH'"
     elif validator == "minLength":
         message = "must not be empty"
+    elif validator == "minimum":
+        message = f"{instance!r} is too small (at least {error.validator_value})"
     else:  # pragma: no cover - every keyword the schema uses is handled above
         message = error.message
     return [Diagnostic(locate(doc, path), tuple(path), message)]

@@ -119,9 +119,16 @@ def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None,
         bindir=bindir if isinstance(bindir, str) else "/usr/local/bin",
         password_scheme=_str(passwords.get("scheme"), "yescrypt"),
         sources=sources,
+        history_keep=_history_keep(_mapping(doc.get("history"))),
     )
     has_errors = any(d.severity == "error" for d in check.diagnostics)
     return (None if has_errors else spec), check.diagnostics
+
+
+def _history_keep(history: Mapping[str, object]) -> int:
+    """``history.keep`` (the schema checks it is an integer of at least 1), else 50."""
+    keep = history.get("keep")
+    return keep if isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1 else 50
 
 
 def _mapping(value: object) -> Mapping[str, object]:

@@ -182,3 +182,4 @@ class Spec:
     bindir: str = "/usr/local/bin"
     password_scheme: str = "yescrypt"
     sources: tuple[str, ...] = ()
+    history_keep: int = 50  # history entries kept (``history: {keep: N}``)

@@ -276,8 +276,12 @@ def diff_control(desired: Mapping[str, tuple[str, ...]], live: Mapping[str, tupl
 
 
 def diff_changeable(desired: tuple[str, ...] | None, live: tuple[str, ...] | None) -> list[Change]:
-    """The authpipe's list of users whose password is ``unmanaged`` (written only when it matters)."""
-    if desired is None or (live is None and not desired) or (live is not None and tuple(live) == tuple(desired)):
+    """The authpipe's list of users whose password is ``unmanaged`` (written only when it matters).
+
+    The authpipe asks "is this user listed?", so the order of the lines is no change: a list
+    that differs only in order (an export writes users before aliases) is left as it is.
+    """
+    if desired is None or (live is None and not desired) or (live is not None and set(live) == set(desired)):
         return []
     name = PASSWD_CHANGEABLE
     action: Action = "create" if live is None else "update"

@@ -25,7 +25,7 @@ from ..formats import control as ctl
 from ..formats.config import layered_value
 from ..formats.hashing import hash_password, verify_password
 from ..model import Domain, HostState, OptionValue, VirtualUser, ascii_lower
-from ..newentry import DomainDefaults, place_vadduser_extras
+from ..newentry import DomainDefaults, place_vadduser_extras, qmail_default_for
 from ..showjson import UNVERIFIABLE_PREFIX, hash_digest, is_redacted
 
 #: (kind, reference) -> the secret's plaintext, or None when it is not available; may raise
@@ -227,7 +227,7 @@ def resolve_domain(
         wildcard=dspec.wildcard,
         domain_aliases=tuple(dspec.domain_aliases),
         options=options,
-        qmail_default=f"|{spec.bindir.rstrip('/')}/vdeliver\n",
+        qmail_default=qmail_default_for(spec.bindir),
         users=users_t,
         maildirs=frozenset(maildirs),
     )
