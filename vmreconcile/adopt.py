@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .desired.errors import Diagnostic
 from .desired.export import ExportError, export_text, export_with_losses, shown
 from .desired.load import check_config
 from .host import Host
@@ -50,15 +51,29 @@ def adopt_state(state: HostState, domain: str | None = None, changeable: tuple[s
     """`adopt` on a state already read (pure but for a temporary copy of the YAML)."""
     doc, notes = export_with_losses(state, domain, changeable)
     text = export_text(doc, [n.text for n in notes])
+    lost = [n.text for n in notes]
+    refused = validation_errors(text)
+    if refused:  # live data validate refuses (a hash libxcrypt cannot use, a control character, a loop)
+        lost += [f"the export does not validate: {problem}" for problem in refused]
+        return Adoption(export_text(doc, lost), tuple(lost))
     plan = plan_of_export(text, state, domain, changeable)
     explained = {n.address for n in notes}
-    lost = [n.text for n in notes]
     lost += [
         f"planning the export against this host still plans: {_describe(c)}"
         for c in plan.changes
         if c.address not in explained
     ]
     return Adoption(export_text(doc, lost) if len(lost) > len(notes) else text, tuple(lost))
+
+
+def validation_errors(text: str) -> list[str]:
+    """What validate refuses in the exported YAML, each as ``YAML path: message`` (the line of a
+    temporary file would mean nothing to the reader)."""
+    with tempfile.TemporaryDirectory(prefix="vmreconcile-export-") as scratch:
+        config = Path(scratch) / "exported.yaml"
+        config.write_text(text, encoding="utf-8")
+        errors = check_config(config).errors
+    return [str(Diagnostic(None, error.path, error.message)) for error in errors]
 
 
 def plan_of_export(text: str, state: HostState, domain: str | None, changeable: tuple[str, ...] | None) -> Plan:

@@ -412,3 +412,26 @@ def test_a_trailing_newline_is_quoted_not_lost():
     assert scalar("A\n") == '"A\\n"'
     assert scalar("x\n", flow=True) == '"x\\n"'
     assert scalar("plain text") == "plain text"
+
+
+def test_live_data_validate_refuses_is_named_as_lost_not_an_internal_error():
+    from vmreconcile.adopt import adopt_state
+
+    users = (
+        VirtualUser("me", password="$1$", directory="./users/me", created=1000),
+        VirtualUser("tab", password="*", directory="./users/tab", personal="A\tB", created=1000),
+        VirtualUser("a", password="*", directory="", forwards=("b",), has_mailbox=False, created=1000),
+        VirtualUser("b", password="*", directory="", forwards=("a",), has_mailbox=False, created=1000),
+    )
+    state = HostState(domains=(Domain("d.example", "vd", users=users, qmail_default="|/usr/local/bin/vdeliver\n"),))
+    adoption = adopt_state(state)
+    assert not adoption.exact
+    assert adoption.lost == (
+        'the export does not validate: domains["d.example"].users.me.password: libxcrypt cannot check a password '
+        "against this hash: with these settings its hashes are 26 characters long, this one is 3 (cut short, or "
+        "extra characters): no login would ever succeed",
+        'the export does not validate: domains["d.example"].users.tab.personal: contains the control character '
+        "'\\t': names and values cannot hold control characters (U+0000-U+001F, U+007F-U+009F)",
+        "the export does not validate: domains[\"d.example\"].aliases.a.forwards[0]: forward 'b' makes a mail loop: a -> b -> a",
+    )
+    assert "\n# lost: the export does not validate: " in adoption.text
