@@ -86,9 +86,10 @@ def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None,
     qmail = _mapping(doc.get("qmail"))
     runtime = _mapping(doc.get("runtime"))
     passwords = _mapping(doc.get("passwords"))
-    version = doc.get("version")
-    if isinstance(version, float) and version.is_integer():
-        check.error(("version",), _float_message(version, "an integer"))
+    for where in (("version",), ("history", "keep")):  # integers the schema alone would take 1.0 for
+        number = _mapping(doc.get(where[0])).get(where[1]) if len(where) == 2 else doc.get(where[0])
+        if isinstance(number, float) and number.is_integer():
+            check.error(where, _float_message(number, "an integer"))
     options = _options(check, doc.get("vmailmgr"), ("vmailmgr",), is_global=True)
     qmail_root = _qmail_root(check, qmail, options)
     if isinstance(qmail.get("root"), str) and qmail_root.startswith("/"):
