@@ -656,8 +656,13 @@ def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> Pas
     if value.startswith("$") or _CRYPT_HASH.match(value):
         check.hashes.append((path, value))  # libxcrypt decides, for all of them at once (`_check_hashes`)
         return PasswordSpec("hash", value)
-    if scheme_of(value) == "old-md5" and looks_like_hash(value):
-        return PasswordSpec("hash", value)  # VMailMgr's own unsalted MD5, checked without libxcrypt
+    if scheme_of(value) == "old-md5" and looks_like_hash(value):  # VMailMgr's own, checked without libxcrypt
+        check.warn(
+            path,
+            "'3' + 32 hex digits is VMailMgr's old unsalted MD5: the password can be looked up from "
+            "the hash; replace it with {env:}, {file:} or a real hash",
+        )
+        return PasswordSpec("hash", value)
     check.error(
         path,
         "plaintext passwords are not allowed in the configuration: use a crypt hash, "
