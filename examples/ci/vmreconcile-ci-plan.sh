@@ -10,6 +10,9 @@
 # OUT_DIR/<host>.md and OUT_DIR/<host>.json (the plan as data).
 # Exit status (like `plan --detailed-exitcode`): 0 no changes on any host, 2 changes pending,
 # 1 an error on some host (invalid YAML, unreadable snapshot, missing base user).
+# plan.md must fit one pull-request comment (GitHub: 65,536 characters): the hosts share
+# VMRECONCILE_COMMENT_CHARS (default 60000) equally, each plan keeping its summary and first
+# changes within its share (at least 1000 characters each).
 #
 # Literal hashes in the YAML are compared with the snapshot's sha256 digests. Passwords from
 # {env:}/{file:} secrets cannot be compared offline (the snapshot has no hash to check a secret
@@ -19,6 +22,13 @@ set -u
 hosts=${1:-hosts}
 out=${2:-vmreconcile-plan}
 vmr=${VMRECONCILE:-vmreconcile}
+
+count=0
+for dir in "$hosts"/*/; do
+    if [ -d "${dir}config" ] || [ -f "${dir}config.yaml" ]; then count=$((count + 1)); fi
+done
+share=$(( ${VMRECONCILE_COMMENT_CHARS:-60000} / (count + (count == 0)) ))
+if [ "$share" -lt 1000 ]; then share=1000; fi
 
 mkdir -p "$out"
 summary="$out/plan.md"
@@ -61,7 +71,8 @@ for dir in "$hosts"/*/; do
         > "$out/$host.json" 2> "$out/$host.err"
     rc=$?
     if [ "$rc" = 0 ] || [ "$rc" = 2 ]; then
-        "$vmr" plan "$config" --state "${dir}snapshot.json" --format markdown > "$out/$host.md" 2>> "$out/$host.err"
+        "$vmr" plan "$config" --state "${dir}snapshot.json" --format markdown --max-chars "$share" \
+            > "$out/$host.md" 2>> "$out/$host.err"
         cat "$out/$host.md" >> "$summary"
         if [ "$(wc -l < "$out/$host.validate.txt")" -gt 1 ]; then
             printf '\n<details><summary>validate warnings</summary>\n' >> "$summary"

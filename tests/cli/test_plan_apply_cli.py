@@ -48,7 +48,7 @@ def test_plan_text_then_apply_then_plan_shows_no_changes(site):
     root, config = site
     first = run(root, "plan", str(config), "--detailed-exitcode")
     assert first.exit_code == 2
-    assert "+ create user mydomain.org/me" in first.stdout
+    assert "\n+ user mydomain.org/me: password <yescrypt sha256:" in first.stdout
     assert first.stdout.rstrip().endswith("Plan: 16 to add, 0 to change, 0 to destroy.")
     assert "$y$" not in first.stdout
     applied = run(root, "apply", str(config), "--yes")
@@ -65,7 +65,16 @@ def test_plan_text_then_apply_then_plan_shows_no_changes(site):
 def test_plan_json_and_markdown(site):
     root, config = site
     doc = json.loads(run(root, "plan", str(config), "--format", "json").stdout)
-    assert doc["format_version"] == 1 and doc["summary"] == {"add": 16, "change": 0, "destroy": 0}
+    assert doc["format_version"] == 1
+    assert doc["summary"] == {
+        "add": 16,
+        "change": 0,
+        "destroy": 0,
+        "by_domain": [
+            {"domain": "mydomain.org", "add": 12, "change": 0, "destroy": 0},
+            {"domain": None, "add": 4, "change": 0, "destroy": 0},
+        ],
+    }
     assert {c["type"] for c in doc["changes"]} == {"domain", "maildir", "user", "alias", "control_line"}
     assert {c["part"] for c in doc["changes"]} == {"runtime-config", "tables", "control"}
     markdown = run(root, "plan", str(config), "--format", "markdown").stdout

@@ -24,19 +24,94 @@ from tests.fleet.treedigest import tree_digest  # noqa: F401 - re-exported for t
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 VMRECONCILE = CLI
-ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
-ANSIBLE_GALAXY = BIN / "ansible-galaxy"
-ANSIBLE_DOC = BIN / "ansible-doc"
 COLLECTIONS = REPO / "ansible"
 COLLECTION_SOURCE = COLLECTIONS / "ansible_collections" / "vmreconcile" / "mail"
 CALLBACKS = Path(__file__).resolve().parent / "callback"
 TREEDIGEST = Path(__file__).resolve().parent / "treedigest.py"
 MANAGED_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-
-requires_ansible = pytest.mark.skipif(
-    not ANSIBLE_PLAYBOOK.exists(),
-    reason=f"ansible-core is not installed in this venv ({ANSIBLE_PLAYBOOK} missing): pip install ansible-core",
+#: Debian 12 ships ansible-core 2.14; the collection must work there as with current releases.
+DEBIAN_12_ANSIBLE = "ansible-core>=2.14,<2.15"
+#: Where the ansible-core 2.14 venv is kept between test runs (safe to delete).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vmreconcile-tests"
+#: What pip says when it cannot reach the package index (then the 2.14 tests are skipped).
+_NO_INDEX = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "No matching distribution found",
+    "Could not fetch URL",
 )
+#: What an ansible-core older than the collection's requires_ansible warns.
+UNSUPPORTED_WARNING = "does not support Ansible version"
+
+
+@dataclass(frozen=True)
+class Ansible:
+    """One ansible-core installation the fleet tests run with: ``current`` (the test venv's,
+    from pyproject's test extra) or ``2.14`` (Debian 12's series, in a venv of its own)."""
+
+    label: str
+    bindir: Path
+
+    @property
+    def playbook(self) -> Path:
+        return self.bindir / "ansible-playbook"
+
+    @property
+    def galaxy(self) -> Path:
+        return self.bindir / "ansible-galaxy"
+
+    @property
+    def doc(self) -> Path:
+        return self.bindir / "ansible-doc"
+
+    def version(self) -> str:
+        done = subprocess.run([str(self.playbook), "--version"], capture_output=True, text=True, check=True)
+        return done.stdout.split("core ", 1)[1].split("]", 1)[0]
+
+
+CURRENT_ANSIBLE = Ansible("current", BIN)
+ANSIBLE_LABELS = ("current", "2.14")
+
+
+def ansible_installation(label: str) -> Ansible:
+    """The installation for ``label``; skips (with the reason) when it cannot be had."""
+    if label == "current":
+        if not CURRENT_ANSIBLE.playbook.exists():
+            pytest.skip(f"ansible-core is not installed in this venv ({CURRENT_ANSIBLE.playbook} missing)")
+        return CURRENT_ANSIBLE
+    return debian12_ansible()
+
+
+def debian12_ansible() -> Ansible:
+    """ansible-core 2.14 from PyPI in a venv of Debian's /usr/bin/python3, made once and cached
+    under `CACHE` (a lock keeps parallel test workers from making it twice)."""
+    import fcntl
+    import shutil
+
+    venv = CACHE / "ansible-core-2.14"
+    complete = venv / "vmreconcile-tests-complete"  # written last: a venv cannot be moved into place
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "ansible-core-2.14.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not complete.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([MANAGED_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
+            done = subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", DEBIAN_12_ANSIBLE],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if done.returncode != 0:
+                shutil.rmtree(venv, ignore_errors=True)
+                output = done.stdout + done.stderr
+                if any(sign in output for sign in _NO_INDEX):
+                    pytest.skip(f"cannot install {DEBIAN_12_ANSIBLE} from the package index: {output[-300:]}")
+                raise AssertionError(f"pip install {DEBIAN_12_ANSIBLE} failed:\n{output[-3000:]}")
+            complete.write_text(DEBIAN_12_ANSIBLE + "\n")
+    return Ansible("2.14", venv / "bin")
 
 
 @dataclass
@@ -82,7 +157,8 @@ def run_playbook(
     extra_vars: dict | None = None,
     inventory: str = "localhost,",
     collections: Path = COLLECTIONS,
-    timeout: int = 120,
+    timeout: int = 180,
+    ansible: Ansible = CURRENT_ANSIBLE,
 ) -> PlaybookRun:
     """``ansible-playbook -i INVENTORY -c local`` with the repository's collection and the recorder."""
     record = workdir / f"record-{os.getpid()}-{len(list(workdir.glob('record-*')))}.jsonl"
@@ -106,7 +182,7 @@ def run_playbook(
     )
     env.pop("ANSIBLE_STDOUT_CALLBACK", None)
     command = [
-        str(ANSIBLE_PLAYBOOK),
+        str(ansible.playbook),
         "-i",
         inventory,
         "-c",
@@ -148,14 +224,14 @@ def load_export(text: str) -> dict:
     return yaml.load(text, Loader=_KeepDates)
 
 
-def install_collection(work: Path) -> Path:
+def install_collection(work: Path, ansible: Ansible = CURRENT_ANSIBLE) -> Path:
     """Build the collection tarball and install it (offline, from the file) under ``work``.
 
     Returns the collections path to give Ansible, so a test exercises the built artifact.
     """
     ansible_env = dict(os.environ, ANSIBLE_HOME=str(work / "ansible-home"), ANSIBLE_NOCOLOR="1")
     subprocess.run(
-        [str(ANSIBLE_GALAXY), "collection", "build", str(COLLECTION_SOURCE), "--output-path", str(work)],
+        [str(ansible.galaxy), "collection", "build", str(COLLECTION_SOURCE), "--output-path", str(work)],
         check=True,
         capture_output=True,
         env=ansible_env,
@@ -163,7 +239,7 @@ def install_collection(work: Path) -> Path:
     [tarball] = work.glob("vmreconcile-mail-*.tar.gz")
     target = work / "collections"
     subprocess.run(
-        [str(ANSIBLE_GALAXY), "collection", "install", "--offline", str(tarball), "-p", str(target)],
+        [str(ansible.galaxy), "collection", "install", "--offline", str(tarball), "-p", str(target)],
         check=True,
         capture_output=True,
         env=ansible_env,

@@ -17,22 +17,22 @@ import yaml
 
 from tests.conftest import build_step_root
 from tests.fleet.fleetkit import (
-    ANSIBLE_DOC,
+    ANSIBLE_LABELS,
     COLLECTION_SOURCE,
     MANAGED_PYTHON,
     TREEDIGEST,
+    UNSUPPORTED_WARNING,
     VMRECONCILE,
+    Ansible,
     PlaybookRun,
+    ansible_installation,
     build_once,
     install_collection,
     load_export,
-    requires_ansible,
     run_playbook,
     tree_digest,
     vmreconcile,
 )
-
-pytestmark = requires_ansible
 
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "module.yml"
 STEP = "11-after-deliveries"
@@ -71,7 +71,7 @@ def pruned_config(config: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def run_module_playbook(work: Path) -> dict:
+def run_module_playbook(work: Path, ansible: Ansible) -> dict:
     """Set up a step root and configurations, run the module playbook once; JSON-ready results."""
     root = work / "root"
     build_step_root(STEP, root)
@@ -82,12 +82,13 @@ def run_module_playbook(work: Path) -> dict:
     brake = work / "brake.yaml"
     brake.write_text(pruned_config(config.read_text()))
     cli_plan = json.loads(vmreconcile("plan", str(config), "--format", "json", root=root).stdout)
-    collections = install_collection(work)  # the built tarball, not the tree
+    collections = install_collection(work, ansible)  # the built tarball, not the tree
     before = tree_digest(root)
     run = run_playbook(
         PLAYBOOK,
         work,
         collections=collections,
+        ansible=ansible,
         extra_vars={
             "root": str(root),
             "executable": str(VMRECONCILE),
@@ -117,13 +118,25 @@ def run_module_playbook(work: Path) -> dict:
     )
 
 
-@pytest.fixture(scope="module")
-def module_run(tmp_path_factory):
-    data = build_once(tmp_path_factory, "ansible-module", run_module_playbook)
+@pytest.fixture(scope="module", params=ANSIBLE_LABELS)
+def module_run(request, tmp_path_factory):
+    """The module playbook's results, once per session for each ansible-core: the test venv's
+    and Debian 12's 2.14."""
+    ansible = ansible_installation(request.param)
+    data = build_once(
+        tmp_path_factory, f"ansible-module-{ansible.label}", lambda work: run_module_playbook(work, ansible)
+    )
     run = PlaybookRun.from_json(data["run"])
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     paths = {key: Path(data[key]) for key in ("work", "root", "config", "bad", "collections")}
-    return dict(data, run=run, **paths)
+    return dict(data, run=run, ansible=ansible, **paths)
+
+
+def test_the_collection_supports_this_ansible_core_without_a_warning(module_run):
+    run, ansible = module_run["run"], module_run["ansible"]
+    if ansible.label == "2.14":
+        assert ansible.version().startswith("2.14.")
+    assert UNSUPPORTED_WARNING not in run.stdout + run.stderr
 
 
 def test_check_mode_reports_the_cli_plan_and_touches_nothing(module_run):
@@ -215,7 +228,7 @@ def test_documented_options_are_the_module_arguments(module_run):
     import importlib.util
 
     done = subprocess.run(
-        [str(ANSIBLE_DOC), "--json", "vmreconcile.mail.vmreconcile"],
+        [str(module_run["ansible"].doc), "--json", "vmreconcile.mail.vmreconcile"],
         capture_output=True,
         text=True,
         env=dict(

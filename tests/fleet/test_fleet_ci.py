@@ -94,12 +94,12 @@ def test_differing_yaml_exits_2_with_a_markdown_plan_and_no_hashes(host, tmp_pat
     plan_md = (repo / "vmreconcile-plan" / "plan.md").read_text()
     assert done.stdout == plan_md
     assert "### vmreconcile plan: 0 to add, 2 to change, 0 to destroy" in plan_md
-    assert "| Action | Type | Address | Fields |" in plan_md
-    rows = {line.split("|")[3].strip(): line for line in plan_md.splitlines() if line.startswith("| ~ update")}
-    assert set(rows) == {"`mydomain.org/me`", "`mydomain.org/alice`"}
-    assert '["me-copy@backup.example"] -> ["me-copy@elsewhere.example"]' in rows["`mydomain.org/me`"]
-    assert 'password: "<redacted sha256:' in rows["`mydomain.org/alice`"]
-    assert '-> "<md5-crypt sha256:' in rows["`mydomain.org/alice`"]
+    assert "| | Change | Fields |" in plan_md
+    rows = {line.split(" | ")[1]: line for line in plan_md.splitlines() if line.startswith("| ~ change |")}
+    assert set(rows) == {"`user mydomain.org/me`", "`user mydomain.org/alice`"}
+    assert "`forwards [me-copy@backup.example] → [me-copy@elsewhere.example]`" in rows["`user mydomain.org/me`"]
+    assert "`password <redacted sha256:" in rows["`user mydomain.org/alice`"]
+    assert "→ <md5-crypt sha256:" in rows["`user mydomain.org/alice`"]
     assert "$1$" not in plan_md and NEW_HASH not in (repo / "vmreconcile-plan" / "mx1.json").read_text()
 
 
@@ -130,7 +130,7 @@ def test_secret_passwords_are_not_verifiable_offline(host, tmp_path):
     done = run_ci_plan(repo)
     plan_md = (repo / "vmreconcile-plan" / "plan.md").read_text()
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "`mydomain.org/zoe`" in plan_md and '`password: "*"`' in plan_md
+    assert "| + add | `user mydomain.org/zoe` | `maildir created` |" in plan_md  # no password: '*', see the note
     assert "mydomain.org/zoe: password from a file secret that is not available offline" in plan_md
 
 
@@ -202,4 +202,4 @@ def test_host_publishes_its_snapshot_and_ci_plans_against_it(host, tmp_path):
     shutil.copy(CI / "vmreconcile-ci-plan.sh", seed / "ci.sh")
     done = shell("sh ci.sh hosts out", seed)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "`mydomain.org/alice`" in (seed / "out" / "plan.md").read_text()
+    assert "`user mydomain.org/alice`" in (seed / "out" / "plan.md").read_text()

@@ -3,7 +3,9 @@
 The host is localhost with a throwaway ``--root`` shaped like a fixture step; the config
 repository starts as that step's ``export``. Each commit touches one part, and the handler
 commands (normally ``svc -h`` and ``systemctl restart``) append their name to a log, so the test
-sees exactly which handlers fired on which run.
+sees exactly which handlers fired on which run. Every variable comes from the inventory file's
+``[mail:vars]``, as examples/ansible/inventory.ini documents (not from ``-e``, which would
+override anything), and each test runs with the test venv's ansible-core and Debian 12's 2.14.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ import yaml
 
 from tests.conftest import build_step_root
 from tests.fleet.fleetkit import (
+    ANSIBLE_LABELS,
     REPO,
+    UNSUPPORTED_WARNING,
     VMRECONCILE,
+    ansible_installation,
     load_export,
-    requires_ansible,
     run_playbook,
     tree_digest,
     vmreconcile,
 )
-
-pytestmark = requires_ansible
 
 SITE = REPO / "examples" / "ansible" / "site.yml"
 STEP = "11-after-deliveries"
@@ -66,23 +68,23 @@ class ConfigRepo:
         return self.git("rev-parse", "--short=12", "HEAD")
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    work = tmp_path_factory.mktemp("site")
+@pytest.fixture(scope="module", params=ANSIBLE_LABELS)
+def fleet(request, tmp_path_factory):
+    ansible = ansible_installation(request.param)
+    work = tmp_path_factory.mktemp(f"site-{ansible.label}")
     root = work / "root"
     build_step_root(STEP, root)
     repo = ConfigRepo(work / "config-repo", load_export(vmreconcile("export", root=root).stdout))
     handler_log = work / "handlers.log"
-    (work / "inventory.ini").write_text("[mail]\nlocalhost ansible_connection=local\n")
-    extra = {
-        "vmreconcile_become": False,
+    inventory_vars = {
+        "vmreconcile_become": "false",
         "vmreconcile_config_src": str(repo.path / "config"),
         "vmreconcile_stage_dir": str(work / "stage"),
         "vmreconcile_executable": str(VMRECONCILE),
         "vmreconcile_root": str(root),
         "vmreconcile_snapshot_dir": str(work / "snapshots"),
         **{
-            f"vmreconcile_{key}": f"sh -c 'echo {name} >> {handler_log}'"
+            f"vmreconcile_{key}": f"\"sh -c 'echo {name} >> {handler_log}'\""
             for key, name in (
                 ("reload_qmail", QMAIL),
                 ("restart_dovecot", DOVECOT),
@@ -90,14 +92,19 @@ def fleet(tmp_path_factory):
             )
         },
     }
+    (work / "inventory.ini").write_text(
+        "[mail]\nlocalhost ansible_connection=local\n\n[mail:vars]\n"
+        + "".join(f"{name}={value}\n" for name, value in inventory_vars.items())
+    )
 
     def play(*args: str):
         before = handler_log.read_text().splitlines() if handler_log.exists() else []
-        run = run_playbook(SITE, work, *args, extra_vars=extra, inventory=str(work / "inventory.ini"))
+        run = run_playbook(SITE, work, *args, inventory=str(work / "inventory.ini"), ansible=ansible)
         after = handler_log.read_text().splitlines() if handler_log.exists() else []
+        assert UNSUPPORTED_WARNING not in run.stdout + run.stderr
         return run, after[len(before) :]
 
-    return dict(work=work, root=root, repo=repo, play=play)
+    return dict(work=work, root=root, repo=repo, play=play, ansible=ansible)
 
 
 def module_record(run):
@@ -122,12 +129,17 @@ def test_pushes_git_commits_and_fires_only_the_handlers_of_the_changed_parts(fle
     assert planned.changed and planned.result["parts"] == ["control", "runtime-config", "tables"]
     assert "--- before: update user mydomain.org/me (part tables)" in run.stdout
     assert fired == []  # in check mode the handlers' commands are not run
-    assert (work / "stage" / rev / "mail.yaml").exists()  # staged: check mode plans against it
+    # nothing is left on the host: no revision directory, and the checked copy is gone again
+    assert not (work / "stage").exists()
+    checked = run.named("Make a temporary directory on the host for the checked revision").result["path"]
+    assert checked.endswith(".vmreconcile-check") and not Path(checked).exists()
+    assert run.named("Remove the checked revision from the host").status == "ok"
 
     run, fired = play()
     assert run.returncode == 0, run.stdout[-4000:]
     assert module_record(run).changed
     assert module_record(run).task == MODULE_TASK_PREFIX + rev
+    assert (work / "stage" / rev / "mail.yaml").exists()  # a real run keeps the revision it applied
     assert sorted(fired) == sorted([QMAIL, DOVECOT, AUTHDAEMOND])
     assert sorted(run.handlers_run()) == sorted([QMAIL, DOVECOT, AUTHDAEMOND])
     assert (root / "home/vbase1/.vmailmgr/autoresponse-file").read_text() == "away.txt\n"

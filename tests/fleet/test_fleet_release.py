@@ -1,9 +1,10 @@
 """The release: ``python -m build`` makes an sdist and a wheel that install into a fresh venv and work.
 
-The build runs on a copy of the working tree (building in place would write build/ and
-egg-info into a checkout other processes use) with ``python -m build``'s default isolation, so
-it is the build a release makes: sdist first, then the wheel from the sdist, which proves the
-sdist is complete. The fresh venv gets its dependencies through pip's ordinary configuration
+The build is the README's *Install* command block, run as written (bash, ``set -e``) in a copy
+of the working tree (building in place would write build/ and egg-info into a checkout other
+processes use), with ``HOME`` pointing into the test's directory: ``python -m build`` with its
+default isolation, so it is the build a release makes (sdist first, then the wheel from the
+sdist, which proves the sdist is complete), then the wheel into a fresh venv. The fresh venv gets its dependencies through pip's ordinary configuration
 (the package index, or the local mirror pip is configured with): there is no clean offline way
 to turn the test venv's installed packages back into wheels. Everything runs from a directory
 outside the checkout, with a scrubbed environment, so nothing can be imported from the tree.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -24,6 +24,7 @@ import pytest
 from tests.clirunner import cli_runner
 from tests.conftest import build_step_root
 from tests.fleet.fleetkit import REPO, build_once
+from tests.test_readme import readme_block
 from vmreconcile import __version__
 from vmreconcile.cli.main import app
 
@@ -81,18 +82,29 @@ def run(*args: str | Path, cwd: Path, check: bool = True, **kw) -> subprocess.Co
     return done
 
 
+#: The first line of the README's install block (how the test finds it).
+INSTALL_BLOCK = "python3 -m venv .venv-build"
+
+
 def build_and_install(work: Path) -> dict:
-    """Build sdist + wheel, install the sdist into a fresh venv, then the wheel over it."""
+    """The README's install block in a copy of the tree (wheel into ~/vmreconcile), then the
+    sdist into that venv on its own, then the wheel over it again."""
     source = work / "source"
     copy_worktree(source)
-    dist = work / "dist"
-    run(sys.executable, "-m", "build", "--outdir", dist, source, cwd=work)
+    home = work / "home"
+    home.mkdir()
+    env = clean_env(HOME=str(home))
+    pyenv = Path.home() / ".pyenv"
+    if pyenv.is_dir():  # a pyenv shim as python3 finds its versions through HOME otherwise
+        env.setdefault("PYENV_ROOT", str(pyenv))
+    done = run("bash", "-euo", "pipefail", "-c", readme_block(INSTALL_BLOCK), cwd=source, env=env)
+    dist = source / "dist"
     [wheel] = dist.glob("*.whl")
     [sdist] = dist.glob("*.tar.gz")
-    venv = work / "venv"
-    run(sys.executable, "-m", "venv", venv, cwd=work)
+    venv = home / "vmreconcile"
     python = venv / "bin" / "python"
-    run(python, "-m", "pip", "install", "--quiet", sdist, cwd=work)
+    assert done.stdout.splitlines()[-1] == f"vmreconcile {__version__}", done.stdout[-2000:]
+    run(python, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", sdist, cwd=work)
     from_sdist = run(venv / "bin" / "vmreconcile", "--version", cwd=work).stdout
     run(python, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", wheel, cwd=work)
     return dict(
@@ -273,3 +285,23 @@ def test_every_command_help_shows_an_example():
     assert set(DOCUMENTED_COMMANDS) <= set(names), (
         f"documented but not registered: {set(DOCUMENTED_COMMANDS) - set(names)}"
     )
+
+
+def test_the_ci_jobs_install_the_wheel_kept_in_the_config_repository(release, outside):
+    """The GitHub and GitLab jobs' install commands, as written, in a config repository whose
+    ci/ holds the wheel (with the release venv's python first on PATH, as setup-python's is)."""
+    import yaml
+
+    repo = outside / "config-repo"
+    (repo / "ci").mkdir(parents=True)
+    shutil.copy(release["wheel"], repo / "ci")
+    github = yaml.safe_load((REPO / "examples" / "ci" / "github-actions.yml").read_text())
+    [install] = [s["run"] for s in github["jobs"]["plan"]["steps"] if s.get("name") == "Install vmreconcile"]
+    gitlab = yaml.safe_load((REPO / "examples" / "ci" / "gitlab-ci.yml").read_text())["vmreconcile-plan"]["script"]
+    commands = [install, *(line for line in gitlab if "pip install" in line)]
+    assert len(commands) == 2
+    env = clean_env(PATH=f"{release['venv'] / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    for command in commands:
+        done = run("bash", "-e", "-c", command, cwd=repo, env=env)
+        assert f"ci/{release['wheel'].name}" in done.stdout, done.stdout
+    assert run(release["vmreconcile"], "--version", cwd=outside).stdout == f"vmreconcile {__version__}\n"

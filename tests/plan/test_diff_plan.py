@@ -147,7 +147,12 @@ def test_json_document_has_format_version_and_field_diffs(step11):
     plan = build_plan(edited(step11, "alice", hard_quota=5), step11, now=NOW, secrets=no_secrets)
     doc = json.loads(render_json(plan))
     assert doc["format_version"] == 1
-    assert doc["summary"] == {"add": 0, "change": 1, "destroy": 0}
+    assert doc["summary"] == {
+        "add": 0,
+        "change": 1,
+        "destroy": 0,
+        "by_domain": [{"domain": "mydomain.org", "add": 0, "change": 1, "destroy": 0}],
+    }
     assert doc["changes"] == [
         {
             "action": "update",
@@ -165,7 +170,7 @@ def test_markdown_is_a_table_with_a_summary_heading(step11):
     plan = build_plan(edited(step11, "bob", personal="A|B"), step11, now=NOW, secrets=no_secrets)
     text = render_markdown(plan)
     assert text.startswith("### vmreconcile plan: 0 to add, 1 to change, 0 to destroy")
-    assert "| ~ update | user | `mydomain.org/bob` |" in text and "A\\|B" in text
+    assert "\n| ~ change | `user mydomain.org/bob` | `personal Bob Builder → A\\|B` |\n" in text
 
 
 def big_domain(n: int) -> HostState:

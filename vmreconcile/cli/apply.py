@@ -21,11 +21,21 @@ from ..host import Host
 from ..plan.changes import Plan
 from ..plan.checksum import state_checksum
 from ..plan.planfile import PlanFileError, load_plan
-from ..plan.render import render_text
+from ..plan.render import View, render_text
 from ..printable import printable
 from ..workflow import plan_on_host, read_live_for_plan
-from .common import warn
-from .plan import DEFAULT_CONFIG, PLAN_ERRORS, error_text, fail, host_of, load_spec_or_fail, style_for_tty
+from .common import config_argument, domains_option, warn
+from .plan import (
+    PLAN_ERRORS,
+    compact_option,
+    detail_option,
+    error_text,
+    fail,
+    host_of,
+    load_spec_or_fail,
+    style_for_tty,
+    view_of,
+)
 from .privilege import privilege_message
 
 
@@ -49,14 +59,22 @@ def confirm_or_refuse(yes: bool) -> None:
 
 
 def run_apply(
-    host: Host, plan: Plan, *, yes: bool, force: bool, echo=typer.echo, origin: Origin | None = None
+    host: Host,
+    plan: Plan,
+    *,
+    yes: bool,
+    force: bool,
+    echo=typer.echo,
+    origin: Origin | None = None,
+    view: View = "default",
 ) -> ApplyResult | None:
-    """Show ``plan``, check the brake, confirm, execute. None when there was nothing to do.
+    """Show ``plan`` (its summary and grouped changes: one screen, unless ``view`` asks for
+    more), check the brake, confirm, execute. None when there was nothing to do.
 
     The history entry is prepared before the first write and committed after the last
     (`history.record`); ``origin`` says who applied which configuration.
     """
-    echo(render_text(plan, style_for_tty(sys.stdout)), nl=False)
+    echo(render_text(plan, style_for_tty(sys.stdout), view), nl=False)
     if plan.empty:
         return None
     brake = plan.brake_violations()
@@ -95,21 +113,31 @@ def run_apply(
 
 def apply_command(
     ctx: typer.Context,
-    config: Path = typer.Argument(DEFAULT_CONFIG, help="The YAML configuration (default ./vmreconcile.yaml)."),
-    plan_file: Path | None = typer.Option(None, "--plan", help="Apply a plan saved by `plan --out FILE`."),
+    config: Path = config_argument(),
+    plan_file: Path | None = typer.Option(
+        None, "--plan", metavar="FILE", help="Apply a plan saved by `plan --out FILE`."
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed without a terminal)."),
     force: bool = typer.Option(False, "--force", help="Override the safety brake (>30% of a domain's entries)."),
     purge_mailboxes: bool = typer.Option(
         False, "--purge-mailboxes", help="Also delete the maildirs of deleted users (cur/new/tmp only)."
     ),
-    lock_timeout: float = typer.Option(lock.DEFAULT_TIMEOUT, "--lock-timeout", help="Seconds to wait for the lock."),
-    domain: list[str] | None = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
+    lock_timeout: float = typer.Option(
+        lock.DEFAULT_TIMEOUT, "--lock-timeout", metavar="SECONDS", help="Seconds to wait for the lock."
+    ),
+    domain: list[str] | None = domains_option(),
+    compact: bool = compact_option(),
+    detail: bool = detail_option(),
     now: int | None = typer.Option(None, "--now", hidden=True, help="Clock for new entries (tests)."),
 ) -> None:
     """Make the host match the configuration (or a saved plan). Idempotent.
 
+    Shows the plan's summary and its changes grouped (--detail: every field of every
+    change), then asks.
+
     Example: vmreconcile apply examples/howto.yaml --yes
     """
+    view = view_of(compact, detail)
     host = host_of(ctx)
     spec = load_spec_or_fail(config) if plan_file is None else None
     try:
@@ -129,7 +157,7 @@ def apply_command(
                     targets=tuple(domain) if domain else None,
                 )
                 origin = config_origin(config, spec.history_keep)
-            run_apply(host, plan, yes=yes, force=force, origin=origin)
+            run_apply(host, plan, yes=yes, force=force, origin=origin, view=view)
     except lock.LockTimeout as exc:
         raise fail(exc.strerror or str(exc)) from None
     except PermissionError as exc:

@@ -9,6 +9,7 @@ step. The second plan must show no changes: that is the point of the demo.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ from ..host import Host
 from ..plan.render import render_text
 from ..resources import examples_dir
 from ..workflow import plan_on_host
+from .common import colour_wanted, command_line, optional_metavar, shown_path
 from .plan import PLAN_ERRORS, error_text, fail, style_for_tty
 
 EXAMPLE = "howto.yaml"
@@ -70,14 +72,17 @@ def build_demo_root(root: Path, spec: Spec) -> None:
 
 def _step(number: int, title: str) -> None:
     typer.echo("")
-    typer.echo(typer.style(f"== {number}. {title}", bold=True) if sys.stdout.isatty() else f"== {number}. {title}")
+    heading = f"== {number}. {title}"
+    typer.echo(typer.style(heading, bold=True) if colour_wanted(sys.stdout) else heading)
 
 
 def demo(
     directory: Path | None = typer.Argument(
-        None, metavar="[DIR]", help="Where to build the throwaway root (default: a new temp dir)."
+        None, metavar=optional_metavar("DIR"), help="Where to build the throwaway root (default: a new temp dir)."
     ),
-    config: Path | None = typer.Option(None, "--config", help="Another configuration instead of examples/howto.yaml."),
+    config: Path | None = typer.Option(
+        None, "--config", metavar="FILE", help="Another configuration instead of examples/howto.yaml."
+    ),
 ) -> None:
     """Run validate -> plan -> apply -> plan on a throwaway root built from examples/howto.yaml.
 
@@ -132,8 +137,10 @@ def demo(
     if not again.empty:
         raise fail("the second plan is not empty: apply did not converge")
     typer.echo("")
-    typer.echo(f"Look around: vmreconcile --root {root} show")
-    typer.echo(f"             find {root}/home -printf '%M %p\\n'")
+    typer.echo("Look around, with the vmreconcile that just ran:")
+    typer.echo(f"  {command_line('--root', str(root), 'show')}")
+    typer.echo(f"  {command_line('--root', str(root), 'plan', shown_path(example.resolve()))}")
+    typer.echo(f"  find {shlex.quote(str(root))}/home -printf '%M %p\\n'")
 
 
 def register(app: typer.Typer) -> None:

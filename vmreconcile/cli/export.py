@@ -22,7 +22,9 @@ from .show import LIVE_ERRORS
 
 def export(
     ctx: typer.Context,
-    domain: str | None = typer.Option(None, "--domain", help="Only this domain (global sections are kept)."),
+    domain: str | None = typer.Option(
+        None, "--domain", metavar="DOMAIN", help="Only this domain (global sections are kept)."
+    ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write to FILE (atomically) instead of stdout.", metavar="FILE"
     ),

@@ -145,7 +145,7 @@ def history_command(
     ctx: typer.Context,
     action: str | None = typer.Argument(None, metavar="show", help="With ID: show that entry in full."),
     entry_id: int | None = typer.Argument(None, metavar="ID", help="An entry's id (from the list)."),
-    format: Format = typer.Option(Format.text, "--format", "-f", help="text or json."),
+    format: Format = typer.Option(Format.text, "--format", "-f", metavar="FORMAT", help="text or json."),
 ) -> None:
     """List the history: one entry per apply or rollback that changed something (id, time,
     user, command, changes, configuration digest, git commit, outcome); `history show ID`

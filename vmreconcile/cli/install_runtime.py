@@ -18,10 +18,12 @@ from .common import fail, host_of
 
 def install_runtime_command(
     ctx: typer.Context,
-    bindir: Path = typer.Option(..., "--bindir", help="Where the launchers go (the YAML's runtime.bindir)."),
-    python: str = typer.Option(DEFAULT_PYTHON, "--python", help="Interpreter every base user can run."),
+    bindir: Path = typer.Option(
+        ..., "--bindir", metavar="DIR", help="Where the launchers go (the YAML's runtime.bindir)."
+    ),
+    python: str = typer.Option(DEFAULT_PYTHON, "--python", metavar="FILE", help="Interpreter every base user can run."),
     libdir: Path | None = typer.Option(
-        None, "--libdir", help="Runtime copy (default BINDIR/../lib/vmreconcile-runtime)."
+        None, "--libdir", metavar="DIR", help="Runtime copy (default BINDIR/../lib/vmreconcile-runtime)."
     ),
     replace: bool = typer.Option(
         False, "--replace", help="Keep files it did not write as NAME.orig-<time> and install over them."

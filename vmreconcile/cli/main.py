@@ -8,17 +8,67 @@ Every module in this package that defines ``register(app)`` adds its command(s);
 
 from __future__ import annotations
 
+import copy
 import importlib
 import pkgutil
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
+import typer.core
 
 from .. import __version__
 from ..host import Host
+
+#: The global options every command accepts after its name too (``plan --root DIR``).
+GLOBAL_AFTER_COMMAND = ("root", "version")
+
+
+class Commands(typer.core.TyperGroup):
+    """The command group: each command also takes the global options, and shows metavariables.
+
+    People type ``vmreconcile plan --root DIR``; click only knows a group's options before the
+    command. So each command gets a copy of the global ``--root`` and ``--version``: the copy
+    is not passed to the command, it sets the `Host` in the root context (the group's own
+    callback ran first, so a ``--root`` after the command wins). The copy reads no environment
+    variable: ``VMRECONCILE_ROOT`` is the group's. New typer releases print an argument's
+    Python type next to its metavariable (``CONFIG <path>``); an argument with a metavariable
+    shows just that.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        mirrored = [p for p in self.params if p.name in GLOBAL_AFTER_COMMAND]
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, typer.core.TyperArgument) and param.metavar:
+                    param.display_type_rich = _no_type  # type: ignore[method-assign]
+            taken = {name for p in command.params for name in p.opts}
+            command.params.extend(_after_command(p) for p in mirrored if not taken & set(p.opts))
+
+
+def _no_type(ctx: Any = None) -> None:
+    return None
+
+
+def _after_command(param: Any) -> Any:
+    """A command's copy of a global option."""
+    copied = copy.copy(param)
+    copied.envvar = None
+    copied.show_envvar = False
+    copied.expose_value = False
+    if param.name == "root":
+        copied.callback = _root_after_command
+    return copied
+
+
+def _root_after_command(ctx: Any, _param: Any, value: Any) -> None:
+    if value is not None:
+        ctx.find_root().obj = Host(Path(value))
+
 
 app = typer.Typer(
     name="vmreconcile",
@@ -27,6 +77,7 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=Commands,
 )
 
 
@@ -43,7 +94,8 @@ def _global_options(
         None,
         "--root",
         envvar="VMRECONCILE_ROOT",
-        help="Treat DIR as / for everything (config, qmail, base users from DIR/etc/passwd, lock).",
+        help="Treat DIR as / for everything (config, qmail, base users from DIR/etc/passwd, lock); "
+        "also accepted after the command.",
         metavar="DIR",
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),

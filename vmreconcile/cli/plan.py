@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import typer
 
@@ -26,13 +26,12 @@ from ..model import HostState
 from ..plan.build import UnknownTarget, build_plan
 from ..plan.changes import Plan
 from ..plan.planfile import save_plan
-from ..plan.render import render_json, render_markdown, render_text
+from ..plan.render import MARKDOWN_LIMIT, View, render_json, render_markdown, render_text
 from ..plan.resolve import ResolveError
 from ..tables import TableError
 from ..workflow import load_config, plan_on_host
-from .common import fail, host_of
-
-DEFAULT_CONFIG = Path("vmreconcile.yaml")
+from .common import DEFAULT_CONFIG as DEFAULT_CONFIG  # where other command modules have imported it from
+from .common import config_argument, domains_option, fail, host_of, style_for
 
 #: Problems that end a plan or apply with one message and exit 1.
 PLAN_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, ResolveError, HashingError, UnknownTarget, OSError)
@@ -116,41 +115,73 @@ def _secrets(spec: Spec, config: Path):
 
 
 def style_for_tty(stream: TextIO) -> Callable[[str, str], str]:
-    """Colour only when writing to a terminal."""
-    if stream.isatty():
-        return lambda text, colour: typer.style(text, fg=colour)
-    return lambda text, colour: text
+    """Colour only when writing to a terminal, and not with ``NO_COLOR`` (`common.style_for`)."""
+    return style_for(stream)
 
 
-def render(plan: Plan, format: PlanFormat) -> str:
+def view_of(compact: bool, detail: bool) -> View:
+    """The text/markdown view the ``--compact`` / ``--detail`` flags ask for (not both)."""
+    if compact and detail:
+        raise fail("--compact and --detail cannot be combined", code=2)
+    return "compact" if compact else "detail" if detail else "default"
+
+
+def compact_option() -> Any:
+    return typer.Option(False, "--compact", help="One line per change (text and markdown).")
+
+
+def detail_option() -> Any:
+    return typer.Option(False, "--detail", help="Every field of every change, nothing grouped or left out.")
+
+
+def render(plan: Plan, format: PlanFormat, view: View = "default", max_chars: int = MARKDOWN_LIMIT) -> str:
     if format is PlanFormat.json:
         return render_json(plan)
     if format is PlanFormat.markdown:
-        return render_markdown(plan)
-    return render_text(plan, style_for_tty(sys.stdout))
+        return render_markdown(plan, view, max_chars)
+    return render_text(plan, style_for_tty(sys.stdout), view)
 
 
 def plan_command(
     ctx: typer.Context,
-    config: Path = typer.Argument(DEFAULT_CONFIG, help="The YAML configuration (default ./vmreconcile.yaml)."),
-    format: PlanFormat = typer.Option(PlanFormat.text, "--format", "-f", help="text, json or markdown."),
+    config: Path = config_argument(),
+    format: PlanFormat = typer.Option(
+        PlanFormat.text, "--format", "-f", metavar="FORMAT", help="text, json or markdown."
+    ),
     detailed_exitcode: bool = typer.Option(
         False, "--detailed-exitcode", help="Exit 0 = no changes, 2 = changes pending, 1 = error."
     ),
-    out: Path | None = typer.Option(None, "--out", help="Save the plan (mode 0600) for apply --plan FILE."),
-    state: Path | None = typer.Option(None, "--state", help="Plan against a saved `show --format json`."),
+    out: Path | None = typer.Option(
+        None, "--out", metavar="FILE", help="Save the plan (mode 0600) for apply --plan FILE."
+    ),
+    state: Path | None = typer.Option(
+        None, "--state", metavar="FILE", help="Plan against a saved `show --format json`."
+    ),
     purge_mailboxes: bool = typer.Option(
         False, "--purge-mailboxes", help="Plan the removal of deleted users' maildirs too."
     ),
-    domain: list[str] | None = typer.Option(None, "--domain", help="Only this domain (repeatable)."),
+    domain: list[str] | None = domains_option(),
+    compact: bool = compact_option(),
+    detail: bool = detail_option(),
+    max_chars: int = typer.Option(
+        MARKDOWN_LIMIT,
+        "--max-chars",
+        metavar="N",
+        min=1000,
+        help="Markdown: the longest comment to write; past it the first changes and a note (GitHub allows 65,536).",
+    ),
     now: int | None = typer.Option(None, "--now", hidden=True, help="Clock for new entries (tests)."),
 ) -> None:
-    """Show what apply would change, field by field (hashes masked).
+    """Show what apply would change: a summary per domain, then the changes (hashes masked).
+
+    Alike changes are grouped by default; --compact gives one line per change, --detail every
+    field of every change.
 
     Example: vmreconcile plan examples/howto.yaml --detailed-exitcode
     """
+    view = view_of(compact, detail)
     plan = make_plan(ctx, config, state, now, purge_mailboxes, tuple(domain) if domain else None)
-    typer.echo(render(plan, format), nl=False)
+    typer.echo(render(plan, format, view, max_chars), nl=False)
     if out is not None:
         try:
             save_plan(plan, out)

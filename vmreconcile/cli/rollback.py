@@ -28,7 +28,9 @@ def rollback_command(
     entry_id: int = typer.Argument(..., metavar="ID", help="The history entry to undo (see `vmreconcile history`)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Restore the files (without it: show the rollback plan)."),
     force: bool = typer.Option(False, "--force", help="Restore files that changed since the entry too."),
-    lock_timeout: float = typer.Option(lock.DEFAULT_TIMEOUT, "--lock-timeout", help="Seconds to wait for the lock."),
+    lock_timeout: float = typer.Option(
+        lock.DEFAULT_TIMEOUT, "--lock-timeout", metavar="SECONDS", help="Seconds to wait for the lock."
+    ),
 ) -> None:
     """Return the files of a history entry to what they were just before it (byte for byte).
 

@@ -51,8 +51,10 @@ def _domain_heading(domain: Domain) -> str:
 
 def show(
     ctx: typer.Context,
-    format: ShowFormat = typer.Option(ShowFormat.text, "--format", "-f", help="text (listvdomain-style) or json."),
-    domain: str | None = typer.Option(None, "--domain", help="Only this domain."),
+    format: ShowFormat = typer.Option(
+        ShowFormat.text, "--format", "-f", metavar="FORMAT", help="text (listvdomain-style) or json."
+    ),
+    domain: str | None = typer.Option(None, "--domain", metavar="DOMAIN", help="Only this domain."),
     redact: bool = typer.Option(False, "--redact", help="Replace each hash by sha256:<digest of the hash string>."),
 ) -> None:
     """Print the live state: control files, options, domains and their users.

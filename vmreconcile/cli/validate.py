@@ -9,16 +9,10 @@ import typer
 from ..desired.load import check_config
 from ..desired.semantics import summary
 from ..printable import printable
-from .common import fail
+from .common import config_argument, fail
 
 
-def validate(
-    config: Path = typer.Argument(
-        Path("vmreconcile.yaml"),
-        metavar="[CONFIG]",
-        help="A YAML file, or a directory whose *.yaml files are merged (default vmreconcile.yaml).",
-    ),
-) -> None:
+def validate(config: Path = config_argument()) -> None:
     """Check a configuration: YAML, schema, names, references, sizes, dates, passwords.
 
     Prints every error as file:line:col: path: message (exit 1), or the warnings and a one-line

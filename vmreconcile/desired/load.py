@@ -10,13 +10,11 @@ everything (errors and warnings) for ``vmreconcile validate``. Reads only the YA
 
 from __future__ import annotations
 
-import gc
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..gcpause import collector_paused as _collector_paused
 from ..tables import FileRefused, read_capped
 from .errors import ConfigErrors, Diagnostic, sorted_diagnostics
 from .schema import schema_errors
@@ -60,22 +58,6 @@ def config_files(path: Path) -> list[Path]:
 
 def _display(path: Path) -> str:
     return os.fspath(path)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building millions of small acyclic objects.
-
-    Loading makes no reference cycles, but each allocation burst triggers full collections
-    that walk everything built so far: about a third of the time of a 100,000-user file.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def check_config(path: str | os.PathLike[str]) -> CheckResult:

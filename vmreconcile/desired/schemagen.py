@@ -1,11 +1,11 @@
-"""The parts of both JSON schemas that come from tables in the code, and the command that writes them.
+"""The parts of the JSON schemas that come from tables in the code, and the command that writes them.
 
-``schemas/vmreconcile.schema.json`` (the configuration) and ``schemas/show.schema.json`` (the
-``show --format json`` document) are files, so editors and other tools can use them. Their
-user and alias entries come from the field table (``model.USER_FIELD_TABLE``) and the
-configuration's options from ``formats.config.OPTIONS``, the control file names from
-``formats.control.CONTROL_FILES``; everything else in them is written
-by hand. ``python -m vmreconcile.desired.schemagen`` rewrites the derived parts in place
+``schemas/vmreconcile.schema.json`` (the configuration), ``schemas/show.schema.json`` (the
+``show --format json`` document) and ``schemas/plan.schema.json`` (``plan --format json``) are
+files, so editors and other tools can use them. Their user and alias entries (and a plan's
+user changes) come from the field table (``model.USER_FIELD_TABLE``), the configuration's
+options from ``formats.config.OPTIONS``, the control file names from
+``formats.control.CONTROL_FILES``; everything else in them is written by hand. ``python -m vmreconcile.desired.schemagen`` rewrites the derived parts in place
 (``--check``: exit 1 when a file is out of date); ``tests/desired/test_schema.py`` fails
 until it has been run, so a new field cannot be forgotten in a schema.
 """
@@ -96,7 +96,28 @@ def show_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-GENERATORS = {"vmreconcile.schema.json": config_schema, "show.schema.json": show_schema}
+#: A unit -> its JSON Schema in a plan's before/after (model values; hashes masked).
+PLAN_UNITS: dict[str, dict[str, Any]] = {
+    **SHOW_UNITS,
+    "hash": {"type": "string", "description": "Masked: '<scheme sha256:fingerprint>', or '*' / '!...' as stored."},
+}
+
+
+def plan_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (the JSON plan's schema) with a user change's fields made from the field table."""
+    schema["$defs"]["user_fields"]["properties"] = {
+        f.name: {**PLAN_UNITS[f.unit], **({"description": f.show_doc} if f.show_doc and f.unit != "hash" else {})}
+        for f in USER_FIELD_TABLE
+        if f.unit != "key"
+    }
+    return schema
+
+
+GENERATORS = {
+    "vmreconcile.schema.json": config_schema,
+    "show.schema.json": show_schema,
+    "plan.schema.json": plan_schema,
+}
 
 
 def render(schema: dict[str, Any]) -> str:

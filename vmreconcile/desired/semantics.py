@@ -66,6 +66,15 @@ class _Checker:
         #: (path, value) of every password that may be a crypt hash: asked of libxcrypt at the end.
         self.hashes: list[tuple[tuple[PathPart, ...], str]] = []
         self.forwards = _Forwards()
+        #: byte count -> how the YAML spelled it (``500 MiB``), for plans to show it that way
+        self.size_spellings: dict[int, str] = {}
+
+    def spelled(self, raw: object, parsed: object) -> None:
+        """Remember the YAML's spelling of a size (the first one wins when two differ)."""
+        if isinstance(parsed, int) and isinstance(raw, str) and parsed not in self.size_spellings:
+            spelling = units.size_spelling(raw)
+            if spelling is not None:
+                self.size_spellings[parsed] = spelling
 
     def error(self, path: tuple[PathPart, ...], message: str, at_key: bool = False) -> None:
         self.diagnostics.append(Diagnostic(locate(self.doc, path, at_key), path, message))
@@ -121,6 +130,7 @@ def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None,
         password_scheme=_str(passwords.get("scheme"), "yescrypt"),
         sources=sources,
         history_keep=_history_keep(_mapping(doc.get("history"))),
+        size_spellings=check.size_spellings,
     )
     has_errors = any(d.severity == "error" for d in check.diagnostics)
     return (None if has_errors else spec), check.diagnostics
@@ -192,9 +202,12 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
                 check.error(here, _float_message(raw))
             elif isinstance(raw, (int, str)) and not isinstance(raw, bool):
                 try:
-                    out[name] = units.parse_unsigned_option(raw, name)
+                    stored = units.parse_unsigned_option(raw, name)
                 except units.UnitError as exc:
                     check.error(here, str(exc))
+                else:
+                    out[name] = stored
+                    check.spelled(raw, int(stored) if stored.isdigit() else None)
             continue
         if isinstance(raw, str):
             if not raw.strip():
@@ -609,7 +622,10 @@ def _parse_cached(check: _Checker, field: str, unit: str, value: object, path: t
     """Parse a size/count/time; the same text (``1 GiB`` on 30,000 users) is parsed once."""
     key = (field, value, type(value))
     if key in _parse_memo:
-        return _parse_memo[key]
+        parsed = _parse_memo[key]
+        if unit == "size":
+            check.spelled(value, parsed)
+        return parsed
     try:
         parsed = units.PARSERS[unit](value, _LABELS[field])
     except units.UnitError as exc:
@@ -617,6 +633,8 @@ def _parse_cached(check: _Checker, field: str, unit: str, value: object, path: t
         return _FAILED
     if len(_parse_memo) < 10_000:
         _parse_memo[key] = parsed
+    if unit == "size":
+        check.spelled(value, parsed)
     return parsed
 
 

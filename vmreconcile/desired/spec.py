@@ -183,3 +183,5 @@ class Spec:
     password_scheme: str = "yescrypt"
     sources: tuple[str, ...] = ()
     history_keep: int = 50  # history entries kept (``history: {keep: N}``)
+    #: byte count -> the YAML's spelling of it (``500 MiB``): plans show sizes as they were written
+    size_spellings: Mapping[int, str] = field(default_factory=dict, compare=False)

@@ -161,6 +161,25 @@ def format_size(value: int | None) -> int | str:
     return value
 
 
+#: The spelling of each unit as `format_size` writes it (the parser accepts any case).
+_UNIT_SPELLINGS = {unit.upper(): unit for unit in ("B", "KB", "MB", "GB", "KiB", "MiB", "GiB")}
+
+
+def size_spelling(value: object) -> str | None:
+    """How a person wrote a size, tidied (``500mib`` -> ``500 MiB``); None for a bare number.
+
+    Plans show a size the way the YAML writes it; this is the YAML's side of that, and
+    `parse_size` must already have accepted ``value``.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _SIZE.match(value)
+    if not match or not match.group(3):
+        return None
+    number = match.group(1).replace("_", "") + (f".{match.group(2)}" if match.group(2) else "")
+    return f"{number} {_UNIT_SPELLINGS.get(match.group(3).upper(), match.group(3))}"
+
+
 def format_count(value: int | None) -> int | str:
     return "unlimited" if value is None else value
 

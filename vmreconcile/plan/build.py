@@ -64,6 +64,7 @@ def build_plan(
         targets=targets,
         table_digests=_table_digests(changes, desired, live),
         offline=offline,
+        size_spellings=spec.size_spellings,
     )
 
 

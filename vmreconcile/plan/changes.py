@@ -124,6 +124,8 @@ class Plan:
     #: re-reads the table under its temp-file lock and refuses to overwrite a table that moved
     table_digests: Mapping[str, str] = field(default_factory=dict)
     offline: bool = False  # made against a saved snapshot (plan --state): for review, never applied
+    #: byte count -> the YAML's spelling of it, so outputs show ``500 MiB`` as it was written
+    size_spellings: Mapping[int, str] = field(default_factory=dict, compare=False, repr=False)
     live: HostState | None = field(default=None, compare=False, repr=False)
 
     def checksum(self) -> str:
@@ -165,11 +167,17 @@ class Plan:
         return out
 
     def to_json(self) -> dict[str, Any]:
+        from .overview import domain_counts
+
         add, change, destroy = self.summary()
+        by_domain = [
+            {"domain": c.domain, "add": c.add, "change": c.change, "destroy": c.destroy}
+            for c in domain_counts(self.changes)
+        ]
         return {
             "format_version": PLAN_FORMAT_VERSION,
             "live_checksum": self.checksum(),
-            "summary": {"add": add, "change": change, "destroy": destroy},
+            "summary": {"add": add, "change": change, "destroy": destroy, "by_domain": by_domain},
             "changes": [c.to_json() for c in self.changes],
             "notes": list(self.notes),
         }

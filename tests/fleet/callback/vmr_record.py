@@ -35,7 +35,7 @@ class CallbackModule(CallbackBase):
         task = result._task
         data = result._result
         entry = {
-            "task": task.get_name(),
+            "task": task.name or task.get_name(),  # without the role's name in front
             "handler": isinstance(task, Handler),
             "status": status,
             "changed": bool(data.get("changed", False)),

@@ -296,10 +296,14 @@ def apply_plan(runner: Runner, config: str, plan_file: str, plan: dict, result: 
 
 
 def _apply_messages(stdout: str) -> list[str]:
-    """Apply's own messages: its output after the plan rendering (which the result has as data)."""
+    """Apply's own messages: its output after the plan rendering (which the result has as data).
+
+    The rendering starts and ends with the ``Plan: ...`` totals; what follows the last one is
+    apply's.
+    """
     lines = stdout.splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith("Plan: "):
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith("Plan: "):
             return [m for m in lines[index + 1 :] if m.strip()]
     return [m for m in lines if m.strip()]
 
