@@ -15,8 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .desired.export import ExportError, export_text, export_with_losses, shown
-from .desired.load import check_config
+from .desired.errors import Diagnostic
+from .desired.export import export_text, export_with_losses, shown
+from .desired.load import CheckResult, check_config
+from .desired.spec import Spec
 from .host import Host
 from .live import read_live_state
 from .model import HostState
@@ -50,9 +52,13 @@ def adopt_state(state: HostState, domain: str | None = None, changeable: tuple[s
     """`adopt` on a state already read (pure but for a temporary copy of the YAML)."""
     doc, notes = export_with_losses(state, domain, changeable)
     text = export_text(doc, [n.text for n in notes])
-    plan = plan_of_export(text, state, domain, changeable)
-    explained = {n.address for n in notes}
     lost = [n.text for n in notes]
+    checked = check_export(text)
+    if checked.errors or checked.spec is None:  # live data validate refuses (an unusable hash, a loop ...)
+        lost += [f"the export does not validate: {Diagnostic(None, e.path, e.message)}" for e in checked.errors]
+        return Adoption(export_text(doc, lost), tuple(lost))
+    plan = plan_of_export(checked.spec, state, domain, changeable)
+    explained = {n.address for n in notes}
     lost += [
         f"planning the export against this host still plans: {_describe(c)}"
         for c in plan.changes
@@ -61,18 +67,20 @@ def adopt_state(state: HostState, domain: str | None = None, changeable: tuple[s
     return Adoption(export_text(doc, lost) if len(lost) > len(notes) else text, tuple(lost))
 
 
-def plan_of_export(text: str, state: HostState, domain: str | None, changeable: tuple[str, ...] | None) -> Plan:
-    """What ``vmreconcile plan`` makes of ``text`` on a host in ``state`` (loaded from a file,
-    as plan loads it, so the YAML reader and the schema take part in the check)."""
+def check_export(text: str) -> CheckResult:
+    """``text`` loaded from a file as plan loads it, so the YAML reader, the schema and every
+    check of validate take part (its errors are reported by YAML path: the line of a temporary
+    file would mean nothing to the reader)."""
     with tempfile.TemporaryDirectory(prefix="vmreconcile-export-") as scratch:
         config = Path(scratch) / "exported.yaml"
         config.write_text(text, encoding="utf-8")
-        checked = check_config(config)
-    if checked.errors or checked.spec is None:
-        first = checked.errors[0].message if checked.errors else "no configuration"
-        raise ExportError(f"the exported configuration does not validate ({first}); please report this")
+        return check_config(config)
+
+
+def plan_of_export(spec: Spec, state: HostState, domain: str | None, changeable: tuple[str, ...] | None) -> Plan:
+    """What ``vmreconcile plan`` makes of the exported ``spec`` on a host in ``state``."""
     return build_plan(
-        checked.spec,
+        spec,
         state,
         now=int(time.time()),
         secrets=lambda kind, ref: None,  # an export holds hashes and `unmanaged` only

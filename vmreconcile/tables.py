@@ -58,8 +58,26 @@ def read_regular(
 
 
 class UnsafeFile(OSError):
-    """A file in a base user's home that is not read: a symlink, not a regular file, larger than
-    its cap, or hard-linked. The message names the file."""
+    """A file that is not read: missing where it must exist, a symlink where none is followed, not
+    a regular file, larger than its cap, or hard-linked. ``str()`` is the message, which names
+    the file; ``reason`` is the same without the file's name (for messages that name it their
+    own way, such as ``{file: PATH}``)."""
+
+    def __init__(self, code: int | None, message: str, reason: str | None = None) -> None:
+        super().__init__(code, message)
+        self.reason = message if reason is None else reason
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def read_bounded(
@@ -71,59 +89,54 @@ def read_bounded(
     max_links: int | None = None,
     where: str | None = None,
 ) -> bytes | None:
-    """A regular file's bytes, None when it does not exist; `UnsafeFile` for anything else.
+    """A regular file's bytes, None when it does not exist; `UnsafeFile` saying why for anything else.
 
-    For the management side, which reads tenants' homes as root and must say why it would not
-    read something rather than treat it as missing: opened non-blocking (a FIFO cannot hang
-    it), regular files only, never more than ``limit`` bytes (a sparse 1 GiB file is refused
-    by its size, not read), and with ``max_links`` a file with more hard links is refused (a
-    hard link to another tenant's or root's file must not be read and shown). ``where`` is the
-    name used in messages (default ``path``).
+    The one reader of files that crossed a trust boundary and must be refused with a reason
+    rather than treated as missing: a tenant's home read as root, the YAML files and
+    ``{file:}`` secrets. Opened non-blocking (a FIFO never hangs the reader), regular files only
+    (``/dev/zero`` or a socket is refused, not read), never more than ``limit`` bytes (a sparse
+    1 GiB file is refused by its size, and a file that grows while read by what was read: never
+    truncated), with ``max_links`` a file with more hard links is refused (a hard link to
+    another tenant's or root's file must not be read and shown). ``where`` is the name used in
+    messages (default ``path``).
     """
     name = where or os.fspath(path)
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+
+    def refuse(code: int, reason: str) -> UnsafeFile:
+        return UnsafeFile(code, f"{name}: {reason}", reason)
+
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
+    except ValueError:  # a NUL in the name
+        raise refuse(errno.EINVAL, "the file name contains a NUL character") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UnsafeFile(exc.errno, f"{name}: is a symbolic link; refusing to follow it") from None
-        raise UnsafeFile(exc.errno, f"{name}: {exc.strerror}") from None
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise refuse(exc.errno, "is a symbolic link; refusing to follow it") from None
+        raise refuse(exc.errno or errno.EIO, exc.strerror or str(exc)) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFile(errno.EINVAL, f"{name}: not a regular file ({_kind(info.st_mode)}); refusing to read it")
+            kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "an unknown kind of file")
+            raise refuse(errno.EINVAL, f"not a regular file ({kind})")
         if max_links is not None and info.st_nlink > max_links:
-            raise UnsafeFile(
-                errno.EMLINK,
-                f"{name}: has {info.st_nlink} hard links; refusing to read it (it may be another file's content)",
+            raise refuse(
+                errno.EMLINK, f"has {info.st_nlink} hard links; refusing to read it (it may be another file's content)"
             )
         if info.st_size > limit:
-            raise UnsafeFile(errno.EFBIG, f"{name}: {info.st_size} bytes, more than the {limit} read from such a file")
+            raise refuse(errno.EFBIG, f"larger than {limit:,} bytes")
         data = _read_upto(fd, limit + 1)
         if len(data) > limit:
-            raise UnsafeFile(errno.EFBIG, f"{name}: more than the {limit} bytes read from such a file")
+            raise refuse(errno.EFBIG, f"larger than {limit:,} bytes")
         return data
     except UnsafeFile:
         raise
     except OSError as exc:
-        raise UnsafeFile(exc.errno, f"{name}: {exc.strerror}") from None
+        raise refuse(exc.errno or errno.EIO, exc.strerror or str(exc)) from None
     finally:
         os.close(fd)
-
-
-def _kind(mode: int) -> str:
-    for test, label in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return label
-    return "not a file"
 
 
 def write_all(fd: int, data: bytes) -> None:

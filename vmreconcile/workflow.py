@@ -34,31 +34,56 @@ from .model import Domain, HostState, OptionValue
 from .plan.build import build_plan, restrict_spec
 from .plan.changes import Change, Plan
 from .plan.diff import diff
-from .plan.resolve import SecretReader, live_counterparts
+from .plan.resolve import SecretReader, SecretUnavailable, live_counterparts
 from .preflight import HostProblems, Problem
 from .tables import UnsafeFile, read_bounded
+
+#: The most a ``{file:}`` secret may hold: a password, not a file to hash.
+MAX_SECRET_BYTES = 4096
 
 
 def secret_reader(base_dir: Path) -> SecretReader:
     """``{env:NAME}`` from the environment, ``{file:PATH}`` relative to the config's directory.
 
-    A file's trailing newline is not part of the secret. Nothing is cached or logged.
+    A file's trailing newlines are not part of the secret. The file is read like every file a
+    configuration names (`tables.read_bounded`): non-blocking (a FIFO never hangs the plan), a
+    regular file only (``/dev/zero`` is refused, not read), at most `MAX_SECRET_BYTES`. A secret
+    that cannot be used raises `SecretUnavailable` saying why (the planner names the variable
+    or file), never showing the value. Nothing is cached or logged.
     """
 
     def read(kind: str, ref: str) -> str | None:
         if kind == "env":
-            return os.environ.get(ref)
+            value = os.environ.get(ref)
+            if value is None:
+                raise SecretUnavailable("not set", missing=True)
+            return _usable_secret(value)
         if kind == "file":
             path = Path(ref)
             if not path.is_absolute():
                 path = base_dir / path
             try:
-                return path.read_bytes().decode("utf-8", "surrogateescape").rstrip("\r\n")
-            except OSError:
-                return None
+                raw = read_bounded(path, limit=MAX_SECRET_BYTES, follow_symlinks=True)
+            except UnsafeFile as exc:
+                raise SecretUnavailable(exc.reason) from None
+            if raw is None:
+                raise SecretUnavailable("no such file", missing=True)
+            return _usable_secret(raw.decode("utf-8", "surrogateescape").rstrip("\r\n"))
         return None
 
     return read
+
+
+def _usable_secret(value: str) -> str:
+    """``value``, or `SecretUnavailable` when no password can be made of it: empty, more than
+    one line, or a NUL (crypt(3) would stop there)."""
+    if not value:
+        raise SecretUnavailable("empty")
+    if "\n" in value or "\r" in value:
+        raise SecretUnavailable("more than one line")
+    if "\0" in value:
+        raise SecretUnavailable("contains a NUL character")
+    return value
 
 
 def config_dir(spec: Spec, fallback: Path) -> Path:

@@ -117,11 +117,11 @@ def test_plan_against_a_redacted_state_snapshot(site, tmp_path):
     assert "not verifiable offline" in offline.stdout
 
 
-def test_missing_secret_names_the_user_and_exits_1(site):
+def test_missing_secret_names_the_user_and_the_variable_and_exits_1(site):
     root, config = site
     result = cli_runner().invoke(app, ["--root", str(root), "plan", str(config)], env={"ME_PW": None})
     assert result.exit_code == 1
-    assert "mydomain.org/me" in result.stderr and "ME_PW" not in result.stderr
+    assert result.stderr == "vmreconcile: mydomain.org/me: password secret {env: ME_PW}: not set\n"
 
 
 def test_invalid_config_lists_problems_and_exits_1(site, tmp_path):

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.clirunner import cli_runner
+from tests.conftest import build_step_root
 from tests.desired.test_corpus import DATA, INVALID, VALID, expectations
+from tests.fleet.treedigest import tree_digest
 from vmreconcile.cli.main import app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,9 +27,31 @@ def test_each_bad_input_prints_its_errors_and_exits_1_without_a_traceback(name, 
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     expected = expectations(Path(name), "expect")
-    assert result.stdout.splitlines() == expected
+    assert result.stdout.splitlines() == expected + expectations(Path(name), "warn")
     count = len(expected)
     assert result.stderr == f"vmreconcile: {name}: {count} error{'' if count == 1 else 's'}\n"
+
+
+@pytest.fixture(scope="module")
+def quiet_root(tmp_path_factory):
+    """A --root tree with a live domain, and the digest of every file, mode and owner in it."""
+    root = tmp_path_factory.mktemp("root")
+    build_step_root("03-vaddalias", root)
+    return root, tree_digest(root)
+
+
+@pytest.mark.parametrize("name", INVALID)
+@pytest.mark.parametrize("command", [("plan",), ("apply", "--yes")])
+def test_plan_and_apply_of_each_bad_input_exit_1_and_write_nothing(name, command, quiet_root, monkeypatch):
+    root, before = quiet_root
+    monkeypatch.chdir(DATA / "invalid")
+    result = cli_runner().invoke(app, ["--root", str(root), command[0], name, *command[1:]], catch_exceptions=False)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    expected = expectations(Path(name), "expect")
+    assert lines[: len(expected)] == expected
+    assert lines[-1] == f"vmreconcile: {name}: {len(expected)} error(s) in the configuration"
+    assert tree_digest(root) == before
 
 
 @pytest.mark.parametrize("name", VALID)

@@ -1,8 +1,10 @@
 """The bad-input corpus (tests/data/invalid) and the good one (tests/data/valid).
 
 Each invalid file (or directory of files) carries its exact expected error lines as leading
-``# expect:`` comments; each valid one its exact warnings as ``# warn:`` comments. The
-checker must report exactly those lines, all at once, and never raise.
+``# expect:`` comments (and warnings as ``# warn:``); each valid one its exact warnings as
+``# warn:`` comments. The checker must report exactly those lines, all at once, and never
+raise. ``tests/cli/test_validate_cli.py`` runs the same corpus through the CLI, and checks that
+``plan`` and ``apply`` on a ``--root`` tree write nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ def expectations(entry: Path, prefix: str) -> list[str]:
     ]
 
 
-def test_the_invalid_corpus_has_at_least_forty_cases():
-    assert len(INVALID) >= 40
+def test_the_invalid_corpus_has_at_least_one_hundred_and_eighty_cases():
+    assert len(INVALID) >= 180
 
 
 @pytest.mark.parametrize("name", INVALID)
@@ -40,6 +42,7 @@ def test_invalid_input_reports_exactly_its_expected_errors(name, monkeypatch):
     assert expected, f"{name} has no '# expect:' line"
     result = check_config(name)
     assert [str(d) for d in result.errors] == expected
+    assert [str(d) for d in result.warnings] == expectations(Path(name), "warn")
     assert result.spec is None
     with pytest.raises(ConfigErrors) as caught:
         load_spec(name)

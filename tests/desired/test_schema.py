@@ -12,6 +12,7 @@ import pytest
 from tests.desired.test_corpus import DATA
 from vmreconcile.desired import schema as schema_module
 from vmreconcile.desired import schemagen, units
+from vmreconcile.desired.load import check_config
 from vmreconcile.desired.spec import YAML_USER_FIELDS
 from vmreconcile.desired.yamlread import read_yaml
 from vmreconcile.formats.config import OPTIONS
@@ -112,3 +113,12 @@ def test_a_user_spec_takes_exactly_the_table_fields():
     assert spec.with_changes(personal="x") != spec and spec.with_changes() == spec
     with pytest.raises(TypeError, match="unknown fields"):
         UserSpec("me", hardquota=5)
+
+
+def test_a_list_or_mapping_where_a_word_is_meant_is_named_by_its_kind(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text("passwords:\n  scheme: {a: 1}\nversion: [1]\n")
+    assert [str(e) for e in check_config(path).errors] == [
+        f"{path}:2:11: passwords.scheme: a mapping is not one of: bcrypt, md5-crypt, sha256-crypt, sha512-crypt, yescrypt",
+        f"{path}:3:10: version: a list is not supported (only 1)",
+    ]

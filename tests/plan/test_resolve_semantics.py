@@ -8,7 +8,7 @@ from tests.plan.reconcile_helpers import howto_spec
 from vmreconcile.desired.spec import DomainSpec, PasswordSpec, Spec, UserSpec
 from vmreconcile.formats.hashing import verify_password
 from vmreconcile.model import Domain, HostState, VirtualUser
-from vmreconcile.plan.resolve import ResolveError, passwd_changeable, resolve
+from vmreconcile.plan.resolve import ResolveError, SecretUnavailable, passwd_changeable, resolve
 from vmreconcile.showjson import redact_hash
 
 NOW = 1_800_000_000
@@ -186,15 +186,35 @@ class TestPasswords:
         stored = domain_of(state).user("me").password
         assert stored.startswith("$6$") and verify_password("new-secret", stored)
 
-    def test_missing_secret_is_an_error_naming_the_user_not_the_secret(self):
+    def test_missing_secret_is_an_error_naming_the_user_and_the_variable_or_file(self):
         spec = one_domain(
             UserSpec("me", password=PasswordSpec("env", "TOP_SECRET_VAR")),
-            UserSpec("bob", password=PasswordSpec("file", "x")),
+            UserSpec("bob", password=PasswordSpec("file", "/run/x")),
         )
         with pytest.raises(ResolveError) as info:
             resolve(spec, HostState(), NOW, no_secrets)
-        assert len(info.value.problems) == 2
-        assert "mydomain.org/me" in info.value.problems[0] and "TOP_SECRET_VAR" not in str(info.value)
+        assert info.value.problems == [
+            "mydomain.org/me: password secret {env: TOP_SECRET_VAR} is not available",
+            "mydomain.org/bob: password secret {file: /run/x} is not available",
+        ]
+
+    def test_an_unusable_secret_says_why_and_never_shows_the_value(self):
+        def reader(kind, ref):
+            raise SecretUnavailable("more than one line")
+
+        spec = one_domain(UserSpec("me", password=PasswordSpec("file", "/run/x")))
+        with pytest.raises(ResolveError) as info:
+            resolve(spec, HostState(), NOW, reader)
+        assert info.value.problems == ["mydomain.org/me: password secret {file: /run/x}: more than one line"]
+        offline_missing = one_domain(UserSpec("me", password=PasswordSpec("env", "GONE")))
+
+        def missing(kind, ref):
+            raise SecretUnavailable("not set", missing=True)
+
+        _, notes = resolve(offline_missing, HostState(), NOW, missing, offline=True)
+        assert any("not available offline" in note for note in notes)
+        with pytest.raises(ResolveError):  # present but unusable is an error even offline
+            resolve(spec, HostState(), NOW, reader, offline=True)
 
     def test_unmanaged_keeps_live_and_new_gets_star(self):
         live = live_with(*POSTMASTER, VirtualUser("me", password="$1$changed$byauthpipe", directory="./users/me"))

@@ -24,6 +24,7 @@ from ..plan.changes import Plan
 from ..plan.planfile import PlanFileError, load_plan
 from ..plan.plankey import plan_key
 from ..plan.render import View, render_text
+from ..printable import printable
 from ..workflow import SavedPlanMismatch, plan_on_host, remaining_changes, replan_saved
 from .common import config_argument, domains_option, warn
 from .plan import (
@@ -97,11 +98,13 @@ def run_apply(
     add, change, destroy = plan.summary()
     if result.errors:
         for error in result.errors:
-            typer.echo(f"vmreconcile: error: {error}", err=True)
+            typer.echo(printable(f"vmreconcile: error: {error}"), err=True)
         if result.written:  # each unit is complete on its own: the host is consistent, just not done
             typer.echo(
-                f"vmreconcile: written before the error: {', '.join(result.written)}; "
-                "apply again once the error is fixed",
+                printable(
+                    f"vmreconcile: written before the error: {', '.join(result.written)}; "
+                    "apply again once the error is fixed"
+                ),
                 err=True,
             )
         if recorded:

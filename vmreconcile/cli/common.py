@@ -15,6 +15,7 @@ import typer
 import typer.core
 
 from ..host import Host
+from ..printable import printable
 
 
 def host_of(ctx: typer.Context) -> Host:
@@ -24,8 +25,13 @@ def host_of(ctx: typer.Context) -> Host:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one line to stderr and return the Exit to raise: ``raise fail("...")``."""
-    typer.echo(f"vmreconcile: {message}", err=True)
+    """Print one line to stderr and return the Exit to raise: ``raise fail("...")``.
+
+    The message often quotes names, paths and values from YAML or a tenant's home: control
+    characters are escaped (`printable`), so one error is one line and nothing raw reaches a
+    terminal.
+    """
+    typer.echo(printable(f"vmreconcile: {message}"), err=True)
     return typer.Exit(code)
 
 

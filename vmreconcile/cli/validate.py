@@ -8,6 +8,7 @@ import typer
 
 from ..desired.load import check_config
 from ..desired.semantics import summary
+from ..printable import printable
 from .common import config_argument, fail
 
 
@@ -26,7 +27,7 @@ def validate(config: Path = config_argument()) -> None:
         count = len(result.errors)
         raise fail(f"{config}: {count} error{'' if count == 1 else 's'}")
     warned = f" ({len(result.warnings)} warning{'' if len(result.warnings) == 1 else 's'})" if result.warnings else ""
-    typer.echo(f"{config}: valid: {summary(result.spec)}{warned}")
+    typer.echo(printable(f"{config}: valid: {summary(result.spec)}{warned}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ..printable import printable
 from .spec import Position
 
 Severity = Literal["error", "warning"]
@@ -47,10 +48,11 @@ class Diagnostic:
     severity: Severity = "error"
 
     def __str__(self) -> str:
+        """One line, with every control character escaped (file names and YAML values included)."""
         where = f"{self.position}: " if self.position else ""
         what = f"{format_path(self.path)}: " if self.path else ""
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}{prefix}{what}{self.message}"
+        return printable(f"{where}{prefix}{what}{self.message}")
 
     def sort_key(self) -> tuple[str, int, int, str]:
         pos = self.position

@@ -24,6 +24,7 @@ import jsonschema
 from .. import resources
 from .errors import Diagnostic, PathPart
 from .positions import locate
+from .yamlread import REFUSED
 
 SCHEMA_NAME = "vmreconcile.schema.json"
 _TYPE_WORDS = {
@@ -81,6 +82,8 @@ def schema_errors(doc: object) -> list[Diagnostic]:
         return []
     out: list[Diagnostic] = []
     for error in _validator().iter_errors(doc):
+        if error.instance is REFUSED:
+            continue  # the reader has said what is wrong with it
         out.extend(_translate(error, doc))
     return out
 
@@ -99,6 +102,11 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return type(value).__name__
+
+
+def _shown(value: object) -> str:
+    """A scalar as written (``'md6'``), anything else by its kind (``a mapping``)."""
+    return repr(value) if value is None or isinstance(value, (str, int, float)) else _kind(value)
 
 
 def _expected(types: str | Sequence[str]) -> str:
@@ -132,9 +140,9 @@ def _translate(error: jsonschema.ValidationError, doc: object) -> list[Diagnosti
         if isinstance(instance, bool):
             message += " (YAML reads yes/no/on/off as true/false: quote the value)"
     elif validator == "enum":
-        message = f"{instance!r} is not one of: {', '.join(str(v) for v in error.validator_value)}"
+        message = f"{_shown(instance)} is not one of: {', '.join(str(v) for v in error.validator_value)}"
     elif validator == "const":
-        message = f"{instance!r} is not supported (only {error.validator_value!r})"
+        message = f"{_shown(instance)} is not supported (only {error.validator_value!r})"
     elif validator in ("minProperties", "maxProperties"):
         message = "write exactly one of 'env: VARIABLE' or 'file: PATH'"
     elif validator == "minLength":

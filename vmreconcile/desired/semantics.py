@@ -20,11 +20,13 @@ from typing import Literal
 
 from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value, option_problem, password_file_problem
 from ..formats.control import RCPTHOSTS_FILES
-from ..formats.hashing import looks_like_hash
+from ..formats.hashing import looks_like_hash, scheme_of
 from ..formats.vpwentry import name_problem
 from ..model import USER_FIELD_TABLE, OptionValue, ascii_lower
 from . import units
 from .errors import Diagnostic, PathPart
+from .hashcheck import unusable_hashes
+from .loops import Node, describe, find_loops
 from .positions import locate
 from .spec import UNSET, DomainSpec, PasswordSpec, Position, Spec, UserSpec
 from .yamlread import YMap
@@ -34,10 +36,18 @@ _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
 _BASE_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 #: The characters `name_problem` refuses (all ASCII, so the str check equals the byte check).
 _NAME_BAD_CHARS = re.compile(r"[/:\n\r\t \x00]")
-#: yescrypt, SHA-512/256, MD5 and bcrypt crypt strings: what `looks_like_hash` accepts, decided fast.
-_COMMON_HASH = re.compile(r"\$(?:y|6|5|1|2[aby])\$")
+#: Besides ``$id$...``, what may be a crypt hash (asked of libxcrypt): DES's 13 characters, BSDi's 20.
+_CRYPT_HASH = re.compile(r"^(?:[./0-9A-Za-z]{13}|_[./0-9A-Za-z]{19})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BAD_ADDRESS_CHARS = re.compile(r"[\s\x00-\x1f\x7f,<>()\[\]\\\"]")
+#: qmail runs ``|<bindir>/vdeliver`` through /bin/sh: only characters the shell takes literally.
+_BINDIR = re.compile(r"^/[A-Za-z0-9._+,:=@%/-]*$")
+#: SMTP's limits (RFC 5321 4.5.3.1): the part before '@', and a whole address (a path of 256
+#: octets holds 254 between its angle brackets). Domain names: 253 characters, labels 63 (DNS).
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
+MAX_DOMAIN = 253
+MAX_LABEL = 63
 #: Options VMailMgr reads before it switches to the domain's config ([compat: options]).
 GLOBAL_ONLY_OPTIONS = ("separators",)
 
@@ -52,6 +62,9 @@ class _Checker:
     def __init__(self, doc: object) -> None:
         self.doc = doc
         self.diagnostics: list[Diagnostic] = []
+        #: (path, value) of every password that may be a crypt hash: asked of libxcrypt at the end.
+        self.hashes: list[tuple[tuple[PathPart, ...], str]] = []
+        self.forwards = _Forwards()
         #: byte count -> how the YAML spelled it (``500 MiB``), for plans to show it that way
         self.size_spellings: dict[int, str] = {}
 
@@ -81,6 +94,10 @@ def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None,
     qmail = _mapping(doc.get("qmail"))
     runtime = _mapping(doc.get("runtime"))
     passwords = _mapping(doc.get("passwords"))
+    for where in (("version",), ("history", "keep")):  # integers the schema alone would take 1.0 for
+        number = _mapping(doc.get(where[0])).get(where[1]) if len(where) == 2 else doc.get(where[0])
+        if isinstance(number, float) and number.is_integer():
+            check.error(where, _float_message(number, "an integer"))
     options = _options(check, doc.get("vmailmgr"), ("vmailmgr",), is_global=True)
     qmail_root = _qmail_root(check, qmail, options)
     if isinstance(qmail.get("root"), str) and qmail_root.startswith("/"):
@@ -90,10 +107,19 @@ def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None,
     bindir = runtime.get("bindir", "/usr/local/bin")
     if isinstance(bindir, str) and not bindir.startswith("/"):
         check.error(("runtime", "bindir"), f"{bindir!r} is not an absolute path")
+    elif isinstance(bindir, str) and not _BINDIR.match(bindir):
+        check.error(
+            ("runtime", "bindir"),
+            f"{bindir!r} may hold only letters, digits and / . _ - + , : = @ %: qmail runs "
+            "'|<bindir>/vdeliver' through /bin/sh, so a space, quote, $, ; or other shell character "
+            "would change the command",
+        )
     reload_command = qmail.get("reload")
     if isinstance(reload_command, str) and not reload_command.strip():
         check.error(("qmail", "reload"), "an empty reload command; omit it or write null")
     domains = _domains(check, doc.get("domains"), options)
+    _check_loops(check)
+    _check_hashes(check)
     spec = Spec(
         domains=tuple(domains),
         options=options,
@@ -161,7 +187,7 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
                 items = []
                 for index, item in enumerate(raw):
                     if isinstance(item, str):
-                        if item != item.strip() or "\n" in item or item.startswith("#"):
+                        if item != item.strip() or item.startswith("#"):
                             check.error(
                                 here + (index,),
                                 f"{item!r} cannot be an item of a list option "
@@ -170,7 +196,9 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
                         items.append(item)
                 out[name] = tuple(items)
         elif option.kind == UNSIGNED:
-            if isinstance(raw, (int, str)) and not isinstance(raw, bool):
+            if isinstance(raw, float) and raw.is_integer():
+                check.error(here, _float_message(raw))
+            elif isinstance(raw, (int, str)) and not isinstance(raw, bool):
                 try:
                     stored = units.parse_unsigned_option(raw, name)
                 except units.UnitError as exc:
@@ -181,7 +209,7 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
         elif isinstance(raw, str):
             if not raw.strip():
                 check.error(here, "an empty value means 'not set'; omit the option to use the default")
-            elif "\n" in raw or "\0" in raw or raw != raw.strip():
+            elif raw != raw.strip():
                 check.error(here, "an option value is one line without surrounding spaces")
             elif name == "password-file" and password_file_problem(raw):
                 check.error(here, str(password_file_problem(raw)))
@@ -193,16 +221,71 @@ def _options(check: _Checker, value: object, path: tuple[PathPart, ...], is_glob
     return out
 
 
+class _Forwards:
+    """Forwarding edges between the entries the YAML defines, for the loop check (`loops`).
+
+    Only forwards that can reach a managed domain are kept: a bare name, or ``name@domain``
+    where ``domain`` is written somewhere under ``domains:``; the rest cannot loop back.
+    """
+
+    def __init__(self) -> None:
+        #: Every domain name and domain alias written (lowercase), before any is checked.
+        self.managed: set[str] = set()
+        #: Routed name (a valid domain or domain alias) -> its domain; table keys per domain.
+        self.routes: dict[str, str] = {}
+        self.keys: dict[str, set[str]] = {}
+        self.edges: dict[Node, list[tuple[Node, int]]] = {}
+        #: Edge number -> (YAML path, what to call it in a message).
+        self.places: list[tuple[tuple[PathPart, ...], str]] = []
+        self.elsewhere: list[tuple[Node, str, str, int]] = []  # (source, target domain, key, number)
+
+    def add(self, domain: str, source: str, target: str, path: tuple[PathPart, ...], what: str) -> None:
+        """The edge from entry ``source`` of ``domain`` to where ``target`` (as written) delivers."""
+        local, at, target_domain = target.partition("@")
+        if at:
+            target_domain = target_domain.lower()
+            if target_domain not in self.managed:
+                return  # elsewhere, or name@ (control/me is the host's own name): not followed
+        number = len(self.places)
+        self.places.append((path, what))
+        key = ascii_lower(local)
+        if at:
+            self.elsewhere.append(((domain, source), target_domain, key, number))
+        elif key in self.keys.get(domain, ()):
+            self.edges.setdefault((domain, source), []).append(((domain, key), number))
+
+    def resolved(self) -> dict[Node, list[tuple[Node, int]]]:
+        """Every edge, ``name@domain`` ones resolved now that every domain's keys are known."""
+        for source, target_domain, key, number in self.elsewhere:
+            owner = self.routes.get(target_domain)
+            if owner is not None and key in self.keys.get(owner, ()):
+                self.edges.setdefault(source, []).append(((owner, key), number))
+        self.elsewhere = []
+        return self.edges
+
+
 class _Names:
     """Table keys of one domain: who claimed each key first (users, aliases, catch-all)."""
 
-    def __init__(self, check: _Checker) -> None:
+    def __init__(self, check: _Checker, longest_domain: str) -> None:
         self.check = check
         self.keys: dict[str, tuple[str, str, tuple[PathPart, ...]]] = {}
+        #: The domain's longest name (its own or an alias): every name must fit an address with it.
+        self.longest_domain = longest_domain
 
     def claim(self, name: str, label: str, path: tuple[PathPart, ...], at_key: bool = True) -> bool:
         """Record ``name`` (described as ``label``); False and an error if invalid or taken."""
-        problem = name_problem(name) if not name or _NAME_BAD_CHARS.search(name) else None
+        if not name or _NAME_BAD_CHARS.search(name):
+            problem = name_problem(name)
+        else:
+            problem = _length_problem(name) if len(name) > MAX_LOCAL_PART // 4 else None
+        if problem is None and len(name) + 1 + len(self.longest_domain) > MAX_ADDRESS:
+            address = _octets(name) + 1 + len(self.longest_domain)
+            if address > MAX_ADDRESS:
+                problem = (
+                    f"{name}@{self.longest_domain} would be {address} octets long, more than {MAX_ADDRESS} "
+                    "(the SMTP limit of an address)"
+                )
         if problem:
             self.check.error(path, f"invalid name {name!r}: {problem}", at_key=at_key)
             return False
@@ -225,6 +308,12 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
     if not isinstance(value, dict):
         return []
     out: list[DomainSpec] = []
+    managed = check.forwards.managed  # every name mail can be forwarded to, before any is checked
+    for name, body in value.items():
+        managed.add(name.lower())
+        more = body.get("domain_aliases") if isinstance(body, dict) else None
+        if isinstance(more, list):
+            managed.update(alias.lower() for alias in more if isinstance(alias, str))
     routed: dict[str, tuple[str, tuple[PathPart, ...]]] = {}  # virtualdomains key -> (domain, path)
     owners: dict[str, tuple[str, tuple[PathPart, ...]]] = {}  # base user -> (domain, path)
     for name, body in value.items():
@@ -251,6 +340,12 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
             if isinstance(body.get("domain_aliases"), list)
             else []
         )
+        if wildcard and valid_name and "." not in name:
+            check.error(
+                path + ("wildcard",),
+                f"a wildcard on the single-label name {name!r} would route every name under '.{name}' "
+                "to this base user; only a name with a dot can have a wildcard",
+            )
         keys = [(name, path, True)] + ([("." + name, path + ("wildcard",), False)] if wildcard else [])
         keys = keys if valid_name else []
         for index, alias in enumerate(aliases):
@@ -269,6 +364,8 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
                 check.error(key_path, f"{key!r} is listed twice for this domain", at_key=at_key)
             else:
                 routed[key] = (name, key_path)
+                if not key.startswith("."):
+                    check.forwards.routes[key] = name
         domain_options = _options(check, body.get("options"), path + ("options",), is_global=False)
         out.append(_domain(check, name, body, path, base_user, wildcard, aliases, domain_options, global_options))
     return out
@@ -284,11 +381,41 @@ def _check_hostname(check: _Checker, name: str, path: tuple[PathPart, ...], what
             at_key=at_key,
         )
         return False
-    if not _HOSTNAME.match(name) or len(name) > 253:
+    if not _HOSTNAME.match(name):
         hint = " (use wildcard: true for '.domain')" if name.startswith(".") else ""
         check.error(path, f"{what} {name!r} is not a valid host name{hint}", at_key=at_key)
         return False
+    problem = _domain_length_problem(name)
+    if problem:
+        check.error(path, f"{what} {name!r} {problem}", at_key=at_key)
+        return False
     return True
+
+
+def _domain_length_problem(name: str) -> str | None:
+    """Why a domain name is too long for DNS (and SMTP), or None."""
+    if len(name) > MAX_DOMAIN:
+        return f"is {len(name)} characters long, more than {MAX_DOMAIN} (the DNS limit)"
+    longest = max(name.split("."), key=len)
+    if len(longest) > MAX_LABEL:
+        return f"has a label of {len(longest)} characters, more than {MAX_LABEL} (the DNS limit)"
+    return None
+
+
+def _octets(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
+
+
+def _length_problem(name: str) -> str | None:
+    """Why ``name`` is too long to be the part of an address before '@', or None."""
+    if _octets(name) > MAX_LOCAL_PART:
+        return f"{_octets(name)} octets long, more than {MAX_LOCAL_PART} (the SMTP limit of the part before '@')"
+    return None
+
+
+def _float_message(value: float, expected: str = "an integer or a string") -> str:
+    """A whole number written with a point (100.0) where an integer is meant: never dropped."""
+    return f"expected {expected}, found the number {value!r} (write {int(value)})"
 
 
 def _domain(
@@ -302,11 +429,12 @@ def _domain(
     domain_options: Mapping[str, OptionValue],
     global_options: Mapping[str, OptionValue],
 ) -> DomainSpec:
-    names = _Names(check)
+    names = _Names(check, max([name, *aliases], key=len))
     users_map = body.get("users")
     aliases_map = body.get("aliases")
     entries: list[UserSpec] = []
-    forward_checks: list[tuple[tuple[PathPart, ...], str]] = []
+    forward_checks: list[tuple[tuple[PathPart, ...], str, str]] = []  # (path, forward, source key)
+    alias_edges: list[tuple[tuple[PathPart, ...], str, str]] = []  # a user's alias -> the user
 
     if isinstance(users_map, dict):
         for uname, ubody in users_map.items():
@@ -323,6 +451,7 @@ def _domain(
                         alias, f"alias {alias!r} of user {uname!r}", upath + ("aliases", index), at_key=False
                     ):
                         user_aliases.append(alias)
+                        alias_edges.append((upath + ("aliases", index), alias, uname))
             entries.append(_entry(check, uname, "user", ubody, upath, users_map, forward_checks, tuple(user_aliases)))
     if isinstance(aliases_map, dict):
         for aname, abody in aliases_map.items():
@@ -360,15 +489,21 @@ def _domain(
             names.claim(
                 default_username, f"the catch-all entry {default_username!r} (default-username)", path + ("catch_all",)
             )
-            forward_checks.append((path + ("catch_all",), target))
+            forward_checks.append((path + ("catch_all",), target, ascii_lower(default_username)))
+            _check_catch_all_target(check, target, entries, path + ("catch_all",))
 
     assert isinstance(postmaster, tuple)
     local = set(names.keys) | {ascii_lower(a) for a in postmaster}
-    for fpath, forward in forward_checks:
+    check.forwards.keys[name] = set(names.keys)
+    for apath, alias, uname in alias_edges:
+        check.forwards.add(name, ascii_lower(alias), uname, apath, f"alias {alias!r} of user {uname!r}")
+    for fpath, forward, source in forward_checks:
+        what = "catch_all" if fpath[-1] == "catch_all" else "forward"
         problem = forward_problem(forward, local)
         if problem:
-            what = "catch_all" if fpath[-1] == "catch_all" else "forward"
             check.error(fpath, f"{what} {forward!r} {problem}".replace("{domain}", name))
+        else:
+            check.forwards.add(name, source, forward, fpath, f"{what} {forward!r}")
 
     return DomainSpec(
         name=name,
@@ -405,6 +540,12 @@ def forward_problem(forward: str, local_keys: set[str]) -> str | None:
             return "has nothing before the '@'"
         if domain and (domain.startswith(".") or domain.endswith(".") or ".." in domain):
             return f"has an invalid domain {domain!r}"
+        if len(local) > MAX_LOCAL_PART // 4 and _octets(local) > MAX_LOCAL_PART:
+            return f"has {_octets(local)} octets before the '@', more than {MAX_LOCAL_PART} (the SMTP limit)"
+        if domain and _domain_length_problem(domain):
+            return f"has a domain that {_domain_length_problem(domain)}"
+        if len(forward) > MAX_ADDRESS // 4 and _octets(forward) > MAX_ADDRESS:
+            return f"is {_octets(forward)} octets long, more than {MAX_ADDRESS} (the SMTP limit of an address)"
         return None
     if ascii_lower(forward) in local_keys:
         return None
@@ -421,7 +562,7 @@ def _entry(
     body: Mapping[str, object],
     path: tuple[PathPart, ...],
     parent: Mapping[str, object],
-    forward_checks: list[tuple[tuple[PathPart, ...], str]],
+    forward_checks: list[tuple[tuple[PathPart, ...], str, str]],
     aliases: tuple[str, ...] = (),
     forward_paths: dict[int, tuple[PathPart, ...]] | None = None,
 ) -> UserSpec:
@@ -432,7 +573,11 @@ def _entry(
         if unit is None:
             continue  # "aliases" (read by the caller) or a key the schema reports
         if unit in units.PARSERS:
-            if isinstance(value, (dict, list, float, bool)) or (value is None and unit != "expiry"):
+            if isinstance(value, float) and value.is_integer():
+                check.error(path + (field,), _float_message(value))  # the schema takes 100.0 for an integer
+                continue
+            wrong_type = not isinstance(value, (int, str)) or isinstance(value, bool)
+            if wrong_type and (value is not None or unit != "expiry"):
                 continue  # the schema reports wrong types
             parsed = _parse_cached(check, field, unit, value, path)
             if parsed is not _FAILED:
@@ -447,13 +592,11 @@ def _entry(
                 for index, forward in enumerate(value):
                     if isinstance(forward, str):
                         fpath = forward_paths[index] if forward_paths else path + (field, index)
-                        forward_checks.append((fpath, forward))
+                        forward_checks.append((fpath, forward, ascii_lower(name)))
                         good.append(forward)
                 fields[field] = tuple(good)
         elif unit == "text":
-            if isinstance(value, str):
-                if "\0" in value:
-                    check.error(path + (field,), "contains a NUL byte, which the table cannot store")
+            if isinstance(value, str):  # the reader refused control characters (NUL, CR, LF ...)
                 fields[field] = value
         elif unit == "flag" and isinstance(value, bool):
             fields[field] = value
@@ -520,10 +663,7 @@ def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> Pas
     if value == "":
         check.error(path, "an empty password cannot be stored; write null for no login")
         return None
-    if "\n" in value or "\r" in value or "\0" in value:
-        check.error(path, "a password hash cannot contain CR, LF or NUL")
-        return None
-    if _COMMON_HASH.match(value) or value == "*" or value.startswith("!"):
+    if value == "*" or value.startswith("!"):
         return PasswordSpec("hash", value)
     if value.startswith("$0$"):
         check.warn(
@@ -532,7 +672,15 @@ def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> Pas
             "replace it with {env:}, {file:} or a real hash",
         )
         return PasswordSpec("hash", value)
-    if looks_like_hash(value):
+    if value.startswith("$") or _CRYPT_HASH.match(value):
+        check.hashes.append((path, value))  # libxcrypt decides, for all of them at once (`_check_hashes`)
+        return PasswordSpec("hash", value)
+    if scheme_of(value) == "old-md5" and looks_like_hash(value):  # VMailMgr's own, checked without libxcrypt
+        check.warn(
+            path,
+            "'3' + 32 hex digits is VMailMgr's old unsalted MD5: the password can be looked up from "
+            "the hash; replace it with {env:}, {file:} or a real hash",
+        )
         return PasswordSpec("hash", value)
     check.error(
         path,
@@ -540,6 +688,44 @@ def _password(check: _Checker, value: object, path: tuple[PathPart, ...]) -> Pas
         "{env: VARIABLE}, {file: PATH}, null (no login) or unmanaged",
     )
     return None
+
+
+def _check_hashes(check: _Checker) -> None:
+    """Every password that may be a crypt hash, asked of libxcrypt (`hashcheck`) in one batch."""
+    if not check.hashes:
+        return
+    problems, warning = unusable_hashes(value for _, value in check.hashes)
+    if warning:
+        check.warn(check.hashes[0][0], warning)
+    if problems:
+        for path, value in check.hashes:
+            if value in problems:
+                check.error(path, problems[value])
+
+
+def _check_loops(check: _Checker) -> None:
+    """Forwarding loops among the entries the YAML defines, across domains too (`loops`)."""
+    for loop in find_loops(check.forwards.resolved()):
+        (domain, _), _, number = loop[0]
+        path, what = check.forwards.places[number]
+        if len(loop) == 1 and path[-1] == "catch_all":
+            check.error(path, f"{what} is the catch-all entry itself: mail for unknown names would loop forever")
+        else:
+            check.error(path, f"{what} makes a mail loop: {describe(loop, domain)}")
+
+
+def _check_catch_all_target(check: _Checker, target: str, entries: list[UserSpec], path: tuple[PathPart, ...]) -> None:
+    """A catch-all whose target is an alias with no forwards and no mailbox drops every message."""
+    key = ascii_lower(target)
+    for entry in entries:
+        if ascii_lower(entry.name) == key and entry.kind == "alias":
+            if entry.forwards == () and entry.has_mailbox is not True:
+                check.error(
+                    path,
+                    f"catch_all {target!r} leads nowhere: {entry.name!r} has no mailbox and no forwards, "
+                    "so mail for unknown names would be dropped",
+                )
+            return
 
 
 def summary(spec: Spec) -> str:

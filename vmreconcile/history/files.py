@@ -42,7 +42,6 @@ from ..formats.config import layered_value
 from ..host import LOCAL_CONFIG_DIR, Host
 from ..live import TABLE_LIMIT
 from ..plan.changes import Plan
-from ..tables import UnsafeFile
 from ..workflow import configured_qmail_root
 
 Log = Callable[[str], None]
@@ -214,28 +213,30 @@ def unrooted(host: Host, path: Path) -> str:
 
 
 #: The largest file the history keeps a copy of: the cap plan puts on a table (the largest file
-#: apply replaces). A file that grew past it between plan and apply is refused, not read whole.
+#: apply replaces). A file that grew past it between plan and apply is not read whole.
 MAX_KEPT = TABLE_LIMIT
 
 
 def read_state(host: Host, ref: FileRef) -> FileState:
     """The file as it is now (symlinks in homes are reported, never followed).
 
-    Files in a home are read with the limits plan applies to them: at most `MAX_KEPT` bytes, and
-    one link only (a hard link planted after the plan could be another tenant's table, whose
-    bytes must not end up in the history). `UnsafeFile` stops the apply before it writes.
+    Files are read with the limits plan applies to them: at most `MAX_KEPT` bytes, and a table
+    with one link only (a hard link planted after the plan could be another tenant's table, whose
+    hashes must not end up in the history; apply's own ``.qmail-default~`` backup is a hard link,
+    so other files may have two). Such a file is recorded without its bytes, as
+    ``other``: apply replaces it as usual, and rollback cannot bring it back (it says so).
     """
     opened = _open_parent(host, ref, create=False)
     if opened is None:
         return MISSING
     dir_fd, name = opened
     try:
-        return state_at(dir_fd, name, max_links=1 if ref.base_user is not None else None, where=ref.path)
+        return state_at(dir_fd, name, max_links=1 if ref.kind == TABLE else None)
     finally:
         os.close(dir_fd)
 
 
-def state_at(dir_fd: int, name: str, *, max_links: int | None = None, where: str | None = None) -> FileState:
+def state_at(dir_fd: int, name: str, *, max_links: int | None = None) -> FileState:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -251,14 +252,13 @@ def state_at(dir_fd: int, name: str, *, max_links: int | None = None, where: str
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return _with_meta("other", info)
-        label = where or name
-        if max_links is not None and info.st_nlink > max_links:
-            raise UnsafeFile(errno.EMLINK, f"{label}: has {info.st_nlink} hard links; not copied into the history")
+        if (max_links is not None and info.st_nlink > max_links) or info.st_size > MAX_KEPT:
+            return _with_meta("other", info)
         chunks, size = [], 0
         while chunk := os.read(fd, 1 << 20):
             size += len(chunk)
-            if size > MAX_KEPT:
-                raise UnsafeFile(errno.EFBIG, f"{label}: more than the {MAX_KEPT} bytes the history keeps of a file")
+            if size > MAX_KEPT:  # grew while read
+                return _with_meta("other", info)
             chunks.append(chunk)
         return _with_meta("file", info, data=b"".join(chunks))
     finally:

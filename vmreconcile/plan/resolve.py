@@ -28,8 +28,21 @@ from ..model import Domain, HostState, OptionValue, VirtualUser, ascii_lower
 from ..newentry import DomainDefaults, place_vadduser_extras, qmail_default_for
 from ..showjson import UNVERIFIABLE_PREFIX, hash_digest, is_redacted
 
-#: (kind, reference) -> the secret's plaintext, or None when it is not available.
+#: (kind, reference) -> the secret's plaintext, or None when it is not available; may raise
+#: `SecretUnavailable` to say why.
 SecretReader = Callable[[str, str], "str | None"]
+
+
+class SecretUnavailable(Exception):
+    """A secret that cannot be used; the message names the variable or file, never the value.
+
+    ``missing``: it does not exist (offline, planning against a snapshot, that is expected);
+    otherwise it exists and is unusable (a FIFO, too large, more than one line ...).
+    """
+
+    def __init__(self, message: str, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class ResolveError(ValueError):
@@ -280,7 +293,14 @@ def resolve_password(
             f"{address}: password from a {pw.kind} secret is not verifiable offline (hash redacted); not compared"
         )
         return None
-    plain = secrets(pw.kind, pw.value or "")
+    try:
+        plain = secrets(pw.kind, pw.value or "")
+    except SecretUnavailable as exc:
+        if offline and exc.missing:
+            plain = None
+        else:
+            problems.append(f"{address}: password secret {{{pw.kind}: {pw.value}}}: {exc}")
+            return None
     if plain is None:
         if offline:
             notes.append(
@@ -288,7 +308,7 @@ def resolve_password(
                 "shown as '*' (apply hashes the secret)"
             )
             return "*"
-        problems.append(f"{address}: password secret {{{pw.kind}:…}} is not available")
+        problems.append(f"{address}: password secret {{{pw.kind}: {pw.value}}} is not available")
         return None
     if live is not None and verify_password(plain, live.password):
         return None
