@@ -165,6 +165,23 @@ def test_unmanaged_passwords_are_exported_as_unmanaged(tmp_path):
     assert again.exit_code == 2 and f"option/{PASSWD_CHANGEABLE}" in again.stdout
 
 
+def test_comments_in_the_changeable_list_are_what_the_authpipe_skips_too(tmp_path):
+    """One reading of the file for plan, export and the authpipe: comments and blanks are not entries."""
+    from vmreconcile.host import Host
+    from vmreconcile.runtime.login.core import passwd_changeable
+
+    root = tmp_path / "root"
+    build_step_root("11-after-deliveries", root)
+    changeable = root / "etc" / "vmailmgr" / PASSWD_CHANGEABLE
+    changeable.write_text("# users who set their own password\n\n  vbase1/alice  \n#vbase1/bob\n")
+    assert passwd_changeable(Host(root)) == {("vbase1", "alice")}
+    exported, planned = export_then_plan(root, tmp_path)
+    assert exported.exit_code == 0, exported.stderr  # nothing lost: a comment is no entry
+    assert "      alice:\n        password: unmanaged\n" in exported.stdout
+    assert "      bob:\n        password: unmanaged\n" not in exported.stdout
+    assert planned.exit_code == 0, planned.stdout
+
+
 def test_every_option_is_exported(tmp_path):
     root = tmp_path / "root"
     home = build_step_root("10-catchall", root)
