@@ -234,6 +234,28 @@ def test_a_name_that_is_not_utf8_is_named_left_out_and_left_alone(tmp_path):
     assert planned.exit_code == 0, planned.stdout  # the entry stays as it is (no prune)
 
 
+@pytest.mark.parametrize("brk", ["\n", "\r", "\x85", "\u2028", "\u2029"])
+def test_a_name_that_breaks_the_lost_comment_cannot_write_yaml(tmp_path, brk):
+    """A tenant's own entry named ``\\xff<line break>qmail: {reload: ...}`` must not become a
+    top-level key of the export (which would make apply run the command as root)."""
+    root = tmp_path / "root"
+    home = build_step_root("10-catchall", root)
+    evil = VirtualUser(
+        (b"\xff" + brk.encode() + b'qmail: {reload: "sh -c id"}' + brk.encode() + b"#").decode(
+            "utf-8", "surrogateescape"
+        ),
+        directory="./users/x",
+        created=NOW,
+    )
+    write_table(home, [*read_table(home), evil])
+    text = assert_refused_then_lossy(root, tmp_path, "mydomain.org/\\xff")
+    assert not [line for line in text.splitlines() if "reload" in line and not line.startswith("# lost: ")], text
+    assert brk not in run(root, "export").stderr.replace("\n", "")  # one escaped line per lost part
+    from vmreconcile.desired.load import load_spec
+
+    assert load_spec(tmp_path / "lossy.yaml").reload_command is None
+
+
 def test_a_personal_field_that_is_not_utf8_is_named_and_kept_live(tmp_path):
     root = tmp_path / "root"
     home = build_step_root("10-catchall", root)

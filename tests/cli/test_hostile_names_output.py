@@ -55,12 +55,12 @@ def run(root: Path, *args: str) -> str:
 def test_the_text_plan_escapes_a_hostile_key(site, view):
     root, config = site
     text = run(root, "plan", str(config), view)
-    assert "- alias mydomain.org/evil\\x1b[31m\\x07red\\x9b2j\\u202e\\udcff" in text
+    assert "- alias mydomain.org/evil\\x1b[31m\\x07red\\x9b2j\\u202e\\xff" in text
 
 
 def test_the_markdown_plan_escapes_a_hostile_key(site):
     root, config = site
-    assert "mydomain.org/evil\\x1b[31m\\x07red\\x9b2j\\u202e\\udcff" in run(
+    assert "mydomain.org/evil\\x1b[31m\\x07red\\x9b2j\\u202e\\xff" in run(
         root, "plan", str(config), "--format", "markdown"
     )
 
@@ -73,6 +73,6 @@ def test_the_json_plan_is_valid_utf8_and_keeps_the_key_exactly(site):
 
 def test_show_escapes_a_hostile_key(site):
     root, _ = site
-    assert "evil\\x1b[31m\\x07red\\x9b2j\\u202e\\udcff No me" in run(root, "show").splitlines()
+    assert "evil\\x1b[31m\\x07red\\x9b2j\\u202e\\xff No me" in run(root, "show").splitlines()
     names = [u["name"] for d in json.loads(run(root, "show", "--format", "json"))["domains"] for u in d["users"]]
     assert HOSTILE in names
