@@ -345,3 +345,26 @@ def test_a_symlink_planted_in_a_home_stops_the_rollback_with_one_line(site, tmp_
         "vmreconcile: rollback 2: ~myuser/.vmailmgr: is a symbolic link or not a directory; refusing to follow it\n"
     )
     assert (elsewhere / "default-hardquota").read_text() == "50000000\n"
+
+
+def test_the_byte_budget_bounds_the_history_directory(site, monkeypatch):
+    from vmreconcile.history import store
+
+    root, home, a, b, _ = site
+    monkeypatch.setattr(store, "MAX_BYTES", 1)  # no copy fits: every entry alone is over it
+    assert run(root, "apply", str(a), "--yes", "--now", str(NOW)).exit_code == 0
+    table_a = (home / "passwd.cdb").stat().st_size
+    applied = run(root, "apply", str(b), "--yes", "--now", str(NOW))
+    assert applied.exit_code == 0, applied.output
+    assert (
+        f"vmreconcile: history entry 2 keeps no copy of /home/myuser/passwd.cdb ({table_a} bytes, over the "
+        "history's budget of 1 bytes); rollback cannot restore it\n"
+    ) in applied.stderr
+    history = root / "var/lib/vmreconcile/history"
+    assert sorted(os.listdir(history)) == ["000002"]  # entry 1 pruned, the one just written kept
+    assert not [n for n in os.listdir(history / "000002") if n.startswith("before-")]
+    shown = run(root, "history", "show", "2")
+    assert "    before: no copy kept (" in shown.stdout and "over the history's budget of 1 bytes)" in shown.stdout
+    undo = run(root, "rollback", "2", "--yes")
+    assert "table /home/myuser/passwd.cdb: no copy was kept (" in undo.stdout
+    assert "over the history's budget of 1 bytes); not restored" in undo.stdout

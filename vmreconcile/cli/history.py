@@ -105,6 +105,8 @@ def _state_text(state: object) -> str:
         return "none"
     if state.get("type") == "symlink":
         return f"symlink to {state.get('link')}"
+    if state.get("not_kept"):
+        return f"no copy kept ({state.get('not_kept')})"
     if state.get("type") != "file":
         return str(state.get("type"))
     digest = str(state.get("sha256") or "")[:12]

@@ -164,6 +164,10 @@ def start(
         "reload_command": reload_command,
     }
     pending = store.begin(meta, list(zip(refs, befores, strict=True)))
+    for record, ref in zip(pending.doc["files"], refs, strict=True):  # type: ignore[call-overload]
+        note = record["before"].get("not_kept")
+        if note is not None:
+            warn(f"history entry {pending.id} keeps no copy of {ref.path} ({note}); rollback cannot restore it")
     return Recording(host, store, pending, refs, befores, origin.keep, auditor)
 
 

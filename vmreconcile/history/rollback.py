@@ -21,7 +21,7 @@ back: the restored file is new content to every cache and backup that looks at i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..apply.execute import ApplyResult, Executor, run_newmrh, run_reload
 from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD
@@ -93,7 +93,10 @@ def plan_rollback(host: Host, store: Store, entry_id: int, *, force: bool = Fals
         wanted = described(before_doc, store.blob(entry_id, blob) if isinstance(blob, str) else None)
         after = described(after_doc)
         current = read_state(host, ref)
-        steps.append(_step(ref, wanted, after, after_doc, current, later, force))
+        step = _step(ref, wanted, after, after_doc, current, later, force)
+        if step.action == SKIP and isinstance(before_doc.get("not_kept"), str):
+            step = replace(step, reason=f"no copy was kept ({before_doc['not_kept']}); not restored")
+        steps.append(step)
     return RollbackPlan(entry, tuple(steps))
 
 
