@@ -368,3 +368,36 @@ def test_the_byte_budget_bounds_the_history_directory(site, monkeypatch):
     undo = run(root, "rollback", "2", "--yes")
     assert "table /home/myuser/passwd.cdb: no copy was kept (" in undo.stdout
     assert "over the history's budget of 1 bytes); not restored" in undo.stdout
+
+
+def test_history_and_rollback_print_what_tenants_control_escaped(site):
+    root, home, a, _, _ = site
+    sudo_user = "al\x1b[2Jice\nforged"
+    assert run(root, "apply", str(a), "--yes", "--now", str(NOW), env={"SUDO_USER": sudo_user}).exit_code == 0
+    from vmreconcile.history.files import MISSING, FileRef, FileState
+    from vmreconcile.history.store import Store
+
+    store = Store(root / "var/lib/vmreconcile/history")
+    evil = "/home/myuser/\x1b]0;title\x07users/\rx"
+    ref = FileRef(kind="option", path=evil, base_user="myuser", relative="\x1b]0;title\x07users/\rx")
+    pending = store.begin(
+        {"command": "apply", "user": "root", "changes": ["- user mydomain.org/\x1b[31mevil\x9b"], "summary": {}},
+        [(ref, FileState(type="symlink", link="/tmp/\x1b[1mlink"))],
+    )
+    pending.commit(outcome="failed", afters=[MISSING], errors=["\x1b[2Jbad\r"])
+    listed = run(root, "history")
+    assert listed.exit_code == 0, listed.output
+    assert "al\\x1b[2Jice\\nforged" in listed.stdout
+    shown = run(root, "history", "show", "2")
+    assert shown.exit_code == 0, shown.output
+    for raw in (listed.stdout, shown.stdout):
+        assert not any(ch in raw for ch in "\x1b\r\x07\x9b") and raw.count("\n") == len(raw.splitlines())
+    assert "  - user mydomain.org/\\x1b[31mevil\\x9b\n" in shown.stdout
+    assert "  option /home/myuser/\\x1b]0;title\\x07users/\\rx\n" in shown.stdout
+    assert "    before: symlink to /tmp/\\x1b[1mlink\n" in shown.stdout and "  \\x1b[2Jbad\\r\n" in shown.stdout
+    first = run(root, "history", "show", "1")
+    assert "by al\\x1b[2Jice\\nforged (uid" in first.stdout and "\x1b" not in first.stdout
+    as_json = run(root, "history", "show", "2", "--format", "json").stdout
+    assert as_json.isascii() and json.loads(as_json)["errors"] == ["\x1b[2Jbad\r"]
+    undo = run(root, "rollback", "2")
+    assert "\x1b" not in undo.stdout and "option /home/myuser/\\x1b]0;title\\x07users/\\rx" in undo.stdout

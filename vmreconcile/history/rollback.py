@@ -28,6 +28,7 @@ from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD
 from ..host import Host
 from ..model import HostState
 from ..plan.changes import Plan
+from ..printable import printable
 from .files import CONTROL, FileRef, FileState, described, read_state, restore
 from .origin import DEFAULT_KEEP, Origin, invoking_user
 from .record import Recording, start
@@ -189,7 +190,7 @@ def render(plan: RollbackPlan) -> str:
     add, change, destroy = plan.summary()
     lines.append("")
     lines.append(f"Rollback: {add} to recreate, {change} to restore, {destroy} to remove.")
-    return "\n".join(lines) + "\n"
+    return "".join(printable(line) + "\n" for line in lines)  # paths and users are tenants' text
 
 
 def carry_out(host: Host, plan: RollbackPlan, log: Log) -> ApplyResult:
