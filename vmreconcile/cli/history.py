@@ -84,7 +84,7 @@ def what_text(entry: Mapping[str, object]) -> str:
 def list_text(entries: list[dict[str, object]]) -> str:
     if not entries:
         return "No history entries.\n"
-    rows = [("ID", "TIME", "USER", "COMMAND", "CHANGES", "WHAT", "COMMIT", "OUTCOME")]
+    rows: list[tuple[str, ...]] = [("ID", "TIME", "USER", "COMMAND", "CHANGES", "WHAT", "COMMIT", "OUTCOME")]
     for e in entries:
         cells = (
             e.get("id"),
