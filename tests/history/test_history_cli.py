@@ -371,9 +371,11 @@ def test_the_byte_budget_bounds_the_history_directory(site, monkeypatch):
 
 
 def test_history_and_rollback_print_what_tenants_control_escaped(site):
-    root, home, a, _, _ = site
+    root, home, a, _, syslog = site
     sudo_user = "al\x1b[2Jice\nforged"
     assert run(root, "apply", str(a), "--yes", "--now", str(NOW), env={"SUDO_USER": sudo_user}).exit_code == 0
+    (audited,) = syslog.lines()  # one datagram, one line: the newline cannot forge a second record
+    assert "apply 1 by al\\x1b[2Jice\\nforged: +" in audited and "\n" not in audited and "\x1b" not in audited
     from vmreconcile.history.files import MISSING, FileRef, FileState
     from vmreconcile.history.store import Store
 

@@ -117,6 +117,20 @@ def test_the_audit_line():
     assert audit.audit_line(rollback) == "rollback 7 by alice: +1 ~2 -0 (undoes 3) interrupted"
 
 
+def test_the_audit_line_is_one_line_whatever_sudo_user_holds(tmp_path):
+    forged = "alice: +0 ~0 -0 (config x)\n<85>vmreconcile[1]: apply 9 by root"
+    entry = {"id": 7, "command": "apply\x1b[2J", "user": forged, "config_digest": "ab\r", "outcome": "failed\x85"}
+    line = audit.audit_line(entry)
+    assert line == (
+        "apply\\x1b[2J 7 by alice: +0 ~0 -0 (config x)\\n<85>vmreconcile[1]: apply 9 by root: +0 ~0 -0 "
+        "(config ab\\r) failed\\x85"
+    )
+    with SyslogListener(tmp_path / "dev" / "log") as listener:
+        assert audit.send(tmp_path / "dev" / "log", line) is None
+        (received,) = listener.lines()
+    assert "\n" not in received and "\x1b" not in received and received.endswith(line)
+
+
 def test_the_line_reaches_a_real_datagram_socket_even_through_a_long_path(tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60) / "dev" / "log"
     assert len(str(deep)) > 108
