@@ -403,3 +403,59 @@ def test_history_and_rollback_print_what_tenants_control_escaped(site):
     assert as_json.isascii() and json.loads(as_json)["errors"] == ["\x1b[2Jbad\r"]
     undo = run(root, "rollback", "2")
     assert "\x1b" not in undo.stdout and "option /home/myuser/\\x1b]0;title\\x07users/\\rx" in undo.stdout
+
+
+def test_a_symlinked_state_directory_is_refused_before_anything_is_written(site, tmp_path):
+    root, _, a, _, syslog = site
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    state = root / "var/lib/vmreconcile"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.symlink_to(elsewhere)
+    before = managed_files(root)
+    refused = run(root, "apply", str(a), "--yes", "--now", str(NOW))
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"vmreconcile: {state}: is a symbolic link; it must be a real directory; refusing to keep the history there\n"
+    )
+    assert managed_files(root) == before and os.listdir(elsewhere) == [] and syslog.lines() == []
+    listed = run(root, "history")
+    assert listed.exit_code == 1 and "is a symbolic link" in listed.stderr
+    saved = run(root, "plan", str(a), "--out", str(tmp_path / "x.plan"))
+    assert saved.exit_code == 1 and saved.stderr.endswith("refusing to keep the plan key there\n")
+    assert os.listdir(elsewhere) == [] and not (tmp_path / "x.plan").exists()
+
+
+def test_a_state_directory_others_can_write_is_refused_and_a_readable_one_tightened(site, tmp_path):
+    root, _, a, _, _ = site
+    state = root / "var/lib/vmreconcile"
+    state.mkdir(parents=True)
+    state.chmod(0o775)
+    refused = run(root, "apply", str(a), "--yes", "--now", str(NOW))
+    assert refused.exit_code == 1
+    assert f"{state}: must be a directory owned by uid {os.geteuid()} that nobody else can write" in refused.stderr
+    assert "(it is uid" in refused.stderr and "mode 0775)" in refused.stderr and not (state / "history").exists()
+    state.chmod(0o755)  # as an installer may make it: tightened, then used
+    assert run(root, "apply", str(a), "--yes", "--now", str(NOW)).exit_code == 0
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700 and (state / "history" / "000001").is_dir()
+
+
+def test_a_fresh_state_directory_is_made_owner_only(site, tmp_path):
+    root, _, a, _, _ = site
+    assert run(root, "plan", str(a), "--out", str(tmp_path / "a.plan")).exit_code == 0
+    state = root / "var/lib/vmreconcile"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700 and state.stat().st_uid == os.geteuid()
+    assert os.listdir(state) == ["plan.key"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root; CI runs as root")
+def test_a_state_directory_of_another_user_is_refused(site):
+    root, _, a, _, _ = site
+    state = root / "var/lib/vmreconcile"
+    state.mkdir(parents=True, mode=0o700)
+    os.chown(state, 1234, 1234)
+    refused = run(root, "apply", str(a), "--yes", "--now", str(NOW))
+    assert (
+        refused.exit_code == 1 and "(it is uid 1234, mode 0700); refusing to keep the history there" in refused.stderr
+    )
+    assert os.listdir(state) == []

@@ -31,7 +31,7 @@ from ..plan.changes import Plan
 from ..printable import printable
 from .files import CONTROL, FileRef, FileState, described, read_state, restore
 from .origin import DEFAULT_KEEP, Origin, invoking_user
-from .record import Recording, start
+from .record import Recording, start, store_of
 from .store import Log, Store
 
 RESTORE, CREATE, REMOVE, NOTHING, SKIP, CONFLICT = "restore", "create", "remove", "nothing", "skip", "conflict"
@@ -146,7 +146,7 @@ def step_line(step: Step) -> str:
 
 def start_rollback(host: Host, plan: RollbackPlan, *, log: Log, warn: Log) -> Recording:
     """The rollback's own history entry, prepared before its first write (`record.start`)."""
-    store = Store(host.history_dir)
+    store = store_of(host)
     user, uid = invoking_user()
     origin = Origin(command="rollback", user=user, uid=uid, keep=latest_keep(store), rollback_of=plan.entry_id)
     return start(
