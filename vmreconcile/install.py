@@ -7,8 +7,8 @@ layers, byte-compiled by the interpreter that will run it, and started by tiny l
 exec that interpreter with ``-I -S`` and carry the config root as a literal.
 
 It never destroys what it did not write. Its launchers carry a marker line
-(`launcher_text`), and its runtime copy is a symlink to a version directory it named; anything
-else in their place (VMailMgr's own ``checkvpw`` in ``/usr/local/bin``) is *foreign*: the
+(`launcher_text`), and its runtime copy is a symlink to a version directory it named and marked
+(`RUNTIME_MARKER`, see `is_own_libdir`); anything else in their place (VMailMgr's own ``checkvpw`` in ``/usr/local/bin``) is *foreign*: the
 install is refused, naming it, before anything is written, unless ``replace``. Then each
 foreign file is kept as ``NAME.orig-<UTC time>`` (a hard link, so the old program stays in
 place until the new launcher replaces it in one rename) and `uninstall_runtime` puts it back.
@@ -60,6 +60,13 @@ class ForeignFiles(InstallError):
         )
 
 
+def _unfollowed(path: Path) -> Path:
+    """``path`` made absolute with its parents resolved but not ``path`` itself: ``--libdir``
+    names the symlink install-runtime switches, never the directory a link there points at."""
+    path = Path(os.path.abspath(path))
+    return path.parent.resolve() / path.name
+
+
 def default_libdir(bindir: Path) -> Path:
     return bindir.parent / "lib" / "vmreconcile-runtime"
 
@@ -83,7 +90,16 @@ def launcher_text(program: str, python: str, libdir: Path, root: str | None, not
     )
 
 
+#: The file in a version directory that says install-runtime wrote it (its content is
+#: `INSTALL_RUNTIME_NOTE`). Outside the package, so nothing imports it; `is_own_libdir` needs it
+#: before anything under the runtime copy is ever removed.
+RUNTIME_MARKER = ".vmreconcile-install-runtime"
+#: ``tempfile.mkdtemp``'s random part of a version directory's name (``.vmreconcile-runtime.XXXXXXXX``).
+_VERSION_SUFFIX = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 def _copy_runtime(target: Path) -> None:
+    (target / RUNTIME_MARKER).write_text(INSTALL_RUNTIME_NOTE + "\n", encoding="utf-8")
     package = target / "vmreconcile"
     package.mkdir(parents=True)
     for part in RUNTIME_PARTS:
@@ -100,21 +116,17 @@ def _switch_to(libdir: Path, version: Path) -> None:
     """Point ``libdir`` (a symlink) at the new ``version`` directory in one ``rename``.
 
     A login or delivery starting at any moment imports either the old or the new runtime,
-    never a missing one; the old version directory is removed afterwards.
+    never a missing one. The old version directory is removed afterwards only when it is
+    install-runtime's own (`own_version`): a foreign symlink kept by ``--replace`` still
+    points at a tree that is not ours to delete.
     """
-    previous = libdir.parent / os.readlink(libdir) if libdir.is_symlink() else None
-    legacy = None
-    if libdir.exists() and not libdir.is_symlink():  # a plain directory from an older install
-        legacy = libdir.with_name(libdir.name + ".old")
-        shutil.rmtree(legacy, ignore_errors=True)
-        os.rename(libdir, legacy)
+    previous = own_version(libdir)
     link = libdir.with_name(f".{libdir.name}.link")
     link.unlink(missing_ok=True)
     os.symlink(version.name, link)
     os.replace(link, libdir)
-    for old in (previous, legacy):
-        if old is not None and old.resolve() != version.resolve():
-            shutil.rmtree(old, ignore_errors=True)
+    if previous is not None and previous != version:
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def is_own_launcher(path: Path, program: str) -> bool:
@@ -134,15 +146,66 @@ def is_own_launcher(path: Path, program: str) -> bool:
     return len(head) <= _LAUNCHER_MAX and len(lines) > 2 and lines[1] == f"# {program}: {INSTALL_RUNTIME_NOTE}".encode()
 
 
-def is_own_libdir(libdir: Path) -> bool:
-    """True when ``libdir`` is install-runtime's: its symlink to a version directory it named
-    (``.vmreconcile-runtime.XXXX`` beside it), or the plain directory of an older install."""
-    if libdir.is_symlink():
-        target = os.readlink(libdir)
-        if "/" in target or not target.startswith(f".{libdir.name}."):
+def _is_marker(path: Path) -> bool:
+    """True when ``path`` is a small regular file (not a symlink) holding exactly the note."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return (
+            stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, _LAUNCHER_MAX) == (INSTALL_RUNTIME_NOTE + "\n").encode()
+        )
+    finally:
+        os.close(fd)
+
+
+def _is_unmarked_version(version: Path) -> bool:
+    """True for a version directory written before `RUNTIME_MARKER` existed: exactly the
+    layout install-runtime made then (``vmreconcile/`` holding nothing but `RUNTIME_PARTS` and
+    byte-code), so an upgrade needs no ``--replace``; any other tree is not one."""
+    try:
+        if os.listdir(version) != ["vmreconcile"]:
             return False
-        return (libdir.parent / target / "vmreconcile" / "runtime" / "launch.py").is_file()
-    return (libdir / "vmreconcile" / "runtime" / "launch.py").is_file()
+        parts = set(os.listdir(version / "vmreconcile"))
+    except OSError:
+        return False
+    launch = version / "vmreconcile" / "runtime" / "launch.py"
+    return parts <= {*RUNTIME_PARTS, "__pycache__"} and launch.is_file() and not launch.is_symlink()
+
+
+def own_version(libdir: Path) -> Path | None:
+    """The version directory ``libdir`` points at, when both are install-runtime's; else None.
+
+    Its own is exactly what it writes: ``libdir`` a symlink to a sibling named by
+    ``mkdtemp`` (``.<libdir name>.XXXXXXXX``), that sibling a real directory carrying
+    `RUNTIME_MARKER` (or an unmarked one of an older install, `_is_unmarked_version`). A
+    plain directory, a symlink elsewhere or a tree that merely contains
+    ``vmreconcile/runtime/launch.py`` is foreign: never replaced without ``--replace``, never
+    deleted.
+    """
+    try:
+        target = os.readlink(libdir)
+    except OSError:  # missing, or not a symlink
+        return None
+    prefix = f".{libdir.name}."
+    suffix = target[len(prefix) :]
+    if not target.startswith(prefix) or len(suffix) != 8 or not set(suffix) <= _VERSION_SUFFIX:
+        return None
+    version = libdir.parent / target
+    try:
+        if not stat.S_ISDIR(os.lstat(version).st_mode):
+            return None
+    except OSError:
+        return None
+    if _is_marker(version / RUNTIME_MARKER) or _is_unmarked_version(version):
+        return version
+    return None
+
+
+def is_own_libdir(libdir: Path) -> bool:
+    """True when ``libdir`` is install-runtime's own runtime copy (`own_version`)."""
+    return own_version(libdir) is not None
 
 
 def foreign_files(bindir: Path, libdir: Path, programs: tuple[str, ...]) -> list[Path]:
@@ -199,7 +262,7 @@ def install_runtime(
     restore it.
     """
     bindir = Path(bindir).resolve()
-    libdir = Path(libdir).resolve() if libdir else default_libdir(bindir)
+    libdir = _unfollowed(libdir) if libdir else default_libdir(bindir)
     if not os.access(python, os.X_OK):
         raise InstallError(f"interpreter {python} is not executable")
     root = str(Path(root).resolve()) if root is not None else None
@@ -247,7 +310,7 @@ def uninstall_runtime(
     """Remove the launchers and the runtime copy install-runtime wrote, and put back what it
     kept (the newest ``NAME.orig-*``); anything else is left alone. Returns what was done."""
     bindir = Path(bindir).resolve()
-    libdir = Path(libdir).resolve() if libdir else default_libdir(bindir)
+    libdir = _unfollowed(libdir) if libdir else default_libdir(bindir)
     done: list[str] = []
     for program in programs:
         path = bindir / program
@@ -262,14 +325,13 @@ def uninstall_runtime(
         elif os.path.lexists(path):
             path.unlink()
             done.append(f"removed {path}")
-    if os.path.lexists(libdir) and is_own_libdir(libdir):
-        version = libdir.parent / os.readlink(libdir) if libdir.is_symlink() else None
-        if version is not None:
-            libdir.unlink()
-            shutil.rmtree(version, ignore_errors=True)
-        else:
-            shutil.rmtree(libdir)
+    version = own_version(libdir)
+    if version is not None:
+        libdir.unlink()
+        shutil.rmtree(version, ignore_errors=True)
         done.append(f"removed the runtime copy {libdir}")
+    elif os.path.lexists(libdir):
+        done.append(f"left {libdir} alone (not written by vmreconcile install-runtime)")
     kept_lib = originals(libdir)
     if kept_lib and not os.path.lexists(libdir):
         os.rename(kept_lib[-1], libdir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,18 @@ def test_output_file_and_domain_filter(tmp_path):
     assert "  mydomain.org:\n    base_user: vbase1\n" in out.read_text()
     assert [p.name for p in out.parent.iterdir()] == ["mail.yaml"]  # no temporary file left
     assert check_config(out).errors == []
+
+
+def test_the_output_file_is_owner_only_even_over_a_readable_one(tmp_path):
+    root = tmp_path / "root"
+    build_step_root("02-vadduser", root)
+    out = tmp_path / "mail.yaml"
+    assert run("--root", str(root), "export", "-o", str(out)).exit_code == 0
+    assert "password: $1$" in out.read_text()  # what the mode protects: the stored hashes
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    out.chmod(0o644)
+    assert run("--root", str(root), "export", "-o", str(out)).exit_code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
 def test_unknown_domain_is_one_line_and_exit_1(tmp_path):

@@ -345,3 +345,117 @@ def test_a_symlink_planted_in_a_home_stops_the_rollback_with_one_line(site, tmp_
         "vmreconcile: rollback 2: ~myuser/.vmailmgr: is a symbolic link or not a directory; refusing to follow it\n"
     )
     assert (elsewhere / "default-hardquota").read_text() == "50000000\n"
+
+
+def test_the_byte_budget_bounds_the_history_directory(site, monkeypatch):
+    from vmreconcile.history import store
+
+    root, home, a, b, _ = site
+    monkeypatch.setattr(store, "MAX_BYTES", 1)  # no copy fits: every entry alone is over it
+    assert run(root, "apply", str(a), "--yes", "--now", str(NOW)).exit_code == 0
+    table_a = (home / "passwd.cdb").stat().st_size
+    applied = run(root, "apply", str(b), "--yes", "--now", str(NOW))
+    assert applied.exit_code == 0, applied.output
+    assert (
+        f"vmreconcile: history entry 2 keeps no copy of /home/myuser/passwd.cdb ({table_a} bytes, over the "
+        "history's budget of 1 bytes); rollback cannot restore it\n"
+    ) in applied.stderr
+    history = root / "var/lib/vmreconcile/history"
+    assert sorted(os.listdir(history)) == ["000002"]  # entry 1 pruned, the one just written kept
+    assert not [n for n in os.listdir(history / "000002") if n.startswith("before-")]
+    shown = run(root, "history", "show", "2")
+    assert "    before: no copy kept (" in shown.stdout and "over the history's budget of 1 bytes)" in shown.stdout
+    undo = run(root, "rollback", "2", "--yes")
+    assert "table /home/myuser/passwd.cdb: no copy was kept (" in undo.stdout
+    assert "over the history's budget of 1 bytes); not restored" in undo.stdout
+
+
+def test_history_and_rollback_print_what_tenants_control_escaped(site):
+    root, home, a, _, syslog = site
+    sudo_user = "al\x1b[2Jice\nforged"
+    assert run(root, "apply", str(a), "--yes", "--now", str(NOW), env={"SUDO_USER": sudo_user}).exit_code == 0
+    (audited,) = syslog.lines()  # one datagram, one line: the newline cannot forge a second record
+    assert "apply 1 by al\\x1b[2Jice\\nforged: +" in audited and "\n" not in audited and "\x1b" not in audited
+    from vmreconcile.history.files import MISSING, FileRef, FileState
+    from vmreconcile.history.store import Store
+
+    store = Store(root / "var/lib/vmreconcile/history")
+    evil = "/home/myuser/\x1b]0;title\x07users/\rx"
+    ref = FileRef(kind="option", path=evil, base_user="myuser", relative="\x1b]0;title\x07users/\rx")
+    pending = store.begin(
+        {"command": "apply", "user": "root", "changes": ["- user mydomain.org/\x1b[31mevil\x9b"], "summary": {}},
+        [(ref, FileState(type="symlink", link="/tmp/\x1b[1mlink"))],
+    )
+    pending.commit(outcome="failed", afters=[MISSING], errors=["\x1b[2Jbad\r"])
+    listed = run(root, "history")
+    assert listed.exit_code == 0, listed.output
+    assert "al\\x1b[2Jice\\nforged" in listed.stdout
+    shown = run(root, "history", "show", "2")
+    assert shown.exit_code == 0, shown.output
+    for raw in (listed.stdout, shown.stdout):
+        assert not any(ch in raw for ch in "\x1b\r\x07\x9b") and raw.count("\n") == len(raw.splitlines())
+    assert "  - user mydomain.org/\\x1b[31mevil\\x9b\n" in shown.stdout
+    assert "  option /home/myuser/\\x1b]0;title\\x07users/\\rx\n" in shown.stdout
+    assert "    before: symlink to /tmp/\\x1b[1mlink\n" in shown.stdout and "  \\x1b[2Jbad\\r\n" in shown.stdout
+    first = run(root, "history", "show", "1")
+    assert "by al\\x1b[2Jice\\nforged (uid" in first.stdout and "\x1b" not in first.stdout
+    as_json = run(root, "history", "show", "2", "--format", "json").stdout
+    assert as_json.isascii() and json.loads(as_json)["errors"] == ["\x1b[2Jbad\r"]
+    undo = run(root, "rollback", "2")
+    assert "\x1b" not in undo.stdout and "option /home/myuser/\\x1b]0;title\\x07users/\\rx" in undo.stdout
+
+
+def test_a_symlinked_state_directory_is_refused_before_anything_is_written(site, tmp_path):
+    root, _, a, _, syslog = site
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    state = root / "var/lib/vmreconcile"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.symlink_to(elsewhere)
+    before = managed_files(root)
+    refused = run(root, "apply", str(a), "--yes", "--now", str(NOW))
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"vmreconcile: {state}: is a symbolic link; it must be a real directory; refusing to keep the history there\n"
+    )
+    assert managed_files(root) == before and os.listdir(elsewhere) == [] and syslog.lines() == []
+    listed = run(root, "history")
+    assert listed.exit_code == 1 and "is a symbolic link" in listed.stderr
+    saved = run(root, "plan", str(a), "--out", str(tmp_path / "x.plan"))
+    assert saved.exit_code == 1 and saved.stderr.endswith("refusing to keep the plan key there\n")
+    assert os.listdir(elsewhere) == [] and not (tmp_path / "x.plan").exists()
+
+
+def test_a_state_directory_others_can_write_is_refused_and_a_readable_one_tightened(site, tmp_path):
+    root, _, a, _, _ = site
+    state = root / "var/lib/vmreconcile"
+    state.mkdir(parents=True)
+    state.chmod(0o775)
+    refused = run(root, "apply", str(a), "--yes", "--now", str(NOW))
+    assert refused.exit_code == 1
+    assert f"{state}: must be a directory owned by uid {os.geteuid()} that nobody else can write" in refused.stderr
+    assert "(it is uid" in refused.stderr and "mode 0775)" in refused.stderr and not (state / "history").exists()
+    state.chmod(0o755)  # as an installer may make it: tightened, then used
+    assert run(root, "apply", str(a), "--yes", "--now", str(NOW)).exit_code == 0
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700 and (state / "history" / "000001").is_dir()
+
+
+def test_a_fresh_state_directory_is_made_owner_only(site, tmp_path):
+    root, _, a, _, _ = site
+    assert run(root, "plan", str(a), "--out", str(tmp_path / "a.plan")).exit_code == 0
+    state = root / "var/lib/vmreconcile"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700 and state.stat().st_uid == os.geteuid()
+    assert os.listdir(state) == ["plan.key"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root; CI runs as root")
+def test_a_state_directory_of_another_user_is_refused(site):
+    root, _, a, _, _ = site
+    state = root / "var/lib/vmreconcile"
+    state.mkdir(parents=True, mode=0o700)
+    os.chown(state, 1234, 1234)
+    refused = run(root, "apply", str(a), "--yes", "--now", str(NOW))
+    assert (
+        refused.exit_code == 1 and "(it is uid 1234, mode 0700); refusing to keep the history there" in refused.stderr
+    )
+    assert os.listdir(state) == []

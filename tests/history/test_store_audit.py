@@ -55,6 +55,37 @@ def test_retention_keeps_the_newest_and_ids_are_never_reused(tmp_path):
     assert store.prune(0) == [4, 5] and store.ids() == [6]  # at least one always stays
 
 
+def test_the_byte_budget_prunes_the_oldest_entries_but_never_the_newest(tmp_path):
+    store = Store(tmp_path / "history", max_bytes=10_000)
+    store.ensure()
+    ids = [entry(store, b"x" * 3000) for _ in range(4)]
+    sizes = [store.size(i) for i in ids]
+    assert all(3000 < size < 4000 for size in sizes)  # the copy and entry.json
+    assert store.prune(50) == [1, 2] and store.ids() == [3, 4]  # 4 entries > 10,000 bytes; 2 fit
+    assert sum(store.size(i) for i in store.ids()) <= 10_000
+    big = entry(store, b"y" * 9000)  # fits alone, but not with any older entry
+    assert store.prune(50) == [3, 4] and store.ids() == [big]
+    assert store.blob(big, "before-0") == b"y" * 9000
+
+
+def test_an_entry_over_the_budget_alone_is_recorded_without_its_largest_copies(tmp_path):
+    store = Store(tmp_path / "history", max_bytes=5000)
+    store.ensure()
+    refs = [FileRef(kind="table", path=f"/home/v{n}/passwd.cdb") for n in range(3)]
+    befores = [
+        FileState(type="file", data=bytes([65 + n]) * size, mode=0o600) for n, size in enumerate((4000, 3000, 900))
+    ]
+    pending = store.begin({"command": "apply"}, list(zip(refs, befores, strict=True)))
+    doc = pending.commit(outcome="complete", afters=[MISSING] * 3)
+    big, middle, small = (f["before"] for f in doc["files"])
+    assert (big["type"], big["blob"], big["mode"]) == ("other", None, "0600")
+    assert big["not_kept"] == "4000 bytes, over the history's budget of 5000 bytes"
+    assert (middle["type"], middle["size"], "not_kept" in middle) == ("file", 3000, False)
+    assert store.blob(pending.id, middle["blob"]) == b"B" * 3000 and store.blob(pending.id, small["blob"]) == b"C" * 900
+    assert sorted(os.listdir(store.directory / "000001")) == ["before-1", "before-2", "entry.json"]
+    assert store.load(pending.id)["files"] == doc["files"]
+
+
 def test_leftovers_of_killed_runs(tmp_path):
     store = Store(tmp_path / "history")
     store.ensure()
@@ -84,6 +115,20 @@ def test_the_audit_line():
     assert audit.audit_line({**apply, "commit": None}) == "apply 7 by alice: +1 ~2 -0 (config 0123456789ab)"
     rollback = {**base, "command": "rollback", "rollback_of": 3, "outcome": "interrupted"}
     assert audit.audit_line(rollback) == "rollback 7 by alice: +1 ~2 -0 (undoes 3) interrupted"
+
+
+def test_the_audit_line_is_one_line_whatever_sudo_user_holds(tmp_path):
+    forged = "alice: +0 ~0 -0 (config x)\n<85>vmreconcile[1]: apply 9 by root"
+    entry = {"id": 7, "command": "apply\x1b[2J", "user": forged, "config_digest": "ab\r", "outcome": "failed\x85"}
+    line = audit.audit_line(entry)
+    assert line == (
+        "apply\\x1b[2J 7 by alice: +0 ~0 -0 (config x)\\n<85>vmreconcile[1]: apply 9 by root: +0 ~0 -0 "
+        "(config ab\\r) failed\\x85"
+    )
+    with SyslogListener(tmp_path / "dev" / "log") as listener:
+        assert audit.send(tmp_path / "dev" / "log", line) is None
+        (received,) = listener.lines()
+    assert "\n" not in received and "\x1b" not in received and received.endswith(line)
 
 
 def test_the_line_reaches_a_real_datagram_socket_even_through_a_long_path(tmp_path):

@@ -20,6 +20,9 @@ from .common import fail, host_of
 from .privilege import live_error_text
 from .show import LIVE_ERRORS
 
+#: The mode of ``export --output FILE``: owner only (the YAML carries the password hashes).
+EXPORT_MODE = 0o600
+
 
 def export(
     ctx: typer.Context,
@@ -39,7 +42,8 @@ def export(
     are written `password: unmanaged`. Planning the result against the same host shows no
     change: export checks this itself, and when something cannot be said in YAML (a
     non-standard .qmail-default, names that are not UTF-8) it names it on stderr and exits 1,
-    writing nothing, unless --lossy.
+    writing nothing, unless --lossy. --output writes FILE with mode 0600 (it holds the
+    password hashes), replacing it in one rename.
 
     Example: vmreconcile export --domain mydomain.org -o vmreconcile.yaml
     """
@@ -60,7 +64,9 @@ def export(
         sys.stdout.write(adoption.text)
         return
     try:
-        write_file(output, adoption.text.encode("utf-8"), mode=0o644)  # never half a config in a checkout
+        # Atomic (never half a config in a checkout) and 0600: the export holds every password
+        # hash of the host, for the one who ran it; a wider mode is a deliberate chmod away.
+        write_file(output, adoption.text.encode("utf-8"), mode=EXPORT_MODE)
     except OSError as exc:
         raise fail(f"{output}: {exc.strerror}") from None
 

@@ -4,7 +4,10 @@ One command with an optional ``show ID`` (not a sub-command group), so its whole
 page of ``--help`` and of vmreconcile(1).
 
 The history lives in a root-only directory; listing it first finishes what a killed apply left
-(`history.record.recover`) when the global lock is free.
+(`history.record.recover`) when the global lock is free. An entry holds what tenants control
+(names in its changes, paths, the reload command, ``SUDO_USER``): the text output writes every
+field through `printable`, as plan and show do, so nothing raw reaches the terminal; the JSON
+output is ASCII with escapes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..apply import lock
 from ..history.record import Audit, recover, store_of
 from ..history.store import HistoryError, Store
 from ..host import Host
+from ..printable import printable
 from .common import fail, host_of, warn
 from .privilege import privilege_errors
 
@@ -80,20 +84,19 @@ def what_text(entry: Mapping[str, object]) -> str:
 def list_text(entries: list[dict[str, object]]) -> str:
     if not entries:
         return "No history entries.\n"
-    rows = [("ID", "TIME", "USER", "COMMAND", "CHANGES", "WHAT", "COMMIT", "OUTCOME")]
+    rows: list[tuple[str, ...]] = [("ID", "TIME", "USER", "COMMAND", "CHANGES", "WHAT", "COMMIT", "OUTCOME")]
     for e in entries:
-        rows.append(
-            (
-                str(e.get("id")),
-                str(e.get("time")),
-                str(e.get("user")),
-                str(e.get("command")),
-                summary_text(e),
-                what_text(e),
-                commit_text(e),
-                str(e.get("outcome")),
-            )
+        cells = (
+            e.get("id"),
+            e.get("time"),
+            e.get("user"),
+            e.get("command"),
+            summary_text(e),
+            what_text(e),
+            commit_text(e),
+            e.get("outcome"),
         )
+        rows.append(tuple(printable(str(c)) for c in cells))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows)
 
@@ -105,6 +108,8 @@ def _state_text(state: object) -> str:
         return "none"
     if state.get("type") == "symlink":
         return f"symlink to {state.get('link')}"
+    if state.get("not_kept"):
+        return f"no copy kept ({state.get('not_kept')})"
     if state.get("type") != "file":
         return str(state.get("type"))
     digest = str(state.get("sha256") or "")[:12]
@@ -138,7 +143,7 @@ def show_text(entry: Mapping[str, object]) -> str:
         lines.append(f"    before: {_state_text(record.get('before'))}")
         lines.append(f"    after:  {_state_text(record.get('after'))}")
     lines.append(f"undo:    vmreconcile rollback {entry.get('id')}")
-    return "\n".join(lines) + "\n"
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def history_command(

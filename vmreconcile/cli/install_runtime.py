@@ -3,7 +3,8 @@
 A file in ``--bindir`` that install-runtime did not write (VMailMgr's own ``checkvpw``) is
 never overwritten: the install is refused naming it (exit 1, nothing written), or with
 ``--replace`` kept as ``NAME.orig-<time>``; ``--uninstall`` removes the launchers and puts the
-kept files back.
+kept files back. The same holds for ``--libdir``: only install-runtime's own marked runtime copy
+is ever replaced or removed (`vmreconcile.install.own_version`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..printable import printable
+
 #: LOG_AUTHPRIV (10) * 8 + LOG_NOTICE (5).
 PRIORITY = 10 * 8 + 5
 IDENT = "vmreconcile"
@@ -28,7 +30,11 @@ _SUN_PATH_MAX = 107
 
 
 def audit_line(entry: Mapping[str, object]) -> str:
-    """The message of an entry: ``apply 7 by alice: +1 ~2 -0 (config ..., commit ...)``."""
+    """The message of an entry: ``apply 7 by alice: +1 ~2 -0 (config ..., commit ...)``.
+
+    One line, whatever the entry holds: ``SUDO_USER`` (set by whoever runs sudo) and anything
+    else in it has its control characters escaped (`printable`), so a newline cannot forge a
+    second audit record and an ESC cannot reach whoever reads the log on a terminal."""
     summary = entry.get("summary")
     counts = summary if isinstance(summary, Mapping) else {}
     head = (
@@ -43,7 +49,7 @@ def audit_line(entry: Mapping[str, object]) -> str:
         if entry.get("commit"):
             details.append(f"commit {entry['commit']}{'-dirty' if entry.get('commit_dirty') else ''}")
     tail = "" if entry.get("outcome") in (None, "complete") else f" {entry.get('outcome')}"
-    return f"{head} ({', '.join(details)}){tail}"
+    return printable(f"{head} ({', '.join(details)}){tail}")
 
 
 def send(socket_path: Path, message: str) -> str | None:

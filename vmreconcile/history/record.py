@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from ..host import Host
 from ..plan.changes import Change, Plan
+from ..statedir import StateDirError, state_dir
 from . import audit
 from .files import FileRef, FileState, clear_leftover_temp, plan_files, read_state
 from .origin import Origin
-from .store import Log, Pending, Store
+from .store import HistoryError, Log, Pending, Store
 
 #: The plan's symbols, as in ``plan``'s text output.
 _SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
@@ -49,7 +50,13 @@ class Audit:
             self.warn(f"the audit line was not sent to syslog ({problem}); the history entry is complete")
 
 
-def store_of(host: Host) -> Store:
+def store_of(host: Host, *, create: bool = False) -> Store:
+    """The history of ``host``, once the state directory it lies in is checked (`statedir`:
+    a symlinked or foreign ``/var/lib/vmreconcile`` is refused, never written or read)."""
+    try:
+        state_dir(host, create=create, purpose="the history")
+    except StateDirError as exc:
+        raise HistoryError(exc.errno, exc.strerror) from None
     return Store(host.history_dir)
 
 
@@ -148,7 +155,7 @@ def start(
     now: float | None = None,
 ) -> Recording:
     """Recover leftovers, snapshot ``refs`` and prepare the entry (before the first write)."""
-    store = store_of(host)
+    store = store_of(host, create=True)
     store.ensure()
     auditor = Audit(host, warn)
     recover(host, store, log, auditor)
@@ -164,6 +171,10 @@ def start(
         "reload_command": reload_command,
     }
     pending = store.begin(meta, list(zip(refs, befores, strict=True)))
+    for record, ref in zip(pending.doc["files"], refs, strict=True):  # type: ignore[call-overload]
+        note = record["before"].get("not_kept")
+        if note is not None:
+            warn(f"history entry {pending.id} keeps no copy of {ref.path} ({note}); rollback cannot restore it")
     return Recording(host, store, pending, refs, befores, origin.keep, auditor)
 
 

@@ -21,16 +21,17 @@ back: the restored file is new content to every cache and backup that looks at i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..apply.execute import ApplyResult, Executor, run_newmrh, run_reload
 from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD
 from ..host import Host
 from ..model import HostState
 from ..plan.changes import Plan
+from ..printable import printable
 from .files import CONTROL, FileRef, FileState, described, read_state, restore
 from .origin import DEFAULT_KEEP, Origin, invoking_user
-from .record import Recording, start
+from .record import Recording, start, store_of
 from .store import Log, Store
 
 RESTORE, CREATE, REMOVE, NOTHING, SKIP, CONFLICT = "restore", "create", "remove", "nothing", "skip", "conflict"
@@ -93,7 +94,10 @@ def plan_rollback(host: Host, store: Store, entry_id: int, *, force: bool = Fals
         wanted = described(before_doc, store.blob(entry_id, blob) if isinstance(blob, str) else None)
         after = described(after_doc)
         current = read_state(host, ref)
-        steps.append(_step(ref, wanted, after, after_doc, current, later, force))
+        step = _step(ref, wanted, after, after_doc, current, later, force)
+        if step.action == SKIP and isinstance(before_doc.get("not_kept"), str):
+            step = replace(step, reason=f"no copy was kept ({before_doc['not_kept']}); not restored")
+        steps.append(step)
     return RollbackPlan(entry, tuple(steps))
 
 
@@ -142,7 +146,7 @@ def step_line(step: Step) -> str:
 
 def start_rollback(host: Host, plan: RollbackPlan, *, log: Log, warn: Log) -> Recording:
     """The rollback's own history entry, prepared before its first write (`record.start`)."""
-    store = Store(host.history_dir)
+    store = store_of(host)
     user, uid = invoking_user()
     origin = Origin(command="rollback", user=user, uid=uid, keep=latest_keep(store), rollback_of=plan.entry_id)
     return start(
@@ -186,7 +190,7 @@ def render(plan: RollbackPlan) -> str:
     add, change, destroy = plan.summary()
     lines.append("")
     lines.append(f"Rollback: {add} to recreate, {change} to restore, {destroy} to remove.")
-    return "\n".join(lines) + "\n"
+    return "".join(printable(line) + "\n" for line in lines)  # paths and users are tenants' text
 
 
 def carry_out(host: Host, plan: RollbackPlan, log: Log) -> ApplyResult:

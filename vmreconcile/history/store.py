@@ -19,6 +19,14 @@ listing, under the global lock: a ``.prepare-N`` is removed (nothing was written
 are now as its "after", so even a half-finished apply can be rolled back. Old entries beyond
 the retention are renamed to ``.prune-N`` before they are deleted, so a kill never leaves half
 an entry behind either.
+
+The retention is a number of entries (``history.keep``) *and* a byte budget for the whole
+directory (`MAX_BYTES`): each entry holds copies of whole tables (up to the table cap each), so
+a count alone lets a few tenants with big tables fill ``/var``. The oldest entries go first;
+the entry just written always stays. One entry whose copies alone exceed the budget is
+recorded without the largest of them (each such file is recorded as ``other`` with a
+``not_kept`` reason, as a file past the table cap is): the apply goes on, and rollback says
+which files it cannot bring back.
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ from .files import FileRef, FileState
 ENTRY_FILE = "entry.json"
 FORMAT_VERSION = 1
 PREPARE, PENDING, PRUNE = ".prepare-", ".pending-", ".prune-"
+#: The byte budget of the history directory (every complete entry together): 1 GiB, sixteen
+#: copies of a table at the table cap.
+MAX_BYTES = 1 << 30
 
 Log = Callable[[str], None]
 
@@ -54,8 +65,9 @@ def entry_name(entry_id: int) -> str:
 class Store:
     """The entries under one history directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_bytes: int | None = None) -> None:
         self.directory = directory
+        self.max_bytes = MAX_BYTES if max_bytes is None else max_bytes
 
     # -- the directory ------------------------------------------------------------------------
 
@@ -115,6 +127,15 @@ class Store:
     def entries(self) -> list[dict[str, object]]:
         return [self.load(i) for i in self.ids()]
 
+    def size(self, entry_id: int) -> int:
+        """The bytes an entry takes: its files' sizes (its blobs and ``entry.json``)."""
+        path = self.directory / entry_name(entry_id)
+        total = 0
+        for name in os.listdir(path):
+            info = os.lstat(path / name)
+            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
+        return total
+
     def blob(self, entry_id: int, name: str) -> bytes:
         if "/" in name or name.startswith("."):
             raise HistoryError(errno.EINVAL, f"entry {entry_id}: bad blob name {name!r}")
@@ -127,13 +148,20 @@ class Store:
         entry_id = self.next_id()
         prepare = self.directory / (PREPARE + entry_name(entry_id))
         os.mkdir(prepare, 0o700)
+        dropped = over_budget([before for _, before in files], self.max_bytes)
         records = []
         for index, (ref, before) in enumerate(files):
-            blob = None
+            blob, note = None, None
+            if index in dropped:
+                note = f"{len(before.data or b'')} bytes, over the history's budget of {self.max_bytes} bytes"
+                before = not_kept(before)
             if before.type == "file" and before.data is not None:
                 blob = f"before-{index}"
                 _write_synced(prepare / blob, before.data)
-            records.append({**ref.as_json(), "before": before.as_json(blob), "after": None})
+            state = before.as_json(blob)
+            if note is not None:
+                state["not_kept"] = note
+            records.append({**ref.as_json(), "before": state, "after": None})
         doc = {"format_version": FORMAT_VERSION, "id": entry_id, **meta, "outcome": None, "files": records}
         _write_synced(prepare / ENTRY_FILE, _dump(doc))
         _fsync_dir(prepare)
@@ -160,9 +188,18 @@ class Store:
         return removed
 
     def prune(self, keep: int) -> list[int]:
-        """Delete the oldest complete entries beyond the newest ``keep`` (at least one stays)."""
+        """Delete the oldest complete entries beyond the newest ``keep`` and, oldest first, those
+        past the byte budget (`MAX_BYTES`); the newest entry (the one just written) always stays."""
         ids = self.ids()
         old = ids[: max(0, len(ids) - max(1, keep))]
+        kept = ids[len(old) :]
+        sizes = {entry_id: self.size(entry_id) for entry_id in kept}
+        total = sum(sizes.values())
+        for entry_id in kept[:-1]:
+            if total <= self.max_bytes:
+                break
+            old.append(entry_id)
+            total -= sizes[entry_id]
         for entry_id in old:
             doomed = self.directory / (PRUNE + entry_name(entry_id))
             os.rename(self.directory / entry_name(entry_id), doomed)  # gone from the list at once
@@ -208,6 +245,25 @@ class Pending:
     def discard(self) -> None:
         """The apply changed nothing after all: no entry."""
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def over_budget(befores: list[FileState], budget: int) -> set[int]:
+    """The indexes of the copies one entry leaves out to stay within ``budget``: none when they
+    fit, else the largest first until the rest fits."""
+    sizes = {i: len(b.data) for i, b in enumerate(befores) if b.type == "file" and b.data is not None}
+    total = sum(sizes.values())
+    dropped = set()
+    for index in sorted(sizes, key=lambda i: (-sizes[i], i)):
+        if total <= budget:
+            break
+        dropped.add(index)
+        total -= sizes[index]
+    return dropped
+
+
+def not_kept(before: FileState) -> FileState:
+    """``before`` without its bytes: recorded as ``other`` (rollback cannot bring it back)."""
+    return FileState(type="other", mode=before.mode, uid=before.uid, gid=before.gid, mtime_ns=before.mtime_ns)
 
 
 def _dump(doc: dict[str, object]) -> bytes:

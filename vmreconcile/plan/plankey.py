@@ -8,16 +8,14 @@ review-only ``plan --state`` plan (never signed) is not applied.
 
 The key is made on first use: 32 random bytes, hex, in ``/var/lib/vmreconcile/plan.key``
 (under ``--root``, inside DIR), mode 0600, created exclusively so that two concurrent ``plan
---out`` runs agree on one key. Its directory is shared (the apply history lives below it, a
-fleet may publish its snapshot there), so it is made 0755 when missing and must be owned by
-the user running vmreconcile and writable by nobody else. A key file that is a symlink, not a regular
-file, not owned by the user running vmreconcile, or readable or writable by anybody else is
-refused rather than used.
+--out`` runs agree on one key. Its directory is checked before every use (`statedir`: a real
+directory, not a symlink, owned by the user running vmreconcile, writable by nobody else, made
+and kept 0700). A key file that is a symlink, not a regular file, not owned by the user running
+vmreconcile, or readable or writable by anybody else is refused rather than used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import hmac
@@ -26,6 +24,7 @@ import secrets
 import stat
 
 from ..host import Host
+from ..statedir import StateDirError, state_dir
 
 KEY_FILE = "/var/lib/vmreconcile/plan.key"
 _KEY_HEX_LENGTH = 64
@@ -42,7 +41,11 @@ def key_path(host: Host) -> str:
 def plan_key(host: Host, *, create: bool) -> bytes:
     """The host's plan key; made first when ``create`` and there is none yet."""
     path = key_path(host)
-    key = _read_key(path)
+    try:
+        directory = state_dir(host, create=create, purpose="the plan key")
+    except StateDirError as exc:
+        raise PlanKeyError(exc.errno, exc.strerror) from None
+    key = _read_key(path) if directory is not None else None
     if key is not None:
         return key
     if not create:
@@ -93,19 +96,8 @@ def _read_key(path: str) -> bytes | None:
 
 
 def _make_key(path: str) -> None:
-    """Write a fresh key to a temp file and link it into place: the first linker wins."""
-    directory = os.path.dirname(path)
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, mode=0o755, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(directory, 0o755)
-    info = os.lstat(directory)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise PlanKeyError(
-            errno.EPERM,
-            f"{directory}: must be a directory owned by uid {os.geteuid()} that nobody else can write; "
-            "refusing to keep the plan key there",
-        )
+    """Write a fresh key to a temp file and link it into place: the first linker wins (its
+    directory was made and checked by `statedir.state_dir`)."""
     temp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
