@@ -208,3 +208,15 @@ def unrooted_sandbox(top: Path) -> Iterator[Host]:
     files under ``top``, accounts from ``top/etc/passwd`` through a stand-in ``pwd``."""
     with mock.patch.object(host_module, "pwd", _SandboxPwd(top)):
         yield _SandboxHost(top)
+
+
+@pytest.fixture(autouse=True)
+def private_plan_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own plan cache (``--cache-dir``), so no test reads or fills the
+    machine's /var/cache/vmreconcile and none sees another's entries; the cache tests set
+    their own. Subprocesses inherit it through the environment."""
+    directory = tmp_path_factory.mktemp("plan-cache") / "cache"
+    directory.mkdir(mode=0o700)
+    monkeypatch.setenv("VMRECONCILE_CACHE_DIR", str(directory))
+    monkeypatch.delenv("VMRECONCILE_NO_CACHE", raising=False)
+    return directory
