@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import preflight
 from .cache.livestate import LiveCache
+from .cache.store import CacheStore
 from .desired.spec import DomainSpec, Spec
 from .formats.config import PASSWD_CHANGEABLE, layered_value
 from .formats.control import VIRTUALDOMAINS
@@ -295,11 +296,12 @@ def _homes_and_options(
 Loader = Callable[[Path], Spec]
 
 
-def load_config(path: Path) -> Spec:
-    """``desired.load.load_spec`` (imported late: the loader is its own module)."""
+def load_config(path: Path, cache: CacheStore | None = None) -> Spec:
+    """``desired.load.load_spec`` (imported late: the loader is its own module); ``cache`` is
+    plan's (`desired.incremental`)."""
     from .desired.load import load_spec
 
-    return load_spec(path)
+    return load_spec(path, cache)
 
 
 def wanted(spec: Spec) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ from ..desired.spec import Spec
 from ..formats.cdb import CdbError
 from ..formats.hashing import HashingError
 from ..formats.vpwentry import RecordError
+from ..gcpause import collector_paused
 from ..host import BaseUserMissing
 from ..live import DomainReadError
 from ..model import HostState
@@ -61,11 +62,11 @@ class PlanFormat(StrEnum):
     markdown = "markdown"
 
 
-def load_spec_or_fail(path: Path) -> Spec:
+def load_spec_or_fail(path: Path, cache: CacheStore | None = None) -> Spec:
     from ..desired.errors import ConfigErrors
 
     try:
-        return load_config(path)
+        return load_config(path, cache)
     except ConfigErrors as exc:
         for problem in exc.errors:
             typer.echo(str(problem), err=True)
@@ -107,7 +108,8 @@ def make_plan(
     targets: tuple[str, ...] | None = None,
 ) -> Plan:
     progress = Progress()
-    with cache_store(ctx) or contextlib.nullcontext() as store:
+    # a fleet's plan builds millions of small acyclic objects: no collection while it is made
+    with cache_store(ctx) or contextlib.nullcontext() as store, collector_paused():
         try:
             return _make_plan(ctx, config, state, now, purge, targets, store, progress)
         finally:
@@ -125,7 +127,7 @@ def _make_plan(
     progress: Progress,
 ) -> Plan:
     progress.stage(f"reading {config}")
-    spec = load_spec_or_fail(config)
+    spec = load_spec_or_fail(config, store)
     try:
         if state is not None:
             live = read_state_file(state)
