@@ -119,7 +119,7 @@ def split_config(raw: bytes) -> Split | None:
         after=raw[end:],
         domains_span=(domains.start(), domains.end() - 1),
         domains_line=domains_line,
-        after_line=domains_line + region.count(b"\n"),
+        after_line=domains_line + 1 + region.count(b"\n"),
         indent=indent,
     )
 
