@@ -272,7 +272,10 @@ def _read_domain(
     if problem is not None:
         where = f"{home}/{LOCAL_CONFIG_DIR}" if "password-file" in options else GLOBAL_CONFIG_DIR
         raise TableError(f"{where}/password-file: {problem}")
-    users = read_table(table_path(home, password_file), cache)
+    table = table_path(home, password_file)
+    users = read_table(table, cache)
+    if cache is not None:
+        cache.read_domain(name, table, home)
     qmail_default = None if raw_default is None else UNREAD_QMAIL_DEFAULT if linked else from_bytes(raw_default)
     return Domain(
         name=name,
@@ -303,6 +306,8 @@ def read_table(path: str, cache: LiveCache | None = None) -> tuple[VirtualUser, 
     """
     opened = open_table_fd(path, max_size=TABLE_LIMIT, max_links=1)
     if opened is None:
+        if cache is not None:
+            cache.no_table(path)
         return ()
     fd, info = opened
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import preflight
 from .cache.livestate import LiveCache
+from .cache.resolved import ResolveMemo
 from .cache.store import CacheStore
 from .desired.spec import DomainSpec, Spec
 from .formats.config import PASSWD_CHANGEABLE, layered_value
@@ -200,12 +201,14 @@ def plan_on_host(
     fallback_dir: Path = Path("."),
     targets: tuple[str, ...] | None = None,
     cache: LiveCache | None = None,
+    memo: ResolveMemo | None = None,
     progress: Progress | None = None,
 ) -> tuple[Plan, HostState]:
     """Preflight, read the host (only ``targets`` when given) and plan ``spec`` against it.
 
-    ``cache`` is plan's live cache (`cache.livestate`); it is saved once the host is read.
-    ``progress(done, total)`` is called while the domains are read.
+    ``cache`` is plan's live cache (`cache.livestate`), saved once the host is read; ``memo``
+    its resolution memo (`cache.resolved`), saved once the plan is made. ``progress(done,
+    total)`` is called while the domains are read.
 
     Host-wide problems (no qmail control directory, a bad global option, an unusable control
     file) raise `HostProblems`. A domain with problems (its base user, its home, its files, a
@@ -255,6 +258,7 @@ def plan_on_host(
             problems += found
             broken.update(p.domain for p in found)
     clock = int(time.time()) if now is None else now
+    unchanged = memo.unchanged(planned, live, cache) if memo is not None else frozenset()
     while True:  # again only when the plan needs a path that a domain cannot have
         healthy = tuple(d.name for d in planned.domains if d.name not in broken)
         plan = build_plan(
@@ -265,12 +269,16 @@ def plan_on_host(
             purge_mailboxes=purge_mailboxes,
             live_changeable=read_changeable(host),
             targets=healthy if (broken or targets is not None) else None,
+            unchanged=unchanged,
         )
         found = preflight.change_path_problems(plan.changes, planned, *_homes_and_options(host, plan))
         if not found:
             break
         problems += found
         broken.update(p.domain for p in found)
+    if memo is not None:
+        memo.remember(plan, planned, live, cache)
+        memo.save()
     if problems or notes:
         plan = replace(plan, errors=tuple(str(p) for p in problems), notes=plan.notes + tuple(notes))
     return plan, live

@@ -23,6 +23,7 @@ when used; a wrong one is a miss. docs/plan-apply.md ("The plan cache") has the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import struct
@@ -73,6 +74,11 @@ class LiveCache:
         self._learned = False
         self._now = time.time_ns()
         self.hits = self.misses = 0
+        #: what this run knows not to have changed since it was cached or learned: a table's key
+        #: (None: there is none) and a home's packed maildir keys; and each domain's table and home
+        self._known_tables: dict[str, StatKey | None] = {}
+        self._known_maildirs: dict[str, bytes] = {}
+        self._sources: dict[str, tuple[str, str]] = {}
 
     def users(self, path: str, info: os.stat_result) -> tuple[VirtualUser, ...] | None:
         """The decoded entries of the table at ``path`` when ``info`` (its ``fstat``) is the
@@ -82,6 +88,7 @@ class LiveCache:
             users = _users_of(entry[1])
             if users is not None:
                 self._tables[path] = entry
+                self._known_tables[path] = entry[0]
                 self.hits += 1
                 return users
         self.misses += 1
@@ -90,7 +97,26 @@ class LiveCache:
     def remember_users(self, path: str, info: os.stat_result, users: tuple[VirtualUser, ...]) -> None:
         if settled(info, self._now):
             self._tables[path] = (stat_key(info), tuple(u.astuple() for u in users))
+            self._known_tables[path] = stat_key(info)
             self._learned = True
+
+    def no_table(self, path: str) -> None:
+        """There is no table at ``path`` (yet): that too is a state the next run can compare."""
+        self._known_tables[path] = None
+
+    def read_domain(self, name: str, table: str, home: str) -> None:
+        """The live domain ``name`` was read from the table at ``table`` and the home ``home``."""
+        self._sources[name] = (table, home)
+
+    def fingerprint(self, name: str) -> bytes | None:
+        """A digest of the live domain ``name``'s table and maildirs as this run read them, when
+        both are settled (cached, or old enough to be); None otherwise. The option files and
+        ``.qmail-default``, read every time, are not in it: the caller adds their values."""
+        table, home = self._sources.get(name, ("", ""))
+        if table not in self._known_tables or home not in self._known_maildirs:
+            return None
+        known = (table, self._known_tables[table], home, self._known_maildirs[home])
+        return hashlib.sha256(repr(known).encode("utf-8", "surrogateescape")).digest()
 
     def maildirs(
         self, home: str, directories: tuple[str, ...], paths: list[str], check: Callable[[str], bool]
@@ -116,6 +142,7 @@ class LiveCache:
             known = None
         if known is not None and known[1] == blob:
             self._maildirs[home] = known
+            self._known_maildirs[home] = blob
             return set(known[2])
         found: set[str] = set()
         kept = []
@@ -134,6 +161,8 @@ class LiveCache:
         entry = (directories, b"".join(kept), tuple(d for d in directories if d in found))
         self._maildirs[home] = entry
         self._learned = True
+        if entry[1] == blob:  # every directory settled
+            self._known_maildirs[home] = blob
         return found
 
     def save(self, *, whole_host: bool) -> None:

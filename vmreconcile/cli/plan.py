@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import typer
 
 from ..cache.livestate import LiveCache
+from ..cache.resolved import ResolveMemo
 from ..cache.store import CacheStore
 from ..desired.spec import Spec
 from ..formats.cdb import CdbError
@@ -153,6 +154,7 @@ def _make_plan(
             fallback_dir=config.parent,
             targets=targets,
             cache=LiveCache(store) if store is not None else None,
+            memo=ResolveMemo(store) if store is not None else None,
             progress=progress,
         )
         return plan

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -153,6 +154,7 @@ class _Run:
         parts, head = self._parts(result, facts, set(self.places))
         if head is not None:
             self._save(head, {self.ids[p]: r for p, r in parts.items()})
+        result.spec = replace(result.spec, digests=self._digests())
         return result
 
     # -- only the changed domains ----------------------------------------------------------
@@ -264,7 +266,7 @@ class _Run:
         for part in ordered:
             for number, spelling in part.facts.spellings:
                 spellings.setdefault(number, spelling)
-        spec = replace(head.spec, domains=tuple(domains), size_spellings=spellings)
+        spec = replace(head.spec, domains=tuple(domains), size_spellings=spellings, digests=self._digests())
         warnings = [*head.warnings, *(w for part in ordered for w in part.warnings)]
         return _result(spec, warnings, self.names)
 
@@ -288,6 +290,12 @@ class _Run:
             for name in sorted(entries, key=self.store.mtime_ns)[: len(entries) - KEPT_CONFIGS]:
                 if name != self.entry_name:
                     self.store.remove(name)
+
+    def _digests(self) -> dict[str, bytes]:
+        """Each domain's chunk id: its bytes and their context (a domain written twice has none)."""
+        keys = [self._chunk(place).key for place in self.places]
+        twice = {key for key, count in Counter(keys).items() if count > 1}
+        return {key: self.ids[place] for key, place in zip(keys, self.places, strict=True) if key not in twice}
 
     def _chunk(self, place: Place) -> Any:
         return self.splits[place[0]].chunks[place[1]]
