@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -208,6 +210,12 @@ def unrooted_sandbox(top: Path) -> Iterator[Host]:
     files under ``top``, accounts from ``top/etc/passwd`` through a stand-in ``pwd``."""
     with mock.patch.object(host_module, "pwd", _SandboxPwd(top)):
         yield _SandboxHost(top)
+
+
+#: Fixtures of module or session scope (built before any test's own cache is set) use this one.
+_SESSION_CACHE = tempfile.mkdtemp(prefix="vmreconcile-test-cache-")
+os.environ["VMRECONCILE_CACHE_DIR"] = _SESSION_CACHE
+atexit.register(shutil.rmtree, _SESSION_CACHE, True)
 
 
 @pytest.fixture(autouse=True)
