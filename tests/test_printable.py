@@ -22,7 +22,7 @@ from vmreconcile.printable import printable
         ("nul\0", "nul\\x00"),
         ("del\x7f c1\x85\x9b", "del\\x7f c1\\x85\\x9b"),
         ("bidi\u202eevil", "bidi\\u202eevil"),
-        ("not utf-8 \udcff", "not utf-8 \\udcff"),
+        ("not utf-8 \udcff", "not utf-8 \\xff"),
     ],
 )
 def test_printable_escapes_every_character_a_terminal_would_act_on(text, shown):

@@ -19,7 +19,7 @@ from .cache.livestate import LiveCache
 from .cache.resolved import ResolveMemo
 from .cache.store import CacheStore
 from .desired.spec import DomainSpec, Spec
-from .formats.config import PASSWD_CHANGEABLE, layered_value
+from .formats.config import PASSWD_CHANGEABLE, changeable_entries, layered_value
 from .formats.control import VIRTUALDOMAINS
 from .host import LOCAL_CONFIG_DIR, BaseUserMissing, Host
 from .live import (
@@ -185,11 +185,11 @@ CHANGEABLE_LIMIT = 16 * 1024 * 1024
 
 
 def read_changeable(host: Host) -> tuple[str, ...] | None:
-    """The authpipe's ``vmreconcile-passwd-changeable`` lines (None when the file is missing)."""
+    """The authpipe's ``vmreconcile-passwd-changeable`` entries (None when the file is missing)."""
     raw = read_bounded(host.fspath(f"/etc/vmailmgr/{PASSWD_CHANGEABLE}"), limit=CHANGEABLE_LIMIT, follow_symlinks=True)
     if raw is None:
         return None
-    return tuple(line for line in raw.decode("utf-8", "surrogateescape").split("\n") if line)
+    return changeable_entries(raw)
 
 
 def plan_on_host(

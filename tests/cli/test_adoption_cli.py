@@ -165,6 +165,23 @@ def test_unmanaged_passwords_are_exported_as_unmanaged(tmp_path):
     assert again.exit_code == 2 and f"option/{PASSWD_CHANGEABLE}" in again.stdout
 
 
+def test_comments_in_the_changeable_list_are_what_the_authpipe_skips_too(tmp_path):
+    """One reading of the file for plan, export and the authpipe: comments and blanks are not entries."""
+    from vmreconcile.host import Host
+    from vmreconcile.runtime.login.core import passwd_changeable
+
+    root = tmp_path / "root"
+    build_step_root("11-after-deliveries", root)
+    changeable = root / "etc" / "vmailmgr" / PASSWD_CHANGEABLE
+    changeable.write_text("# users who set their own password\n\n  vbase1/alice  \n#vbase1/bob\n")
+    assert passwd_changeable(Host(root)) == {("vbase1", "alice")}
+    exported, planned = export_then_plan(root, tmp_path)
+    assert exported.exit_code == 0, exported.stderr  # nothing lost: a comment is no entry
+    assert "      alice:\n        password: unmanaged\n" in exported.stdout
+    assert "      bob:\n        password: unmanaged\n" not in exported.stdout
+    assert planned.exit_code == 0, planned.stdout
+
+
 def test_every_option_is_exported(tmp_path):
     root = tmp_path / "root"
     home = build_step_root("10-catchall", root)
@@ -215,6 +232,28 @@ def test_a_name_that_is_not_utf8_is_named_left_out_and_left_alone(tmp_path):
     assert_refused_then_lossy(root, tmp_path, "mydomain.org/caf\\xe9")
     planned = run(root, "plan", str(tmp_path / "lossy.yaml"), "--detailed-exitcode", "--now", str(NOW))
     assert planned.exit_code == 0, planned.stdout  # the entry stays as it is (no prune)
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r", "\x85", "\u2028", "\u2029"])
+def test_a_name_that_breaks_the_lost_comment_cannot_write_yaml(tmp_path, brk):
+    """A tenant's own entry named ``\\xff<line break>qmail: {reload: ...}`` must not become a
+    top-level key of the export (which would make apply run the command as root)."""
+    root = tmp_path / "root"
+    home = build_step_root("10-catchall", root)
+    evil = VirtualUser(
+        (b"\xff" + brk.encode() + b'qmail: {reload: "sh -c id"}' + brk.encode() + b"#").decode(
+            "utf-8", "surrogateescape"
+        ),
+        directory="./users/x",
+        created=NOW,
+    )
+    write_table(home, [*read_table(home), evil])
+    text = assert_refused_then_lossy(root, tmp_path, "mydomain.org/\\xff")
+    assert not [line for line in text.splitlines() if "reload" in line and not line.startswith("# lost: ")], text
+    assert brk not in run(root, "export").stderr.replace("\n", "")  # one escaped line per lost part
+    from vmreconcile.desired.load import load_spec
+
+    assert load_spec(tmp_path / "lossy.yaml").reload_command is None
 
 
 def test_a_personal_field_that_is_not_utf8_is_named_and_kept_live(tmp_path):

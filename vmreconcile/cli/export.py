@@ -15,6 +15,7 @@ import typer
 from ..adopt import adopt
 from ..atomic import write_file
 from ..desired.export import ExportError
+from ..printable import printable
 from .common import fail, host_of
 from .privilege import live_error_text
 from .show import LIVE_ERRORS
@@ -49,7 +50,7 @@ def export(
     except LIVE_ERRORS as exc:
         raise fail(live_error_text(exc, "export", host_of(ctx))) from None
     for part in adoption.lost:
-        typer.echo(f"vmreconcile: export: lost: {part}", err=True)
+        typer.echo(f"vmreconcile: export: lost: {printable(part)}", err=True)
     if not adoption.exact and not lossy:
         raise fail(
             f"the export cannot carry {len(adoption.lost)} part(s) of this host (above); nothing written. "

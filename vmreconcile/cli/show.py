@@ -13,6 +13,7 @@ from ..formats.vpwentry import RecordError
 from ..host import BaseUserMissing
 from ..live import DomainReadError, read_live_state
 from ..model import Domain, HostState
+from ..printable import printable
 from ..showjson import state_to_json
 from ..tables import TableError
 from .common import fail, host_of
@@ -28,7 +29,8 @@ class ShowFormat(StrEnum):
 
 
 def render_text(state: HostState) -> str:
-    """One block per domain, its users listed as VMailMgr's ``listvdomain`` prints them ([compat: admin-tools])."""
+    """One block per domain, its users listed as VMailMgr's ``listvdomain`` prints them ([compat: admin-tools]);
+    names and forwards from the tables are shown `printable` (a key may hold any byte but NUL)."""
     out = []
     for domain in state.domains:
         out.append(_domain_heading(domain))
@@ -37,7 +39,7 @@ def render_text(state: HostState) -> str:
             line = f"{user.name} {'Yes' if user.has_mailbox else 'No'}"
             if not user.mailbox_enabled:
                 line += "(disabled)"
-            out.append("".join([line, *(f" {f}" for f in user.forwards)]))
+            out.append(printable("".join([line, *(f" {f}" for f in user.forwards)])))
         out.append("")
     if not state.domains:
         out.append("no virtual domains in control/virtualdomains")
@@ -46,7 +48,7 @@ def render_text(state: HostState) -> str:
 
 def _domain_heading(domain: Domain) -> str:
     names = [domain.name] + (["." + domain.name] if domain.wildcard else []) + list(domain.domain_aliases)
-    return f"# {', '.join(names)} (base user {domain.base_user}, {len(domain.users)} entries)"
+    return printable(f"# {', '.join(names)} (base user {domain.base_user}, {len(domain.users)} entries)")
 
 
 def show(

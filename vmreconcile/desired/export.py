@@ -28,6 +28,7 @@ from ..formats import control as ctl
 from ..formats.config import LIST, OPTIONS, PASSWD_CHANGEABLE, UNSIGNED
 from ..model import USER_FIELD_TABLE, Domain, HostState, OptionValue, VirtualUser, ascii_lower
 from ..newentry import DomainDefaults, qmail_default_for, vadduser_extras
+from ..printable import printable
 from . import units
 
 DEFAULT_BINDIR = "/usr/local/bin"
@@ -111,8 +112,10 @@ def _not_utf8(value: object) -> str | None:
 
 
 def shown(text: str) -> str:
-    """``text`` fit for a terminal: bytes that are not UTF-8 written ``\\xNN``."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """``text`` fit for a terminal and for a one-line YAML comment: every line break, control
+    character and byte that is not UTF-8 escaped (a tenant chooses its entries' names and fields,
+    and a raw newline in a ``# lost:`` line would start a line of YAML)."""
+    return printable(text)
 
 
 def _has_surrogates(text: str) -> bool:
@@ -290,7 +293,7 @@ def export_text(doc: Mapping[str, object], notes: Iterable[str]) -> str:
         "# vmreconcile configuration exported from the live system.",
         "# Check it with `vmreconcile validate`; `vmreconcile plan` against the same host shows no change.",
     ]
-    header += [f"# lost: {note}" for note in notes]
+    header += [f"# lost: {printable(note)}" for note in notes]
     return "\n".join(header) + "\n" + render_yaml(doc)
 
 

@@ -72,6 +72,14 @@ PASSWD_CHANGEABLE = "vmreconcile-passwd-changeable"
 SYSTEM_LOGINS = "vmreconcile-system-logins"
 
 
+def changeable_entries(raw: bytes) -> tuple[str, ...]:
+    """The ``<base>/<key>`` entries of a `PASSWD_CHANGEABLE` file, in file order: surrounding
+    space stripped, blank lines and ``#`` comments skipped. The one reading of that file, for
+    the authpipe (which may change those passwords) and for plan and export (which manage it)."""
+    lines = (line.strip() for line in raw.decode("utf-8", "surrogateescape").split("\n"))
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
 def strtou_prefix(text: str) -> int | None:
     """``strtou`` on an option value: leading digits (or '-' = UINT_MAX); None if none used."""
     text = text.lstrip()

@@ -21,6 +21,7 @@ from typing import Any
 from ..desired.units import format_expiry, format_size, format_time
 from ..formats.config import OPTIONS, UNSIGNED
 from ..model import USER_FIELD_TABLE
+from ..printable import printable
 from .overview import Entry, NoteLine, PerEntry, common_prefix, own_directory
 
 #: A user field -> its unit (``size``, ``time`` ...), from the one field table.
@@ -60,11 +61,21 @@ def totals(add: int, change: int, destroy: int) -> str:
 
 
 def quoted(text: str) -> str:
-    """A JSON string literal with C0, DEL and C1 control characters escaped."""
+    """A JSON string literal with every character a terminal could act on escaped: C0, DEL, C1,
+    separators, and bytes that are not UTF-8 (lone surrogates, which could not even be printed)."""
     out = json.dumps(text, ensure_ascii=False)
-    if any("\x7f" <= ch <= "\x9f" or "\u2028" <= ch <= "\u2029" for ch in out):
-        out = "".join(f"\\u{ord(ch):04x}" if "\x7f" <= ch <= "\x9f" or "\u2028" <= ch <= "\u2029" else ch for ch in out)
-    return out
+    if out.isprintable():
+        return out
+    return "".join(ch if ch.isprintable() else _json_escape(ch) for ch in out)
+
+
+def _json_escape(ch: str) -> str:
+    """``\\uXXXX`` (a surrogate pair above the BMP): the string stays a valid JSON literal."""
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def plain(text: str) -> str:
@@ -226,7 +237,12 @@ def _remarkable(entry: Entry, field: str, value: Any) -> bool:
 
 
 def entry_heading(entry: Entry) -> str:
-    """``+ user example.org/me`` or ``+ 19,997 users in example.org (u00003 … u19999)``."""
+    """``+ user example.org/me`` or ``+ 19,997 users in example.org (u00003 … u19999)``; names
+    from a table are shown `printable` (a live key may hold any byte but ``\\0``)."""
+    return printable(_heading(entry))
+
+
+def _heading(entry: Entry) -> str:
     singular, plural_word = TYPE_WORDS[entry.type]
     symbol = SYMBOL[entry.action]
     if not entry.grouped:
@@ -260,7 +276,11 @@ def pairs_text(pairs: list[tuple[str, str]]) -> str:
 
 
 def note_text(note: NoteLine) -> str:
-    """A note as is, or ``20,000 entries in example.org (u1 … u20000): <what they share>``."""
+    """A note (`printable`), or ``20,000 entries in example.org (u1 … u20000): <what they share>``."""
+    return printable(_note(note))
+
+
+def _note(note: NoteLine) -> str:
     if not note.addresses:
         return note.text
     prefix = common_prefix(note.addresses)

@@ -14,4 +14,6 @@ from ..changes import Plan
 def render_json(plan: Plan) -> str:
     doc = plan.to_json()
     doc["brake"] = plan.brake_violations()
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    # ASCII with \u escapes, as ``show --format json``: a name from a table may hold bytes that
+    # are not UTF-8 (surrogate escapes), which only an escape can carry in valid JSON
+    return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"

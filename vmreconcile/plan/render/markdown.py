@@ -9,6 +9,7 @@ see them. Every value is in a code span, so nothing in a name or a table is read
 
 from __future__ import annotations
 
+from ...printable import printable
 from ..changes import Plan
 from ..overview import DomainCount, Entry, NoteLine, domain_counts, entries, group_notes
 from ..values import SYMBOL, entry_heading, entry_pairs, note_text, number, pair_text
@@ -146,9 +147,11 @@ def _left_out(rows: int, changes: int, limit: int) -> str:
 
 
 def _cell(text: str) -> str:
-    """Text for a table cell or a list item: pipes escaped, no line breaks, no raw HTML."""
+    """Text for a table cell or a list item: pipes escaped, no line breaks, no raw HTML, nothing
+    a terminal or a browser could act on (`printable`)."""
     return (
-        text.replace("&", "&amp;")
+        printable(text)
+        .replace("&", "&amp;")
         .replace("<", "&lt;")
         .replace(">", "&gt;")
         .replace("|", "\\|")
@@ -159,7 +162,7 @@ def _cell(text: str) -> str:
 
 def _code(text: str) -> str:
     """``text`` as a code span (no markup inside) that survives a table cell."""
-    text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    text = printable(text).replace("|", "\\|")
     longest = run = 0
     for ch in text:
         run = run + 1 if ch == "`" else 0

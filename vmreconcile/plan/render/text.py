@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Literal
 
+from ...printable import printable
 from ..changes import Plan
 from ..overview import DomainCount, Entry, NoteLine, domain_counts, entries, group_notes
 from ..values import entry_heading, entry_pairs, note_text, number, pairs_text, totals
@@ -67,7 +68,7 @@ class TextRenderer:
         host_wide = [c for c in counts if c.domain is None]
         shown = domains[: self.capped(len(domains), self.max_domains)] + host_wide
         width = max(len(c.domain or HOST_WIDE) for c in shown)
-        lines = [f"  {(c.domain or HOST_WIDE):<{width}}  {_counts(c.add, c.change, c.destroy)}" for c in shown]
+        lines = [f"  {printable(c.domain or HOST_WIDE):<{width}}  {_counts(c.add, c.change, c.destroy)}" for c in shown]
         rest = domains[len(shown) - len(host_wide) :]
         if rest:
             lines.insert(
@@ -121,7 +122,7 @@ class TextRenderer:
         if not errors:
             return []
         shown = errors[: self.capped(len(errors), self.max_brake)]
-        lines = ["", self.style("Not planned (errors):", "red")] + [f"  - {error}" for error in shown]
+        lines = ["", self.style("Not planned (errors):", "red")] + [f"  - {printable(error)}" for error in shown]
         if len(errors) > len(shown):
             lines.append(f"  … {number(len(errors) - len(shown))} more errors: every one is on stderr")
         return lines
@@ -130,7 +131,7 @@ class TextRenderer:
         if not brake:
             return []
         shown = brake[: self.capped(len(brake), self.max_brake)]
-        lines = [""] + [self.style(f"Safety brake: {message}", "red") for message in shown]
+        lines = [""] + [self.style(f"Safety brake: {printable(message)}", "red") for message in shown]
         if len(brake) > len(shown):
             lines.append(self.style(f"Safety brake: … and {number(len(brake) - len(shown))} more domains", "red"))
         return lines

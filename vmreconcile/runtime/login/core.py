@@ -41,7 +41,7 @@ import time
 # copy that the base user cannot read still works. (formats.hashing imports the standard
 # library's ctypes and loads libcrypt only when a scheme outside fastcrypt's is checked.)
 from ...formats.cdb import CdbError
-from ...formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain
+from ...formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain, changeable_entries
 from ...formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
 from ...formats.hashing import verify_password
 from ...formats.vpwentry import RecordError, user_key
@@ -156,15 +156,12 @@ def passwd_changeable(host: Host) -> frozenset[tuple[str, str]]:
     """
     try:
         with open(os.path.join(host.config_dir_str, PASSWD_CHANGEABLE), "rb") as fp:
-            text = fp.read(1 << 20).decode("utf-8", "surrogateescape")
+            raw = fp.read(1 << 20)
     except OSError:
         return frozenset()
     pairs = set()
-    for line in text.split("\n"):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        base, sep, key = line.partition("/")
+    for entry in changeable_entries(raw):
+        base, sep, key = entry.partition("/")
         if sep and base and key:
             pairs.add((base, key))
     return frozenset(pairs)
