@@ -69,6 +69,17 @@ def rewrite_users(table: Path, edit) -> None:
     table.write_bytes(build_cdb((user_key(u.name), encode_record(u)) for u in users))
 
 
+def postmaster_named(personal: str):
+    return lambda u: u.with_changes(personal=personal) if u.name == "postmaster" else u
+
+
+def desire_personal(root: Path, home: Path, config: Path, personal: str) -> None:
+    """Give postmaster a personal name in the table and say it in the YAML (so that a live
+    difference is a change in the plan)."""
+    rewrite_users(home / "passwd.cdb", postmaster_named(personal))
+    config.write_text(export_yaml(cold_live(root)))
+
+
 def test_a_warm_plan_decodes_nothing_and_equals_a_cold_one(fleet, tmp_path):
     root, _home, config = fleet
     first, live_first, cache = warm_plan(root, config, tmp_path / "cache")
@@ -82,11 +93,10 @@ def test_a_warm_plan_decodes_nothing_and_equals_a_cold_one(fleet, tmp_path):
 def test_same_size_same_mtime_same_inode_differs_only_by_ctime_and_is_seen(fleet, tmp_path):
     root, home, config = fleet
     table = home / "passwd.cdb"
-    rewrite_users(table, lambda u: u.with_changes(personal="Abcd") if u.name == "postmaster" else u)
-    config.write_text(export_yaml(cold_live(root)))
+    desire_personal(root, home, config, "Abcd")
     warm_plan(root, config, tmp_path / "cache")
     before = table.stat()
-    rewrite_users(table, lambda u: u.with_changes(personal="Wxyz") if u.name == "postmaster" else u)
+    rewrite_users(table, postmaster_named("Wxyz"))
     os.utime(table, ns=(before.st_atime_ns, before.st_mtime_ns))
     after = table.stat()
     assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
@@ -99,13 +109,12 @@ def test_same_size_same_mtime_same_inode_differs_only_by_ctime_and_is_seen(fleet
 def test_a_table_renamed_over_with_the_old_times_is_seen(fleet, tmp_path):
     root, home, config = fleet
     table = home / "passwd.cdb"
-    rewrite_users(table, lambda u: u.with_changes(personal="Abcd") if u.name == "postmaster" else u)
-    config.write_text(export_yaml(cold_live(root)))
+    desire_personal(root, home, config, "Abcd")
     warm_plan(root, config, tmp_path / "cache")
     before = table.stat()
     fresh = home / "passwd.new"
     shutil.copyfile(table, fresh)
-    rewrite_users(fresh, lambda u: u.with_changes(personal="Wxyz") if u.name == "postmaster" else u)
+    rewrite_users(fresh, postmaster_named("Wxyz"))
     os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))
     os.rename(fresh, table)
     _plan, live, _cache = warm_plan(root, config, tmp_path / "cache")
@@ -172,8 +181,7 @@ def test_a_forged_cache_entry_never_reaches_the_table_apply_writes(fleet, tmp_pa
     the table holds another personal name: the plan shows a change, and apply, which compares
     the table's digest under the lock, refuses to write instead of trusting the cache."""
     root, home, config = fleet
-    rewrite_users(home / "passwd.cdb", lambda u: u.with_changes(personal="Abcd") if u.name == "postmaster" else u)
-    config.write_text(export_yaml(cold_live(root)))
+    desire_personal(root, home, config, "Abcd")
     warm_plan(root, config, tmp_path / "cache")
     with CacheStore.open(str(tmp_path / "cache")) as store:
         store.remove(resolved.NAME)  # the memo would take the (forged) live domain as desired
