@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -208,3 +210,21 @@ def unrooted_sandbox(top: Path) -> Iterator[Host]:
     files under ``top``, accounts from ``top/etc/passwd`` through a stand-in ``pwd``."""
     with mock.patch.object(host_module, "pwd", _SandboxPwd(top)):
         yield _SandboxHost(top)
+
+
+#: Fixtures of module or session scope (built before any test's own cache is set) use this one.
+_SESSION_CACHE = tempfile.mkdtemp(prefix="vmreconcile-test-cache-")
+os.environ["VMRECONCILE_CACHE_DIR"] = _SESSION_CACHE
+atexit.register(shutil.rmtree, _SESSION_CACHE, True)
+
+
+@pytest.fixture(autouse=True)
+def private_plan_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own plan cache (``--cache-dir``), so no test reads or fills the
+    machine's /var/cache/vmreconcile and none sees another's entries; the cache tests set
+    their own. Subprocesses inherit it through the environment."""
+    directory = tmp_path_factory.mktemp("plan-cache") / "cache"
+    directory.mkdir(mode=0o700)
+    monkeypatch.setenv("VMRECONCILE_CACHE_DIR", str(directory))
+    monkeypatch.delenv("VMRECONCILE_NO_CACHE", raising=False)
+    return directory

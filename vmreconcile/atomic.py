@@ -6,7 +6,8 @@ of the directory. Readers see the old file or the new one, never a mix; a rename
 planted symlink or hardlink instead of writing through it, and modes and owners are set on
 descriptors we created, never on a path. Apply writes tables, options and control files with
 `write_file_at` (through ``apply/writer.py``, which walks homes safely); plan files, exported
-configurations and runtime launchers use `write_file`.
+configurations and runtime launchers use `write_file`. The plan cache, whose reader verifies every
+file it loads, uses `write_cache_file_at`: atomic too, but neither durable nor waiting.
 
 A table's temp file is VMailMgr's own ``passwd.cdb.tmp`` ([compat: table-files]), whose
 ``O_EXCL`` creation is VMailMgr's only lock. We hold an ``flock`` on every temp file while
@@ -141,3 +142,42 @@ def write_file(path: str | os.PathLike[str], data: bytes, *, mode: int) -> None:
         write_file_at(dir_fd, name, data, mode=mode, owner=None, where=directory or ".")
     finally:
         os.close(dir_fd)
+
+
+def write_cache_file_at(dir_fd: int, name: str, data: bytes, *, mode: int) -> None:
+    """Atomically replace ``name`` in ``dir_fd`` with a file that is only a cache (``cache/``).
+
+    The same temp + rename as `write_file_at`, minus what a cache does not need: no ``fsync``
+    (after a crash the reader finds a wrong checksum and rebuilds) and no waiting for another
+    writer (each writer has its own temp file, ``.NAME.tmp-PID``; the last rename wins).
+    Temp files of writers that died are removed.
+    """
+    tmpname = f".{name}.tmp-{os.getpid()}"
+    _remove_dead_writers_temps(dir_fd, name)
+    fd = os.open(tmpname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    renamed = False
+    try:
+        write_all(fd, data)
+        os.fchmod(fd, mode)
+        os.rename(tmpname, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        renamed = True
+    finally:
+        if not renamed:
+            with contextlib.suppress(OSError):
+                os.unlink(tmpname, dir_fd=dir_fd)
+        os.close(fd)
+
+
+def _remove_dead_writers_temps(dir_fd: int, name: str) -> None:
+    prefix = f".{name}.tmp-"
+    for entry in os.listdir(dir_fd):
+        pid = entry[len(prefix) :] if entry.startswith(prefix) else ""
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(entry, dir_fd=dir_fd)
+        except OSError:
+            pass  # alive (EPERM: another user's process)

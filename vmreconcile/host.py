@@ -26,6 +26,8 @@ LOCAL_CONFIG_DIR = ".vmailmgr"
 LOCK_FILE = "/run/vmreconcile/apply.lock"
 #: Apply history (root-only, 0700): the previous bytes of every file an apply replaced.
 HISTORY_DIR = "/var/lib/vmreconcile/history"
+#: Plan's cache of decoded live files and checked configuration parts (root-only, 0700; safe to delete).
+CACHE_DIR = "/var/cache/vmreconcile"
 #: The syslog socket the audit line goes to (journald's on Debian).
 SYSLOG_SOCKET = "/dev/log"
 
@@ -125,6 +127,10 @@ class Host:
     @property
     def history_dir(self) -> Path:
         return self.path(HISTORY_DIR)
+
+    @property
+    def cache_dir_str(self) -> str:
+        return self.fspath(CACHE_DIR)
 
     @property
     def syslog_socket(self) -> Path:

@@ -24,13 +24,15 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .formats.cdb import CdbError
+from .cache.livestate import LiveCache
+from .formats.cdb import CdbError, CdbReader
 from .formats.config import OPTIONS, layered_value, password_file_problem, stored_value
 from .formats.control import CONTROL_FILES, VIRTUALDOMAINS, owned_virtualdomain, parse_lines
 from .formats.vpwentry import RecordError, decode_record
+from .gcpause import collector_paused
 from .host import GLOBAL_CONFIG_DIR, LOCAL_CONFIG_DIR, BaseUser, BaseUserMissing, Host
 from .model import Domain, HostState, OptionValue, VirtualUser, from_bytes
-from .tables import TableError, UnsafeFile, open_table, read_bounded, table_path
+from .tables import TableError, UnsafeFile, open_table_fd, read_bounded, table_path, table_reader
 
 #: Caps on what is read from a tenant's home (docs/plan-apply.md lists them). An option file is
 #: one short line or a short list; ``.qmail-default`` a few delivery lines; a table of 64 MiB
@@ -64,29 +66,60 @@ _DOMAIN_FAILURES = (BaseUserMissing, UnsafeFile, TableError, CdbError, RecordErr
 
 OnError = Callable[[DomainReadError], None]
 Skip = Callable[[str, str], bool]
+#: ``progress(done, total)`` while the domains are read (a fleet plan shows it on a terminal).
+Progress = Callable[[int, int], None]
 
 
-def read_live_state(host: Host, *, on_error: OnError | None = None, skip: Skip | None = None) -> HostState:
+def read_live_state(
+    host: Host,
+    *,
+    on_error: OnError | None = None,
+    skip: Skip | None = None,
+    cache: LiveCache | None = None,
+    progress: Progress | None = None,
+) -> HostState:
     """The whole live model.
 
     Without ``on_error`` the first unusable domain raises `DomainReadError`; with it, each one
     is handed to ``on_error`` and left out. ``skip(name, base_user)`` leaves a domain unread
-    (plan skips the domains its preflight already refused).
+    (plan skips the domains its preflight already refused). ``cache`` (plan's, see
+    `cache.livestate`) spares decoding tables and checking maildirs that did not change.
     """
     control = read_control_files(host)
     global_options = read_global_options(host)
-    domains = []
-    for base_user, keys in group_virtualdomains(control.get(VIRTUALDOMAINS, ())):
-        name = split_domain_keys(keys)[0]
-        if skip is not None and skip(name, base_user):
-            continue
-        try:
-            domains.append(read_domain(host, base_user, keys, global_options))
-        except DomainReadError as exc:
-            if on_error is None:
-                raise
-            on_error(exc)
+    groups = group_virtualdomains(control.get(VIRTUALDOMAINS, ()))
+    domains = read_domains(host, groups, global_options, on_error=on_error, skip=skip, cache=cache, progress=progress)
     return HostState(options=global_options, control=control, domains=tuple(domains))
+
+
+def read_domains(
+    host: Host,
+    groups: list[tuple[str, list[str]]],
+    global_options: Mapping[str, OptionValue],
+    *,
+    on_error: OnError | None = None,
+    skip: Skip | None = None,
+    cache: LiveCache | None = None,
+    progress: Progress | None = None,
+) -> list[Domain]:
+    """The domains of ``groups`` (`group_virtualdomains`), each read by `read_domain`."""
+    domains = []
+    with collector_paused():  # 100,000 entries are built: no reference cycles to look for
+        for done, (base_user, keys) in enumerate(groups):
+            if progress is not None:
+                progress(done, len(groups))
+            name = split_domain_keys(keys)[0]
+            if skip is not None and skip(name, base_user):
+                continue
+            try:
+                domains.append(read_domain(host, base_user, keys, global_options, cache))
+            except DomainReadError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+    if progress is not None:
+        progress(len(groups), len(groups))
+    return domains
 
 
 def read_control_files(host: Host) -> dict[str, tuple[str, ...]]:
@@ -196,12 +229,16 @@ def open_home(host: Host, base_user: BaseUser) -> int:
 
 
 def read_domain(
-    host: Host, base_user_name: str, keys: list[str], global_options: Mapping[str, OptionValue] | None = None
+    host: Host,
+    base_user_name: str,
+    keys: list[str],
+    global_options: Mapping[str, OptionValue] | None = None,
+    cache: LiveCache | None = None,
 ) -> Domain:
     """One domain's live files; `DomainReadError` naming the domain and the file when unusable."""
     name, wildcard, aliases = split_domain_keys(keys)
     try:
-        return _read_domain(host, base_user_name, name, wildcard, aliases, global_options)
+        return _read_domain(host, base_user_name, name, wildcard, aliases, global_options, cache)
     except _DOMAIN_FAILURES as exc:
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror and not exc.filename else str(exc)
         code = exc.errno if isinstance(exc, OSError) else None
@@ -215,6 +252,7 @@ def _read_domain(
     wildcard: bool,
     aliases: tuple[str, ...],
     global_options: Mapping[str, OptionValue] | None,
+    cache: LiveCache | None = None,
 ) -> Domain:
     base_user = host.base_user(base_user_name)
     home = host.home_str(base_user)
@@ -234,7 +272,10 @@ def _read_domain(
     if problem is not None:
         where = f"{home}/{LOCAL_CONFIG_DIR}" if "password-file" in options else GLOBAL_CONFIG_DIR
         raise TableError(f"{where}/password-file: {problem}")
-    users = read_table(table_path(home, password_file))
+    table = table_path(home, password_file)
+    users = read_table(table, cache)
+    if cache is not None:
+        cache.read_domain(name, table, home)
     qmail_default = None if raw_default is None else UNREAD_QMAIL_DEFAULT if linked else from_bytes(raw_default)
     return Domain(
         name=name,
@@ -244,7 +285,7 @@ def _read_domain(
         options=options,
         qmail_default=qmail_default,
         users=users,
-        maildirs=existing_maildirs(host, base_user, users),
+        maildirs=existing_maildirs(host, base_user, users, cache),
     )
 
 
@@ -255,15 +296,34 @@ def _link_count(dir_fd: int, name: str) -> int:
         return 0
 
 
-def read_table(path: str) -> tuple[VirtualUser, ...]:
+def read_table(path: str, cache: LiveCache | None = None) -> tuple[VirtualUser, ...]:
     """Every entry of the table at ``path`` (none if it does not exist), checked as a whole.
 
     Bounded (`TABLE_LIMIT`), one link only, layout checked before any record is read, and the
-    number of records must be what the hash tables say; every error names the table.
+    number of records must be what the hash tables say; every error names the table. With a
+    ``cache``, a table whose ``fstat`` (taken after the same checks) matches a cached decoding
+    is not read again.
     """
-    reader = open_table(path, max_size=TABLE_LIMIT, max_links=1)
-    if reader is None:
+    opened = open_table_fd(path, max_size=TABLE_LIMIT, max_links=1)
+    if opened is None:
+        if cache is not None:
+            cache.no_table(path)
         return ()
+    fd, info = opened
+    try:
+        cached = cache.users(path, info) if cache is not None else None
+        if cached is not None:
+            return cached
+        reader = table_reader(fd, info, path, check_layout=True)
+    finally:
+        os.close(fd)
+    users = _decode_table(path, reader)
+    if cache is not None:
+        cache.remember_users(path, info, users)
+    return users
+
+
+def _decode_table(path: str, reader: CdbReader) -> tuple[VirtualUser, ...]:
     users = []
     try:
         for key, data in reader.items():
@@ -275,18 +335,19 @@ def read_table(path: str) -> tuple[VirtualUser, ...]:
     return tuple(users)
 
 
-def existing_maildirs(host: Host, base_user: BaseUser, users: tuple) -> frozenset[str]:
-    """The stored directories of ``users`` that are maildirs (string paths: 100,000 users)."""
-    home = host.home_str(base_user) + "/"
-    found = set()
-    for user in users:
-        directory = user.directory
-        if not directory or directory in found:
-            continue
-        path = host.fspath(directory) if directory.startswith("/") else home + directory
-        if _is_maildir_at(path):
-            found.add(directory)
-    return frozenset(found)
+def existing_maildirs(host: Host, base_user: BaseUser, users: tuple, cache: LiveCache | None = None) -> frozenset[str]:
+    """The stored directories of ``users`` that are maildirs (string paths: 100,000 users).
+
+    With a ``cache``, one ``lstat`` of a directory that matches a cached check stands for the
+    three more of ``cur``, ``new`` and ``tmp`` (`cache.livestate` says why that is sound).
+    """
+    home = host.home_str(base_user)
+    directories = tuple(dict.fromkeys(u.directory for u in users if u.directory))
+    prefix = home + "/"
+    paths = [host.fspath(d) if d.startswith("/") else prefix + d for d in directories]
+    if cache is not None:
+        return frozenset(cache.maildirs(home, directories, paths, _is_maildir_at))
+    return frozenset(d for d, path in zip(directories, paths, strict=True) if _is_maildir_at(path))
 
 
 def _is_maildir_at(path: str) -> bool:

@@ -229,6 +229,23 @@ def open_table(
     links may be another tenant's table: refused, never read or copied), and gets the layout
     checked (`CdbReader.check_layout`) before any record is read.
     """
+    opened = open_table_fd(path, max_size=max_size, max_links=max_links)
+    if opened is None:
+        return None
+    fd, info = opened
+    try:
+        return table_reader(fd, info, path, read_limit, check_layout=max_size is not None)
+    finally:
+        os.close(fd)
+
+
+def open_table_fd(
+    path: StrPath, *, max_size: int | None = None, max_links: int | None = None
+) -> tuple[int, os.stat_result] | None:
+    """The first half of `open_table`: the table opened and checked by its ``fstat`` (a regular
+    file, not empty, within ``max_links`` and ``max_size``), nothing read yet; None if it does
+    not exist. The caller closes the descriptor. The plan cache uses the ``fstat`` it returns:
+    a cached decoding is used only for a file that passed these very checks."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -247,20 +264,29 @@ def open_table(
             raise TableError(f"{path}: has {info.st_nlink} hard links; refusing to read it (it may be another table)")
         if max_size is not None and info.st_size > max_size:
             raise TableError(f"{path}: {info.st_size} bytes, more than the {max_size} a table may have")
-        try:
-            if info.st_size <= read_limit:
-                reader = CdbReader(_read_upto(fd, info.st_size))
-            else:
-                import mmap  # an extension module: loading it costs a login ~0.2 ms, worth it only here
-
-                reader = CdbReader(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
-            if max_size is not None:
-                reader.check_layout()
-        except CdbError as exc:  # every message about a table names the table
-            raise CdbError(f"{path}: {exc}") from None
-        return reader
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, info
+
+
+def table_reader(
+    fd: int, info: os.stat_result, path: StrPath, read_limit: int = READ_LIMIT, *, check_layout: bool = False
+) -> CdbReader:
+    """The second half of `open_table`: a reader over the opened table (read into memory up to
+    ``read_limit`` bytes, mapped beyond), its layout checked when ``check_layout``."""
+    try:
+        if info.st_size <= read_limit:
+            reader = CdbReader(_read_upto(fd, info.st_size))
+        else:
+            import mmap  # an extension module: loading it costs a login ~0.2 ms, worth it only here
+
+            reader = CdbReader(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
+        if check_layout:
+            reader.check_layout()
+    except CdbError as exc:  # every message about a table names the table
+        raise CdbError(f"{path}: {exc}") from None
+    return reader
 
 
 def _read_upto(fd: int, size: int) -> bytes:

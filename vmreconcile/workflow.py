@@ -15,6 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import preflight
+from .cache.livestate import LiveCache
+from .cache.resolved import ResolveMemo
+from .cache.store import CacheStore
 from .desired.spec import DomainSpec, Spec
 from .formats.config import PASSWD_CHANGEABLE, changeable_entries, layered_value
 from .formats.control import VIRTUALDOMAINS
@@ -22,10 +25,12 @@ from .host import LOCAL_CONFIG_DIR, BaseUserMissing, Host
 from .live import (
     DomainReadError,
     OnError,
+    Progress,
     Skip,
     group_virtualdomains,
     read_control_files,
     read_domain,
+    read_domains,
     read_global_options,
     read_live_state,
     split_domain_keys,
@@ -97,26 +102,29 @@ def read_live_for(
     *,
     on_error: OnError | None = None,
     skip: Skip | None = None,
+    cache: LiveCache | None = None,
+    progress: Progress | None = None,
 ) -> HostState:
     """The live state, plus the table of any wanted (name, base user) not yet in ``virtualdomains``.
 
     A base user whose home already has a table (set up by hand, or before a half-finished
     apply) is adopted as it is, so its entries are updated in place, never overwritten.
     With ``targets`` only those domains' tables are read (``--domain``: a fleet of 1,000
-    domains is not read to change one user). ``on_error``/``skip`` as in `read_live_state`.
+    domains is not read to change one user). ``on_error``/``skip``/``cache``/``progress`` as
+    in `read_live_state`.
     """
     wanted = list(wanted)
     if targets is None:
-        live = read_live_state(host, on_error=on_error, skip=skip)
+        live = read_live_state(host, on_error=on_error, skip=skip, cache=cache, progress=progress)
     else:
-        live = read_targeted(host, targets, wanted, on_error=on_error, skip=skip)
+        live = read_targeted(host, targets, wanted, on_error=on_error, skip=skip, cache=cache)
     known = {d.base_user for d in live.domains} | {d.name for d in live.domains}
     extra = []
     for name, base_name in wanted:
         if name in known or base_name in known or (skip is not None and skip(name, base_name)):
             continue
         try:
-            found = adoptable_domain(host, name, base_name, live.options)
+            found = adoptable_domain(host, name, base_name, live.options, cache)
         except DomainReadError as exc:
             if on_error is None:
                 raise
@@ -127,7 +135,13 @@ def read_live_for(
     return live.with_changes(domains=live.domains + tuple(extra)) if extra else live
 
 
-def adoptable_domain(host: Host, name: str, base_name: str, global_options: Mapping[str, OptionValue]) -> Domain | None:
+def adoptable_domain(
+    host: Host,
+    name: str,
+    base_name: str,
+    global_options: Mapping[str, OptionValue],
+    cache: LiveCache | None = None,
+) -> Domain | None:
     """The domain's files when its base user's home already holds a table, ``.qmail-default``
     or ``.vmailmgr/`` although ``virtualdomains`` does not route it yet, else None (a new
     domain). Adopted, its entries and options are kept and updated in place, as the next plan
@@ -141,7 +155,7 @@ def adoptable_domain(host: Host, name: str, base_name: str, global_options: Mapp
     markers = (password_file + ".cdb", ".qmail-default", LOCAL_CONFIG_DIR)
     if not any(os.path.lexists(os.path.join(home, marker)) for marker in markers):
         return None
-    return read_domain(host, base_name, [name], global_options)
+    return read_domain(host, base_name, [name], global_options, cache)
 
 
 def read_targeted(
@@ -151,22 +165,18 @@ def read_targeted(
     *,
     on_error: OnError | None = None,
     skip: Skip | None = None,
+    cache: LiveCache | None = None,
 ) -> HostState:
     """Control files, global options and only the domains named in ``targets``."""
     control = read_control_files(host)
     global_options = read_global_options(host)
     bases = {base for name, base in wanted if name in targets}
-    domains = []
-    for base_user, keys in group_virtualdomains(control.get(VIRTUALDOMAINS, ())):
-        name = split_domain_keys(keys)[0]
-        if not (name in targets or base_user in bases) or (skip is not None and skip(name, base_user)):
-            continue
-        try:
-            domains.append(read_domain(host, base_user, keys, global_options))
-        except DomainReadError as exc:
-            if on_error is None:
-                raise
-            on_error(exc)
+    groups = [
+        (base_user, keys)
+        for base_user, keys in group_virtualdomains(control.get(VIRTUALDOMAINS, ()))
+        if split_domain_keys(keys)[0] in targets or base_user in bases
+    ]
+    domains = read_domains(host, groups, global_options, on_error=on_error, skip=skip, cache=cache)
     return HostState(options=global_options, control=control, domains=tuple(domains))
 
 
@@ -190,8 +200,15 @@ def plan_on_host(
     purge_mailboxes: bool = False,
     fallback_dir: Path = Path("."),
     targets: tuple[str, ...] | None = None,
+    cache: LiveCache | None = None,
+    memo: ResolveMemo | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Plan, HostState]:
     """Preflight, read the host (only ``targets`` when given) and plan ``spec`` against it.
+
+    ``cache`` is plan's live cache (`cache.livestate`), saved once the host is read; ``memo``
+    its resolution memo (`cache.resolved`), saved once the plan is made. ``progress(done,
+    total)`` is called while the domains are read.
 
     Host-wide problems (no qmail control directory, a bad global option, an unusable control
     file) raise `HostProblems`. A domain with problems (its base user, its home, its files, a
@@ -229,7 +246,9 @@ def plan_on_host(
         problems.append(Problem(exc.message, found.name, found.position))
         broken.add(found.name)
 
-    live = read_live_for(host, wanted(planned), targets, on_error=on_error, skip=skip)
+    live = read_live_for(host, wanted(planned), targets, on_error=on_error, skip=skip, cache=cache, progress=progress)
+    if cache is not None:
+        cache.save(whole_host=targets is None)
     counterparts = live_counterparts([d for d in planned.domains if d.name not in broken], live)
     for dspec in planned.domains:
         old = counterparts.get(dspec.name)
@@ -239,6 +258,7 @@ def plan_on_host(
             problems += found
             broken.update(p.domain for p in found)
     clock = int(time.time()) if now is None else now
+    unchanged = memo.unchanged(planned, live, cache) if memo is not None else frozenset()
     while True:  # again only when the plan needs a path that a domain cannot have
         healthy = tuple(d.name for d in planned.domains if d.name not in broken)
         plan = build_plan(
@@ -249,12 +269,16 @@ def plan_on_host(
             purge_mailboxes=purge_mailboxes,
             live_changeable=read_changeable(host),
             targets=healthy if (broken or targets is not None) else None,
+            unchanged=unchanged,
         )
         found = preflight.change_path_problems(plan.changes, planned, *_homes_and_options(host, plan))
         if not found:
             break
         problems += found
         broken.update(p.domain for p in found)
+    if memo is not None:
+        memo.remember(plan, planned, live, cache)
+        memo.save()
     if problems or notes:
         plan = replace(plan, errors=tuple(str(p) for p in problems), notes=plan.notes + tuple(notes))
     return plan, live
@@ -280,11 +304,12 @@ def _homes_and_options(
 Loader = Callable[[Path], Spec]
 
 
-def load_config(path: Path) -> Spec:
-    """``desired.load.load_spec`` (imported late: the loader is its own module)."""
+def load_config(path: Path, cache: CacheStore | None = None) -> Spec:
+    """``desired.load.load_spec`` (imported late: the loader is its own module); ``cache`` is
+    plan's (`desired.incremental`)."""
     from .desired.load import load_spec
 
-    return load_spec(path)
+    return load_spec(path, cache)
 
 
 def wanted(spec: Spec) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ after the files were written.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -17,6 +18,10 @@ import typer
 
 from ..apply import lock
 from ..apply.execute import ApplyResult, execute
+from ..cache.livestate import LiveCache
+from ..cache.resolved import ResolveMemo
+from ..cache.store import CacheStore
+from ..desired.spec import Spec
 from ..history.origin import Origin, config_origin, plan_file_origin, unknown_origin
 from ..history.record import recover_leftovers, start_apply
 from ..host import Host
@@ -26,7 +31,7 @@ from ..plan.plankey import plan_key
 from ..plan.render import View, render_text
 from ..printable import printable
 from ..workflow import SavedPlanMismatch, plan_on_host, remaining_changes, replan_saved
-from .common import config_argument, domains_option, warn
+from .common import cache_store, config_argument, domains_option, warn
 from .plan import (
     PLAN_ERRORS,
     compact_option,
@@ -157,7 +162,28 @@ def apply_command(
     """
     view = view_of(compact, detail)
     host = host_of(ctx)
-    spec = load_spec_or_fail(config) if plan_file is None else None
+    # the plan apply shows may use plan's cache; what apply checks under the locks never does
+    # (a table's digest when it is replaced, a saved plan's live state, the host read back)
+    with (cache_store(ctx) if plan_file is None else None) or contextlib.nullcontext() as store:
+        spec = load_spec_or_fail(config, store) if plan_file is None else None
+        _apply(ctx, host, config, spec, store, plan_file, yes, force, purge_mailboxes, lock_timeout, domain, view, now)
+
+
+def _apply(
+    ctx: typer.Context,
+    host: Host,
+    config: Path,
+    spec: Spec | None,
+    store: CacheStore | None,
+    plan_file: Path | None,
+    yes: bool,
+    force: bool,
+    purge_mailboxes: bool,
+    lock_timeout: float,
+    domain: list[str] | None,
+    view: View,
+    now: int | None,
+) -> None:
     try:
         with lock.global_lock(host.lock_path, lock_timeout, on_wait=lambda m: typer.echo(m, err=True)):
             recover_leftovers(host, log=typer.echo, warn=warn)  # a killed apply's history entry
@@ -173,6 +199,8 @@ def apply_command(
                     purge_mailboxes=purge_mailboxes,
                     fallback_dir=config.parent,
                     targets=tuple(domain) if domain else None,
+                    cache=LiveCache(store) if store is not None else None,
+                    memo=ResolveMemo(store) if store is not None else None,
                 )
                 if plan.errors:
                     typer.echo(render_text(plan, style_for_tty(sys.stdout), view), nl=False)

@@ -17,11 +17,32 @@ import typer.core
 from ..host import Host
 from ..printable import printable
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..cache.store import CacheStore
+
 
 def host_of(ctx: typer.Context) -> Host:
     """The `Host` the global options built (commands call this instead of parsing --root)."""
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Host) else Host(None)
+
+
+#: Where the global ``--no-cache`` / ``--cache-dir`` are kept (the root context's ``meta``).
+CACHE_META = "vmreconcile.cache"
+CACHE_SETTINGS = ("no_cache", "cache_dir")
+
+
+def cache_store(ctx: typer.Context) -> CacheStore | None:
+    """Plan's cache directory (`cache.store`), or None with ``--no-cache`` or when it cannot be
+    used (not ours, not 0700, not makeable): the command then reads everything, as always."""
+    from ..cache.store import CacheStore
+
+    settings = ctx.find_root().meta.get(CACHE_META, {})
+    if settings.get("no_cache"):
+        return None
+    directory = settings.get("cache_dir")
+    return CacheStore.open(os.fspath(directory) if directory else host_of(ctx).cache_dir_str)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

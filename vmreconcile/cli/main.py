@@ -24,9 +24,10 @@ import typer.core
 
 from .. import __version__
 from ..host import Host
+from .common import CACHE_META, CACHE_SETTINGS
 
 #: The global options every command accepts after its name too (``plan --root DIR``).
-GLOBAL_AFTER_COMMAND = ("root", "version")
+GLOBAL_AFTER_COMMAND = ("root", "version", "no_cache", "cache_dir")
 
 
 class Commands(typer.core.TyperGroup):
@@ -64,12 +65,19 @@ def _after_command(param: Any) -> Any:
     copied.expose_value = False
     if param.name == "root":
         copied.callback = _root_after_command
+    elif param.name in CACHE_SETTINGS:
+        copied.callback = _cache_after_command
     return copied
 
 
 def _root_after_command(ctx: Any, _param: Any, value: Any) -> None:
     if value is not None:
         ctx.find_root().obj = Host(Path(value))
+
+
+def _cache_after_command(ctx: Any, param: Any, value: Any) -> None:
+    if value:
+        ctx.find_root().meta.setdefault(CACHE_META, {})[param.name] = value
 
 
 app = typer.Typer(
@@ -101,8 +109,25 @@ def _global_options(
         metavar="DIR",
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    no_cache: bool = typer.Option(
+        False,
+        "--no-cache",
+        envvar="VMRECONCILE_NO_CACHE",
+        help="Neither use nor update plan's cache of decoded tables and checked configuration.",
+    ),
+    cache_dir: Path | None = typer.Option(
+        None,
+        "--cache-dir",
+        envvar="VMRECONCILE_CACHE_DIR",
+        metavar="DIR",
+        help="Where plan keeps its cache (default /var/cache/vmreconcile, under --root inside DIR); "
+        "used only when owned by you with mode 0700.",
+    ),
 ) -> None:
     ctx.obj = Host(root)
+    ctx.meta.setdefault(CACHE_META, {}).update(
+        {name: value for name, value in (("no_cache", no_cache), ("cache_dir", cache_dir)) if value}
+    )
 
 
 def _register_commands() -> None:

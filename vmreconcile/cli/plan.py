@@ -7,6 +7,7 @@ the host; ``--out FILE`` saves the plan (mode 0600) for ``apply --plan FILE``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -17,10 +18,14 @@ from typing import Any, TextIO
 
 import typer
 
+from ..cache.livestate import LiveCache
+from ..cache.resolved import ResolveMemo
+from ..cache.store import CacheStore
 from ..desired.spec import Spec
 from ..formats.cdb import CdbError
 from ..formats.hashing import HashingError
 from ..formats.vpwentry import RecordError
+from ..gcpause import collector_paused
 from ..host import BaseUserMissing
 from ..live import DomainReadError
 from ..model import HostState
@@ -34,7 +39,8 @@ from ..preflight import HostProblems, snapshot_option_problems
 from ..tables import TableError
 from ..workflow import load_config, plan_on_host
 from .common import DEFAULT_CONFIG as DEFAULT_CONFIG  # where other command modules have imported it from
-from .common import config_argument, domains_option, fail, host_of, style_for
+from .common import cache_store, config_argument, domains_option, fail, host_of, style_for
+from .progress import Progress
 
 #: Problems that end a plan or apply with one message and exit 1.
 PLAN_ERRORS = (
@@ -57,11 +63,11 @@ class PlanFormat(StrEnum):
     markdown = "markdown"
 
 
-def load_spec_or_fail(path: Path) -> Spec:
+def load_spec_or_fail(path: Path, cache: CacheStore | None = None) -> Spec:
     from ..desired.errors import ConfigErrors
 
     try:
-        return load_config(path)
+        return load_config(path, cache)
     except ConfigErrors as exc:
         for problem in exc.errors:
             typer.echo(str(problem), err=True)
@@ -102,7 +108,27 @@ def make_plan(
     purge: bool,
     targets: tuple[str, ...] | None = None,
 ) -> Plan:
-    spec = load_spec_or_fail(config)
+    progress = Progress()
+    # a fleet's plan builds millions of small acyclic objects: no collection while it is made
+    with cache_store(ctx) or contextlib.nullcontext() as store, collector_paused():
+        try:
+            return _make_plan(ctx, config, state, now, purge, targets, store, progress)
+        finally:
+            progress.finish()
+
+
+def _make_plan(
+    ctx: typer.Context,
+    config: Path,
+    state: Path | None,
+    now: int | None,
+    purge: bool,
+    targets: tuple[str, ...] | None,
+    store: CacheStore | None,
+    progress: Progress,
+) -> Plan:
+    progress.stage(f"reading {config}")
+    spec = load_spec_or_fail(config, store)
     try:
         if state is not None:
             live = read_state_file(state)
@@ -119,8 +145,17 @@ def make_plan(
                 targets=targets,
                 offline=True,
             )
+        progress.stage("reading the host's domains")
         plan, _ = plan_on_host(
-            host_of(ctx), spec, now=now, purge_mailboxes=purge, fallback_dir=config.parent, targets=targets
+            host_of(ctx),
+            spec,
+            now=now,
+            purge_mailboxes=purge,
+            fallback_dir=config.parent,
+            targets=targets,
+            cache=LiveCache(store) if store is not None else None,
+            memo=ResolveMemo(store) if store is not None else None,
+            progress=progress,
         )
         return plan
     except PLAN_ERRORS as exc:

@@ -53,6 +53,8 @@ _BCRYPT = re.compile(r"\$2[abxy]?\$[0-9]{2}\$")
 #: Methods whose salt is the ``$``-field before the checksum (the others keep their salt).
 _SALTED_FIELDS = ("$y$", "$gy$", "$1$", "$5$", "$6$", "$sha1$", "$md5")
 _PROBE = b"vmreconcile-probe"
+#: How the warning starts when no hash could be checked (no libxcrypt).
+NOT_CHECKED = "password hashes were not checked"
 _TOO_COSTLY = object()
 
 
@@ -77,7 +79,7 @@ def unusable_hashes(values: Iterable[str]) -> tuple[dict[str, str], str | None]:
     try:
         crypt(_PROBE, b"$1$probe$")  # loads libxcrypt here, once, not in every prober
     except HashingError as exc:
-        return {}, f"password hashes were not checked: {exc}"
+        return {}, f"{NOT_CHECKED}: {exc}"
     problems: dict[str, str] = {}
     groups: dict[str, list[str]] = {}
     for value in dict.fromkeys(values):

@@ -18,11 +18,15 @@ from ..gcpause import collector_paused as _collector_paused
 from ..tables import UnsafeFile, read_bounded
 from .errors import ConfigErrors, Diagnostic, sorted_diagnostics
 from .schema import schema_errors
-from .semantics import build_spec
+from .semantics import DocumentFacts, build_spec_with_facts
 from .spec import Position, Spec
 from .yamlread import YMap, read_yaml
 
 __all__ = ["ConfigErrors", "CheckResult", "check_config", "config_files", "load_spec", "merge_documents"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..cache.store import CacheStore
 
 #: Top-level sections whose entries are merged across files (anything else is one value).
 MERGED_SECTIONS = ("qmail", "runtime", "vmailmgr", "passwords", "domains")
@@ -60,22 +64,30 @@ def _display(path: Path) -> str:
     return os.fspath(path)
 
 
-def check_config(path: str | os.PathLike[str]) -> CheckResult:
-    """Every error and warning of the configuration at ``path`` (file or directory)."""
+def check_config(path: str | os.PathLike[str], cache: CacheStore | None = None) -> CheckResult:
+    """Every error and warning of the configuration at ``path`` (file or directory).
+
+    With ``cache`` (plan's, `cache.store`), the domains whose YAML did not change since an
+    earlier check are taken from it (`incremental`): the result is the same.
+    """
     with _collector_paused():
+        if cache is not None:
+            from .incremental import check_config_cached
+
+            return check_config_cached(Path(path), cache)
         return _check(Path(path))
 
 
-def _check(root: Path) -> CheckResult:
+def read_config_files(root: Path) -> tuple[list[Path], list[bytes | None], list[Diagnostic]]:
+    """The configuration's files and their bytes (None for one that cannot be read, with its
+    diagnostic), bounded by `MAX_CONFIG_BYTES` in all."""
     diagnostics: list[Diagnostic] = []
     if not root.exists():
-        return CheckResult(None, [Diagnostic(None, (), f"{_display(root)}: no such file or directory")])
+        return [], [], [Diagnostic(None, (), f"{_display(root)}: no such file or directory")]
     files = config_files(root)
     if not files:
-        return CheckResult(
-            None, [Diagnostic(Position(_display(root), 1, 1), (), "the directory holds no *.yaml files")]
-        )
-    documents: list[tuple[str, object]] = []
+        return [], [], [Diagnostic(Position(_display(root), 1, 1), (), "the directory holds no *.yaml files")]
+    raws: list[bytes | None] = []
     budget = MAX_CONFIG_BYTES
     for file in files:
         name = _display(file)
@@ -86,23 +98,58 @@ def _check(root: Path) -> CheckResult:
             if reason.startswith("larger than"):
                 reason = f"the configuration's files hold more than {MAX_CONFIG_BYTES:,} bytes in all"
             diagnostics.append(Diagnostic(Position(name, 1, 1), (), f"cannot read: {reason}"))
+            raws.append(None)
             continue
         if raw is None:
             diagnostics.append(Diagnostic(Position(name, 1, 1), (), "cannot read: no such file"))
+        else:
+            budget -= len(raw)
+        raws.append(raw)
+    return files, raws, diagnostics
+
+
+def _check(root: Path) -> CheckResult:
+    files, raws, diagnostics = read_config_files(root)
+    if not files:
+        return CheckResult(None, diagnostics)
+    documents = parse_documents(files, raws, diagnostics)
+    return check_documents(documents, tuple(_display(f) for f in files), diagnostics)[0]
+
+
+def parse_documents(
+    files: list[Path],
+    raws: list[bytes | None],
+    diagnostics: list[Diagnostic],
+    anchor_lines: list[list[int]] | None = None,
+) -> list[tuple[str, object]]:
+    """Each readable file parsed (`read_yaml`), its problems added to ``diagnostics``;
+    ``anchor_lines`` gets each file's anchor and alias lines."""
+    documents: list[tuple[str, object]] = []
+    for file, raw in zip(files, raws, strict=True):
+        lines: list[int] = []
+        if anchor_lines is not None:
+            anchor_lines.append(lines)
+        if raw is None:
             continue
-        budget -= len(raw)
-        value, problems = read_yaml(raw, name)
+        name = _display(file)
+        value, problems = read_yaml(raw, name, lines)
         diagnostics.extend(problems)
         if value is not None or not problems:  # a syntax error leaves nothing to check
             documents.append((name, value))
-    names = tuple(_display(f) for f in files)
+    return documents
+
+
+def check_documents(
+    documents: list[tuple[str, object]], names: tuple[str, ...], diagnostics: list[Diagnostic]
+) -> tuple[CheckResult, DocumentFacts]:
+    """Merge, schema and semantic checks of parsed documents (`parse_documents`)."""
     doc, merge_problems = merge_documents(documents)
     diagnostics.extend(merge_problems)
     if doc is not None:  # an empty configuration is valid: it manages nothing
         diagnostics.extend(schema_errors(doc))
-    spec, semantic = build_spec(doc, names)
+    spec, semantic, facts = build_spec_with_facts(doc, names)
     diagnostics.extend(semantic)
-    return _result(spec, diagnostics, names)
+    return _result(spec, diagnostics, names), facts
 
 
 def _result(spec: Spec | None, diagnostics: list[Diagnostic], files: tuple[str, ...]) -> CheckResult:
@@ -112,9 +159,9 @@ def _result(spec: Spec | None, diagnostics: list[Diagnostic], files: tuple[str, 
     return CheckResult(None if errors else spec, errors, warnings, files)
 
 
-def load_spec(path: str | os.PathLike[str]) -> Spec:
+def load_spec(path: str | os.PathLike[str], cache: CacheStore | None = None) -> Spec:
     """The `Spec` of the configuration at ``path``; raises `ConfigErrors` listing every error."""
-    result = check_config(path)
+    result = check_config(path, cache)
     if result.errors or result.spec is None:
         raise ConfigErrors(result.errors, result.warnings)
     return result.spec

@@ -19,12 +19,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from .. import resources
 from .errors import Diagnostic, PathPart
 from .positions import locate
 from .yamlread import REFUSED
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_NAME = "vmreconcile.schema.json"
 _TYPE_WORDS = {
@@ -50,6 +52,8 @@ def load_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema  # only to explain an invalid document: a valid one never loads it (~40 ms)
+
     return jsonschema.Draft202012Validator(load_schema())
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -67,13 +68,20 @@ class _Checker:
         self.forwards = _Forwards()
         #: byte count -> how the YAML spelled it (``500 MiB``), for plans to show it that way
         self.size_spellings: dict[int, str] = {}
+        #: the domain being checked (None: outside ``domains:``), and the spellings each domain
+        #: (None: the global options) wrote first: what `DocumentFacts` keeps of a domain
+        self.domain: str | None = None
+        self.spellings_by_domain: dict[str | None, dict[int, str]] = {}
 
     def spelled(self, raw: object, parsed: object) -> None:
         """Remember the YAML's spelling of a size (the first one wins when two differ)."""
-        if isinstance(parsed, int) and isinstance(raw, str) and parsed not in self.size_spellings:
-            spelling = units.size_spelling(raw)
-            if spelling is not None:
-                self.size_spellings[parsed] = spelling
+        if isinstance(parsed, int) and isinstance(raw, str):
+            local = self.spellings_by_domain.setdefault(self.domain, {})
+            if parsed not in local:
+                spelling = units.size_spelling(raw)
+                if spelling is not None:
+                    local[parsed] = spelling
+                    self.size_spellings.setdefault(parsed, spelling)
 
     def error(self, path: tuple[PathPart, ...], message: str, at_key: bool = False) -> None:
         self.diagnostics.append(Diagnostic(locate(self.doc, path, at_key), path, message))
@@ -88,7 +96,82 @@ class _Checker:
 
 def build_spec(doc: object, sources: tuple[str, ...] = ()) -> tuple[Spec | None, list[Diagnostic]]:
     """The `Spec` of a merged document and every diagnostic (the Spec is None on errors)."""
+    spec, diagnostics, _facts = build_spec_with_facts(doc, sources)
+    return spec, diagnostics
+
+
+@dataclass(frozen=True, slots=True)
+class DomainFacts:
+    """What checking one domain found that the checks across domains need, so that a domain
+    checked on its own can be checked with others later (`desired.incremental`): its table
+    keys, each forward as (source key, target as written), and the sizes it spelled first."""
+
+    keys: tuple[str, ...]
+    forwards: tuple[tuple[str, str], ...]
+    spellings: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentFacts:
+    """`DomainFacts` per domain, and the sizes the global options spelled."""
+
+    domains: Mapping[str, DomainFacts]
+    spellings: tuple[tuple[int, str], ...]
+
+
+def build_spec_with_facts(
+    doc: object, sources: tuple[str, ...] = ()
+) -> tuple[Spec | None, list[Diagnostic], DocumentFacts]:
+    """`build_spec`, and the `DocumentFacts` of the document."""
     check = _Checker(doc)
+    spec, diagnostics = _build_spec(check, doc, sources)
+    spellings = check.spellings_by_domain
+    facts = DocumentFacts(
+        domains={
+            name: DomainFacts(
+                keys=tuple(sorted(keys)),
+                forwards=tuple(check.forwards.calls.get(name, ())),
+                spellings=tuple(spellings.get(name, {}).items()),
+            )
+            for name, keys in check.forwards.keys.items()
+        },
+        spellings=tuple(spellings.get(None, {}).items()),
+    )
+    return spec, diagnostics, facts
+
+
+def cross_domain_problem(domains: Sequence[DomainSpec], facts: Mapping[str, DomainFacts]) -> bool:
+    """True when ``domains``, each free of problems on its own, have one together: a base user
+    or a routed name taken twice, or a forwarding loop across domains.
+
+    The guard of `desired.incremental`, which checks only the domains whose YAML changed and
+    takes the others from its cache: when this is True it checks the whole configuration
+    again, and `build_spec` reports the problem with its places. The loop check is the very
+    one `build_spec` runs (`_Forwards`, `find_loops`), on the same calls.
+    """
+    owners: set[str] = set()
+    routed: set[str] = set()
+    forwards = _Forwards()
+    for domain in domains:
+        if domain.base_user in owners:
+            return True
+        owners.add(domain.base_user)
+        names = [domain.name, *domain.domain_aliases]
+        for key in names + (["." + domain.name] if domain.wildcard else []):
+            if key in routed:
+                return True
+            routed.add(key)
+        forwards.managed.update(name.lower() for name in names)
+        for key in names:
+            forwards.routes[key] = domain.name
+        forwards.keys[domain.name] = set(facts[domain.name].keys)
+    for domain in domains:
+        for source, target in facts[domain.name].forwards:
+            forwards.add(domain.name, source, target, (), "")
+    return bool(find_loops(forwards.resolved()))
+
+
+def _build_spec(check: _Checker, doc: object, sources: tuple[str, ...]) -> tuple[Spec | None, list[Diagnostic]]:
     if not isinstance(doc, dict):  # the schema reports anything but a mapping
         return (Spec(sources=sources) if doc is None else None), check.diagnostics
     qmail = _mapping(doc.get("qmail"))
@@ -238,9 +321,13 @@ class _Forwards:
         #: Edge number -> (YAML path, what to call it in a message).
         self.places: list[tuple[tuple[PathPart, ...], str]] = []
         self.elsewhere: list[tuple[Node, str, str, int]] = []  # (source, target domain, key, number)
+        #: Every ``add`` of each domain as (source, target), kept or not: a domain's part of the
+        #: graph, which the loop check can be run on again with other domains (`cross_domain_problem`).
+        self.calls: dict[str, list[tuple[str, str]]] = {}
 
     def add(self, domain: str, source: str, target: str, path: tuple[PathPart, ...], what: str) -> None:
         """The edge from entry ``source`` of ``domain`` to where ``target`` (as written) delivers."""
+        self.calls.setdefault(domain, []).append((source, target))
         local, at, target_domain = target.partition("@")
         if at:
             target_domain = target_domain.lower()
@@ -320,6 +407,7 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
         path: tuple[PathPart, ...] = ("domains", name)
         if not isinstance(body, dict):
             continue
+        check.domain = name
         valid_name = _check_hostname(check, name, path, "domain name", at_key=True)
         base_user = body.get("base_user")
         if isinstance(base_user, str):
@@ -368,6 +456,7 @@ def _domains(check: _Checker, value: object, global_options: Mapping[str, Option
                     check.forwards.routes[key] = name
         domain_options = _options(check, body.get("options"), path + ("options",), is_global=False)
         out.append(_domain(check, name, body, path, base_user, wildcard, aliases, domain_options, global_options))
+    check.domain = None
     return out
 
 

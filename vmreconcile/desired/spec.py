@@ -187,3 +187,7 @@ class Spec:
     history_keep: int = 50  # history entries kept (``history: {keep: N}``)
     #: byte count -> the YAML's spelling of it (``500 MiB``): plans show sizes as they were written
     size_spellings: Mapping[int, str] = field(default_factory=dict, compare=False)
+    #: domain name -> a digest of its YAML and of everything else its check depended on, when
+    #: the configuration cache computed one (`desired.incremental`): plan's resolution memo
+    #: (`cache.resolved`) knows by it that a domain's spec is the one it planned before
+    digests: Mapping[str, bytes] = field(default_factory=dict, compare=False)

@@ -264,19 +264,20 @@ def _decode(raw: bytes, name: str) -> str:
         raise _Problem(Position(name, line, column), "the file is not valid UTF-8") from None
 
 
-def read_yaml(raw: bytes, name: str) -> tuple[object, list[Diagnostic]]:
+def read_yaml(raw: bytes, name: str, anchor_lines: list[int] | None = None) -> tuple[object, list[Diagnostic]]:
     """Parse one YAML file's bytes into ``(value, problems)``.
 
     ``value`` is a `YMap`, or None for an empty file or one that cannot be used at all (a
     syntax error, a top level that is not a mapping, too deep, too many alias expansions).
     Other problems are reported and their values replaced by `REFUSED` (keys dropped), so the
-    rest of the file is still checked.
+    rest of the file is still checked. ``anchor_lines`` gets the line (0-based) of every
+    anchor and alias (`incremental` caches no part of a file that has one among its domains).
     """
     text = ""
     try:
         text = _decode(raw, name)
         problems: list[Diagnostic] = []
-        root, root_mark = _build(text, name, problems)
+        root, root_mark = _build(text, name, problems, anchor_lines)
         if root is not None and not isinstance(root, YMap):
             what = "a list" if isinstance(root, YList) else "a single value"
             problems.append(
@@ -318,7 +319,9 @@ def _path(stack: list[list[Any]], key: str | None = None) -> tuple[PathPart, ...
     return tuple(out)
 
 
-def _build(text: str, name: str, problems: list[Diagnostic]) -> tuple[object, Any]:
+def _build(
+    text: str, name: str, problems: list[Diagnostic], anchor_lines: list[int] | None = None
+) -> tuple[object, Any]:
     """Turn the event stream into values and the root's mark; problems that make the file
     unusable raise `_Problem`, the others are appended to ``problems``.
 
@@ -370,6 +373,8 @@ def _build(text: str, name: str, problems: list[Diagnostic]) -> tuple[object, An
                     value = _Dropped(value) if in_key else REFUSED
             if event.anchor:
                 anchors[event.anchor] = value
+                if anchor_lines is not None:
+                    anchor_lines.append(mark.line)
         elif kind is map_start or kind is seq_start:
             written += 1
             mark = event.start_mark
@@ -385,6 +390,8 @@ def _build(text: str, name: str, problems: list[Diagnostic]) -> tuple[object, An
                     why = f"unsupported YAML tag {tag!r}: only plain YAML values are allowed"
                 problem(mark, why)
                 refused = True
+            if event.anchor and anchor_lines is not None:
+                anchor_lines.append(mark.line)
             frame = [
                 YMap(mark, name) if is_map else YList(mark, name),
                 is_map,
@@ -406,6 +413,8 @@ def _build(text: str, name: str, problems: list[Diagnostic]) -> tuple[object, An
                 anchors[anchor] = value
         elif kind is alias_event:
             mark = event.start_mark
+            if anchor_lines is not None:
+                anchor_lines.append(mark.line)
             if event.anchor not in anchors:
                 problem(mark, f"alias *{event.anchor} refers to no anchor defined before it")
                 value = REFUSED

@@ -23,6 +23,7 @@ def build_plan(
     manage_changeable: bool = True,
     targets: tuple[str, ...] | None = None,
     offline: bool = False,
+    unchanged: frozenset[str] = frozenset(),
 ) -> Plan:
     """The plan that makes ``live`` what ``spec`` asks for.
 
@@ -31,11 +32,12 @@ def build_plan(
     ``targets`` limits the plan to those domains (``--domain``): the spec is cut down to them,
     ``live`` is expected to hold only them, and the authpipe list is left alone. ``offline``:
     ``live`` is a saved snapshot (``plan --state``); secrets that cannot be read are notes.
+    ``unchanged``: domains taken as they are live (`resolve`).
     """
     if targets is not None:
         spec = restrict_spec(spec, targets)
         manage_changeable = False
-    desired, notes = resolve(spec, live, now, secrets, offline)
+    desired, notes = resolve(spec, live, now, secrets, offline, unchanged)
     return plan_for_desired(
         desired,
         live,

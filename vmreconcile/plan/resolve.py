@@ -54,22 +54,35 @@ class ResolveError(ValueError):
 
 
 def resolve(
-    spec: Spec, live: HostState, now: int, secrets: SecretReader, offline: bool = False
+    spec: Spec,
+    live: HostState,
+    now: int,
+    secrets: SecretReader,
+    offline: bool = False,
+    unchanged: frozenset[str] = frozenset(),
 ) -> tuple[HostState, list[str]]:
     """The desired `HostState` for ``spec`` on a host that is in state ``live``, and notes.
 
     Raises `ResolveError` listing every problem (a missing secret names the user, never the
     secret's value). Domains the spec does not name are kept as they are live. ``offline``
     (planning against a saved snapshot, as CI does without secrets): a secret that cannot be
-    read is a note, not an error; a redacted live hash never needs the secret.
+    read is a note, not an error; a redacted live hash never needs the secret. ``unchanged``
+    names domains known to resolve to their live domain of the same name (plan's resolution
+    memo, `cache.resolved`, knows their inputs are those of an earlier plan without a change
+    there): that live domain is taken as it is.
     """
     notes: list[str] = []
     problems: list[str] = []
     global_options = {**live.options, **spec.options}
     desired_domains: dict[str, Domain] = {}
     claimed: set[str] = set()
+    counterparts = live_counterparts(spec.domains, live)  # once: per domain it would cost 1,000 x 1,000
     for dspec in spec.domains:
-        live_domain = match_live_domain(dspec, live)
+        live_domain = counterparts.get(dspec.name)
+        if dspec.name in unchanged and live_domain is not None and live_domain.name == dspec.name:
+            claimed.add(live_domain.name)
+            desired_domains[dspec.name] = live_domain
+            continue
         if live_domain is not None:
             claimed.add(live_domain.name)
             moved = moving_problem(dspec, live_domain, live.options, global_options)
@@ -320,7 +333,8 @@ def passwd_changeable(spec: Spec) -> tuple[str, ...]:
     out = []
     for dspec in spec.domains:
         for uspec in dspec.users:
-            if isinstance(uspec.password, PasswordSpec) and uspec.password.kind == "unmanaged":
+            password = uspec.given.get("password")  # not uspec.password: 100,000 times __getattr__
+            if isinstance(password, PasswordSpec) and password.kind == "unmanaged":
                 out.append(f"{dspec.base_user}/{ascii_lower(uspec.name)}")
     return tuple(out)
 
