@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import preflight
+from .apply.reloadrecord import reload_change_note
 from .desired.spec import DomainSpec, Spec
 from .formats.config import PASSWD_CHANGEABLE, changeable_entries, layered_value
 from .formats.control import VIRTUALDOMAINS
@@ -255,6 +256,9 @@ def plan_on_host(
             break
         problems += found
         broken.update(p.domain for p in found)
+    reload_note = reload_change_note(host, spec.reload_command)  # qmail.reload: not a file, so from the history
+    if reload_note:
+        notes.append(reload_note)
     if problems or notes:
         plan = replace(plan, errors=tuple(str(p) for p in problems), notes=plan.notes + tuple(notes))
     return plan, live
