@@ -357,11 +357,13 @@ def _change_records(changes: Iterable[Change]) -> list[tuple[object, ...]]:
     return [(json.dumps(c.to_json(), sort_keys=True), c.domain, c.target) for c in changes]
 
 
-def remaining_changes(host: Host, plan: Plan) -> list[Change]:
+def remaining_changes(host: Host, plan: Plan, skip: Iterable[str] = ()) -> list[Change]:
     """What still differs, after an apply, between the plan's desired state and the host, for
-    everything the plan wrote: empty when the next plan would be empty there."""
+    everything the plan wrote: empty when the next plan would be empty there. Domains in
+    ``skip`` (they failed and were left as they were) are not read back."""
     host = host.using_qmail_root(configured_qmail_root(plan.desired.options))
-    written = tuple(sorted({c.domain for c in plan.changes if c.domain}))
+    skipped = set(skip)
+    written = tuple(sorted({c.domain for c in plan.changes if c.domain and c.domain not in skipped}))
     live = read_live_for(host, wanted_by_plan(plan), written)
     desired = plan.desired.with_changes(domains=tuple(d for d in plan.desired.domains if d.name in written))
     return diff(

@@ -200,3 +200,34 @@ def test_lines_of_a_failed_domain_are_left_as_they_were():
         "localhost",
         "bad.example",
     )
+
+
+def test_a_symlink_planted_in_one_home_while_apply_runs_fails_that_domain_only(tmp_path, monkeypatch):
+    """The tenant swaps ``users/`` for a link to somewhere else after the plan: apply never
+    follows it, b.example fails (exit 3), a and c are applied and read back (b's home is not
+    read back: it is left as it was)."""
+    from vmreconcile.apply import execute as execute_module
+
+    root = tmp_path / "root"
+    homes = three_domain_root(root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = tmp_path / "mail.yaml"
+    config.write_text("domains:\n" + CONFIG)
+    real_setup = execute_module.Executor.setup_domain
+
+    def planted(self, domain):
+        if domain.name == "b.example":
+            (homes["b.example"] / "users").symlink_to(elsewhere)
+        return real_setup(self, domain)
+
+    monkeypatch.setattr(execute_module.Executor, "setup_domain", planted)
+    result = run(root, "apply", str(config), "--yes")
+    assert result.exit_code == 3, result.stdout + result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert len(failed) == 1 and failed[0].startswith("  - b.example: domain setup: "), result.stderr
+    assert "symbolic link" in failed[0]
+    assert list(elsewhere.iterdir()) == []
+    assert not (homes["b.example"] / "passwd.cdb").exists()
+    assert (homes["a.example"] / "passwd.cdb").is_file() and (homes["c.example"] / "passwd.cdb").is_file()
+    assert "b.example" not in (root / "var" / "qmail" / "control" / "virtualdomains").read_text()

@@ -153,7 +153,7 @@ def convergence_errors(host: Host, plan: Plan, failed: Mapping[str, str] | None 
     host), as errors; apply exits 0 only when the next plan would be empty. The changes of the
     domains in ``failed`` (left as they were on purpose) are not counted."""
     try:
-        left = remaining_changes(host, plan)
+        left = remaining_changes(host, plan, skip=failed or ())
     except PLAN_ERRORS as exc:
         return [f"cannot read the host back after apply: {error_text(exc)}"]
     if failed:
