@@ -22,6 +22,7 @@ problems leave that domain out of the plan, so one broken tenant does not block 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -123,8 +124,10 @@ def check_trusted_dirs(host: Host, qmail_root: str) -> None:
                 )
             )
     control = os.path.join(qmail_root, "control")
-    for managed in MANAGED_FILES:  # an admin's symlinked control file is written through
-        path = os.path.join(control, managed.name)
+    linked = [os.path.join(control, managed.name) for managed in MANAGED_FILES]
+    with contextlib.suppress(OSError):  # missing: apply makes it
+        linked += [os.path.join(host.config_dir_str, name) for name in sorted(os.listdir(host.config_dir_str))]
+    for path in linked:  # an admin's symlinked control or option file is written through
         if os.path.islink(path):
             unsafe = untrusted_directory(os.path.dirname(os.path.realpath(path)), trusted, host.root_str)
             if unsafe is not None:

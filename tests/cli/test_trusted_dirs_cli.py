@@ -113,6 +113,20 @@ def test_a_symlinked_control_file_into_a_directory_others_control_is_refused(tmp
     assert (shared / "rcpthosts").read_text() == "localhost\n"
 
 
+@requires_root
+def test_a_symlinked_option_file_into_a_directory_others_control_is_refused(tmp_path):
+    root, config = tree(tmp_path)
+    shared = root / "home" / "myuser" / "opts"
+    shared.mkdir()
+    os.chown(shared, TREE_UID, TREE_GID)
+    (shared / "separators").write_text("@\n")
+    (root / "etc" / "vmailmgr" / "separators").symlink_to(shared / "separators")
+    config.write_text('vmailmgr: {separators: "@:"}\ndomains:\n  mydomain.org:\n    base_user: myuser\n')
+    result = vmr(root, "apply", str(config), "--yes")
+    assert_refused(result, "etc/vmailmgr/separators: is a symbolic link into a directory root must not write into")
+    assert (shared / "separators").read_text() == "@\n"
+
+
 def test_a_missing_vmailmgr_directory_is_made_by_apply(tmp_path):
     root, config = tree(tmp_path)
     (root / "etc" / "vmailmgr").rmdir()
