@@ -22,6 +22,7 @@ problems leave that domain out of the plan, so one broken tenant does not block 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 from .desired.spec import DomainSpec, Position, Spec
 from .formats.config import layered_value, option_problem
+from .formats.control import MANAGED_FILES
 from .formats.userdir import NAME_MAX, PATH_MAX, relative_path_problem
 from .host import GLOBAL_CONFIG_DIR, LOCAL_CONFIG_DIR, BaseUser, BaseUserMissing, Host
 from .model import HostState, OptionValue, to_bytes
@@ -66,7 +68,8 @@ class HostProblems(Exception):
 
 
 def check_qmail_root(host: Host) -> None:
-    """``qmail-root`` is absolute and the qmail root and its ``control/`` are directories."""
+    """``qmail-root`` is absolute, the qmail root and its ``control/`` are directories, and
+    they and ``/etc/vmailmgr`` are safe for root to write into (`check_trusted_dirs`)."""
     try:
         qmail_root = host.qmail_root_str()
     except ValueError:
@@ -86,6 +89,118 @@ def check_qmail_root(host: Host) -> None:
                     )
                 ]
             )
+    check_trusted_dirs(host, qmail_root)
+
+
+#: How many symbolic links one path may pass through (Linux's own limit).
+MAX_SYMLINKS = 40
+
+
+def check_trusted_dirs(host: Host, qmail_root: str) -> None:
+    """Apply writes, as root, into qmail's ``control/`` directory and ``/etc/vmailmgr``: each
+    must be root's and writable by nobody else, and so must every directory on the way there
+    (symbolic links followed), or whoever controls one of them (a tenant whose home a YAML
+    ``qmail.root`` points into) could swap a link in and have root write ``/etc/passwd``.
+
+    Under ``--root DIR`` the invoking user owns the throwaway tree: a directory owned by that
+    user or by root passes, and the directories above DIR are not looked at (the tree's place
+    is the caller's choice). A directory that does not exist yet ends the walk (apply creates
+    ``/etc/vmailmgr`` as root; qmail's missing directories are refused above).
+    """
+    trusted = {0, os.geteuid()} if host.is_rooted else {0}
+    problems = []
+    for path, what in (
+        (qmail_root, "the qmail root"),
+        (os.path.join(qmail_root, "control"), "qmail's control directory"),
+        (host.config_dir_str, "the vmailmgr configuration directory"),
+    ):
+        unsafe = untrusted_directory(path, trusted, host.root_str)
+        if unsafe is not None:
+            owners = "root or you (under --root)" if host.is_rooted else "root"
+            problems.append(
+                Problem(
+                    f"{path}: {what} is not safe for root to write into: {unsafe}; "
+                    f"it and every directory above it must be owned by {owners} and writable by no one else"
+                )
+            )
+    control = os.path.join(qmail_root, "control")
+    linked = [os.path.join(control, managed.name) for managed in MANAGED_FILES]
+    with contextlib.suppress(OSError):  # missing: apply makes it
+        linked += [os.path.join(host.config_dir_str, name) for name in sorted(os.listdir(host.config_dir_str))]
+    for path in linked:  # an admin's symlinked control or option file is written through
+        if os.path.islink(path):
+            unsafe = untrusted_directory(os.path.dirname(os.path.realpath(path)), trusted, host.root_str)
+            if unsafe is not None:
+                problems.append(
+                    Problem(f"{path}: is a symbolic link into a directory root must not write into: {unsafe}")
+                )
+    if problems:
+        raise HostProblems(problems)
+
+
+def untrusted_directory(path: str, trusted: set[int], skip_above: str | None = None) -> str | None:
+    """Why ``path`` can be redirected by someone not in ``trusted`` (uids), or None.
+
+    The path is resolved one component at a time, as the kernel would, following symbolic
+    links; every directory looked into must be owned by a trusted uid and not writable by group
+    or others (a sticky one, like ``/tmp``, passes when the entry looked up in it is owned by a
+    trusted uid: nobody else can rename or replace that entry), and so must ``path`` itself.
+    Directories strictly above ``skip_above`` are not judged.
+    """
+    pending = [p for p in path.split("/") if p and p != "."]
+    current = "/"
+    links = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        entry = os.path.join(current, name)
+        try:
+            info = os.lstat(entry)
+        except FileNotFoundError:
+            return None  # missing: created by apply as root, or refused as missing elsewhere
+        except OSError as exc:
+            return f"{entry}: {exc.strerror}"
+        problem = _directory_problem(current, trusted, skip_above, entry_owner=info.st_uid)
+        if problem:
+            return problem
+        if stat.S_ISLNK(info.st_mode):
+            links += 1
+            if links > MAX_SYMLINKS:
+                return f"{entry}: too many levels of symbolic links"
+            target = os.readlink(entry)
+            if target.startswith("/"):
+                current = "/"
+            pending[:0] = [p for p in target.split("/") if p and p != "."]
+        else:
+            current = entry
+    return _directory_problem(current, trusted, skip_above, entry_owner=None)
+
+
+def _directory_problem(
+    directory: str, trusted: set[int], skip_above: str | None, entry_owner: int | None
+) -> str | None:
+    """Why entries of ``directory`` (the one owned by ``entry_owner``, if given) could be
+    replaced by someone not in ``trusted``, or None."""
+    if (
+        skip_above is not None
+        and directory != skip_above
+        and (skip_above + "/").startswith(directory.rstrip("/") + "/")
+    ):
+        return None
+    try:
+        info = os.stat(directory)
+    except OSError as exc:
+        return f"{directory}: {exc.strerror}"
+    if info.st_uid not in trusted:
+        return f"{directory} is owned by uid {info.st_uid}"
+    if info.st_mode & 0o022:
+        sticky = info.st_mode & stat.S_ISVTX
+        if not (sticky and entry_owner is not None and entry_owner in trusted):
+            who = "group and others" if info.st_mode & 0o022 == 0o022 else "group" if info.st_mode & 0o020 else "others"
+            return f"{directory} is writable by {who} (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
 
 
 def check_global_options(live: Mapping[str, OptionValue], spec: Spec) -> None:

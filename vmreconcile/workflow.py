@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import preflight
+from .apply.reloadrecord import reload_change_note
 from .cache.livestate import LiveCache
 from .cache.resolved import ResolveMemo
 from .cache.store import CacheStore
@@ -279,6 +280,9 @@ def plan_on_host(
     if memo is not None:
         memo.remember(plan, planned, live, cache)
         memo.save()
+    reload_note = reload_change_note(host, spec.reload_command)  # qmail.reload: not a file, so from the history
+    if reload_note:
+        notes.append(reload_note)
     if problems or notes:
         plan = replace(plan, errors=tuple(str(p) for p in problems), notes=plan.notes + tuple(notes))
     return plan, live
@@ -378,11 +382,13 @@ def _change_records(changes: Iterable[Change]) -> list[tuple[object, ...]]:
     return [(json.dumps(c.to_json(), sort_keys=True), c.domain, c.target) for c in changes]
 
 
-def remaining_changes(host: Host, plan: Plan) -> list[Change]:
+def remaining_changes(host: Host, plan: Plan, skip: Iterable[str] = ()) -> list[Change]:
     """What still differs, after an apply, between the plan's desired state and the host, for
-    everything the plan wrote: empty when the next plan would be empty there."""
+    everything the plan wrote: empty when the next plan would be empty there. Domains in
+    ``skip`` (they failed and were left as they were) are not read back."""
     host = host.using_qmail_root(configured_qmail_root(plan.desired.options))
-    written = tuple(sorted({c.domain for c in plan.changes if c.domain}))
+    skipped = set(skip)
+    written = tuple(sorted({c.domain for c in plan.changes if c.domain and c.domain not in skipped}))
     live = read_live_for(host, wanted_by_plan(plan), written)
     desired = plan.desired.with_changes(domains=tuple(d for d in plan.desired.domains if d.name in written))
     return diff(

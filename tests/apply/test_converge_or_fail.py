@@ -69,7 +69,7 @@ def test_apply_that_does_not_converge_exits_1_and_says_what_is_left(tmp_path, mo
     empty_root(tmp_path)
     config = tmp_path / "mail.yaml"
     config.write_text(CONFIG)
-    monkeypatch.setattr(execute_module.Executor, "write_control", lambda self, name: None)
+    monkeypatch.setattr(execute_module.Executor, "write_control", lambda self, name, changes=(): None)
     result = run(tmp_path, "apply", str(config), "--yes")
     assert result.exit_code == 1
     assert (

@@ -152,3 +152,51 @@ def test_user_aliases_and_the_catch_all_stay_for_the_planner_to_expand():
     assert (me.hard_quota, me.message_size_limit, me.expires) == (104_857_600, 10_000_000, 1814313600)
     assert domain.catch_all == "me" and domain.options == {"default-hardquota": "104857600"}
     assert [u.name for u in domain.users] == ["me", "info"]
+
+
+def test_a_symlink_in_a_configuration_directory_is_refused_and_its_target_never_shown(tmp_path):
+    """A pull request can commit ``domains/x.yaml -> /etc/shadow``: validate and plan run as
+    root and would echo the target's lines in diagnostics. Links inside the tree are refused,
+    naming the file; the target is not read."""
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$SECRETHASH:19000:0:99999:7:::\n")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "a.yaml").write_text("domains:\n  a.example:\n    base_user: va\n")
+    (config / "x.yaml").symlink_to(secret)
+    (config / "y.yml").symlink_to(config / "a.yaml")  # even a link to a file of the tree
+    (config / "z.yaml").symlink_to(tmp_path)  # and a link to a directory is not skipped silently
+    result = check_config(config)
+    rule = "is a symbolic link; a configuration directory's files must be regular files (a link is never followed)"
+    assert [str(e) for e in result.errors] == [
+        f"{config}/x.yaml:1:1: cannot read: {rule}",
+        f"{config}/y.yml:1:1: cannot read: {rule}",
+        f"{config}/z.yaml:1:1: cannot read: {rule}",
+    ]
+    assert "SECRETHASH" not in "".join(str(e) for e in result.errors)
+
+
+def test_the_configuration_named_on_the_command_line_may_be_a_symlink(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.yaml").write_text("domains:\n  a.example:\n    base_user: va\n")
+    (tmp_path / "current").symlink_to(real)
+    (tmp_path / "mail.yaml").symlink_to(real / "a.yaml")
+    assert [d.name for d in load_spec(tmp_path / "current").domains] == ["a.example"]
+    assert [d.name for d in load_spec(tmp_path / "mail.yaml").domains] == ["a.example"]
+
+
+def test_validate_names_the_symlinked_file_and_exits_1(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "passwd").write_text("root:x:0:0:LEAKED-GECOS:/root:/bin/bash\n")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "x.yaml").symlink_to(tmp_path / "passwd")
+    done = subprocess.run(
+        [sys.executable, "-m", "vmreconcile", "validate", str(config)], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert f"{config}/x.yaml:1:1: cannot read: is a symbolic link" in done.stdout
+    assert "LEAKED" not in done.stdout + done.stderr

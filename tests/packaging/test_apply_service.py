@@ -133,3 +133,38 @@ def test_the_saved_plan_goes_to_the_runtime_directory_and_stays_private(setup, t
     assert done.returncode == 0, done.stderr
     plan = runtime / "plan.json"
     assert plan.exists() and plan.stat().st_mode & 0o077 == 0
+
+
+def test_a_domain_that_cannot_be_planned_does_not_block_the_others(setup):
+    """A tenant's home with a planted symlink table: that domain is an error, the others are
+    planned again with --domain, saved, applied; the script exits 3 and names what it left."""
+    broken = CONFIG + "  broken.test:\n    base_user: brokenbase\n"
+    (setup["work"] / "mail.yaml").write_text(broken)
+    git(setup["work"], "commit", "-am", "second domain")
+    git(setup["work"], "push", "origin", "HEAD:main")
+    spec = check_config(setup["work"] / "mail.yaml").spec
+    assert spec is not None
+    build_demo_root(setup["root"], spec)
+    (setup["root"] / "home" / "brokenbase" / "passwd.cdb").symlink_to("/etc/shadow")
+
+    done = run_script(setup)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "domain broken.test:" in done.stderr and "symbolic link" in done.stderr
+    assert "vmreconcile-apply: some domains cannot be planned (above); applying the others: example.test" in done.stderr
+    assert "Apply complete" in done.stdout
+    assert "vmreconcile-apply: applied; the domains that could not be planned (above) were left as they were" in (
+        done.stderr
+    )
+    assert "alice" in users_of(setup["root"], "example.test")
+    virtualdomains = (setup["root"] / "var" / "qmail" / "control" / "virtualdomains").read_text()
+    assert "example.test:mailbase" in virtualdomains and "broken.test" not in virtualdomains
+
+    (setup["root"] / "home" / "brokenbase" / "passwd.cdb").unlink()
+    fixed = run_script(setup)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "broken.test:brokenbase" in (setup["root"] / "var" / "qmail" / "control" / "virtualdomains").read_text()
+
+
+def users_of(root: Path, domain: str) -> list[str]:
+    state = read_live_state(Host(root))
+    return sorted(user.name for d in state.domains if d.name == domain for user in d.users)

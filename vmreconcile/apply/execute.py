@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..formats.cdb import CdbError, CdbReader, build_cdb
 from ..formats.config import PASSWD_CHANGEABLE, layered_value, render_option
-from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD, render_lines
+from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD, line_key, render_lines
 from ..formats.vpwentry import RecordError, decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ..live import TABLE_LIMIT
@@ -43,11 +43,22 @@ MAILDIR_SUBDIRS = ("cur", "new", "tmp")
 
 @dataclass
 class ApplyResult:
-    """What happened: messages for people, and errors that make the exit status 1."""
+    """What happened: messages for people, and errors that make the exit status non-zero.
+
+    ``failed_domains``: domain -> the error that stopped it (its other units were skipped, the
+    other domains applied); ``errors`` holds those too, and any host-wide error.
+    """
 
     messages: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    failed_domains: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def host_wide_errors(self) -> list[str]:
+        """The errors that are not one domain's (a control file, a global option, the reload)."""
+        scoped = set(self.failed_domains.values())
+        return [e for e in self.errors if e not in scoped]
 
 
 # -- what one unit writes: one small record per kind, so dispatch reads names, not tuple slots --
@@ -119,6 +130,13 @@ def unit_target(change: Change) -> tuple[Target, str]:
     return ControlFileTarget(name=change.target or ""), f"control/{change.target}"
 
 
+def unit_domain(target: Target) -> str | None:
+    """The domain whose base user's home ``target`` is in; None for a host-wide file."""
+    if isinstance(target, ControlFileTarget):
+        return None
+    return target.domain or None
+
+
 def group_units(changes: tuple[Change, ...]) -> list[Unit]:
     """One unit per file or directory to write, in the order of its first change."""
     members: dict[Target, list[Change]] = {}
@@ -184,7 +202,7 @@ class Executor:
             case TableFile(domain=domain):
                 self.write_table(self.domain(domain), unit.changes)
             case ControlFileTarget(name=name):
-                self.write_control(name)
+                self.write_control(name, unit.changes)
         self.result.written.append(unit.label)
 
     def write_option(self, domain_name: str | None, name: str) -> None:
@@ -318,10 +336,15 @@ class Executor:
         finally:
             os.close(home_fd)
 
-    def write_control(self, name: str) -> None:
+    def write_control(self, name: str, changes: tuple[Change, ...] = ()) -> None:
+        """The control file as the plan wants it, except that the lines of a domain that failed
+        stay as they were (`lines_without_failed`)."""
         lines = self.plan.desired.control.get(name)
         if lines is None:
             return
+        if self.result.failed_domains and name in CONTROL_FILES:
+            owners = domain_of_keys(self.plan.desired.domains)
+            lines = lines_without_failed(CONTROL_FILES[name].shape, lines, changes, owners, self.result.failed_domains)
         directory, name = root_owned_target(self.host.control_path(name), self.note)
         try:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -375,6 +398,53 @@ class Executor:
                 os.close(parent_fd)
         finally:
             os.close(home_fd)
+
+
+def domain_of_keys(domains: tuple[Domain, ...]) -> dict[str, str]:
+    """Control-file key (a domain's name, ``.name`` when wildcard, an alias) -> its domain."""
+    owners: dict[str, str] = {}
+    for domain in domains:
+        names = [domain.name, *domain.domain_aliases]
+        keys = names + (["." + n for n in names] if domain.wildcard else [])
+        for key in keys:
+            owners[key.lower()] = domain.name
+    return owners
+
+
+def lines_without_failed(
+    shape: str,
+    lines: tuple[str, ...],
+    changes: tuple[Change, ...],
+    owners: dict[str, str],
+    failed: dict[str, str],
+) -> tuple[str, ...]:
+    """``lines`` (the plan's content for a control file) with every change of a failed domain
+    undone: a line it would add is left out, a line it would rewrite keeps its old form, a line
+    it would remove stays. So mail is never routed or accepted (``virtualdomains``,
+    ``rcpthosts``) for a domain whose home, mailboxes or table could not be written, and a
+    domain that failed is, in the control files too, exactly as it was; every other domain's
+    lines are the plan's."""
+    undo: dict[str, Change] = {}
+    for change in changes:
+        key = change.address.rsplit("/", 1)[-1]
+        if owners.get(key) in failed:
+            undo[key] = change
+    if not undo:
+        return lines
+    out: list[str] = []
+    restored: set[str] = set()
+    for line in lines:
+        line_owner = line_key(shape, line)
+        undone = undo.get(line_owner) if line_owner is not None else None
+        if undone is None:
+            out.append(line)
+        elif undone.action == "update" and undone.address not in restored:
+            restored.add(undone.address)
+            out.extend(undone.before.get("lines", ()))
+    for change in undo.values():  # the lines it would have removed
+        if change.action == "delete":
+            out.append(change.before["line"])
+    return tuple(out)
 
 
 class TableMoved(ValueError):
@@ -441,31 +511,58 @@ def root_owned_target(path: Path, note: Log) -> tuple[Path, str]:
 def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Progress | None = None) -> ApplyResult:
     """Write every unit of ``plan``, then run qmail-newmrh / the reload command when needed.
 
-    The caller holds the global lock. An error stops at the failing unit (earlier units stay
-    written: each is complete on its own) and is returned in ``errors``.
+    The caller holds the global lock. One tenant cannot block the others: an error in a unit
+    of a domain (its home, options, mailboxes, table: a lock held on its ``passwd.cdb.tmp``, a
+    table that moved since the plan, a planted symlink) fails that domain only; its remaining
+    units are skipped, the control files keep its lines as they were (`lines_without_failed`),
+    and every other domain is applied. The failed domains are in ``failed_domains`` and
+    ``errors``. An error in a host-wide unit (a control file, a global option) stops the apply
+    there, as nothing after it can be trusted. Units already written stay written: each is
+    complete on its own.
     """
     host = host.using_qmail_root(configured_qmail_root(plan.desired.options))
     runner = Executor(host, plan, log)
+    failed = runner.result.failed_domains
     units = group_units(plan.changes)
+    touched: set[str] = set()
     for done, unit in enumerate(units):
         if progress is not None:
             progress(done, len(units), unit.label)
+        domain = unit_domain(unit.target)
+        if domain is not None and domain in failed:
+            continue  # depends on what failed there: a table without its maildirs, ...
         try:
             runner.run(unit)
         except (OSError, ValueError) as exc:
             message = exc.strerror if isinstance(exc, OSError) and exc.strerror and not exc.filename else str(exc)
-            runner.result.errors.append(f"{unit.label}: {message}")
-            return runner.result
+            if domain is None:
+                runner.result.errors.append(f"{unit.label}: {message}")
+                return runner.result
+            named = unit.label.startswith((f"{domain}:", f"{domain}/", f"option/{domain}/"))
+            failed[domain] = f"{unit.label}: {message}" if named else f"{domain}: {unit.label}: {message}"
+            runner.result.errors.append(failed[domain])
+            runner.note(f"{domain}: failed; its other changes are skipped, the other domains go on")
+            continue
+        if isinstance(unit.target, ControlFileTarget) and _applies_any(unit.changes, plan, failed):
+            touched.add(unit.target.name)
         checkpoint(f"unit {unit.label} done")
     if progress is not None:
         progress(len(units), len(units), "done")
-    touched = {c.target for c in plan.changes if c.type == "control_line"}
     actions = {CONTROL_FILES[name].after_write for name in touched if name in CONTROL_FILES}
     if NEWMRH in actions:
         run_newmrh(host, runner)
     if RELOAD in actions:
         run_reload(host, plan.reload_command, runner)
     return runner.result
+
+
+def _applies_any(changes: tuple[Change, ...], plan: Plan, failed: dict[str, str]) -> bool:
+    """Whether a control file's unit wrote a change of a domain that did not fail (only then
+    is qmail told to reread it)."""
+    if not failed:
+        return bool(changes)
+    owners = domain_of_keys(plan.desired.domains)
+    return any(owners.get(c.address.rsplit("/", 1)[-1]) not in failed for c in changes)
 
 
 def run_newmrh(host: Host, runner: Executor) -> None:

@@ -4,20 +4,22 @@ Refuses without a terminal unless ``--yes``; refuses to start while a domain has
 (unless ``--domain`` leaves it out); refuses a saved plan that is not signed by this host,
 whose live state moved or whose changes are not what its desired state changes now; refuses
 plans that trip the safety brake unless ``--force``. Exit 0 only when the host now matches
-(the written part is read back and diffed again); 1 on any error, including a failed reload
-after the files were written.
+(the written part is read back and diffed again); 3 when some domains failed while being
+written (each is named; the others were applied); 1 on any other error, including a failed
+reload after the files were written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
 
 from ..apply import lock
-from ..apply.execute import ApplyResult, execute
+from ..apply.execute import ApplyResult, domain_of_keys, execute
 from ..cache.livestate import LiveCache
 from ..cache.resolved import ResolveMemo
 from ..cache.store import CacheStore
@@ -93,14 +95,17 @@ def run_apply(
     recording = start_apply(host, plan, origin or unknown_origin(), log=echo, warn=warn)
     try:
         result = execute(plan, host, log=lambda m: echo(m), progress=progress)
-        if not result.errors:
-            result.errors += convergence_errors(host, plan)
+        if not result.host_wide_errors:
+            result.errors += convergence_errors(host, plan, result.failed_domains)
     except BaseException:  # interrupted: what was written stays recorded, and can be rolled back
         recording.finish(wrote=True, interrupted=True)
         raise
     entry = recording.finish(wrote=bool(result.written), errors=result.errors)
     recorded = f"history entry {entry['id']} (`vmreconcile rollback {entry['id']}` undoes it)" if entry else None
     add, change, destroy = plan.summary()
+    if result.failed_domains and not result.host_wide_errors:
+        report_failed_domains(result, recorded)
+        raise typer.Exit(PARTIAL_EXIT)
     if result.errors:
         for error in result.errors:
             typer.echo(printable(f"vmreconcile: error: {error}"), err=True)
@@ -121,13 +126,49 @@ def run_apply(
     return result
 
 
-def convergence_errors(host: Host, plan: Plan) -> list[str]:
+#: apply's exit status when some domains failed and everything else was applied.
+PARTIAL_EXIT = 3
+
+
+def report_failed_domains(result: ApplyResult, recorded: str | None) -> None:
+    """One line per domain that failed, on stderr, then what to do; the others were applied."""
+    failed = result.failed_domains
+    typer.echo(
+        printable(
+            f"vmreconcile: {len(failed)} domain(s) failed and were left as they were; every other change was applied:"
+        ),
+        err=True,
+    )
+    for domain in sorted(failed):
+        typer.echo(printable(f"  - {domain}: {_without_prefix(failed[domain], domain)}"), err=True)
+    for error in result.errors:
+        if error not in failed.values():
+            typer.echo(printable(f"vmreconcile: error: {error}"), err=True)
+    if recorded:
+        typer.echo(f"vmreconcile: recorded as {recorded}", err=True)
+    typer.echo("vmreconcile: apply again once those are fixed; it carries out what is left", err=True)
+
+
+def _without_prefix(error: str, domain: str) -> str:
+    return error[len(domain) + 2 :] if error.startswith(f"{domain}: ") else error
+
+
+def convergence_errors(host: Host, plan: Plan, failed: Mapping[str, str] | None = None) -> list[str]:
     """Converge or fail: what still differs once everything was written (read back from the
-    host), as errors; apply exits 0 only when the next plan would be empty."""
+    host), as errors; apply exits 0 only when the next plan would be empty. The changes of the
+    domains in ``failed`` (left as they were on purpose) are not counted."""
     try:
-        left = remaining_changes(host, plan)
+        left = remaining_changes(host, plan, skip=failed or ())
     except PLAN_ERRORS as exc:
         return [f"cannot read the host back after apply: {error_text(exc)}"]
+    if failed:
+        owners = domain_of_keys(plan.desired.domains)
+        left = [
+            c
+            for c in left
+            if c.domain not in failed
+            and not (c.type == "control_line" and owners.get(c.address.rsplit("/", 1)[-1]) in failed)
+        ]
     if not left:
         return []
     shown = ", ".join(c.address for c in left[:5]) + (" ..." if len(left) > 5 else "")

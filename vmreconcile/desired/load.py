@@ -10,6 +10,7 @@ everything (errors and warnings) for ``vmreconcile validate``. Reads only the YA
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,16 +47,27 @@ class CheckResult:
     files: tuple[str, ...] = ()
 
 
+#: Why a file of a configuration directory must be a regular file of its own: the directory
+#: is a git checkout anyone with a pull request writes to, and validate, plan and apply run
+#: as root; a committed ``domains/x.yaml -> /etc/shadow`` would be read and its lines shown in
+#: diagnostics. The path given on the command line may be a link (admins make those).
+SYMLINK_IN_TREE = (
+    "is a symbolic link; a configuration directory's files must be regular files (a link is never followed)"
+)
+
+
 def config_files(path: Path) -> list[Path]:
     """The files of a configuration: the file itself, or a directory's ``*.yaml``/``*.yml`` by name.
 
     Hidden files and subdirectories are ignored, so editors' swap files never count. Anything
-    else with a YAML suffix is a file of the configuration: a FIFO or device is reported by the
-    reader, not skipped without a word.
+    else with a YAML suffix is a file of the configuration: a FIFO, a device or a symbolic link
+    (even one to a directory) is reported by the reader (`_check`), not skipped without a word.
     """
     if path.is_dir():
         return sorted(
-            p for p in path.iterdir() if p.suffix in SUFFIXES and not p.name.startswith(".") and not p.is_dir()
+            p
+            for p in path.iterdir()
+            if p.suffix in SUFFIXES and not p.name.startswith(".") and (p.is_symlink() or not p.is_dir())
         )
     return [path]
 
@@ -89,14 +101,17 @@ def read_config_files(root: Path) -> tuple[list[Path], list[bytes | None], list[
         return [], [], [Diagnostic(Position(_display(root), 1, 1), (), "the directory holds no *.yaml files")]
     raws: list[bytes | None] = []
     budget = MAX_CONFIG_BYTES
+    inside = root.is_dir()
     for file in files:
         name = _display(file)
         try:
-            raw = read_bounded(file, limit=budget, follow_symlinks=True)
+            raw = read_bounded(file, limit=budget, follow_symlinks=not inside)
         except UnsafeFile as exc:
             reason = exc.reason
             if reason.startswith("larger than"):
                 reason = f"the configuration's files hold more than {MAX_CONFIG_BYTES:,} bytes in all"
+            elif inside and exc.errno == errno.ELOOP:
+                reason = SYMLINK_IN_TREE
             diagnostics.append(Diagnostic(Position(name, 1, 1), (), f"cannot read: {reason}"))
             raws.append(None)
             continue

@@ -20,6 +20,7 @@ from typing import Any
 from ..formats.config import DIR, LIST, OPTIONS, UNSIGNED
 from ..formats.control import CONTROL_FILES, RCPTHOSTS_FILES
 from ..model import USER_FIELD_TABLE
+from .spec import HISTORY_KEEP_DEFAULT, HISTORY_KEEP_MAX
 
 #: A unit -> its JSON Schema in the configuration (the YAML a person writes).
 CONFIG_UNITS: dict[str, dict[str, Any]] = {
@@ -82,6 +83,12 @@ def config_schema(schema: dict[str, Any]) -> dict[str, Any]:
     defs["user"]["properties"] = {**fields, **extra}
     defs["alias"]["properties"] = dict(fields)
     defs["domain"]["properties"]["rcpthosts_file"]["enum"] = list(RCPTHOSTS_FILES)
+    keep = schema["properties"]["history"]["properties"]["keep"]
+    keep["maximum"] = HISTORY_KEEP_MAX
+    keep["description"] = (
+        f"How many entries to keep; older ones are deleted after each apply. Default {HISTORY_KEEP_DEFAULT}, "
+        f"at most {HISTORY_KEEP_MAX}."
+    )
     return schema
 
 

@@ -29,7 +29,7 @@ from .errors import Diagnostic, PathPart
 from .hashcheck import unusable_hashes
 from .loops import Node, describe, find_loops
 from .positions import locate
-from .spec import UNSET, DomainSpec, PasswordSpec, Position, Spec, UserSpec
+from .spec import HISTORY_KEEP_DEFAULT, HISTORY_KEEP_MAX, UNSET, DomainSpec, PasswordSpec, Position, Spec, UserSpec
 from .yamlread import YMap
 
 _HOST_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
@@ -219,9 +219,11 @@ def _build_spec(check: _Checker, doc: object, sources: tuple[str, ...]) -> tuple
 
 
 def _history_keep(history: Mapping[str, object]) -> int:
-    """``history.keep`` (the schema checks it is an integer of at least 1), else 50."""
+    """``history.keep`` (the schema checks it is an integer from 1 to `HISTORY_KEEP_MAX`), else
+    the default."""
     keep = history.get("keep")
-    return keep if isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1 else 50
+    usable = isinstance(keep, int) and not isinstance(keep, bool) and 1 <= keep <= HISTORY_KEEP_MAX
+    return keep if usable else HISTORY_KEEP_DEFAULT  # type: ignore[return-value]
 
 
 def _mapping(value: object) -> Mapping[str, object]:

@@ -173,6 +173,14 @@ class DomainSpec:
     system_account: bool = False
 
 
+#: History entries kept when the YAML does not say (``history: {keep: N}``).
+HISTORY_KEEP_DEFAULT = 50
+#: The most ``history.keep`` may be (the schema's maximum, from here): each entry keeps whole
+#: copies of the files an apply replaced, so a YAML cannot make root keep an unbounded number
+#: of them on /var. history/ bounds the bytes as well.
+HISTORY_KEEP_MAX = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
     """The whole desired configuration of one host."""
@@ -184,7 +192,7 @@ class Spec:
     bindir: str = "/usr/local/bin"
     password_scheme: str = "yescrypt"
     sources: tuple[str, ...] = ()
-    history_keep: int = 50  # history entries kept (``history: {keep: N}``)
+    history_keep: int = HISTORY_KEEP_DEFAULT  # history entries kept (``history: {keep: N}``)
     #: byte count -> the YAML's spelling of it (``500 MiB``): plans show sizes as they were written
     size_spellings: Mapping[int, str] = field(default_factory=dict, compare=False)
     #: domain name -> a digest of its YAML and of everything else its check depended on, when

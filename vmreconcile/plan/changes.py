@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..formats.control import CONTROL_FILES, RELOAD
 from ..formats.hashing import scheme_of
 from ..formats.vpwentry import encode_record, user_key
 from ..model import HostState, VirtualUser
@@ -144,6 +145,17 @@ class Plan:
     def empty(self) -> bool:
         return not self.changes
 
+    @property
+    def reload_to_run(self) -> str | None:
+        """The ``qmail.reload`` command apply runs, as root, once this plan is written (a
+        control file qmail-send rereads on a HUP changes: ``virtualdomains``), else None. Every
+        plan format shows it, so a plan that will run a command is never silent about it."""
+        if not self.reload_command:
+            return None
+        rereads = {c.target for c in self.changes if c.type == "control_line"}
+        due = any(name in CONTROL_FILES and CONTROL_FILES[name].after_write == RELOAD for name in rereads)
+        return self.reload_command if due else None
+
     def summary(self) -> tuple[int, int, int]:
         """(to add, to change, to destroy)."""
         add = sum(1 for c in self.changes if c.action == "create")
@@ -185,4 +197,5 @@ class Plan:
             "changes": [c.to_json() for c in self.changes],
             "notes": list(self.notes),
             "errors": list(self.errors),
+            "reload": self.reload_to_run,
         }

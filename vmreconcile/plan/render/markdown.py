@@ -13,7 +13,7 @@ from ...printable import printable
 from ..changes import Plan
 from ..overview import DomainCount, Entry, NoteLine, domain_counts, entries, group_notes
 from ..values import SYMBOL, entry_heading, entry_pairs, note_text, number, pair_text
-from .text import HOST_WIDE, NO_CHANGES, NO_CHANGES_WITH_ERRORS, View
+from .text import HOST_WIDE, NO_CHANGES, NO_CHANGES_WITH_ERRORS, RELOAD_HEADING, View
 
 #: GitHub refuses comments longer than 65,536 characters; a little room is left for a heading
 #: a CI script puts above the plan (``## mx1``).
@@ -37,6 +37,8 @@ class MarkdownRenderer:
         if plan.empty:
             head += ["", NO_CHANGES_WITH_ERRORS if plan.errors else NO_CHANGES]
         head += self.brake_lines(plan.brake_violations())
+        if plan.reload_to_run is not None:
+            head += ["", f"**{RELOAD_HEADING}** {_code(plan.reload_to_run)}"]
         head += self.error_lines(plan.errors)
         if not plan.empty:
             head += self.domain_table(domain_counts(plan.changes))

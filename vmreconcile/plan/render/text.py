@@ -52,6 +52,7 @@ class TextRenderer:
             lines += self.domain_lines(domain_counts(plan.changes))
             lines.append("")
             lines += self.change_lines(plan)
+        lines += reload_lines(plan)
         lines += self.note_lines(plan.notes)
         lines += self.brake_lines(plan.brake_violations())
         lines += self.error_lines(plan.errors)
@@ -135,6 +136,23 @@ class TextRenderer:
         if len(brake) > len(shown):
             lines.append(self.style(f"Safety brake: … and {number(len(brake) - len(shown))} more domains", "red"))
         return lines
+
+
+def reload_lines(plan: Plan) -> list[str]:
+    """The command apply will run as root after writing (never capped, never grouped away)."""
+    command = plan.reload_to_run
+    if command is None:
+        return []
+    return ["", f"{RELOAD_HEADING} {quoted(command)}"]
+
+
+#: Says what runs and why; the command follows, quoted (it comes from the YAML).
+RELOAD_HEADING = "After writing, apply runs as root (qmail.reload, for control/virtualdomains):"
+
+
+def quoted(text: str) -> str:
+    """``text`` between backquotes with control characters escaped: one line, nothing raw."""
+    return "`" + printable(text) + "`"
 
 
 def _counts(add: int, change: int, destroy: int) -> str:
