@@ -20,7 +20,7 @@ from .desired.export import export_text, export_with_losses, shown
 from .desired.load import CheckResult, check_config
 from .desired.spec import Spec
 from .host import Host
-from .live import read_live_state
+from .live import DomainReadError, read_live_reporting
 from .model import HostState
 from .plan.build import build_plan
 from .plan.changes import Change, Plan
@@ -43,9 +43,22 @@ class Adoption:
 
 
 def adopt(host: Host, domain: str | None = None) -> Adoption:
-    """Export ``host`` (one domain with ``domain``) and check the export against it."""
+    """Export ``host`` (one domain with ``domain``, the only one read then) and check the export
+    against it. Raises `DomainsUnreadable` naming every domain that cannot be read: an export
+    without them would be taken for the whole host."""
     changeable = read_changeable(host)
-    return adopt_state(read_live_state(host), domain, changeable)
+    state, errors = read_live_reporting(host, domain)
+    if errors:
+        raise DomainsUnreadable(errors)
+    return adopt_state(state, domain, changeable)
+
+
+class DomainsUnreadable(Exception):
+    """Domains whose live files cannot be read (each a `DomainReadError`)."""
+
+    def __init__(self, errors: list[DomainReadError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(map(str, errors)))
 
 
 def adopt_state(state: HostState, domain: str | None = None, changeable: tuple[str, ...] | None = None) -> Adoption:

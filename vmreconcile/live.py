@@ -92,6 +92,15 @@ def read_live_state(
     return HostState(options=global_options, control=control, domains=tuple(domains))
 
 
+def read_live_reporting(host: Host, domain: str | None = None) -> tuple[HostState, list[DomainReadError]]:
+    """The live model for ``show`` and ``export``: every domain that can be read (only
+    ``domain`` when given), and a `DomainReadError` for each that cannot. One tenant's broken
+    home must not hide the others, nor stop ``--domain`` of a healthy domain."""
+    errors: list[DomainReadError] = []
+    skip = None if domain is None else (lambda name, _base_user: name != domain)
+    return read_live_state(host, on_error=errors.append, skip=skip), errors
+
+
 def read_domains(
     host: Host,
     groups: list[tuple[str, list[str]]],

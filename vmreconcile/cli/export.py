@@ -12,13 +12,13 @@ from pathlib import Path
 
 import typer
 
-from ..adopt import adopt
+from ..adopt import DomainsUnreadable, adopt
 from ..atomic import write_file
 from ..desired.export import ExportError
 from ..printable import printable
 from .common import fail, host_of
 from .privilege import live_error_text
-from .show import LIVE_ERRORS
+from .show import LIVE_ERRORS, domain_errors
 
 #: The mode of ``export --output FILE``: owner only (the YAML carries the password hashes).
 EXPORT_MODE = 0o600
@@ -49,6 +49,8 @@ def export(
     """
     try:
         adoption = adopt(host_of(ctx), domain)
+    except DomainsUnreadable as exc:
+        raise domain_errors(exc.errors, "export", host_of(ctx)) from None
     except ExportError as exc:
         raise fail(str(exc)) from None
     except LIVE_ERRORS as exc:

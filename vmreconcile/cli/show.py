@@ -10,14 +10,14 @@ import typer
 
 from ..formats.cdb import CdbError
 from ..formats.vpwentry import RecordError
-from ..host import BaseUserMissing
-from ..live import DomainReadError, read_live_state
+from ..host import BaseUserMissing, Host
+from ..live import DomainReadError, read_live_reporting
 from ..model import Domain, HostState
 from ..printable import printable
 from ..showjson import state_to_json
 from ..tables import TableError
 from .common import fail, host_of
-from .privilege import live_error_text
+from .privilege import denied_text, live_error_text
 
 #: Errors reading the live system that become one line on stderr and exit 1.
 LIVE_ERRORS = (BaseUserMissing, CdbError, RecordError, TableError, DomainReadError, OSError)
@@ -65,10 +65,13 @@ def show(
     """
     host = host_of(ctx)
     try:
-        state = read_live_state(host)
+        state, errors = read_live_reporting(host, domain)
     except LIVE_ERRORS as exc:
-        raise fail(live_error_text(exc, "show", host_of(ctx))) from None
-    if domain is not None and state.domain(domain) is None:
+        raise fail(live_error_text(exc, "show", host)) from None
+    if errors and (format is ShowFormat.json or any(denied_text(e) for e in errors)):
+        # a JSON snapshot is taken for the whole host (plan --state): never a partial one
+        raise domain_errors(errors, "show", host)
+    if domain is not None and state.domain(domain) is None and not errors:
         raise fail(f"no live domain {domain!r}")
     if format is ShowFormat.json:
         json.dump(state_to_json(state, redact=redact, domain=domain), sys.stdout, indent=2, ensure_ascii=True)
@@ -77,6 +80,21 @@ def show(
         if domain is not None:
             state = HostState(state.options, state.control, tuple(d for d in state.domains if d.name == domain))
         sys.stdout.write(render_text(state))
+    if errors:
+        raise domain_errors(errors, "show", host)
+
+
+def domain_errors(errors: list[DomainReadError], command: str, host: Host) -> typer.Exit:
+    """Each unreadable domain on one line of stderr, then the Exit (1) to raise; a permission
+    problem is the one "needs root" message instead."""
+    denied = next((text for e in errors if (text := denied_text(e, command, host))), None)
+    if denied is not None:
+        return fail(denied)
+    for error in errors[:-1]:
+        typer.echo(f"vmreconcile: {printable(str(error))}", err=True)
+    last = str(errors[-1])
+    others = "" if len(errors) == 1 else f" ({len(errors)} domains cannot be read)"
+    return fail(f"{last}{others}; `{command} --domain DOMAIN` reads one domain alone")
 
 
 def register(app: typer.Typer) -> None:
