@@ -78,6 +78,13 @@ def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
         os.close(fd)
 
 
+def checked_reader(data: bytes) -> CdbReader:
+    """A reader over a copied table whose layout is checked once, here, not on every lookup."""
+    reader = CdbReader(data)
+    reader.check_layout()
+    return reader
+
+
 class CopiedTables(Directory):
     """`Directory` whose `table` holds private copies within a byte budget (see module doc)."""
 
@@ -113,7 +120,7 @@ class CopiedTables(Directory):
                 return cached[1]
             self._drop(path)
             data = read_table(path, self.max_table_bytes) if ident is not None else None
-            table = Table(CdbReader(data)) if data is not None else None
+            table = Table(checked_reader(data)) if data is not None else None
         except (TableError, CdbError, OSError) as exc:
             self._drop(path)
             raise Refused(f"{MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None

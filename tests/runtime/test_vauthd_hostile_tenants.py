@@ -1,0 +1,126 @@
+"""vauthd against a hostile tenant: one base user's table must never slow down or break the
+logins of another. A real vauthd process (the installed launcher) over a rooted world with two
+domains: ``mydomain.org`` (the fixture step's table, the tenant that misbehaves) and
+``other.org`` (a second base user, the bystander)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import build_step_root
+from test_authpipe_support import STEP, world_dir
+from vauthdkit import HELLO, ask, lookup_line
+
+from vmreconcile.formats import cdb
+from vmreconcile.formats.cdb import build_cdb, vmailmgr_hash
+from vmreconcile.formats.hashing import hash_password
+from vmreconcile.formats.vpwentry import encode_record, user_key
+from vmreconcile.install import install_runtime
+from vmreconcile.model import VirtualUser
+
+BYSTANDER = lookup_line("shared/passdb/bob@other.org")
+TENANT = lookup_line("shared/passdb/me@mydomain.org")
+
+
+def table_of(users: dict[str, str]) -> bytes:
+    """A cdb holding one mailbox per ``name: hash``."""
+    return build_cdb(
+        (user_key(name), encode_record(VirtualUser(name=name, password=hashed, directory=f"./users/{name}")))
+        for name, hashed in users.items()
+    )
+
+
+def replace_table(path: Path, data: bytes) -> None:
+    """Install ``data`` as the table at ``path`` the way apply and VMailMgr do: write, rename."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.rename(temporary, path)
+
+
+class World:
+    def __init__(self, top: Path) -> None:
+        self.root = top / "root"
+        build_step_root(STEP, self.root)
+        etc = self.root / "etc"
+        with open(etc / "passwd", "a") as fp:
+            fp.write("vbase2:x:1009:1009::/home/vbase2:/bin/sh\n")
+        control = self.root / "var" / "qmail" / "control"
+        with open(control / "virtualdomains", "a") as fp:
+            fp.write("other.org:vbase2\n")
+        self.other_home = self.root / "home" / "vbase2"
+        (self.other_home / "users" / "bob").mkdir(parents=True)
+        self.other_table = self.other_home / "passwd.cdb"
+        self.bob_hash = hash_password("bobs secret", "md5-crypt")
+        replace_table(self.other_table, table_of({"bob": self.bob_hash}))
+        self.tenant_table = self.root / "home" / "vbase1" / "passwd.cdb"
+        bindir = top / "bin"
+        install_runtime(bindir, root=str(self.root), libdir=top / "lib", programs=("vauthd",))
+        self.launcher = bindir / "vauthd"
+        self.socket = top / "vauthd.sock"
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with world_dir("vmr-vauthd-hostile-") as top:
+        yield World(top)
+
+
+@pytest.fixture
+def vauthd(world: World) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen(
+        [str(world.launcher), "--socket", str(world.socket)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    deadline = time.monotonic() + 15
+    while not world.socket.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no socket"
+        time.sleep(0.02)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+
+
+def crafted_table(slots: int) -> tuple[bytes, str]:
+    """A table laid out as cdbmake lays tables out, with ``slots`` full hash slots in the bucket
+    of one login name and no empty one: every lookup of that name would walk them all."""
+    name = next(f"u{i}" for i in range(100_000) if vmailmgr_hash(user_key(f"u{i}")) & 255 == 7)
+    record = struct.pack("<II", 1, 1) + b"ab"
+    end = cdb.HEADER_SIZE + len(record)
+    header, pos = [], end
+    for bucket in range(256):
+        count = slots if bucket == 7 else 0
+        header += [pos, count]
+        pos += 8 * count
+    return struct.pack("<512I", *header) + record + struct.pack("<II", 1, end) * slots, name
+
+
+def test_a_crafted_table_fails_its_own_logins_fast_and_nobody_elses(world, vauthd):
+    """8,000,000 never-empty slots (64 MB, vauthd's cap): cdb's own lookup would walk them for
+    ~2 s per lookup, in the one process serving every login. vauthd answers F at once."""
+    table, name = crafted_table(8_000_000 - 300)
+    replace_table(world.tenant_table, table)
+    crafted = lookup_line(f"shared/passdb/{name}@mydomain.org")
+    ask(world.socket, HELLO + crafted)  # the first lookup reads (copies) the 64 MB table
+    started = time.monotonic()
+    replies = ask(world.socket, HELLO + crafted * 20 + BYSTANDER)
+    elapsed = time.monotonic() - started
+    lines = replies.split(b"\n")
+    assert lines[:20] == [b"FCannot read the virtual password table"] * 20, replies[:200]
+    assert lines[20].startswith(b'O{"password":"{CRYPT}$1$'), lines[20]
+    assert elapsed < 5, f"20 lookups took {elapsed:.1f} s"  # ~20 ms; walking the slots: ~40 s
+    vauthd.send_signal(signal.SIGTERM)
+    _, err = vauthd.communicate(timeout=15)
+    assert f"probed {cdb.MAX_PROBES} slots of hash table 7" in err.decode(), err
