@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import STEPS, step_dir
+from tests.conftest import STEPS, never_empty_cdb, step_dir
 from vmreconcile.formats import cdb
 from vmreconcile.formats.cdb import CdbError, CdbReader, build_cdb, build_cdb_pure, djb_hash, vmailmgr_hash
+from vmreconcile.formats.vpwentry import user_key
 
 
 def test_signed_char_hash_matches_vmailmgr_golden_value():
@@ -132,45 +133,27 @@ def test_cdbx_and_the_pure_writer_agree_on_large_ascii_tables():
     assert cdb._build_with_cdbx(items) == build_cdb_pure(items)
 
 
-def crafted_full_bucket(slots: int, empty_from: int | None = None) -> tuple[bytes, bytes]:
-    """``(table, key)``: one record, and every slot of one bucket pointing at it (none empty,
-    or empty from slot ``empty_from`` on), laid out exactly as cdbmake lays out tables, so
-    `check_layout` passes and only the lookup can notice. ``key`` hashes into that bucket."""
-    key = next(b"k%d" % i for i in range(100_000) if vmailmgr_hash(b"k%d" % i) & 255 == 7)
-    record = struct.pack("<II", 1, 1) + b"ab"
-    end = cdb.HEADER_SIZE + len(record)
-    header, pos = [], end
-    for bucket in range(256):
-        count = slots if bucket == 7 else 0
-        header += [pos, count]
-        pos += 8 * count
-    full = struct.pack("<II", 1, end)  # hash 1 never equals the key's: the lookup keeps probing
-    empty_from = slots if empty_from is None else empty_from
-    table = struct.pack("<512I", *header) + record + full * empty_from + b"\0" * 8 * (slots - empty_from)
-    return table, key
-
-
 def test_a_table_with_every_slot_full_is_refused_as_malformed():
-    table, key = crafted_full_bucket(16)
+    table, name = never_empty_cdb(16)
     reader = CdbReader(table)
     reader.check_layout()  # the layout is cdbmake's: only the lookup can see it
     with pytest.raises(CdbError, match="every slot of hash table 7 is full"):
-        reader.get(key)
+        reader.get(user_key(name))
 
 
 def test_a_lookup_probes_at_most_max_probes_slots():
     """A crafted table of 2,000,000 full slots (16 MB): cdb's own lookup walks them all
     (~0.5 s per lookup here); ours gives up after MAX_PROBES."""
-    table, key = crafted_full_bucket(2_000_000)
+    table, name = never_empty_cdb(2_000_000)
     reader = CdbReader(table)
     reader.check_layout()
     started = time.perf_counter()
     with pytest.raises(CdbError, match=f"probed {cdb.MAX_PROBES} slots of hash table 7"):
-        reader.get(key)
+        reader.get(user_key(name))
     assert time.perf_counter() - started < 0.1  # ~1 ms; walking 2M slots takes ~0.5 s
     # a long run that ends before the budget is still an ordinary miss
-    table, key = crafted_full_bucket(2 * cdb.MAX_PROBES, empty_from=cdb.MAX_PROBES - 1)
-    assert CdbReader(table).get(key) is None
+    table, name = never_empty_cdb(2 * cdb.MAX_PROBES, empty_from=cdb.MAX_PROBES - 1)
+    assert CdbReader(table).get(user_key(name)) is None
 
 
 def test_real_tables_never_come_near_the_probe_budget():

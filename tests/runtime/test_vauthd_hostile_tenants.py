@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import build_step_root
+from conftest import build_step_root, never_empty_cdb
 from test_authpipe_support import STEP, world_dir
 from vauthdkit import HELLO, ask, lookup_line
 
 from vmreconcile.formats import cdb
-from vmreconcile.formats.cdb import build_cdb, vmailmgr_hash
+from vmreconcile.formats.cdb import build_cdb
 from vmreconcile.formats.hashing import hash_password
 from vmreconcile.formats.vpwentry import encode_record, user_key
 from vmreconcile.install import install_runtime
@@ -93,24 +92,10 @@ def vauthd(world: World) -> Iterator[subprocess.Popen]:
         process.communicate(timeout=15)
 
 
-def crafted_table(slots: int) -> tuple[bytes, str]:
-    """A table laid out as cdbmake lays tables out, with ``slots`` full hash slots in the bucket
-    of one login name and no empty one: every lookup of that name would walk them all."""
-    name = next(f"u{i}" for i in range(100_000) if vmailmgr_hash(user_key(f"u{i}")) & 255 == 7)
-    record = struct.pack("<II", 1, 1) + b"ab"
-    end = cdb.HEADER_SIZE + len(record)
-    header, pos = [], end
-    for bucket in range(256):
-        count = slots if bucket == 7 else 0
-        header += [pos, count]
-        pos += 8 * count
-    return struct.pack("<512I", *header) + record + struct.pack("<II", 1, end) * slots, name
-
-
 def test_a_crafted_table_fails_its_own_logins_fast_and_nobody_elses(world, vauthd):
     """8,000,000 never-empty slots (64 MB, vauthd's cap): cdb's own lookup would walk them for
     ~2 s per lookup, in the one process serving every login. vauthd answers F at once."""
-    table, name = crafted_table(8_000_000 - 300)
+    table, name = never_empty_cdb(8_000_000 - 300)
     replace_table(world.tenant_table, table)
     crafted = lookup_line(f"shared/passdb/{name}@mydomain.org")
     ask(world.socket, HELLO + crafted)  # the first lookup reads (copies) the 64 MB table
@@ -124,3 +109,20 @@ def test_a_crafted_table_fails_its_own_logins_fast_and_nobody_elses(world, vauth
     vauthd.send_signal(signal.SIGTERM)
     _, err = vauthd.communicate(timeout=15)
     assert f"probed {cdb.MAX_PROBES} slots of hash table 7" in err.decode(), err
+
+
+def test_a_hash_too_costly_to_check_is_not_served_to_dovecot(world, vauthd):
+    """Dovecot would compute ``rounds=999999999`` on every attempt: vauthd answers N (as for a
+    bad entry) and logs why; the tenant's other users and other tenants are served."""
+    costly = "$6$rounds=999999999$abcdefgh$" + "a" * 86
+    replace_table(world.other_table, table_of({"bob": world.bob_hash, "carol": costly}))
+    replies = ask(world.socket, HELLO + lookup_line("shared/passdb/carol@other.org") + BYSTANDER).split(b"\n")
+    assert replies[0] == b"N"
+    assert replies[1].startswith(b'O{"password":"{CRYPT}$1$')
+    userdb = ask(world.socket, HELLO + lookup_line("shared/userdb/carol@other.org"))
+    assert userdb.startswith(b'O{"uid":1009'), userdb  # the mailbox still gets mail
+    vauthd.send_signal(signal.SIGTERM)
+    _, err = vauthd.communicate(timeout=15)
+    log = err.decode()
+    assert "passdb 'carol@other.org': not found: Password hash too costly to check: sha-crypt rounds=999999999" in log
+    assert costly not in log
