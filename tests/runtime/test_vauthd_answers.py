@@ -525,3 +525,13 @@ def test_fixture_passwords_verify_through_what_vauthd_sends(answers):
             assert verify_password(plain, body), name
         else:
             assert (scheme, body) == ("PLAIN", plain), name
+
+
+def test_a_system_account_hash_too_costly_to_check_is_not_served(answers, root):
+    (root / "etc" / "vmailmgr" / "vmreconcile-system-logins").write_text("yes\n")
+    (root / "etc" / "shadow").write_text("vbase1:$5$rounds=900000000$abcdefgh$" + "a" * 43 + ":20000:0:99999:7:::\n")
+    assert answers.lookup("shared/passdb/vbase1@localhost") == b"N\n"
+    assert any(
+        "not found: Password hash too costly to check: sha-crypt rounds=900000000" in line for line in answers.logged
+    )
+    assert ask(answers, "shared/userdb/vbase1@localhost")["uid"] == 1008

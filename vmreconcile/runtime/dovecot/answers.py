@@ -243,6 +243,9 @@ class Answers:
         if kind == USERDB:
             return fields
         stored = authcore.shadow_hash(self.directory.host, base.name)
+        costly = cost_problem(stored) if stored is not None else None
+        if costly is not None:
+            raise NotFound(f"{authcore.MSG_HASH_TOO_COSTLY}: {costly}", notable=True)
         password = dovecot_password(stored) if stored is not None else None
         if password is None:
             raise NotFound("the system account has no usable password")
