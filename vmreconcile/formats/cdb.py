@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 HEADER_SIZE = 2048
 #: The most hash-table slots one lookup probes. cdbmake (and VMailMgr) make every hash table
 #: twice as long as the records it indexes, so a key's probe run is short (1.5-2.5 slots on
-#: average; the longest run in a 1,000,000-user table is a few dozen). A crafted table can make
-#: every lookup walk millions of full slots (~0.25 us each); past this many the table is
-#: refused as malformed instead (`CdbError`): a lookup costs at most ~1 ms whatever the table.
+#: average; the longest run of full slots in a 1,000,000-user table is 45, measured). A
+#: crafted table can make every lookup walk millions of full slots (~0.25 us each); past this
+#: many the table is refused as malformed instead (`CdbError`): a lookup costs at most ~1 ms
+#: whatever the table. Thousands of names that share one hash (VMailMgr would accept them)
+#: are refused the same way, for that domain only.
 MAX_PROBES = 4096
 _PAIR = struct.Struct("<II")
 _HEADER = struct.Struct("<512I")
