@@ -228,3 +228,27 @@ def private_plan_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VMRECONCILE_CACHE_DIR", str(directory))
     monkeypatch.delenv("VMRECONCILE_NO_CACHE", raising=False)
     return directory
+
+
+def never_empty_cdb(slots: int, empty_from: int | None = None) -> tuple[bytes, str]:
+    """``(table, login name)``: a crafted cdb whose hash-table bucket of ``login name`` has
+    ``slots`` full slots (all pointing at one record, none with the name's hash) and no empty
+    one, or empty ones from slot ``empty_from`` on. Laid out exactly as cdbmake lays tables out
+    (`CdbReader.check_layout` passes): only a lookup can notice that it never meets an empty
+    slot, and cdb's own lookup would walk all of them (security review #3)."""
+    import struct
+
+    from vmreconcile.formats.cdb import HEADER_SIZE, vmailmgr_hash
+    from vmreconcile.formats.vpwentry import user_key
+
+    name = next(f"u{i}" for i in range(100_000) if vmailmgr_hash(user_key(f"u{i}")) & 255 == 7)
+    record = struct.pack("<II", 1, 1) + b"ab"
+    end = HEADER_SIZE + len(record)
+    header, pos = [], end
+    for bucket in range(256):
+        count = slots if bucket == 7 else 0
+        header += [pos, count]
+        pos += 8 * count
+    empty_from = slots if empty_from is None else empty_from
+    full = struct.pack("<II", 1, end)  # hash 1 is never the name's: a lookup keeps probing
+    return struct.pack("<512I", *header) + record + full * empty_from + b"\0" * 8 * (slots - empty_from), name

@@ -114,7 +114,8 @@ def test_a_bad_first_member_does_not_condemn_its_group(probes):
     assert probes == [(0, 0), (0, 1)]  # the bad one, then the first good one; the rest by shape
 
 
-def test_a_hash_too_costly_to_check_is_stopped_by_the_per_probe_cpu_timer():
+def test_a_hash_too_costly_to_check_is_stopped_by_the_per_probe_cpu_timer(monkeypatch):
+    monkeypatch.setattr(hashcheck, "cost_problem", lambda stored: None)  # the timer backs up the rules
     stored = "$6$rounds=999999999$abcdefgh$" + "a" * 86
     before = children_cpu()
     problems, _ = unusable_hashes([stored, Y])
@@ -129,6 +130,7 @@ def test_a_hash_too_costly_to_check_is_stopped_by_the_per_probe_cpu_timer():
 def test_the_total_cpu_budget_leaves_nothing_passed_unchecked(monkeypatch):
     monkeypatch.setattr(hashcheck, "PROBE_CPU_SECONDS", 30)
     monkeypatch.setattr(hashcheck, "PROBE_TOTAL_CPU_SECONDS", 1)
+    monkeypatch.setattr(hashcheck, "cost_problem", lambda stored: None)
     costly = "$6$rounds=999999999$abcdefgh$" + "a" * 86
     before = children_cpu()
     problems, _ = unusable_hashes([costly, Y])
@@ -137,7 +139,8 @@ def test_the_total_cpu_budget_leaves_nothing_passed_unchecked(monkeypatch):
     assert problems == {costly: unchecked, Y: unchecked}
 
 
-def test_a_setting_that_wants_gigabytes_is_refused_by_the_memory_limit():
+def test_a_setting_that_wants_gigabytes_is_refused_by_the_memory_limit(monkeypatch):
+    monkeypatch.setattr(hashcheck, "cost_problem", lambda stored: None)  # the limit backs up the rules
     wasteful = "$y$jHT$abcdefghijklmnopqrstuv$" + Y.rsplit("$", 1)[1]  # yescrypt N=2^20 x r=32: 4 GiB
     before = children_cpu()
     problems, _ = unusable_hashes([wasteful])
@@ -171,3 +174,32 @@ def test_when_no_prober_can_start_nothing_passes(monkeypatch):
     assert problems == {
         Y: "not checked: the process that asks libxcrypt could not be started (Resource temporarily unavailable)"
     }
+
+
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [
+        ("$6$rounds=999999999$abcdefgh$" + "a" * 86, "sha-crypt rounds=999999999 is more than 5000000"),
+        ("$5$rounds=5000001$abcdefgh$" + "a" * 43, "sha-crypt rounds=5000001 is more than 5000000"),
+        ("$2b$15$abcdefghijklmnopqrstuu" + "a" * 31, "bcrypt cost 15 is more than 14"),
+        ("$y$jHT$abcdefghijklmnopqrstuv$" + "a" * 43, "yescrypt N=2^20 x r=32 x p=1 is more than 2097152 blocks"),
+        ("$7$FU..../....abcdefgh$" + "a" * 43, "scrypt N=2^17 x r=32 x p=1 is more than 2097152 blocks"),
+    ],
+)
+def test_cost_parameters_over_the_runtime_limit_are_refused_without_a_probe(stored, why, probes):
+    """The one limit (formats.hashcost) the login programs apply too: validate refuses what they
+    would refuse, by reading the parameters, before any probe computes anything."""
+    before = children_cpu()
+    problems, _ = unusable_hashes([stored])
+    assert problems == {
+        stored: f"checking a password against this hash costs too much ({why}): every login would pay that, "
+        "and the login programs refuse it; use cheaper settings"
+    }
+    assert probes == [] and children_cpu() - before < 0.5
+
+
+def test_costs_within_the_limit_are_probed_as_before(probes):
+    usable = [crypt(b"x", setting(prefix, cost).encode()).decode() for prefix, cost in ((b"$6$", 10_000), (b"$2b$", 6))]
+    assert usable[0].startswith("$6$rounds=10000$") and usable[1].startswith("$2b$06$")
+    problems, _ = unusable_hashes(usable)
+    assert problems == {} and probes == [(0, 0), (1, 0)]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import STEPS, step_dir
+from tests.conftest import STEPS, never_empty_cdb, step_dir
 from vmreconcile.formats import cdb
 from vmreconcile.formats.cdb import CdbError, CdbReader, build_cdb, build_cdb_pure, djb_hash, vmailmgr_hash
+from vmreconcile.formats.vpwentry import user_key
 
 
 def test_signed_char_hash_matches_vmailmgr_golden_value():
@@ -129,3 +131,36 @@ def test_cdbx_and_the_pure_writer_agree_on_large_ascii_tables():
         pytest.skip("cdbx is not installed")
     items = [(b"user%d" % i, b"record %d" % i) for i in range(5000)]
     assert cdb._build_with_cdbx(items) == build_cdb_pure(items)
+
+
+def test_a_table_with_every_slot_full_is_refused_as_malformed():
+    table, name = never_empty_cdb(16)
+    reader = CdbReader(table)
+    reader.check_layout()  # the layout is cdbmake's: only the lookup can see it
+    with pytest.raises(CdbError, match="every slot of hash table 7 is full"):
+        reader.get(user_key(name))
+
+
+def test_a_lookup_probes_at_most_max_probes_slots():
+    """A crafted table of 2,000,000 full slots (16 MB): cdb's own lookup walks them all
+    (~0.5 s per lookup here); ours gives up after MAX_PROBES."""
+    table, name = never_empty_cdb(2_000_000)
+    reader = CdbReader(table)
+    reader.check_layout()
+    started = time.perf_counter()
+    with pytest.raises(CdbError, match=f"probed {cdb.MAX_PROBES} slots of hash table 7"):
+        reader.get(user_key(name))
+    assert time.perf_counter() - started < 0.1  # ~1 ms; walking 2M slots takes ~0.5 s
+    # a long run that ends before the budget is still an ordinary miss
+    table, name = never_empty_cdb(2 * cdb.MAX_PROBES, empty_from=cdb.MAX_PROBES - 1)
+    assert CdbReader(table).get(user_key(name)) is None
+
+
+def test_real_tables_never_come_near_the_probe_budget():
+    """The budget refuses crafted tables only: 200,000 ordinary names all read back."""
+    items = [(b"user%d@example.org" % i, b"%d" % i) for i in range(200_000)]
+    reader = CdbReader(build_cdb(items))
+    reader.check_layout()
+    for key, value in items[::97]:
+        assert reader.get(key) == value
+    assert reader.get(b"nobody-here") is None

@@ -417,3 +417,71 @@ def test_stop_finishes_the_request_in_progress_then_closes_everything(root):
         server.server.stop()
         assert read_lines(busy, 1) == [b"N"]
         assert closed_by_server(busy, timeout=5) and closed_by_server(idle, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "message"),
+    [
+        (0o777, None, b"writable by group or others without the sticky bit (mode 0777)"),
+        (0o775, None, b"writable by group or others without the sticky bit (mode 0775)"),
+        (0o755, 4242, b"owned by uid 4242, not by root or vauthd's user"),
+    ],
+)
+@pytest.mark.skipif(not IS_ROOT, reason="a directory owned by someone else needs root's chown; CI runs as root")
+def test_a_socket_directory_others_could_rearrange_is_refused(installed, root, mode, owner, message):
+    """Others who may rename files in the directory could swap the socket between bind and chown."""
+    run = root.parent / "run"
+    run.mkdir()
+    run.chmod(mode)
+    if owner is not None:
+        os.chown(run, owner, owner)
+    process = start(installed, "--socket", str(run / "vauthd.sock"), "--socket-owner", "nobody:nogroup")
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == 111 and message in err and b"Traceback" not in err, err
+    assert list(run.iterdir()) == []
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="chown of the socket needs root; CI runs as root")
+def test_a_sticky_world_writable_directory_is_accepted(installed, root):
+    run = root.parent / "tmp"
+    run.mkdir()
+    run.chmod(0o1777)
+    path = run / "vauthd.sock"
+    process = start(installed, "--socket", str(path), "--socket-mode", "0660")
+    try:
+        wait_for_socket(path, process)
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o660
+        assert ask(path, HELLO + ME).startswith(b"O")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="chown needs root; CI runs as root")
+def test_a_socket_swapped_for_a_symlink_after_bind_gives_nothing_away(root, monkeypatch):
+    """Were the socket file swapped for a symlink right after bind, neither its mode nor its
+    owner would reach the symlink's target: the mode comes from the umask at bind, the owner
+    from lchown (which changes the symlink itself)."""
+    import grp
+    import pwd
+
+    from vmreconcile.runtime.dovecot import vauthd
+
+    victim = root.parent / "victim"
+    victim.write_text("root's file\n")
+    victim.chmod(0o600)
+    real_bind = socket.socket.bind
+
+    def bind_then_swap(self, address):
+        real_bind(self, address)
+        os.unlink(address)
+        os.symlink(victim, address)
+
+    monkeypatch.setattr(socket.socket, "bind", bind_then_swap)
+    owner = (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+    path = root.parent / "vauthd.sock"
+    sock = vauthd.create_socket(str(path), owner, 0o666)
+    sock.close()
+    info = victim.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 0, 0o600)
+    assert path.is_symlink() and (path.lstat().st_uid, path.lstat().st_gid) == owner  # lchown'ed the link

@@ -20,7 +20,9 @@ Two costs are bounded:
   rewrites). A value-level fault the shape hides in an unprobed member (such a salt after a
   good one, a checksum whose last character has bits crypt never sets) is not caught.
 * A hostile setting: ``$6$rounds=999999999$`` or a yescrypt cost that wants gigabytes would
-  make validate run for minutes or eat memory. Probes run in a forked child with a CPU
+  make validate run for minutes or eat memory, and every login pay the same. Cost parameters
+  over `formats.hashcost`'s limits (the runtime's too: checkvpw, authpipe and vauthd refuse
+  such a hash) are refused before any probe. Probes run in a forked child with a CPU
   timer of `PROBE_CPU_SECONDS` per probe, `PROBE_TOTAL_CPU_SECONDS` in all and an
   address-space limit; a probe that runs out is reported as too costly (every login would pay
   it too), and what the total budget leaves unchecked is an error, never a pass.
@@ -36,10 +38,11 @@ import signal
 import struct
 from collections.abc import Iterable
 
+from ..formats.hashcost import MAX_CHECK_CPU_SECONDS, cost_problem
 from ..formats.hashing import HashingError, crypt
 
 #: A probe (one crypt call) may use this much CPU; a login pays the same.
-PROBE_CPU_SECONDS = 2
+PROBE_CPU_SECONDS = MAX_CHECK_CPU_SECONDS
 #: All probes of one validate together may use this much CPU.
 PROBE_TOTAL_CPU_SECONDS = 60
 #: The prober may grow by this much memory beyond what validate already holds.
@@ -86,6 +89,13 @@ def unusable_hashes(values: Iterable[str]) -> tuple[dict[str, str], str | None]:
         known = _unusable.get(value)
         if known is not None:
             problems[value] = known
+            continue
+        costly = cost_problem(value)
+        if costly is not None:
+            problems[value] = (
+                f"checking a password against this hash costs too much ({costly}): every login would "
+                "pay that, and the login programs refuse it; use cheaper settings"
+            )
             continue
         shape = _shape(value)
         if shape not in _usable_shapes:

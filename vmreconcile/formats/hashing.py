@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from _operator import _compare_digest as compare_digest  # what hmac.compare_digest is; hmac loads OpenSSL
 
+from .hashcost import cost_problem
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -91,7 +93,8 @@ def verify_password(plain: str | bytes, stored: str | bytes) -> bool:
     """True when ``plain`` matches the stored hash exactly as VMailMgr's ``crypt_cmp`` decides.
 
     An empty password or stored value never matches; ``*``, ``!...`` and anything that is not
-    a valid hash never match either.
+    a valid hash never match either, nor does a hash whose cost is over `hashcost`'s limits (it
+    is never computed: callers that want to say why ask `hashcost.cost_problem` first).
     """
     plain_b, stored_b = _as_bytes(plain), _as_bytes(stored)
     if not plain_b or not stored_b:
@@ -102,11 +105,15 @@ def verify_password(plain: str | bytes, stored: str | bytes) -> bool:
         computed = b"3" + hashlib.md5(plain_b).hexdigest().encode()
     elif stored_b.startswith(b"$0$"):
         computed = b"$0$" + plain_b
-    elif stored_b == b"*" or stored_b.startswith(b"!"):
+    elif stored_b == b"*" or stored_b.startswith(b"!") or _too_costly(stored_b):
         return False
     else:
         computed = crypt(plain_b, stored_b) or b""
     return bool(computed) and compare_digest(computed, stored_b)
+
+
+def _too_costly(stored: bytes) -> bool:
+    return cost_problem(stored.decode("utf-8", "surrogateescape")) is not None
 
 
 def hash_password(plain: str | bytes, scheme: str = DEFAULT_SCHEME) -> str:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from ...formats.cdb import CdbError, CdbReader
 from ...formats.config import OPTIONS, parse_option
 from ...formats.control import find_virtual, parse_lines, virtualdomains_map
+from ...formats.hashcost import cost_problem
 from ...formats.hashing import verify_password
 from ...formats.vpwentry import RecordError, decode_record, user_key
 from ...host import BaseUser, Host, parse_passwd
@@ -208,6 +209,8 @@ class Directory:
                 self._tables.move_to_end(path)
                 return cached[1]
             reader = open_table(path, read_limit=0) if ident is not None else None  # mapped: kept open
+            if reader is not None:
+                reader.check_layout()  # once per change: a crafted layout is refused, never walked
         except (TableError, CdbError, OSError) as exc:
             self._tables.pop(path, None)
             raise Refused(f"{core.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
@@ -250,8 +253,12 @@ class Directory:
         return found
 
     def _virtual(self, base: BaseUser, virtual: str) -> VirtualUser | None:
+        """The entry of ``virtual``; a table a lookup finds corrupt is `Refused` (temporary)."""
         table = self.table(base)
-        return table.user(virtual) if table is not None else None
+        try:
+            return table.user(virtual) if table is not None else None
+        except CdbError as exc:  # e.g. a probe run longer than MAX_PROBES
+            raise Refused(f"{core.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
 
     def find(self, login: str) -> core.Account:
         """The account for ``login`` with no password check (PRE): blocked entries refused."""
@@ -281,6 +288,9 @@ class Directory:
         user = self._virtual(base, virtual)
         if user is None or not user.has_mailbox or not user.directory:
             raise Refused(core.MSG_UNKNOWN_VIRTUAL)
+        costly = cost_problem(user.password)
+        if costly is not None:  # never computed: one login could cost minutes of CPU as root
+            raise Refused(f"{core.MSG_HASH_TOO_COSTLY}: {costly}", temporary=True)
         if not verify_password(password, user.password):
             raise Refused(core.MSG_BAD_PASSWORD)
         problem = may_log_in(user, int(time.time()))

@@ -222,6 +222,8 @@ class Delivery:
         """``EXT``, then ``default-username``; unknown bounces, expired bounces."""
         try:
             reader = open_table(table_path(self.home, self.chain.text("password-file")))
+            if reader is not None:
+                reader.check_layout()  # a crafted layout is refused here, not walked by the lookup
             name, user = ext, lookup_user(reader, ext, self.chain)
             if user is None:
                 name = self.chain.text("default-username")

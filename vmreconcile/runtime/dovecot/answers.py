@@ -14,7 +14,9 @@ passdb (``O`` + JSON, or ``N``)
     is the same libxcrypt checkvpw uses), VMailMgr's ``$0$`` "null crypt" as ``{PLAIN}``, its
     old MD5 (``3`` + 32 lower-case hex digits) as ``{PLAIN-MD5}``. ``N`` for an unknown name, an
     alias (no mailbox) and an entry no password can match (``*``, ``!``, empty; anything else
-    that is no hash is also logged). An expired entry gets its password plus ``nologin`` and
+    that is no hash is also logged), and ``N`` (logged) for a hash whose cost parameters are over
+    `formats.hashcost`'s limits, the ones validate applies: Dovecot would compute it on every
+    attempt, so it is never served. An expired entry gets its password plus ``nologin`` and
     ``reason``: Dovecot checks the password first, as VMailMgr does [compat: checkvpw], so a
     wrong password stays "authentication failed" and only the right one learns "Account has
     expired" — a permanent refusal, never a temporary failure. The userdb facts ride along as
@@ -43,6 +45,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
+from ...formats.cdb import CdbError
+from ...formats.hashcost import cost_problem
 from ...formats.hashing import DISABLED_MARKERS, scheme_of
 from ...formats.vpwentry import RecordError
 from ...host import BaseUser
@@ -208,6 +212,8 @@ class Answers:
             user = lookup(table.reader, virtual) if table is not None else None
         except RecordError as exc:
             raise NotFound(f"corrupt record: {exc}", notable=True) from None
+        except CdbError as exc:  # e.g. a probe run longer than MAX_PROBES: that base user's logins only
+            raise Refused(f"{authcore.MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
         if user is None or not user.has_mailbox or not user.directory:
             raise NotFound(authcore.MSG_UNKNOWN_VIRTUAL)
         home = maildir_path(self.directory.home(base), user.directory)
@@ -218,6 +224,9 @@ class Answers:
             if expired:
                 raise NotFound(authcore.MSG_EXPIRED)
             return userdb_fields(base, home, user, virtual)
+        costly = cost_problem(user.password)
+        if costly is not None:  # Dovecot would compute it on every attempt: not served, like a bad entry
+            raise NotFound(f"{authcore.MSG_HASH_TOO_COSTLY}: {costly}", notable=True)
         password = dovecot_password(user.password)
         if password is None:
             notable = not no_login_marker(user.password)
@@ -234,6 +243,9 @@ class Answers:
         if kind == USERDB:
             return fields
         stored = authcore.shadow_hash(self.directory.host, base.name)
+        costly = cost_problem(stored) if stored is not None else None
+        if costly is not None:
+            raise NotFound(f"{authcore.MSG_HASH_TOO_COSTLY}: {costly}", notable=True)
         password = dovecot_password(stored) if stored is not None else None
         if password is None:
             raise NotFound("the system account has no usable password")

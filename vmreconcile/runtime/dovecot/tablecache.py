@@ -14,6 +14,17 @@ thing, how a table is held:
 * **bounded.** One table may hold at most `MAX_TABLE_BYTES` (a 100,000-user table is about
   10 MB); the copies together at most `TABLE_BUDGET` bytes and `MAX_TABLES` tables, the least
   recently used dropped first. A larger table is refused (logged, ``F``), not read.
+* **re-read at most so often.** A base user owns its table and could replace it in a loop while
+  asking for its own logins, making vauthd re-read up to 64 MB per lookup and starve everyone
+  else. So a table whose identity changed is read again only once `REREAD_FACTOR` times the
+  duration of its last read has passed since that read ended (and never later than
+  `MAX_STALE_SECONDS` after it): meanwhile lookups are answered from the previous copy (or
+  the previous failure). Re-reading one table thus takes at most about 1/(REREAD_FACTOR+1)
+  of vauthd's time, and a change is seen at most that interval late: under a millisecond for
+  a small table, ~0.5 s for a 64 MB one, `MAX_STALE_SECONDS` (1 s) at most. A table replaced
+  by a symlink is refused at once (that costs one ``lstat``, no read).
+* **checked once.** The layout is checked when the copy is made (`CdbReader.check_layout`),
+  and a copy with more than one hard link is refused (it may be another tenant's table).
 
 Opened like `tables.open_table`: ``O_NOFOLLOW`` (a planted symlink is refused), non-blocking
 (a FIFO cannot hang the server), regular files only, a 0-byte file is corrupt [compat: table-files].
@@ -24,6 +35,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections import OrderedDict
 
 from ...formats.cdb import CdbError, CdbReader
@@ -37,6 +49,10 @@ MAX_TABLE_BYTES = 64 << 20
 #: Bytes of table copies kept at once, and how many tables.
 TABLE_BUDGET = 256 << 20
 MAX_TABLES = 256
+#: A changed table is re-read no sooner than this many times its last read's duration after it...
+REREAD_FACTOR = 10
+#: ...and no later than this (seconds): the most a change can be seen late.
+MAX_STALE_SECONDS = 1.0
 
 
 def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
@@ -57,6 +73,8 @@ def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise TableError(f"{path}: not a regular file")
+        if info.st_nlink > 1:
+            raise TableError(f"{path}: has {info.st_nlink} hard links; refusing to read it (it may be another table)")
         if info.st_size > limit:
             raise TableError(f"{path}: {info.st_size} bytes is more than vauthd reads ({limit})")
         chunks = []
@@ -78,6 +96,13 @@ def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
         os.close(fd)
 
 
+def checked_reader(data: bytes) -> CdbReader:
+    """A reader over a copied table whose layout is checked once, here, not on every lookup."""
+    reader = CdbReader(data)
+    reader.check_layout()
+    return reader
+
+
 class CopiedTables(Directory):
     """`Directory` whose `table` holds private copies within a byte budget (see module doc)."""
 
@@ -93,8 +118,12 @@ class CopiedTables(Directory):
         self.max_table_bytes = max_table_bytes
         self.budget = budget
         self.max_tables = max_tables
-        self._copies: OrderedDict[str, tuple[object, Table | None, int]] = OrderedDict()
+        self.reread_factor = REREAD_FACTOR
+        self.max_stale = MAX_STALE_SECONDS
+        # path -> (identity, table or None, bytes held, the failure to repeat or None)
+        self._copies: OrderedDict[str, tuple[object, Table | None, int, str | None]] = OrderedDict()
         self._held = 0
+        self._next_read: dict[str, float] = {}  # path -> monotonic time a change may be read again
 
     @property
     def held_bytes(self) -> int:
@@ -102,27 +131,42 @@ class CopiedTables(Directory):
         return self._held
 
     def table(self, base: BaseUser) -> Table | None:
-        """The base user's table, re-read when its identity changed; None: no table yet."""
+        """The base user's table, re-read when its identity changed (at most so often, see the
+        module doc); None: no table yet. `Refused` (temporary) when it cannot be used."""
         path = ""
         try:
             path = self.table_file(base)
             ident = identity(path)
-            cached = self._copies.get(path)
-            if cached is not None and cached[0] == ident:
-                self._copies.move_to_end(path)
-                return cached[1]
-            self._drop(path)
-            data = read_table(path, self.max_table_bytes) if ident is not None else None
-            table = Table(CdbReader(data)) if data is not None else None
-        except (TableError, CdbError, OSError) as exc:
+        except (TableError, OSError) as exc:
             self._drop(path)
             raise Refused(f"{MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
-        size = len(data) if data is not None else 0
-        self._copies[path] = (ident, table, size)
-        self._held += size
+        cached = self._copies.get(path)
+        if cached is not None and (cached[0] == ident or time.monotonic() < self._next_read.get(path, 0.0)):
+            self._copies.move_to_end(path)  # unchanged, or changed but read too recently: as before
+            return self._served(cached)
+        self._drop(path)
+        started = time.monotonic()
+        data: bytes | None = None
+        table = failure = None
+        try:
+            data = read_table(path, self.max_table_bytes) if ident is not None else None
+            table = Table(checked_reader(data)) if data is not None else None
+        except (TableError, CdbError, OSError) as exc:
+            data, failure = None, f"{MSG_TABLE_UNUSABLE}: {exc}"
+        ended = time.monotonic()
+        self._next_read[path] = ended + min(self.reread_factor * (ended - started), self.max_stale)
+        entry = (ident, table, len(data) if data is not None else 0, failure)
+        self._copies[path] = entry
+        self._held += entry[2]
         while len(self._copies) > 1 and (len(self._copies) > self.max_tables or self._held > self.budget):
             self._drop(next(iter(self._copies)))
-        return table
+        return self._served(entry)
+
+    @staticmethod
+    def _served(entry: tuple[object, Table | None, int, str | None]) -> Table | None:
+        if entry[3] is not None:
+            raise Refused(entry[3], temporary=True)
+        return entry[1]
 
     def _drop(self, path: str) -> None:
         entry = self._copies.pop(path, None)
@@ -133,4 +177,5 @@ class CopiedTables(Directory):
         """Drop every cached table and file (SIGHUP): the next lookups read everything afresh."""
         self._copies.clear()
         self._held = 0
+        self._next_read.clear()
         self._parsed.clear()

@@ -7,7 +7,9 @@ Usage::
 
 With ``--socket`` it creates the UNIX socket itself (mode 0600 unless told otherwise, created
 under a temporary name with that mode and renamed into place, so no client ever sees it with
-other permissions; a stale socket is replaced, a live one or any other file is not). Without
+other permissions; a stale socket is replaced, a live one or any other file is not; its
+directory must be owned by root or vauthd's user and not writable by others unless sticky,
+and the owner is set without following symlinks). Without
 it, it expects the one socket systemd passes (``LISTEN_FDS``/``LISTEN_PID``, see
 examples/systemd/vauthd.socket). It speaks Dovecot's ``proxy:`` dict protocol on it: see
 `answers` for what it answers and docs/dovecot.md for the Dovecot side.
@@ -195,8 +197,38 @@ def _probe(path: str) -> bool:
         probe.close()
 
 
+def check_socket_directory(directory: str) -> None:
+    """Refuse a socket directory someone else could rearrange (`SetupError`).
+
+    vauthd creates the socket as root and then gives it its owner: in a directory another user
+    may write to (group- or world-writable without the sticky bit, or owned by someone other
+    than root or us), that user could swap the file between our steps. The directory must be
+    owned by root or by the user vauthd runs as, and not writable by others unless sticky.
+    """
+    try:
+        info = os.stat(directory)
+    except OSError as exc:
+        raise SetupError(f"socket directory {directory}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise SetupError(f"socket directory {directory}: not a directory")
+    if info.st_uid not in (0, os.geteuid()):
+        raise SetupError(f"socket directory {directory}: owned by uid {info.st_uid}, not by root or vauthd's user")
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        raise SetupError(
+            f"socket directory {directory}: writable by group or others without the sticky bit "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); others could swap the socket file"
+        )
+
+
 def create_socket(path: str, owner: tuple[int, int] | None, mode: int) -> socket.socket:
-    """A listening socket at ``path`` with ``owner`` and ``mode`` from its first moment on."""
+    """A listening socket at ``path`` with ``owner`` and ``mode`` from its first moment on.
+
+    Nothing is done to the file by a path that could follow a symlink: the mode comes from the
+    umask the socket is bound under (Linux has no lchmod), the owner from ``lchown``, and the
+    directory must pass `check_socket_directory` first.
+    """
+    directory, name = os.path.split(path)
+    check_socket_directory(directory or ".")
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -208,20 +240,18 @@ def create_socket(path: str, owner: tuple[int, int] | None, mode: int) -> socket
             raise SetupError(f"{path} exists and is not a socket; not replacing it")
         if _probe(path):
             raise SetupError(f"{path}: another server is listening on it")
-    directory, name = os.path.split(path)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        previous = os.umask(0o777 & ~mode)  # bound with ``mode`` already, before the chmod
+        previous = os.umask(0o777 & ~mode)  # bind creates the socket file with exactly ``mode``
         try:
             sock.bind(temporary)
         finally:
             os.umask(previous)
-        os.chmod(temporary, mode)
         if owner is not None:
-            os.chown(temporary, *owner)
+            os.chown(temporary, *owner, follow_symlinks=False)
         sock.listen(128)
         os.rename(temporary, path)
     except OSError as exc:

@@ -35,6 +35,7 @@ setuid, so the runtime copy does not even have to be readable by base users.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 # Everything a virtual login needs after the setuid is imported here, as root, so a runtime
@@ -43,6 +44,7 @@ import time
 from ...formats.cdb import CdbError
 from ...formats.config import PASSWD_CHANGEABLE, SYSTEM_LOGINS, ConfigChain, changeable_entries
 from ...formats.control import find_virtual, is_local, parse_lines, virtualdomains_map
+from ...formats.hashcost import cost_problem
 from ...formats.hashing import verify_password
 from ...formats.vpwentry import RecordError, user_key
 from ...host import LOCAL_CONFIG_DIR, BaseUser, Host
@@ -68,6 +70,7 @@ MSG_PRESETUID_FAILED = "Execution of presetuid failed"
 MSG_SYSTEM_LOGINS_DISABLED = "System account logins are disabled"
 MSG_NOT_VIRTUAL = "Not a virtual user"
 MSG_TABLE_UNUSABLE = "Cannot read the virtual password table"
+MSG_HASH_TOO_COSTLY = "Password hash too costly to check"
 MSG_HOSTNAME = "Cannot determine the host name"
 MSG_READ_ERROR = "Read error"
 MSG_TOO_LONG = "Read buffer too long"
@@ -441,11 +444,15 @@ class LoginSession:
         Refused (1): missing entry or a corrupt record, no mailbox (aliases), a password
         that does not match (``*``, empty, anything not a hash), ``expiry < now`` (checked
         after the password, as VMailMgr does). mailbox-enabled=0 is not a block. A table
-        that exists but cannot be read is a temporary failure (111).
+        that exists but cannot be read is a temporary failure (111), and so is a stored hash
+        whose cost is over `hashcost`'s limits: it is never computed (one login could cost
+        minutes of CPU as root), and the reason goes to stderr (the log), not to the client.
         """
         home = self.host.home_str(base)
         try:
             reader = open_table(table_path(home, self.config.text("password-file")))
+            if reader is not None:
+                reader.check_layout()  # a crafted layout is refused here, not walked by the lookup
             user = lookup(reader, virtual_name) if reader is not None else None
         except RecordError:
             user = None
@@ -453,6 +460,10 @@ class LoginSession:
             raise LoginFailure(EXIT_TEMPORARY, MSG_TABLE_UNUSABLE) from None
         if user is None or not user.has_mailbox or not user.directory:
             raise LoginFailure(EXIT_LOGIN_FAILED, MSG_UNKNOWN_VIRTUAL)
+        costly = cost_problem(user.password)
+        if costly is not None:
+            sys.stderr.write(f"{MSG_HASH_TOO_COSTLY} (virtual user {virtual_name!r} of {base.name}): {costly}\n")
+            raise LoginFailure(EXIT_TEMPORARY, MSG_HASH_TOO_COSTLY)
         if not verify(password, user.password):
             raise LoginFailure(EXIT_LOGIN_FAILED, MSG_BAD_PASSWORD)
         if user.expires is not None and user.expires < self.now:

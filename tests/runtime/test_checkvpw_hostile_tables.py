@@ -1,0 +1,103 @@
+"""checkvpw (the real launcher, as root) against a tenant's hostile table: a crafted hash
+layout or a hash whose cost would take minutes is a quick, logged temporary failure."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from conftest import never_empty_cdb
+from loginkit import create_world, destroy_world, run_fd3
+
+from vmreconcile.formats.cdb import CdbReader, build_cdb
+from vmreconcile.formats.vpwentry import encode_record, user_key
+from vmreconcile.model import VirtualUser
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="checkvpw must start as root (setuid); CI runs as root"),
+]
+
+PRINT_VUSER = ["/bin/sh", "-c", 'echo "vuser=$VUSER"', "Maildir"]
+#: cdbmake's own lookup would run sha512 999,999,999 times: minutes of CPU, as root, per attempt.
+COSTLY = "$6$rounds=999999999$abcdefgh$" + "a" * 86
+
+
+@pytest.fixture(scope="module")
+def world():
+    made = create_world(programs=("checkvpw",))
+    logs = made.root / "hooklogs"
+    logs.mkdir()
+    logs.chmod(0o777)  # the error hook runs as the base user by then
+    made.log = logs / "log"
+    yield made
+    destroy_world(made)
+
+
+@pytest.fixture
+def table(world):
+    """``install(bytes)`` replaces the base user's table; the original comes back afterwards."""
+    path = world.home / "passwd.cdb"
+    original = path.read_bytes()
+
+    def install(data: bytes) -> None:
+        temporary = path.with_name("passwd.cdb.tmp")
+        temporary.write_bytes(data)
+        os.chown(temporary, world.uid, world.gid)
+        os.rename(temporary, path)
+
+    yield install
+    install(original)
+    world.log.unlink(missing_ok=True)
+    (world.config_dir / "checkvpw-error").unlink(missing_ok=True)
+
+
+def with_user(world, name: str, password: str) -> bytes:
+    items = list(CdbReader((world.home / "passwd.cdb").read_bytes()).items())
+    record = VirtualUser(name=name, password=password, directory=f"./users/{name}")
+    return build_cdb([*items, (user_key(name), encode_record(record))])
+
+
+def login(world, name: str, password: str):
+    return run_fd3(
+        [world.launcher("checkvpw"), *PRINT_VUSER], f"{name}@mydomain.org\0{password}\0\0".encode(), timeout=60
+    )
+
+
+def error_hook(world) -> None:
+    hook = world.config_dir / "checkvpw-error"
+    hook.write_text(f'#!/bin/sh\necho "$CHECKVPW_ERROR" >> {world.log}\n')
+    hook.chmod(0o755)
+
+
+def test_a_hash_costing_minutes_is_refused_without_computing_it(world, table):
+    table(with_user(world, "costly", COSTLY))
+    error_hook(world)
+    started = time.monotonic()
+    result = login(world, "costly", "anything")
+    assert time.monotonic() - started < 10  # ~50 ms; computing the hash: minutes
+    assert (result.code, result.out) == (111, "")
+    assert world.log.read_text() == "Password hash too costly to check\n"
+    assert "sha-crypt rounds=999999999 is more than 5000000" in result.err and "costly" in result.err
+    assert COSTLY not in result.err  # the reason, never the hash
+    ok = login(world, "me", "secret")  # the other users of the table are not affected
+    assert (ok.code, ok.out) == (0, "vuser=me\n")
+
+
+def test_a_table_with_no_empty_slot_is_a_quick_temporary_failure(world, table):
+    table_bytes, name = never_empty_cdb(2_000_000)
+    table(table_bytes)
+    error_hook(world)
+    started = time.monotonic()
+    result = login(world, name, "anything")
+    assert time.monotonic() - started < 10
+    assert (result.code, result.out) == (111, "")
+    assert world.log.read_text() == "Cannot read the virtual password table\n"
+
+
+def test_a_table_whose_hash_tables_are_not_where_cdbmake_puts_them_is_refused(world, table):
+    data = bytearray(with_user(world, "extra", "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"))
+    table(bytes(data) + b"\0" * 4096)  # pointers still inside the file, but not cdbmake's layout
+    result = login(world, "me", "secret")
+    assert (result.code, result.out) == (111, "")
