@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .desired.errors import Diagnostic
-from .desired.export import export_text, export_with_losses, shown
+from .desired.export import export_text, export_with_losses, shown, unknown_domain
 from .desired.load import CheckResult, check_config
 from .desired.spec import Spec
 from .host import Host
-from .live import DomainReadError, read_live_reporting
+from .live import DomainReadError, live_domain_names, read_live_reporting
 from .model import HostState
 from .plan.build import build_plan
 from .plan.changes import Change, Plan
@@ -50,6 +50,8 @@ def adopt(host: Host, domain: str | None = None) -> Adoption:
     state, errors = read_live_reporting(host, domain)
     if errors:
         raise DomainsUnreadable(errors)
+    if domain is not None and state.domain(domain) is None:
+        raise unknown_domain(domain, live_domain_names(state))
     return adopt_state(state, domain, changeable)
 
 

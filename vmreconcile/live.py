@@ -101,6 +101,12 @@ def read_live_reporting(host: Host, domain: str | None = None) -> tuple[HostStat
     return read_live_state(host, on_error=errors.append, skip=skip), errors
 
 
+def live_domain_names(state: HostState) -> list[str]:
+    """The names of the domains ``virtualdomains`` routes, read or not (``--domain`` reads one)."""
+    groups = group_virtualdomains(state.control.get(VIRTUALDOMAINS, ()))
+    return [split_domain_keys(keys)[0] for _base_user, keys in groups]
+
+
 def read_domains(
     host: Host,
     groups: list[tuple[str, list[str]]],

@@ -59,6 +59,11 @@ def export_document(
     return doc, [item.text for item in lost]
 
 
+def unknown_domain(domain: str, known: list[str]) -> ExportError:
+    """The error for ``export --domain`` of a domain the host does not have."""
+    return ExportError(f"no live domain {domain!r} (known: {', '.join(known) or 'none'})")
+
+
 def export_with_losses(
     state: HostState, domain: str | None = None, changeable: Iterable[str] | None = None
 ) -> tuple[dict[str, object], list[Lost]]:
@@ -66,7 +71,7 @@ def export_with_losses(
     notes: list[Lost] = []
     domains = [d for d in state.domains if domain is None or d.name == domain]
     if domain is not None and not domains:
-        raise ExportError(f"no live domain {domain!r} (known: {', '.join(d.name for d in state.domains) or 'none'})")
+        raise unknown_domain(domain, [d.name for d in state.domains])
     unmanaged = frozenset(changeable or ())
     doc: dict[str, object] = {}
     qmail_root = state.options.get("qmail-root")
