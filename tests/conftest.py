@@ -218,6 +218,18 @@ os.environ["VMRECONCILE_CACHE_DIR"] = _SESSION_CACHE
 atexit.register(shutil.rmtree, _SESSION_CACHE, True)
 
 
+#: The test's private plan cache (`private_plan_cache`): kept by `environ_without`.
+CACHE_VARIABLE = "VMRECONCILE_CACHE_DIR"
+
+
+def environ_without(*prefixes: str) -> dict[str, str]:
+    """``os.environ`` without the variables that start with ``prefixes`` (a scrubbed
+    environment, as a CI runner or systemd gives), except this test's private plan cache:
+    no test may fill the machine's /var/cache/vmreconcile, which the package test requires to
+    be gone after a purge."""
+    return {k: v for k, v in os.environ.items() if k == CACHE_VARIABLE or not k.startswith(prefixes)}
+
+
 @pytest.fixture(autouse=True)
 def private_plan_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own plan cache (``--cache-dir``), so no test reads or fills the
@@ -225,7 +237,7 @@ def private_plan_cache(tmp_path_factory, monkeypatch):
     their own. Subprocesses inherit it through the environment."""
     directory = tmp_path_factory.mktemp("plan-cache") / "cache"
     directory.mkdir(mode=0o700)
-    monkeypatch.setenv("VMRECONCILE_CACHE_DIR", str(directory))
+    monkeypatch.setenv(CACHE_VARIABLE, str(directory))
     monkeypatch.delenv("VMRECONCILE_NO_CACHE", raising=False)
     return directory
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.checkout_cli import CLI_DIR
-from tests.conftest import build_step_root
+from tests.conftest import build_step_root, environ_without
 from tests.fleet.fleetkit import REPO, load_export, vmreconcile
 
 CI = REPO / "examples" / "ci"
@@ -37,7 +37,7 @@ def git(cwd: Path, *args: str) -> str:
 
 def shell(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """Run ``script`` like a CI runner would: bash, the checkout's vmreconcile first on PATH."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("VMRECONCILE")}
+    environ = environ_without("VMRECONCILE")
     environ.update(PATH=f"{CLI_DIR}:{os.environ['PATH']}", **env)
     return subprocess.run(["bash", "-c", script], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.clirunner import cli_runner
-from tests.conftest import build_step_root
+from tests.conftest import build_step_root, environ_without
 from tests.fleet.fleetkit import REPO, build_once
 from tests.test_readme import readme_block
 from vmreconcile import __version__
@@ -58,11 +58,7 @@ def copy_worktree(target: Path) -> None:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTHON", "VIRTUAL_ENV", "VMRECONCILE", "_VMRECONCILE"))
-    }
+    env = environ_without("PYTHON", "VIRTUAL_ENV", "VMRECONCILE", "_VMRECONCILE")
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
     return env
 

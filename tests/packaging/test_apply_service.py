@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.checkout_cli import CLI_DIR, REPO
+from tests.conftest import environ_without
 from vmreconcile.cli.demo import build_demo_root
 from vmreconcile.desired.load import check_config
 from vmreconcile.host import Host
@@ -64,7 +65,7 @@ def setup(tmp_path):
 
 
 def run_script(setup: dict, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMRECONCILE", "RUNTIME_DIRECTORY"))}
+    env = environ_without("VMRECONCILE", "RUNTIME_DIRECTORY")
     env.update(
         PATH=f"{CLI_DIR}:{os.environ['PATH']}",
         VMRECONCILE_ROOT=str(setup["root"]),
