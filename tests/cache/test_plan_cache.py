@@ -227,3 +227,24 @@ def test_files_not_settled_are_not_kept(tmp_path, monkeypatch):
     _plan, _live, cache = warm_plan(root, config, tmp_path / "cache")
     _plan, _live, cache = warm_plan(root, config, tmp_path / "cache")
     assert cache.hits == 1
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda text: text.replace("    wildcard: true\n", "    wildcard: true\n    domain_aliases: [alias.example]\n"),
+        lambda text: text.replace("    wildcard: true\n", "    wildcard: false\n"),
+    ],
+    ids=["alias added", "wildcard dropped"],
+)
+def test_a_routing_change_stays_in_every_warm_plan_until_applied(fleet, tmp_path, edit):
+    """A change of aliases or wildcard is a change of control lines only (no domain's change):
+    the memo of domains planned without a change must not take the live domain for it."""
+    root, _home, config = fleet
+    config.write_text(edit(config.read_text()))
+    plans = [warm_plan(root, config, tmp_path / "cache")[0] for _ in range(3)]
+    cold, _live = plan_on_host(Host(root), load_config(config))
+    assert cold.changes and all(c.type == "control_line" for c in cold.changes)
+    assert [p.changes for p in plans] == [cold.changes] * 3
+    execute(plans[-1], Host(root))
+    assert warm_plan(root, config, tmp_path / "cache")[0].changes == ()

@@ -7,6 +7,9 @@ without any change, its desired state *is* its live state. This memo keeps, per 
 made of all of those inputs, and a later plan whose key for that domain is the same takes the
 live domain as the desired one without resolving it (`resolve(unchanged=...)`):
 
+* the routing: the live domain has the YAML's base user, wildcard and aliases (a change of
+  these is a change of control lines, which name no domain, so "no change there" must not
+  be concluded from the domain's own changes);
 * the spec: ``Spec.digests``, the configuration cache's digest of the domain's YAML and of
   everything else its check depends on (the rest of the files, the code, ...; a domain without
   one is resolved);
@@ -24,7 +27,7 @@ import hashlib
 from collections.abc import Iterable
 
 from ..desired.spec import DomainSpec, PasswordSpec, Spec
-from ..model import HostState
+from ..model import Domain, HostState
 from ..plan.changes import Plan
 from .livestate import LiveCache
 from .store import CacheStore
@@ -89,7 +92,7 @@ def _keys(domains: Iterable[DomainSpec], spec: Spec, live: HostState, cache: Liv
         digest = spec.digests.get(dspec.name)
         domain = by_name.get(dspec.name)
         files = cache.fingerprint(dspec.name) if domain is not None else None
-        if digest is None or domain is None or files is None:
+        if digest is None or domain is None or files is None or not _routed_as_specified(dspec, domain):
             keys[dspec.name] = None
             continue
         values = (
@@ -104,6 +107,18 @@ def _keys(domains: Iterable[DomainSpec], spec: Spec, live: HostState, cache: Liv
         key.update(repr(values).encode("utf-8", "surrogateescape"))
         keys[dspec.name] = key.digest()
     return keys
+
+
+def _routed_as_specified(dspec: DomainSpec, domain: Domain) -> bool:
+    """The live domain has the base user, wildcard and aliases the YAML gives it. A plan that
+    changes only these changes control lines (changes of no domain), and the memo takes the
+    live domain whole: such a domain must never be remembered or taken as unchanged, or the
+    routing change would vanish from every later plan."""
+    return (dspec.base_user, dspec.wildcard, tuple(dspec.domain_aliases)) == (
+        domain.base_user,
+        domain.wildcard,
+        tuple(domain.domain_aliases),
+    )
 
 
 def _has_secrets(dspec: DomainSpec) -> bool:
