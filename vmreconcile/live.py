@@ -19,6 +19,7 @@ domain and the file. Callers that plan many domains catch it per domain
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -316,8 +317,10 @@ def read_table(path: str, cache: LiveCache | None = None) -> tuple[VirtualUser, 
 
     Bounded (`TABLE_LIMIT`), one link only, layout checked before any record is read, and the
     number of records must be what the hash tables say; every error names the table. With a
-    ``cache``, a table whose ``fstat`` (taken after the same checks) matches a cached decoding
-    is not read again.
+    ``cache``, the table is still opened, checked and read as without one; only its decoding
+    is skipped when its ``fstat`` and the sha256 of the bytes read match a cached decoding
+    (the bytes, not only the times: a write through a shared mapping of a page already dirty
+    changes neither the modification nor the change time).
     """
     opened = open_table_fd(path, max_size=TABLE_LIMIT, max_links=1)
     if opened is None:
@@ -326,15 +329,17 @@ def read_table(path: str, cache: LiveCache | None = None) -> tuple[VirtualUser, 
         return ()
     fd, info = opened
     try:
-        cached = cache.users(path, info) if cache is not None else None
-        if cached is not None:
-            return cached
         reader = table_reader(fd, info, path, check_layout=True)
     finally:
         os.close(fd)
+    if cache is None:
+        return _decode_table(path, reader)
+    digest = hashlib.sha256(reader.data).digest()
+    cached = cache.users(path, info, digest)
+    if cached is not None:
+        return cached
     users = _decode_table(path, reader)
-    if cache is not None:
-        cache.remember_users(path, info, users)
+    cache.remember_users(path, info, digest, users)
     return users
 
 

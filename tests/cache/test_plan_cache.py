@@ -10,6 +10,7 @@ and one test checks the settling itself.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import time
@@ -248,3 +249,25 @@ def test_a_routing_change_stays_in_every_warm_plan_until_applied(fleet, tmp_path
     assert [p.changes for p in plans] == [cold.changes] * 3
     execute(plans[-1], Host(root))
     assert warm_plan(root, config, tmp_path / "cache")[0].changes == ()
+
+
+def test_a_table_changed_through_a_shared_mapping_is_seen(fleet, tmp_path):
+    """Writes through a shared mapping to a page that is already dirty leave the modification
+    and change times alone (ext4; tmpfs never updates them for mapped writes): a tenant could
+    change its table without changing its stat key. The cache keys decodings on the bytes."""
+    root, home, config = fleet
+    table = home / "passwd.cdb"
+    data = table.read_bytes()
+    at = data.index(b"$1$") + 3  # the first character of a salt: the record still decodes
+    fd = os.open(table, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, len(data)) as mapped:
+            mapped[at : at + 1] = mapped[at : at + 1]  # the first write: the page is now dirty
+            plan, _live, _cache = warm_plan(root, config, tmp_path / "cache")
+            assert plan.changes == ()
+            mapped[at : at + 1] = b"Z" if data[at : at + 1] != b"Z" else b"Y"
+            plan, live, _cache = warm_plan(root, config, tmp_path / "cache")
+    finally:
+        os.close(fd)
+    assert live == cold_live(root)
+    assert any(c.type == "user" for c in plan.changes), "the changed hash must be planned back"

@@ -4,15 +4,17 @@ A fleet plan reads every base user's table (100,000 records decoded) and checks 
 directory for ``cur/``, ``new/`` and ``tmp/`` (400,000 ``lstat`` calls): most of its time. This
 cache keeps
 
-* a table's decoded entries, keyed by its path and its `stat_key` (device, inode, size,
-  modification and change time, from the ``fstat`` of the descriptor plan opened it with);
+* a table's decoded entries, keyed by its path, its `stat_key` (device, inode, size,
+  modification and change time, from the ``fstat`` of the descriptor plan opened it with) and
+  the sha256 of its bytes (still read every time: a write through a shared mapping can leave
+  the times as they were, so only the bytes prove the decoding current);
 * which user directories of a home are maildirs, keyed by the home, the directories the table
   names and the `stat_key` of one ``lstat`` of each directory itself (packed into one string
   per home: comparing 100 directories is then one comparison).
 
 The live reader still opens every table and checks it exactly as without a cache (symlink,
-regular file, size, hard links: `tables.open_table_fd`) and still reads the option files and
-``.qmail-default`` every time; only the decoding is skipped when the key matches. A maildir's
+regular file, size, hard links: `tables.open_table_fd`), reads it, and still reads the option
+files and ``.qmail-default`` every time; only the decoding is skipped when the key matches. A maildir's
 ``cur``/``new``/``tmp`` are entries of its directory: adding, removing, renaming or replacing
 one (by a symlink, say) changes the directory's modification and change times, and the change
 time cannot be set back by anybody, so one ``lstat`` of the directory tells whether the three
@@ -52,7 +54,9 @@ _COLUMN_TYPES = tuple(_UNIT_TYPES[f.unit] for f in USER_FIELD_TABLE)
 _ADDRESS_COLUMNS = tuple(i for i, f in enumerate(USER_FIELD_TABLE) if f.unit == "addresses")
 _make_user: Callable[[tuple[Any, ...]], VirtualUser] = slot_maker(VirtualUser, USER_FIELDS)
 
-TableEntry = tuple[StatKey, tuple[tuple[Any, ...], ...]]
+#: ((the table's stat key, the sha256 of its bytes), its entries as plain tuples)
+TableKey = tuple[StatKey, bytes]
+TableEntry = tuple[TableKey, tuple[tuple[Any, ...], ...]]
 #: (the directories in the table's order, their packed keys, those that are maildirs)
 MaildirEntry = tuple[tuple[str, ...], bytes, tuple[str, ...]]
 #: device, inode, size, mtime and ctime (ns) of one directory: `stat_key`, packed
@@ -76,28 +80,31 @@ class LiveCache:
         self.hits = self.misses = 0
         #: what this run knows not to have changed since it was cached or learned: a table's key
         #: (None: there is none) and a home's packed maildir keys; and each domain's table and home
-        self._known_tables: dict[str, StatKey | None] = {}
+        self._known_tables: dict[str, TableKey | None] = {}
         self._known_maildirs: dict[str, bytes] = {}
         self._sources: dict[str, tuple[str, str]] = {}
 
-    def users(self, path: str, info: os.stat_result) -> tuple[VirtualUser, ...] | None:
-        """The decoded entries of the table at ``path`` when ``info`` (its ``fstat``) is the
-        version they were decoded from; None otherwise."""
+    def users(self, path: str, info: os.stat_result, digest: bytes) -> tuple[VirtualUser, ...] | None:
+        """The decoded entries of the table at ``path`` when ``info`` (its ``fstat``) and
+        ``digest`` (the sha256 of the bytes just read) are those of the version they were
+        decoded from; None otherwise."""
         entry = self._old_tables.get(path)
-        if type(entry) is tuple and len(entry) == 2 and entry[0] == stat_key(info):
+        key = (stat_key(info), digest)
+        if type(entry) is tuple and len(entry) == 2 and entry[0] == key:
             users = _users_of(entry[1])
             if users is not None:
                 self._tables[path] = entry
-                self._known_tables[path] = entry[0]
+                self._known_tables[path] = key
                 self.hits += 1
                 return users
         self.misses += 1
         return None
 
-    def remember_users(self, path: str, info: os.stat_result, users: tuple[VirtualUser, ...]) -> None:
+    def remember_users(self, path: str, info: os.stat_result, digest: bytes, users: tuple[VirtualUser, ...]) -> None:
         if settled(info, self._now):
-            self._tables[path] = (stat_key(info), tuple(u.astuple() for u in users))
-            self._known_tables[path] = stat_key(info)
+            key = (stat_key(info), digest)
+            self._tables[path] = (key, tuple(u.astuple() for u in users))
+            self._known_tables[path] = key
             self._learned = True
 
     def no_table(self, path: str) -> None:

@@ -150,6 +150,11 @@ class CdbReader:
             if tpos < HEADER_SIZE or tpos + 8 * slots > len(data):
                 raise CdbError(f"corrupt cdb: hash table {bucket} lies outside the file")
 
+    @property
+    def data(self) -> bytes | memoryview | mmap:
+        """The table's bytes as read (the plan cache keys decodings by their digest)."""
+        return self._data
+
     def check_layout(self) -> None:
         """Raise `CdbError` unless the file has exactly the layout cdbmake and VMailMgr write.
 
