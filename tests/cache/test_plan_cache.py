@@ -271,3 +271,16 @@ def test_a_table_changed_through_a_shared_mapping_is_seen(fleet, tmp_path):
         os.close(fd)
     assert live == cold_live(root)
     assert any(c.type == "user" for c in plan.changes), "the changed hash must be planned back"
+
+
+def test_a_cache_entry_of_the_wrong_shape_is_a_miss_not_an_error(fleet, tmp_path):
+    """Only root writes the cache, but whatever it loads is checked before use."""
+    root, _home, config = fleet
+    warm_plan(root, config, tmp_path / "cache")
+    with CacheStore.open(str(tmp_path / "cache")) as store:
+        tables, maildirs = store.load(livestate.NAME)
+        broken = {home: (entry[0], entry[1], ([1], {2: 3})) for home, entry in maildirs.items()}
+        broken_tables = {path: (key, (("not", "a", "row"),)) for path, (key, _rows) in tables.items()}
+        assert store.save(livestate.NAME, (broken_tables, broken))
+    _plan, live, cache = warm_plan(root, config, tmp_path / "cache")
+    assert cache.hits == 0 and live == cold_live(root)

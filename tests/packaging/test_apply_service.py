@@ -121,6 +121,18 @@ def test_uncommitted_changes_in_the_checkout_are_refused(setup):
     assert "mallory" not in users(setup["root"]) and "alice" not in users(setup["root"])
 
 
+def test_git_ignored_yaml_in_the_checkout_is_refused(setup):
+    """git status hides ignored files, but the configuration directory's loader reads every
+    *.yaml: an ignored one would be applied although nobody committed it."""
+    checkout = setup["checkout"]
+    (checkout / ".git" / "info" / "exclude").write_text("extra.yaml\n")
+    (checkout / "extra.yaml").write_text("domains: {}\n")
+    done = run_script(setup)
+    assert done.returncode == 1
+    assert "git-ignored YAML files" in done.stderr
+    assert "alice" not in users(setup["root"])
+
+
 def test_a_directory_that_is_no_checkout_is_refused(setup, tmp_path):
     done = run_script(setup, VMRECONCILE_APPLY_CHECKOUT=str(tmp_path / "nothing"))
     assert done.returncode == 1

@@ -202,6 +202,8 @@ def _valid_maildir_entry(entry: object) -> bool:
         and type(entry[1]) is bytes
         and type(entry[2]) is tuple
         and len(entry[1]) == len(entry[0]) * _KEY.size
+        and all(type(d) is str for d in entry[0])
+        and all(type(d) is str for d in entry[2])
     )
 
 
