@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from tests.conftest import IS_ROOT, REPO, TREE_GID, TREE_UID, own_home, requires_root
+from tests.cli.test_qmail_root_cli import bare_root
+from tests.conftest import IS_ROOT, REPO, TREE_GID, TREE_UID, requires_root
 from vmreconcile.preflight import untrusted_directory
 
 
@@ -26,11 +27,7 @@ def vmr(root, *args):
 
 def tree(tmp_path):
     """A --root with base user myuser (owning its home), /etc/vmailmgr and /var/qmail/control."""
-    root = tmp_path / "root"
-    (root / "etc" / "vmailmgr").mkdir(parents=True)
-    (root / "etc" / "passwd").write_text(f"myuser:x:{TREE_UID}:{TREE_GID}::/home/myuser:/bin/sh\n")
-    (root / "home" / "myuser").mkdir(parents=True)
-    own_home(root / "home" / "myuser", TREE_UID, TREE_GID)
+    root = bare_root(tmp_path)
     (root / "var" / "qmail" / "control").mkdir(parents=True)
     config = tmp_path / "mail.yaml"
     config.write_text("domains:\n  mydomain.org:\n    base_user: myuser\n")

@@ -5,12 +5,12 @@ failure at once, never minutes of CPU as root."""
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 
 import pytest
 from conftest import build_step_root, never_empty_cdb
+from test_authpipe_protocol import serve
 from test_authpipe_support import STEP, world_dir
 
 from vmreconcile.formats import cdb
@@ -19,7 +19,6 @@ from vmreconcile.formats.vpwentry import encode_record, user_key
 from vmreconcile.host import Host
 from vmreconcile.model import VirtualUser
 from vmreconcile.runtime.courier import authpipe
-from vmreconcile.runtime.courier.directory import Directory
 
 COSTLY = "$6$rounds=999999999$abcdefgh$" + "a" * 86
 
@@ -34,15 +33,6 @@ def host() -> Iterator[Host]:
 def auth(user: str, password: str) -> bytes:
     body = f"imap\nlogin\n{user}\n{password}\n".encode()
     return b"AUTH %d\n" % len(body) + body
-
-
-def serve(host: Host, data: bytes) -> tuple[int, bytes]:
-    with tempfile.TemporaryFile() as src, tempfile.TemporaryFile() as dst:
-        src.write(data)
-        src.seek(0)
-        code = authpipe.serve(Directory(host, environ={}), src.fileno(), dst.fileno())
-        dst.seek(0)
-        return code, dst.read()
 
 
 def replace_table(host: Host, data: bytes) -> None:
