@@ -180,7 +180,7 @@ def _line(action, name, key, before=None, after=None):
 
 
 def test_lines_of_a_failed_domain_are_left_as_they_were():
-    owners = {"bad.example": "bad.example", ".bad.example": "bad.example", "ok.example": "ok.example"}
+    owners = {"bad.example": {"bad.example"}, ".bad.example": {"bad.example"}, "ok.example": {"ok.example"}}
     desired = ("# comment", "ok.example:uok", "bad.example:unew", ".bad.example:unew")
     changes = (
         _line("create", "virtualdomains", "ok.example", after={"line": "ok.example:uok"}),
@@ -231,3 +231,60 @@ def test_a_symlink_planted_in_one_home_while_apply_runs_fails_that_domain_only(t
     assert not (homes["b.example"] / "passwd.cdb").exists()
     assert (homes["a.example"] / "passwd.cdb").is_file() and (homes["c.example"] / "passwd.cdb").is_file()
     assert "b.example" not in (root / "var" / "qmail" / "control" / "virtualdomains").read_text()
+
+
+def applied_three_domains(tmp_path: Path) -> tuple[Path, dict[str, Path], Path]:
+    """The three domains applied once (so that the next apply renames, prunes ...)."""
+    root = tmp_path / "root"
+    homes = three_domain_root(root)
+    config = tmp_path / "mail.yaml"
+    config.write_text("domains:\n" + CONFIG)
+    assert run(root, "apply", str(config), "--yes").exit_code == 0
+    return root, homes, config
+
+
+def failed_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "audit line" not in line]  # no syslog here
+
+
+def test_a_renamed_domain_that_fails_keeps_its_old_name_routed_and_accepted(tmp_path, monkeypatch, locker_cleanup):
+    """b.example becomes n.example (same base user, so the same table) with a changed entry,
+    while another writer holds ~ub/passwd.cdb.tmp. The old name has no owner in the desired
+    state, but it is still b's line: it stays in virtualdomains and rcpthosts, the new name is
+    not added, so b's mail is still routed and accepted; a.example's change is applied."""
+    monkeypatch.setattr(atomic, "TEMP_TIMEOUT", 0.5)
+    root, homes, config = applied_three_domains(tmp_path)
+    control = root / "var" / "qmail" / "control"
+    routed, accepted = (control / "virtualdomains").read_text(), (control / "rcpthosts").read_text()
+    renamed = CONFIG.replace("  b.example:\n", "  n.example:\n")
+    renamed = renamed.replace(
+        "base_user: ub\n    users:\n      me: {password: null}",
+        "base_user: ub\n    users:\n      me: {password: null, personal: Nora}",
+    )
+    renamed = renamed.replace(
+        "base_user: ua\n    users:\n      me: {password: null}",
+        "base_user: ua\n    users:\n      me: {password: null, personal: Ada}",
+    )
+    config.write_text("domains:\n" + renamed)
+    locker = Locker(homes["b.example"] / "passwd.cdb.tmp")
+    locker_cleanup.append(locker)
+
+    result = run(root, "apply", str(config), "--yes")
+
+    assert result.exit_code == 3, result.stdout + result.stderr
+    errors = failed_lines(result)
+    assert errors[0] == "vmreconcile: 1 domain(s) failed and were left as they were; every other change was applied:"
+    assert errors[1].startswith("  - n.example: table: ~ub/passwd.cdb.tmp: exists and another writer")
+    assert (control / "virtualdomains").read_text() == routed == "a.example:ua\nb.example:ub\nc.example:uc\n"
+    assert (control / "rcpthosts").read_text() == accepted == "localhost\na.example\nb.example\nc.example\n"
+    assert "control/virtualdomains changed" not in result.stdout  # nothing for qmail-send to reread
+    shown = json.loads(run(root, "show", "--format", "json").stdout)
+    personal = {(d["name"], u["name"]): u.get("personal") for d in shown["domains"] for u in d["users"]}
+    assert personal[("a.example", "me")] == "Ada" and personal[("b.example", "me")] == ""  # b's table as it was
+
+    locker.release()
+    again = run(root, "apply", str(config), "--yes")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert (control / "virtualdomains").read_text() == "a.example:ua\nc.example:uc\nn.example:ub\n"
+    assert (control / "rcpthosts").read_text() == "localhost\na.example\nc.example\nn.example\n"
+    assert run(root, "plan", str(config), "--detailed-exitcode").exit_code == 0
