@@ -554,17 +554,25 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
     ``errors``. An error in a host-wide unit (a control file, a global option) stops the apply
     there, as nothing after it can be trusted. Units already written stay written: each is
     complete on its own.
+
+    The plan's order writes every unit in a home before any control file (`plan.changes`), so
+    a failed domain is known before its lines could be written. Should a domain's unit still
+    fail after a control file was written, that domain was not left as it was: its error says
+    which control files already carry its planned lines, and it is not in ``failed_domains``
+    (apply reports it as an error, with everything written before it).
     """
     host = host.using_qmail_root(configured_qmail_root(plan.desired.options))
     runner = Executor(host, plan, log)
     failed = runner.result.failed_domains
     units = group_units(plan.changes)
     touched: set[str] = set()
+    controls: list[str] = []  # the control files written so far
+    given_up: set[str] = set()  # domains that failed after a control file was written
     for done, unit in enumerate(units):
         if progress is not None:
             progress(done, len(units), unit.label)
         domain = unit_domain(unit.target)
-        if domain is not None and domain in failed:
+        if domain is not None and (domain in failed or domain in given_up):
             continue  # depends on what failed there: a table without its maildirs, ...
         try:
             runner.run(unit)
@@ -574,12 +582,22 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
                 runner.result.errors.append(f"{unit.label}: {message}")
                 return runner.result
             named = unit.label.startswith((f"{domain}:", f"{domain}/", f"option/{domain}/"))
-            failed[domain] = f"{unit.label}: {message}" if named else f"{domain}: {unit.label}: {message}"
-            runner.result.errors.append(failed[domain])
+            error = f"{unit.label}: {message}" if named else f"{domain}: {unit.label}: {message}"
+            if controls:
+                given_up.add(domain)
+                error += (
+                    f" (after {', '.join(controls)} had been written with this domain's lines as planned; "
+                    "its remaining changes were not made)"
+                )
+            else:
+                failed[domain] = error
+            runner.result.errors.append(error)
             runner.note(f"{domain}: failed; its other changes are skipped, the other domains go on")
             continue
-        if isinstance(unit.target, ControlFileTarget) and _applies_any(unit.changes, plan, failed):
-            touched.add(unit.target.name)
+        if isinstance(unit.target, ControlFileTarget):
+            controls.append(unit.label)
+            if _applies_any(unit.changes, plan, failed):
+                touched.add(unit.target.name)
         checkpoint(f"unit {unit.label} done")
     if progress is not None:
         progress(len(units), len(units), "done")
