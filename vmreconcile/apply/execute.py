@@ -4,7 +4,8 @@ The plan's changes say *what* differs; the plan's desired state says what each a
 must contain. So the executor groups changes into units (one option file, one domain setup,
 one maildir, one table, one control file) and writes each unit's desired content once:
 every change to a domain's ``passwd.cdb`` goes out in a single rewrite. Units run in the order
-of their first change (creates of what others depend on first, deletes last).
+of their first change: everything in the homes (creates before deletes), then the control
+files, so a domain that fails is known before any of its control lines is written.
 
 Mail is never lost: deleting an entry only rewrites the table. A mailbox is removed only for
 a ``maildir`` delete change (``--purge-mailboxes``), and even then only ``cur/``, ``new/``,
