@@ -180,7 +180,7 @@ def _line(action, name, key, before=None, after=None):
 
 
 def test_lines_of_a_failed_domain_are_left_as_they_were():
-    owners = {"bad.example": "bad.example", ".bad.example": "bad.example", "ok.example": "ok.example"}
+    owners = {"bad.example": {"bad.example"}, ".bad.example": {"bad.example"}, "ok.example": {"ok.example"}}
     desired = ("# comment", "ok.example:uok", "bad.example:unew", ".bad.example:unew")
     changes = (
         _line("create", "virtualdomains", "ok.example", after={"line": "ok.example:uok"}),
@@ -231,3 +231,156 @@ def test_a_symlink_planted_in_one_home_while_apply_runs_fails_that_domain_only(t
     assert not (homes["b.example"] / "passwd.cdb").exists()
     assert (homes["a.example"] / "passwd.cdb").is_file() and (homes["c.example"] / "passwd.cdb").is_file()
     assert "b.example" not in (root / "var" / "qmail" / "control" / "virtualdomains").read_text()
+
+
+def applied_three_domains(tmp_path: Path) -> tuple[Path, dict[str, Path], Path]:
+    """The three domains applied once (so that the next apply renames, prunes ...)."""
+    root = tmp_path / "root"
+    homes = three_domain_root(root)
+    config = tmp_path / "mail.yaml"
+    config.write_text("domains:\n" + CONFIG)
+    assert run(root, "apply", str(config), "--yes").exit_code == 0
+    return root, homes, config
+
+
+def failed_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "audit line" not in line]  # no syslog here
+
+
+def test_a_renamed_domain_that_fails_keeps_its_old_name_routed_and_accepted(tmp_path, monkeypatch, locker_cleanup):
+    """b.example becomes n.example (same base user, so the same table) with a changed entry,
+    while another writer holds ~ub/passwd.cdb.tmp. The old name has no owner in the desired
+    state, but it is still b's line: it stays in virtualdomains and rcpthosts, the new name is
+    not added, so b's mail is still routed and accepted; a.example's change is applied."""
+    monkeypatch.setattr(atomic, "TEMP_TIMEOUT", 0.5)
+    root, homes, config = applied_three_domains(tmp_path)
+    control = root / "var" / "qmail" / "control"
+    routed, accepted = (control / "virtualdomains").read_text(), (control / "rcpthosts").read_text()
+    renamed = CONFIG.replace("  b.example:\n", "  n.example:\n")
+    renamed = renamed.replace(
+        "base_user: ub\n    users:\n      me: {password: null}",
+        "base_user: ub\n    users:\n      me: {password: null, personal: Nora}",
+    )
+    renamed = renamed.replace(
+        "base_user: ua\n    users:\n      me: {password: null}",
+        "base_user: ua\n    users:\n      me: {password: null, personal: Ada}",
+    )
+    config.write_text("domains:\n" + renamed)
+    locker = Locker(homes["b.example"] / "passwd.cdb.tmp")
+    locker_cleanup.append(locker)
+
+    result = run(root, "apply", str(config), "--yes")
+
+    assert result.exit_code == 3, result.stdout + result.stderr
+    errors = failed_lines(result)
+    assert errors[0] == "vmreconcile: 1 domain(s) failed and were left as they were; every other change was applied:"
+    assert errors[1].startswith("  - n.example: table: ~ub/passwd.cdb.tmp: exists and another writer")
+    assert (control / "virtualdomains").read_text() == routed == "a.example:ua\nb.example:ub\nc.example:uc\n"
+    assert (control / "rcpthosts").read_text() == accepted == "localhost\na.example\nb.example\nc.example\n"
+    assert "control/virtualdomains changed" not in result.stdout  # nothing for qmail-send to reread
+    shown = json.loads(run(root, "show", "--format", "json").stdout)
+    personal = {(d["name"], u["name"]): u.get("personal") for d in shown["domains"] for u in d["users"]}
+    assert personal[("a.example", "me")] == "Ada" and personal[("b.example", "me")] == ""  # b's table as it was
+
+    locker.release()
+    again = run(root, "apply", str(config), "--yes")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert (control / "virtualdomains").read_text() == "a.example:ua\nc.example:uc\nn.example:ub\n"
+    assert (control / "rcpthosts").read_text() == "localhost\na.example\nc.example\nn.example\n"
+    assert run(root, "plan", str(config), "--detailed-exitcode").exit_code == 0
+
+
+def test_a_domain_whose_only_table_change_is_a_delete_fails_before_any_control_line_is_written(
+    tmp_path, monkeypatch, locker_cleanup
+):
+    """b.example gets ``prune: true`` (so its entry ``old`` goes: the table unit starts with a
+    delete) and a new alias x1.example, while another writer holds ~ub/passwd.cdb.tmp. The
+    table is written before the control files, so its failure is known in time: x1.example is
+    neither routed nor accepted, and "left as they were" is true; a.example's alias is applied."""
+    monkeypatch.setattr(atomic, "TEMP_TIMEOUT", 0.5)
+    root = tmp_path / "root"
+    homes = three_domain_root(root)
+    config = tmp_path / "mail.yaml"
+    with_old = CONFIG.replace("me: {password: null}\n", "me: {password: null}\n      old: {password: null}\n")
+    config.write_text("domains:\n" + with_old)
+    assert run(root, "apply", str(config), "--yes").exit_code == 0
+    control = root / "var" / "qmail" / "control"
+    routed, accepted = (control / "virtualdomains").read_text(), (control / "rcpthosts").read_text()
+    pruned = CONFIG.replace("base_user: ub\n", "base_user: ub\n    prune: true\n    domain_aliases: [x1.example]\n")
+    pruned = pruned.replace("base_user: ua\n", "base_user: ua\n    domain_aliases: [xa.example]\n")
+    config.write_text("domains:\n" + pruned)
+    plan = json.loads(run(root, "plan", str(config), "--format", "json").stdout)
+    assert [c["address"] for c in plan["changes"] if c["action"] == "delete"] == ["b.example/old"]  # a's, c's stay
+    locker = Locker(homes["b.example"] / "passwd.cdb.tmp")
+    locker_cleanup.append(locker)
+
+    result = run(root, "apply", str(config), "--yes")
+
+    assert result.exit_code == 3, result.stdout + result.stderr
+    errors = failed_lines(result)
+    assert errors[0] == "vmreconcile: 1 domain(s) failed and were left as they were; every other change was applied:"
+    assert errors[1].startswith("  - b.example: table: ~ub/passwd.cdb.tmp: exists and another writer")
+    assert routed == "a.example:ua\nb.example:ub\nc.example:uc\n"
+    assert (control / "virtualdomains").read_text() == routed + "xa.example:ua\n"
+    assert (control / "rcpthosts").read_text() == accepted + "xa.example\n"
+    listed = json.loads(run(root, "history", "--format", "json").stdout)
+    assert sorted(e["outcome"] for e in listed) == ["complete", "failed"], listed
+    last = max(listed, key=lambda e: e["id"])
+    entry = json.loads(run(root, "history", "show", str(last["id"]), "--format", "json").stdout)
+    assert [e.split(":", 1)[0] for e in entry["errors"]] == ["b.example"]
+    files = {f["path"]: f for f in entry["files"]}
+    table = {side: dict(files["/home/ub/passwd.cdb"][side], blob=None) for side in ("before", "after")}
+    assert table["before"] == table["after"] and table["after"]["type"] == "file"  # recorded as not written
+
+    locker.release()
+    again = run(root, "apply", str(config), "--yes")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert "x1.example:ub" in (control / "virtualdomains").read_text()
+    assert "x1.example" in (control / "rcpthosts").read_text().splitlines()
+    assert run(root, "plan", str(config), "--detailed-exitcode").exit_code == 0
+
+
+def test_a_domain_failing_after_the_control_files_were_written_is_not_reported_as_left_as_it_was(
+    tmp_path, monkeypatch, locker_cleanup
+):
+    """The plan's order writes homes before control files; if a unit of a domain were still
+    run after them (here the order is turned around on purpose) and failed, the domain was not
+    left as it was: apply says which control files carry its lines, exits 1 (not 3) with what
+    was written, and the history entry holds that error."""
+    from vmreconcile.apply import execute as execute_module
+
+    monkeypatch.setattr(atomic, "TEMP_TIMEOUT", 0.5)
+    real_group = execute_module.group_units
+
+    def control_files_first(changes):
+        units = real_group(changes)
+        return sorted(units, key=lambda u: not isinstance(u.target, execute_module.ControlFileTarget))
+
+    monkeypatch.setattr(execute_module, "group_units", control_files_first)
+    root, homes, config = applied_three_domains(tmp_path)
+    control = root / "var" / "qmail" / "control"
+    config.write_text(
+        "domains:\n"
+        + CONFIG.replace("base_user: ub\n", "base_user: ub\n    domain_aliases: [x1.example]\n").replace(
+            "me: {password: null}\n", "me: {password: null, personal: P}\n"
+        )
+    )
+    locker = Locker(homes["b.example"] / "passwd.cdb.tmp")
+    locker_cleanup.append(locker)
+
+    result = run(root, "apply", str(config), "--yes")
+
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "x1.example:ub" in (control / "virtualdomains").read_text()  # written before b failed
+    errors = failed_lines(result)
+    assert not any("left as they were" in line for line in errors)
+    assert errors[0].startswith("vmreconcile: error: b.example: table: ~ub/passwd.cdb.tmp: exists and another")
+    assert errors[0].endswith(
+        " (after control/virtualdomains, control/rcpthosts had been written with this domain's lines as "
+        "planned; its remaining changes were not made)"
+    )
+    assert errors[1].startswith("vmreconcile: written before the error: control/virtualdomains, control/rcpthosts, ")
+    assert "b.example: table" not in errors[1], result.stderr
+    listed = json.loads(run(root, "history", "--format", "json").stdout)
+    entry = json.loads(run(root, "history", "show", str(max(e["id"] for e in listed)), "--format", "json").stdout)
+    assert entry["outcome"] == "failed" and entry["errors"] == [errors[0].removeprefix("vmreconcile: error: ")]

@@ -4,7 +4,8 @@ The plan's changes say *what* differs; the plan's desired state says what each a
 must contain. So the executor groups changes into units (one option file, one domain setup,
 one maildir, one table, one control file) and writes each unit's desired content once:
 every change to a domain's ``passwd.cdb`` goes out in a single rewrite. Units run in the order
-of their first change (creates of what others depend on first, deletes last).
+of their first change: everything in the homes (creates before deletes), then the control
+files, so a domain that fails is known before any of its control lines is written.
 
 Mail is never lost: deleting an entry only rewrites the table. A mailbox is removed only for
 a ``maildir`` delete change (``--purge-mailboxes``), and even then only ``cur/``, ``new/``,
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from ..formats.control import CONTROL_FILES, NEWMRH, RELOAD, line_key, render_li
 from ..formats.vpwentry import RecordError, decode_record, encode_record, user_key
 from ..host import LOCAL_CONFIG_DIR, BaseUser, Host
 from ..live import TABLE_LIMIT
-from ..model import Domain, to_bytes
+from ..model import Domain, ascii_lower, to_bytes
 from ..plan.changes import Change, Plan, table_digest
+from ..plan.resolve import live_counterparts
 from ..tables import read_bounded, read_regular
 from ..workflow import configured_qmail_root
 from . import writer
@@ -343,8 +345,10 @@ class Executor:
         if lines is None:
             return
         if self.result.failed_domains and name in CONTROL_FILES:
-            owners = domain_of_keys(self.plan.desired.domains)
-            lines = lines_without_failed(CONTROL_FILES[name].shape, lines, changes, owners, self.result.failed_domains)
+            owners = control_owners(self.plan)
+            live = self.plan.live.control.get(name, ()) if self.plan.live is not None else ()
+            shape = CONTROL_FILES[name].shape
+            lines = lines_without_failed(shape, lines, changes, owners, self.result.failed_domains, live)
         directory, name = root_owned_target(self.host.control_path(name), self.note)
         try:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -400,35 +404,53 @@ class Executor:
             os.close(home_fd)
 
 
-def domain_of_keys(domains: tuple[Domain, ...]) -> dict[str, str]:
-    """Control-file key (a domain's name, ``.name`` when wildcard, an alias) -> its domain."""
-    owners: dict[str, str] = {}
-    for domain in domains:
-        names = [domain.name, *domain.domain_aliases]
-        keys = names + (["." + n for n in names] if domain.wildcard else [])
-        for key in keys:
-            owners[key.lower()] = domain.name
-    return owners
+def control_owners(plan: Plan) -> dict[str, frozenset[str]]:
+    """Control-file key (a domain's name, ``.name`` when wildcard, an alias) -> the domains of
+    the plan it belongs to, as the plan wants it *or* as it is live.
+
+    Both sides count: a renamed domain's old name (the same base user's table) and an alias or
+    wildcard it drops have no desired owner, yet their lines are that domain's, and a name moved
+    from one domain to another is both domains'. A live domain is named by the desired domain
+    it becomes (`live_counterparts`), as failed domains are."""
+    owners: dict[str, set[str]] = {}
+
+    def claim(domain: Domain, owner: str) -> None:
+        for key in domain.virtualdomains_keys:
+            owners.setdefault(ascii_lower(key), set()).add(owner)
+
+    for domain in plan.desired.domains:
+        claim(domain, domain.name)
+    if plan.live is not None:
+        for owner, live in live_counterparts(plan.desired.domains, plan.live).items():
+            claim(live, owner)
+    return {key: frozenset(names) for key, names in owners.items()}
+
+
+def of_failed_domain(change: Change, owners: Mapping[str, Collection[str]], failed: Collection[str]) -> bool:
+    """Whether a control-line ``change`` belongs (`control_owners`) to a domain in ``failed``."""
+    key = change.address.rsplit("/", 1)[-1]
+    return any(owner in failed for owner in owners.get(key, ()))
 
 
 def lines_without_failed(
     shape: str,
     lines: tuple[str, ...],
     changes: tuple[Change, ...],
-    owners: dict[str, str],
-    failed: dict[str, str],
+    owners: Mapping[str, Collection[str]],
+    failed: Collection[str],
+    live: tuple[str, ...] = (),
 ) -> tuple[str, ...]:
     """``lines`` (the plan's content for a control file) with every change of a failed domain
     undone: a line it would add is left out, a line it would rewrite keeps its old form, a line
-    it would remove stays. So mail is never routed or accepted (``virtualdomains``,
+    it would remove stays, where it was in ``live`` (the file as the plan read it; at the end
+    when not found there). So mail is never routed or accepted (``virtualdomains``,
     ``rcpthosts``) for a domain whose home, mailboxes or table could not be written, and a
     domain that failed is, in the control files too, exactly as it was; every other domain's
     lines are the plan's."""
     undo: dict[str, Change] = {}
     for change in changes:
-        key = change.address.rsplit("/", 1)[-1]
-        if owners.get(key) in failed:
-            undo[key] = change
+        if of_failed_domain(change, owners, failed):
+            undo[change.address.rsplit("/", 1)[-1]] = change
     if not undo:
         return lines
     out: list[str] = []
@@ -443,8 +465,22 @@ def lines_without_failed(
             out.extend(undone.before.get("lines", ()))
     for change in undo.values():  # the lines it would have removed
         if change.action == "delete":
-            out.append(change.before["line"])
+            _put_back(out, change.before["line"], live)
     return tuple(out)
+
+
+def _put_back(out: list[str], line: str, live: tuple[str, ...]) -> None:
+    """Insert ``line`` into ``out`` after the nearest line that preceded it in ``live`` and is
+    still in ``out`` (at the start when none is; at the end when ``live`` lacks it)."""
+    if line not in live:
+        out.append(line)
+        return
+    at = live.index(line)
+    for earlier in reversed(live[:at]):
+        if earlier in out:
+            out.insert(out.index(earlier) + 1, line)
+            return
+    out.insert(0, line)
 
 
 class TableMoved(ValueError):
@@ -519,17 +555,25 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
     ``errors``. An error in a host-wide unit (a control file, a global option) stops the apply
     there, as nothing after it can be trusted. Units already written stay written: each is
     complete on its own.
+
+    The plan's order writes every unit in a home before any control file (`plan.changes`), so
+    a failed domain is known before its lines could be written. Should a domain's unit still
+    fail after a control file was written, that domain was not left as it was: its error says
+    which control files already carry its planned lines, and it is not in ``failed_domains``
+    (apply reports it as an error, with everything written before it).
     """
     host = host.using_qmail_root(configured_qmail_root(plan.desired.options))
     runner = Executor(host, plan, log)
     failed = runner.result.failed_domains
     units = group_units(plan.changes)
     touched: set[str] = set()
+    controls: list[str] = []  # the control files written so far
+    given_up: set[str] = set()  # domains that failed after a control file was written
     for done, unit in enumerate(units):
         if progress is not None:
             progress(done, len(units), unit.label)
         domain = unit_domain(unit.target)
-        if domain is not None and domain in failed:
+        if domain is not None and (domain in failed or domain in given_up):
             continue  # depends on what failed there: a table without its maildirs, ...
         try:
             runner.run(unit)
@@ -539,12 +583,22 @@ def execute(plan: Plan, host: Host, *, log: Log = lambda _: None, progress: Prog
                 runner.result.errors.append(f"{unit.label}: {message}")
                 return runner.result
             named = unit.label.startswith((f"{domain}:", f"{domain}/", f"option/{domain}/"))
-            failed[domain] = f"{unit.label}: {message}" if named else f"{domain}: {unit.label}: {message}"
-            runner.result.errors.append(failed[domain])
+            error = f"{unit.label}: {message}" if named else f"{domain}: {unit.label}: {message}"
+            if controls:
+                given_up.add(domain)
+                error += (
+                    f" (after {', '.join(controls)} had been written with this domain's lines as planned; "
+                    "its remaining changes were not made)"
+                )
+            else:
+                failed[domain] = error
+            runner.result.errors.append(error)
             runner.note(f"{domain}: failed; its other changes are skipped, the other domains go on")
             continue
-        if isinstance(unit.target, ControlFileTarget) and _applies_any(unit.changes, plan, failed):
-            touched.add(unit.target.name)
+        if isinstance(unit.target, ControlFileTarget):
+            controls.append(unit.label)
+            if _applies_any(unit.changes, plan, failed):
+                touched.add(unit.target.name)
         checkpoint(f"unit {unit.label} done")
     if progress is not None:
         progress(len(units), len(units), "done")
@@ -561,8 +615,8 @@ def _applies_any(changes: tuple[Change, ...], plan: Plan, failed: dict[str, str]
     is qmail told to reread it)."""
     if not failed:
         return bool(changes)
-    owners = domain_of_keys(plan.desired.domains)
-    return any(owners.get(c.address.rsplit("/", 1)[-1]) not in failed for c in changes)
+    owners = control_owners(plan)
+    return any(not of_failed_domain(c, owners, failed) for c in changes)
 
 
 def run_newmrh(host: Host, runner: Executor) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from ..apply import lock
-from ..apply.execute import ApplyResult, domain_of_keys, execute
+from ..apply.execute import ApplyResult, control_owners, execute, of_failed_domain
 from ..cache.livestate import LiveCache
 from ..cache.resolved import ResolveMemo
 from ..cache.store import CacheStore
@@ -162,12 +162,11 @@ def convergence_errors(host: Host, plan: Plan, failed: Mapping[str, str] | None 
     except PLAN_ERRORS as exc:
         return [f"cannot read the host back after apply: {error_text(exc)}"]
     if failed:
-        owners = domain_of_keys(plan.desired.domains)
+        owners = control_owners(plan)
         left = [
             c
             for c in left
-            if c.domain not in failed
-            and not (c.type == "control_line" and owners.get(c.address.rsplit("/", 1)[-1]) in failed)
+            if c.domain not in failed and not (c.type == "control_line" and of_failed_domain(c, owners, failed))
         ]
     if not left:
         return []

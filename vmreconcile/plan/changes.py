@@ -24,7 +24,16 @@ Action = Literal["create", "update", "delete"]
 ChangeType = Literal["control_line", "option", "domain", "user", "alias", "maildir"]
 Part = Literal["control", "tables", "runtime-config"]
 
-#: Execution rank: what others depend on is created first, deletes come last.
+#: Execution rank. Everything in a domain's home comes first, creates before deletes (options,
+#: setup, new maildirs, table entries created or changed, then entries deleted, maildirs purged,
+#: options removed); the control files come last, lines added before lines removed. So mail is
+#: accepted for a domain (``rcpthosts``) only once its table and mailboxes exist, and a domain
+#: whose home fails while apply writes is known to have failed before any control line is
+#: written: its lines are kept as they were (`apply.execute.lines_without_failed`). A domain's
+#: deletes do not depend on its routing (a deleted entry's mail is refused by the table either
+#: way). Only a domain being removed would stop being routed before its setup goes; the planner
+#: never removes one (domains the YAML does not name are left alone), so nothing in a home is
+#: ever written after a control file.
 _RANK = {
     ("create", "option"): 0,
     ("update", "option"): 0,
@@ -35,14 +44,14 @@ _RANK = {
     ("create", "alias"): 3,
     ("update", "user"): 3,
     ("update", "alias"): 3,
-    ("create", "control_line"): 4,
-    ("update", "control_line"): 4,
-    ("delete", "control_line"): 5,
-    ("delete", "user"): 6,
-    ("delete", "alias"): 6,
-    ("delete", "maildir"): 7,
-    ("delete", "domain"): 8,
-    ("delete", "option"): 9,
+    ("delete", "user"): 4,
+    ("delete", "alias"): 4,
+    ("delete", "maildir"): 5,
+    ("delete", "option"): 6,
+    ("create", "control_line"): 7,
+    ("update", "control_line"): 7,
+    ("delete", "control_line"): 8,
+    ("delete", "domain"): 9,
 }
 
 PLAN_FORMAT_VERSION = 1
