@@ -275,6 +275,37 @@ def test_an_iteration_that_raises_ends_with_a_failure(root):
         assert ask(server.path, b"I0\t0\tshared/userdb/\t\n") == b"Oshared/userdb/a\t\nFuser listing failed\n"
 
 
+def test_an_iteration_pausing_with_empty_chunks_lets_other_connections_in_between(root):
+    """Each empty chunk ends the iteration's turn: a lookup arriving during a long walk that
+    produces no row is answered after at most one stretch (here 2 ms), not after the walk."""
+    walked = []
+
+    def slow_rows():
+        for _ in range(500):  # a 1 s walk over records that give no row
+            time.sleep(0.002)
+            walked.append(1)
+            yield b""
+        yield b"Oshared/userdb/last\t\n"
+        yield b"\n"
+
+    def handler(line: bytes):
+        return slow_rows() if line.startswith(b"I") else b"N\n"
+
+    with running(root, handler=handler) as server:
+        lister = server.connect()
+        lister.sendall(b"I0\t0\tshared/userdb/\t\n")
+        other = server.connect()
+        latencies = []
+        while len(walked) < 400:
+            started = time.monotonic()
+            other.sendall(b"Lx\t\n")
+            assert read_lines(other, 1) == [b"N"]
+            latencies.append(time.monotonic() - started)
+        assert max(latencies) < 0.1, max(latencies)  # without pauses: ~1 s, the whole walk
+        assert len(latencies) > 20
+        assert read_lines(lister, 2) == [b"Oshared/userdb/last\t", b""]
+
+
 # ------------------------------------------------------------------------------ the program
 
 
