@@ -53,17 +53,18 @@ class Domain:
         path.write_text("# written by the tests\n" + "".join(f"{self.base}/{k}\n" for k in keys))
 
 
-#: Where `world_dir` makes its directories when /tmp will not do (root only; on disk, not tmpfs).
-ROOT_WORLD_BASE = Path("/var/lib/vmreconcile-tests")
+#: Where `world_dir` makes root's directories when /tmp will not do: /run is root's alone, and
+#: the name is not the package's (the package test requires nothing named after it to appear).
+ROOT_WORLD_BASE = Path("/run/vmr-test-worlds")
 
 
 def world_base() -> Path:
     """/tmp, unless someone else could write into it or a directory above it (a real host's
     sticky 1777 /tmp): vauthd refuses a socket under such a directory, so root's worlds then go
-    to `ROOT_WORLD_BASE` (0755, root's) and other users' to ``~/.cache`` (their own)."""
+    to `ROOT_WORLD_BASE` (0755, root's, on /run) and other users' to ``~/.cache`` (their own)."""
     if untrusted_directory("/tmp", {0, os.geteuid()}, sticky_entries=False) is None:
         return Path("/tmp")
-    base = ROOT_WORLD_BASE if IS_ROOT else Path.home() / ".cache" / "vmreconcile-tests"
+    base = ROOT_WORLD_BASE if IS_ROOT else Path.home() / ".cache" / "vmr-test-worlds"
     base.mkdir(mode=0o755, parents=True, exist_ok=True)
     return base
 
