@@ -230,3 +230,80 @@ def parse_passwd(raw: bytes | None) -> dict[str, BaseUser]:
             continue
         users.setdefault(parts[0], BaseUser(parts[0], int(parts[2]), int(parts[3]), parts[5]))
     return users
+
+
+#: How many symbolic links one path may pass through (Linux's own limit).
+MAX_SYMLINKS = 40
+
+
+def untrusted_directory(
+    path: str, trusted: set[int] | frozenset[int], skip_above: str | None = None, sticky_entries: bool = True
+) -> str | None:
+    """Why ``path`` can be redirected by someone not in ``trusted`` (uids), or None.
+
+    The one walk for every "may root rely on this directory" question (preflight's control
+    directories, vauthd's socket directory). The path is resolved one component at a time, as
+    the kernel would, following a symbolic link only after the directory holding it was judged
+    (so nobody else can have swapped it); every directory looked into must be owned by a
+    trusted uid and not writable by group or others, and so must ``path`` itself. With
+    ``sticky_entries`` a sticky directory (``/tmp``) passes when the entry looked up in it is
+    owned by a trusted uid (nobody else can rename or replace that entry now); without it a
+    sticky directory is refused like any other: its entry may vanish (a tmp cleaner, a reboot)
+    and be recreated by anyone. A missing component ends the walk with None (the caller decides
+    about missing paths). Directories strictly above ``skip_above`` are not judged.
+    """
+    pending = [p for p in path.split("/") if p and p != "."]
+    current = "/"
+    links = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        entry = os.path.join(current, name)
+        try:
+            info = os.lstat(entry)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"{entry}: {exc.strerror}"
+        owner = info.st_uid if sticky_entries else None
+        problem = _directory_problem(current, trusted, skip_above, entry_owner=owner)
+        if problem:
+            return problem
+        if stat.S_ISLNK(info.st_mode):
+            links += 1
+            if links > MAX_SYMLINKS:
+                return f"{entry}: too many levels of symbolic links"
+            target = os.readlink(entry)
+            if target.startswith("/"):
+                current = "/"
+            pending[:0] = [p for p in target.split("/") if p and p != "."]
+        else:
+            current = entry
+    return _directory_problem(current, trusted, skip_above, entry_owner=None)
+
+
+def _directory_problem(
+    directory: str, trusted: set[int] | frozenset[int], skip_above: str | None, entry_owner: int | None
+) -> str | None:
+    """Why entries of ``directory`` (the one owned by ``entry_owner``, if given) could be
+    replaced by someone not in ``trusted``, or None."""
+    if (
+        skip_above is not None
+        and directory != skip_above
+        and (skip_above + "/").startswith(directory.rstrip("/") + "/")
+    ):
+        return None
+    try:
+        info = os.stat(directory)
+    except OSError as exc:
+        return f"{directory}: {exc.strerror}"
+    if info.st_uid not in trusted:
+        return f"{directory} is owned by uid {info.st_uid}"
+    if info.st_mode & 0o022:
+        sticky = info.st_mode & stat.S_ISVTX
+        if not (sticky and entry_owner is not None and entry_owner in trusted):
+            who = "group and others" if info.st_mode & 0o022 == 0o022 else "group" if info.st_mode & 0o020 else "others"
+            return f"{directory} is writable by {who} (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None

@@ -32,7 +32,7 @@ from .desired.spec import DomainSpec, Position, Spec
 from .formats.config import layered_value, option_problem
 from .formats.control import MANAGED_FILES
 from .formats.userdir import NAME_MAX, PATH_MAX, relative_path_problem
-from .host import GLOBAL_CONFIG_DIR, LOCAL_CONFIG_DIR, BaseUser, BaseUserMissing, Host
+from .host import GLOBAL_CONFIG_DIR, LOCAL_CONFIG_DIR, BaseUser, BaseUserMissing, Host, untrusted_directory
 from .model import HostState, OptionValue, to_bytes
 from .plan.changes import Change
 from .tables import UnsafeFile, read_bounded
@@ -92,10 +92,6 @@ def check_qmail_root(host: Host) -> None:
     check_trusted_dirs(host, qmail_root)
 
 
-#: How many symbolic links one path may pass through (Linux's own limit).
-MAX_SYMLINKS = 40
-
-
 def check_trusted_dirs(host: Host, qmail_root: str) -> None:
     """Apply writes, as root, into qmail's ``control/`` directory and ``/etc/vmailmgr``: each
     must be root's and writable by nobody else, and so must every directory on the way there
@@ -136,71 +132,6 @@ def check_trusted_dirs(host: Host, qmail_root: str) -> None:
                 )
     if problems:
         raise HostProblems(problems)
-
-
-def untrusted_directory(path: str, trusted: set[int], skip_above: str | None = None) -> str | None:
-    """Why ``path`` can be redirected by someone not in ``trusted`` (uids), or None.
-
-    The path is resolved one component at a time, as the kernel would, following symbolic
-    links; every directory looked into must be owned by a trusted uid and not writable by group
-    or others (a sticky one, like ``/tmp``, passes when the entry looked up in it is owned by a
-    trusted uid: nobody else can rename or replace that entry), and so must ``path`` itself.
-    Directories strictly above ``skip_above`` are not judged.
-    """
-    pending = [p for p in path.split("/") if p and p != "."]
-    current = "/"
-    links = 0
-    while pending:
-        name = pending.pop(0)
-        if name == "..":
-            current = os.path.dirname(current)
-            continue
-        entry = os.path.join(current, name)
-        try:
-            info = os.lstat(entry)
-        except FileNotFoundError:
-            return None  # missing: created by apply as root, or refused as missing elsewhere
-        except OSError as exc:
-            return f"{entry}: {exc.strerror}"
-        problem = _directory_problem(current, trusted, skip_above, entry_owner=info.st_uid)
-        if problem:
-            return problem
-        if stat.S_ISLNK(info.st_mode):
-            links += 1
-            if links > MAX_SYMLINKS:
-                return f"{entry}: too many levels of symbolic links"
-            target = os.readlink(entry)
-            if target.startswith("/"):
-                current = "/"
-            pending[:0] = [p for p in target.split("/") if p and p != "."]
-        else:
-            current = entry
-    return _directory_problem(current, trusted, skip_above, entry_owner=None)
-
-
-def _directory_problem(
-    directory: str, trusted: set[int], skip_above: str | None, entry_owner: int | None
-) -> str | None:
-    """Why entries of ``directory`` (the one owned by ``entry_owner``, if given) could be
-    replaced by someone not in ``trusted``, or None."""
-    if (
-        skip_above is not None
-        and directory != skip_above
-        and (skip_above + "/").startswith(directory.rstrip("/") + "/")
-    ):
-        return None
-    try:
-        info = os.stat(directory)
-    except OSError as exc:
-        return f"{directory}: {exc.strerror}"
-    if info.st_uid not in trusted:
-        return f"{directory} is owned by uid {info.st_uid}"
-    if info.st_mode & 0o022:
-        sticky = info.st_mode & stat.S_ISVTX
-        if not (sticky and entry_owner is not None and entry_owner in trusted):
-            who = "group and others" if info.st_mode & 0o022 == 0o022 else "group" if info.st_mode & 0o020 else "others"
-            return f"{directory} is writable by {who} (mode {stat.S_IMODE(info.st_mode):04o})"
-    return None
 
 
 def check_global_options(live: Mapping[str, OptionValue], spec: Spec) -> None:

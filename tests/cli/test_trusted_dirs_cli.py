@@ -16,7 +16,7 @@ import pytest
 
 from tests.cli.test_qmail_root_cli import bare_root
 from tests.conftest import IS_ROOT, REPO, TREE_GID, TREE_UID, requires_root
-from vmreconcile.preflight import untrusted_directory
+from vmreconcile.host import untrusted_directory
 
 
 def vmr(root, *args):

@@ -435,3 +435,39 @@ def test_tables_stay_mapped_in_the_long_lived_process(host: Host) -> None:
     assert base is not None
     table = directory.table(base)
     assert table is not None and isinstance(table.reader._data, mmap.mmap)
+
+
+def test_enumerate_is_streamed_in_bounded_chunks(host: Host, monkeypatch) -> None:
+    """20,000 mailboxes (about 1 MB of reply): written as produced in chunks of whole lines
+    of about ENUMERATE_CHUNK bytes, never built whole; together they are the full list."""
+    table = host.path("/home/vbase1/passwd.cdb")
+    items = list(CdbReader(table.read_bytes()).items())
+    me = dict(items)[b"me"]
+    table.write_bytes(build_cdb(items + [(b"user%05d" % i, me) for i in range(20_000)]))
+    writes: list[bytes] = []
+    real_write = authpipe.write_reply
+    monkeypatch.setattr(authpipe, "write_reply", lambda fd, data: (writes.append(data), real_write(fd, data)))
+    code, out = serve(host, b"ENUMERATE\n")
+    assert code == 0 and out == b"".join(writes) and out.endswith(b"\n.\n")
+    names = {line.split("\t")[0] for line in out.decode().splitlines()[:-1]}
+    assert {f"user{i:05d}@{DOMAIN}" for i in range(20_000)} <= names
+    assert len(writes) > 10
+    assert all(chunk.endswith(b"\n") for chunk in writes)
+    longest_line = max(len(line) for line in out.splitlines(keepends=True))
+    assert max(len(chunk) for chunk in writes) < authpipe.ENUMERATE_CHUNK + longest_line + len(authpipe.END)
+
+
+def test_enumerate_failing_half_way_ends_without_the_end_line(host: Host, monkeypatch) -> None:
+    """The client must see a failure (EOF before ``.``, then a new program), never a short list."""
+
+    from types import SimpleNamespace
+
+    def failing(self):
+        yield f"me@{DOMAIN}", self.base_user("vbase1"), SimpleNamespace(directory="m"), "/h"
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(authpipe, "ENUMERATE_CHUNK", 1)  # the first line is written before the failure
+    monkeypatch.setattr(Directory, "enumerate", failing)
+    code, out = serve(host, b"ENUMERATE\n")
+    assert code == authpipe.EXIT_TEMPORARY
+    assert out == f"me@{DOMAIN}\t1008\t1008\t/h\tm\t\n".encode() and not out.endswith(b".\n")

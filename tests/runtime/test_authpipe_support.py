@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURE_PASSWORDS, IS_ROOT, build_step_root  # noqa: F401
 
+from vmreconcile.host import untrusted_directory
 from vmreconcile.install import install_runtime
 
 STEP = "11-after-deliveries"
@@ -52,10 +53,26 @@ class Domain:
         path.write_text("# written by the tests\n" + "".join(f"{self.base}/{k}\n" for k in keys))
 
 
+#: Where `world_dir` makes root's directories when /tmp will not do: /run is root's alone, and
+#: the name is not the package's (the package test requires nothing named after it to appear).
+ROOT_WORLD_BASE = Path("/run/vmr-test-worlds")
+
+
+def world_base() -> Path:
+    """/tmp, unless someone else could write into it or a directory above it (a real host's
+    sticky 1777 /tmp): vauthd refuses a socket under such a directory, so root's worlds then go
+    to `ROOT_WORLD_BASE` (0755, root's, on /run) and other users' to ``~/.cache`` (their own)."""
+    if untrusted_directory("/tmp", {0, os.geteuid()}, sticky_entries=False) is None:
+        return Path("/tmp")
+    base = ROOT_WORLD_BASE if IS_ROOT else Path.home() / ".cache" / "vmr-test-worlds"
+    base.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return base
+
+
 @contextmanager
 def world_dir(prefix: str) -> Iterator[Path]:
-    """A 0755 directory under /tmp, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    """A 0755 directory under `world_base` (/tmp where it is safe), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=world_base()))
     path.chmod(0o755)
     try:
         yield path

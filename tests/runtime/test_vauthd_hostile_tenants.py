@@ -218,3 +218,57 @@ def test_a_table_replaced_by_a_hard_link_to_another_table_is_refused(world, vaut
     os.link(world.other_table, world.tenant_table)  # the bystander's table, under the tenant's name
     assert ask(world.socket, HELLO + TENANT) == b"FCannot read the virtual password table\n"
     assert ask(world.socket, HELLO + BYSTANDER).startswith(b"F")  # its own table has 2 links now too
+
+
+def alias_table(aliases: int) -> bytes:
+    """``me`` (a mailbox) and ``aliases`` alias records (forwards, no mailbox): a listing walks
+    every record and finds one row."""
+    me = VirtualUser(name="me", password=hash_password("secret", "md5-crypt"), directory="./users/me")
+    items = [(user_key("me"), encode_record(me))]
+    template = encode_record(VirtualUser(name="alias0", password="*", directory="", forwards=("x@example.com",)))
+    items += [(user_key(f"alias{i}"), template) for i in range(aliases)]  # the record's bytes do not name it
+    return build_cdb(items)
+
+
+def test_a_listing_of_a_huge_alias_table_does_not_hold_up_other_logins(world, vauthd):
+    """The tenant's 300,000 aliases take vauthd about a second to walk and give one row. Walked
+    in one go (before the pauses) every lookup arriving meanwhile waited for the whole walk;
+    now the walk hands the loop back every few hundred records, so the bystander's lookups
+    keep a latency of milliseconds while the listing is in progress, and the listing is whole."""
+    import socket
+    import threading
+
+    replace_table(world.tenant_table, alias_table(300_000))
+    assert ask(world.socket, HELLO + TENANT).startswith(b"O")  # the table is read (copied) before timing
+    listing: dict[str, object] = {}
+
+    def list_users() -> None:
+        started = time.monotonic()
+        listing["reply"] = ask(world.socket, HELLO + b"I0\t0\tshared/userdb/\t*\n", timeout=60)
+        listing["seconds"] = time.monotonic() - started
+
+    latencies = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(world.socket))
+        sock.sendall(HELLO)
+        lister = threading.Thread(target=list_users)
+        lister.start()
+        while lister.is_alive():
+            started = time.monotonic()
+            sock.sendall(BYSTANDER)
+            reply = b""
+            while not reply.endswith(b"\n"):
+                reply += sock.recv(65536)
+            latencies.append(time.monotonic() - started)
+            assert reply.startswith(b'O{"password"'), reply
+        lister.join()
+    rows = sorted(listing["reply"].split(b"\n"))  # type: ignore[union-attr]
+    assert rows == [b"", b"", b"Oshared/userdb/bob@other.org\t", b"Oshared/userdb/me@mydomain.org\t"], rows[:5]
+    assert listing["seconds"] > 0.2, "the walk is too short to show anything on this machine"  # type: ignore[operator]
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99)]
+    assert len(latencies) >= 20 and p99 < 0.1, (
+        f"{len(latencies)} lookups during a {listing['seconds']:.2f} s listing: "
+        f"p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
+    )

@@ -275,6 +275,37 @@ def test_an_iteration_that_raises_ends_with_a_failure(root):
         assert ask(server.path, b"I0\t0\tshared/userdb/\t\n") == b"Oshared/userdb/a\t\nFuser listing failed\n"
 
 
+def test_an_iteration_pausing_with_empty_chunks_lets_other_connections_in_between(root):
+    """Each empty chunk ends the iteration's turn: a lookup arriving during a long walk that
+    produces no row is answered after at most one stretch (here 2 ms), not after the walk."""
+    walked = []
+
+    def slow_rows():
+        for _ in range(500):  # a 1 s walk over records that give no row
+            time.sleep(0.002)
+            walked.append(1)
+            yield b""
+        yield b"Oshared/userdb/last\t\n"
+        yield b"\n"
+
+    def handler(line: bytes):
+        return slow_rows() if line.startswith(b"I") else b"N\n"
+
+    with running(root, handler=handler) as server:
+        lister = server.connect()
+        lister.sendall(b"I0\t0\tshared/userdb/\t\n")
+        other = server.connect()
+        latencies = []
+        while len(walked) < 400:
+            started = time.monotonic()
+            other.sendall(b"Lx\t\n")
+            assert read_lines(other, 1) == [b"N"]
+            latencies.append(time.monotonic() - started)
+        assert max(latencies) < 0.1, max(latencies)  # without pauses: ~1 s, the whole walk
+        assert len(latencies) > 20
+        assert read_lines(lister, 2) == [b"Oshared/userdb/last\t", b""]
+
+
 # ------------------------------------------------------------------------------ the program
 
 
@@ -422,14 +453,17 @@ def test_stop_finishes_the_request_in_progress_then_closes_everything(root):
 @pytest.mark.parametrize(
     ("mode", "owner", "message"),
     [
-        (0o777, None, b"writable by group or others without the sticky bit (mode 0777)"),
-        (0o775, None, b"writable by group or others without the sticky bit (mode 0775)"),
-        (0o755, 4242, b"owned by uid 4242, not by root or vauthd's user"),
+        (0o777, None, b"run is writable by group and others (mode 0777)"),
+        (0o775, None, b"run is writable by group (mode 0775)"),
+        (0o1777, None, b"run is writable by group and others (mode 1777)"),  # /tmp: sticky is no excuse
+        (0o1733, None, b"run is writable by group and others (mode 1733)"),
+        (0o755, 4242, b"run is owned by uid 4242"),
     ],
 )
 @pytest.mark.skipif(not IS_ROOT, reason="a directory owned by someone else needs root's chown; CI runs as root")
-def test_a_socket_directory_others_could_rearrange_is_refused(installed, root, mode, owner, message):
-    """Others who may rename files in the directory could swap the socket between bind and chown."""
+def test_a_socket_directory_others_could_write_to_is_refused(installed, root, mode, owner, message):
+    """Whoever may create files in the directory could bind the socket's name while vauthd is
+    down (and answer Dovecot's passdb: log in as anyone), or swap it between bind and chown."""
     run = root.parent / "run"
     run.mkdir()
     run.chmod(mode)
@@ -438,14 +472,50 @@ def test_a_socket_directory_others_could_rearrange_is_refused(installed, root, m
     process = start(installed, "--socket", str(run / "vauthd.sock"), "--socket-owner", "nobody:nogroup")
     _, err = process.communicate(timeout=15)
     assert process.returncode == 111 and message in err and b"Traceback" not in err, err
+    assert b"every directory above it must be owned by root or vauthd's user" in err
     assert list(run.iterdir()) == []
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="chown of the socket needs root; CI runs as root")
-def test_a_sticky_world_writable_directory_is_accepted(installed, root):
-    run = root.parent / "tmp"
-    run.mkdir()
-    run.chmod(0o1777)
+@pytest.mark.skipif(not IS_ROOT, reason="a directory owned by someone else needs root's chown; CI runs as root")
+@pytest.mark.parametrize(("mode", "owner"), [(0o1777, None), (0o775, None), (0o755, 4242)])
+def test_a_socket_directory_under_a_parent_others_could_write_to_is_refused(installed, root, mode, owner):
+    """A safe directory is no help inside one someone else may rename it out of."""
+    parent = root.parent / "shared"
+    run = parent / "vmreconcile"
+    run.mkdir(parents=True)
+    parent.chmod(mode)
+    if owner is not None:
+        os.chown(parent, owner, owner)
+    process = start(installed, "--socket", str(run / "vauthd.sock"))
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == 111 and f"{parent} is ".encode() in err and b"Traceback" not in err, err
+    assert list(run.iterdir()) == []
+
+
+def test_a_symlink_on_the_way_is_judged_where_it_points(root):
+    """A link in a safe directory is followed, and its target's directories are judged too."""
+    from vmreconcile.runtime.dovecot.vauthd import SetupError, check_socket_directory
+
+    top = root.parent
+    (top / "real" / "vmreconcile").mkdir(parents=True)
+    (top / "run").symlink_to(top / "real")
+    check_socket_directory(str(top / "run" / "vmreconcile"))  # accepted: every step is safe
+    (top / "open").mkdir(mode=0o755)
+    (top / "open").chmod(0o1777)
+    (top / "open" / "vmreconcile").mkdir()
+    (top / "other").symlink_to("open/vmreconcile")
+    with pytest.raises(SetupError, match=r"open is writable by group and others \(mode 1777\)"):
+        check_socket_directory(str(top / "other"))
+    relative = os.path.relpath(top / "run" / "vmreconcile")
+    check_socket_directory(relative)  # relative to the working directory, walked from /
+
+
+def test_the_run_vmreconcile_layout_is_accepted(installed, root):
+    """The shipped layout: /run (root's, 0755) / vmreconcile (root's, 0755) / vauthd.sock."""
+    run = root.parent / "run" / "vmreconcile"
+    run.mkdir(parents=True)
+    run.parent.chmod(0o755)
+    run.chmod(0o755)
     path = run / "vauthd.sock"
     process = start(installed, "--socket", str(path), "--socket-mode", "0660")
     try:
@@ -455,6 +525,7 @@ def test_a_sticky_world_writable_directory_is_accepted(installed, root):
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=15)
+    assert process.returncode == 0
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="chown needs root; CI runs as root")

@@ -2,7 +2,7 @@
 
 authdaemond (``authmodulelist="authpipe"``) starts ``/etc/courier/authProg`` (a symlink to
 this program's launcher) once per worker, as root, and keeps it running. Each request is
-answered with one ``write()``:
+answered with one ``write()`` (ENUMERATE's long reply: streamed in chunks of whole lines):
 
 * ``PRE . SERVICE USER``: the account without a password check, or ``FAIL``;
 * ``AUTH`` (type ``login``): the account if the password is right and the entry may log in
@@ -10,7 +10,8 @@ answered with one ``write()``:
   get ``FAIL``: the tables hold hashes, not the clear text CRAM needs;
 * ``PASSWD``: ``OK`` after changing an unmanaged user's password (`courier.passwd`), else
   ``FAIL``;
-* ``ENUMERATE``: every user that can log in, as ``user@domain``, then ``.``;
+* ``ENUMERATE``: every user that can log in, as ``user@domain``, then ``.``; streamed, so
+  memory does not grow with the tables;
 * anything else: ``FAIL``.
 
 Account replies carry ``UID``, ``GID`` (the base user's), ``HOME`` (the base user's home),
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 
 # Imported up front: the PASSWD child must not import after dropping privileges.
 from ...formats import hashing as _hashing  # noqa: F401
@@ -89,13 +91,28 @@ def account(found: Account, address: str) -> bytes:
         raise Refused(f"cannot describe the account: {exc}") from None
 
 
-def enumerate_reply(directory: Directory) -> bytes:
-    lines = []
+#: Bytes of ENUMERATE lines gathered before they are written (the reply is streamed).
+ENUMERATE_CHUNK = 65536
+
+
+def enumerate_reply(directory: Directory) -> Iterator[bytes]:
+    """The ENUMERATE reply in chunks of about `ENUMERATE_CHUNK` bytes, the last ending in ``.``.
+
+    Streamed, not built whole: a table of any size costs one chunk of memory. Split writes are
+    safe here (unlike FAIL, see `handle`): the client reads until ``\n.\n``, and every chunk
+    ends at a line end.
+    """
+    lines: list[str] = []
+    size = 0
     for address, base, user, home in directory.enumerate():
         line = enumerate_line(address, base.uid, base.gid, str(home), user.directory)
         if line is not None and not line.startswith("#"):
             lines.append(line)
-    return "".join(lines).encode("utf-8", "surrogateescape") + END
+            size += len(line)
+            if size >= ENUMERATE_CHUNK:
+                yield "".join(lines).encode("utf-8", "surrogateescape")
+                lines, size = [], 0
+    yield "".join(lines).encode("utf-8", "surrogateescape") + END
 
 
 def _describe(request: Request) -> str:
@@ -108,8 +125,9 @@ def _describe(request: Request) -> str:
     return type(request).__name__.upper()
 
 
-def handle(directory: Directory, request: Request) -> bytes:
-    """The reply to one request; raises `Temporary` when there must be none."""
+def handle(directory: Directory, request: Request) -> bytes | Iterator[bytes]:
+    """The reply to one request, written with one ``write()`` (ENUMERATE's: chunks, written
+    as they are produced); raises `Temporary` when there must be none."""
     try:
         if isinstance(request, Pre):
             return account(directory.find(request.user), request.user)
@@ -153,9 +171,16 @@ def serve(directory: Directory, infd: int = 0, outfd: int = 1) -> int:
             _log(f"internal error on {_describe(request)}: {type(exc).__name__}: {exc}")
             return EXIT_TEMPORARY
         try:
-            write_reply(outfd, reply)
+            if isinstance(reply, bytes):
+                write_reply(outfd, reply)
+            else:
+                for chunk in reply:
+                    write_reply(outfd, chunk)
         except BrokenPipeError:
             return EXIT_EOF
+        except Exception as exc:  # mid-ENUMERATE: no end line, so the client sees a failure, not a short list
+            _log(f"internal error on {_describe(request)}: {type(exc).__name__}: {exc}")
+            return EXIT_TEMPORARY
 
 
 def main(argv: list[str], host: Host) -> int:

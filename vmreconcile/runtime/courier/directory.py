@@ -330,7 +330,20 @@ class Directory:
         Memory does not grow with the number of users (vauthd lists 100,000 in one go): a user
         is skipped when an earlier domain of the same base user already reached it.
         """
+        for entry in self.listing():
+            if entry is not None:
+                yield entry
+
+    def listing(self, pause_every: int = 0) -> Iterator[tuple[str, BaseUser, VirtualUser, str] | None]:
+        """`enumerate`, with None after every ``pause_every`` records looked at (0: never).
+
+        Why the pauses: a table of a million aliases lists no one but takes seconds to walk;
+        a caller serving other clients in the same thread (vauthd) uses each None to serve
+        them before it asks for more, so the walk never holds them up for longer than one
+        stretch of ``pause_every`` records, however few rows it produces.
+        """
         now = int(time.time())
+        looked_at = 0
         listed: list[tuple[str, str]] = []  # (base user, prefix) of the domains listed so far
         for domain, base, prefix in self.domains():
             earlier = [other for name, other in listed if name == base.name]
@@ -346,6 +359,10 @@ class Directory:
             home = self.home(base)
             try:
                 for user in iter_users(table.reader):
+                    looked_at += 1
+                    if looked_at == pause_every:
+                        looked_at = 0
+                        yield None
                     if not _reached(user.name, prefix) or any(_reached(user.name, other) for other in earlier):
                         continue
                     if may_log_in(user, now):

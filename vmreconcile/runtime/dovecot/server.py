@@ -9,7 +9,8 @@ Non-blocking sockets turn each of those into state kept for that one connection,
 caches (tables, options, control files) need no locks. A burst of lookups is answered in
 arrival order at about 10,000 a second (bench/bench_vauthd.py); an iteration over a large
 table is produced in chunks of `Limits.output_chunk` bytes as the client reads them, with
-other connections served in between.
+other connections served in between; an iterator that yields an empty chunk (a pause) ends its
+turn early, so a long walk that produces few rows cannot hold the others up either.
 
 Bounds (all in `Limits`): connections (at the limit the longest-idle one is closed to make
 room, else new ones wait in the listen backlog), bytes of one request line, bytes of pending
@@ -19,7 +20,7 @@ idle one is closed after ``idle_timeout`` (longer than the ``idle_msecs`` Doveco
 use, so Dovecot normally closes first and never sends into a closing connection).
 
 The handler maps one request line to its reply: bytes (possibly empty: the handshake has
-none), an iterator of reply chunks (an iteration), or None to close the connection (a line
+none), an iterator of reply chunks (an iteration; an empty chunk is a pause), or None to close the connection (a line
 that is not a request at all). Whatever it raises costs that one request an ``F``.
 """
 
@@ -252,10 +253,11 @@ class Server:
     def _advance(self, conn: Connection) -> None:
         """Answer what can be answered and send what can be sent, without blocking."""
         limits = self.limits
+        paused = False
         while True:
-            while len(conn.outbuf) < limits.output_chunk:
+            while len(conn.outbuf) < limits.output_chunk and not paused:
                 if conn.rows is not None:
-                    self._pump(conn)
+                    paused = self._pump(conn)
                     continue
                 if conn.closing or not self._take_request(conn):
                     break
@@ -279,7 +281,7 @@ class Server:
         events = 0
         if not conn.eof and not conn.closing and conn.rows is None and len(conn.outbuf) < limits.output_chunk:
             events |= selectors.EVENT_READ
-        if conn.outbuf:
+        if conn.outbuf or conn.rows is not None:  # a paused iteration resumes when writable: at once
             events |= selectors.EVENT_WRITE
         if not events:  # nothing left to read and nothing to send: no way forward
             self._close(conn)
@@ -329,19 +331,30 @@ class Server:
         else:
             conn.rows = reply
 
-    def _pump(self, conn: Connection) -> None:
-        """Move iteration rows into the output until it holds a chunk or the rows end."""
+    def _pump(self, conn: Connection) -> bool:
+        """Move iteration rows into the output until it holds a chunk, the rows end, or the
+        iterator yields an empty chunk; True for that last case (a pause).
+
+        A pause ends this connection's turn: the loop serves every other ready connection
+        before it comes back (the socket is watched for writability, so at once), however
+        long the iteration has to walk before its next row.
+        """
         rows = conn.rows
         assert rows is not None
         try:
             while len(conn.outbuf) < self.limits.output_chunk:
-                conn.outbuf += next(rows)
+                chunk = next(rows)
+                if not chunk:
+                    conn.last_progress = self.clock()  # working, not stalled by the client
+                    return True
+                conn.outbuf += chunk
         except StopIteration:
             conn.rows = None
         except Exception as exc:
             self.log(f"iteration failed: {type(exc).__name__}: {exc}")
             conn.outbuf += failed("user listing failed")
             conn.rows = None
+        return False
 
     def _sweep(self, now: float) -> None:
         """Close connections that stalled mid-request or sat idle too long."""

@@ -8,8 +8,8 @@ Usage::
 With ``--socket`` it creates the UNIX socket itself (mode 0600 unless told otherwise, created
 under a temporary name with that mode and renamed into place, so no client ever sees it with
 other permissions; a stale socket is replaced, a live one or any other file is not; its
-directory must be owned by root or vauthd's user and not writable by others unless sticky,
-and the owner is set without following symlinks). Without
+directory and every one above it must be owned by root or vauthd's user and writable by no
+one else, sticky or not, and the owner is set without following symlinks). Without
 it, it expects the one socket systemd passes (``LISTEN_FDS``/``LISTEN_PID``, see
 examples/systemd/vauthd.socket). It speaks Dovecot's ``proxy:`` dict protocol on it: see
 `answers` for what it answers and docs/dovecot.md for the Dovecot side.
@@ -33,7 +33,7 @@ import stat
 import sys
 from collections.abc import Iterator, MutableMapping
 
-from ...host import Host
+from ...host import Host, untrusted_directory
 from .answers import Answers
 from .protocol import MAJOR_VERSION, Hello, Lookup, Malformed, failed, parse_request
 from .server import Handler, Limits, Server
@@ -200,23 +200,26 @@ def _probe(path: str) -> bool:
 def check_socket_directory(directory: str) -> None:
     """Refuse a socket directory someone else could rearrange (`SetupError`).
 
-    vauthd creates the socket as root and then gives it its owner: in a directory another user
-    may write to (group- or world-writable without the sticky bit, or owned by someone other
-    than root or us), that user could swap the file between our steps. The directory must be
-    owned by root or by the user vauthd runs as, and not writable by others unless sticky.
+    Dovecot connects to whatever answers at the socket's path and believes its passdb answers.
+    Were the directory writable by another user (sticky or not: ``/tmp`` is no place for it),
+    that user could bind the name while vauthd is down, or swap the file between our bind and
+    chown, and let anyone log in as anyone. So the directory and every directory above it up
+    to ``/`` must be owned by root or by the user vauthd runs as and writable by nobody else;
+    a symbolic link on the way is followed only after the directory holding it passed
+    (`host.untrusted_directory`, the walk preflight uses too, here with no sticky exception).
     """
+    path = os.path.join(os.getcwd(), directory)  # the walk starts at /; ".." is resolved as the kernel would
     try:
-        info = os.stat(directory)
+        info = os.stat(path)
     except OSError as exc:
         raise SetupError(f"socket directory {directory}: {exc.strerror}") from None
     if not stat.S_ISDIR(info.st_mode):
         raise SetupError(f"socket directory {directory}: not a directory")
-    if info.st_uid not in (0, os.geteuid()):
-        raise SetupError(f"socket directory {directory}: owned by uid {info.st_uid}, not by root or vauthd's user")
-    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+    problem = untrusted_directory(path, {0, os.geteuid()}, sticky_entries=False)
+    if problem is not None:
         raise SetupError(
-            f"socket directory {directory}: writable by group or others without the sticky bit "
-            f"(mode {stat.S_IMODE(info.st_mode):04o}); others could swap the socket file"
+            f"socket directory {directory}: {problem}; it and every directory above it must be owned by "
+            "root or vauthd's user and writable by no one else, or others could answer in vauthd's place"
         )
 
 
