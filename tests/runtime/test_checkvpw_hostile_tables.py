@@ -85,6 +85,26 @@ def test_a_hash_costing_minutes_is_refused_without_computing_it(world, table):
     assert (ok.code, ok.out) == (0, "vuser=me\n")
 
 
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [
+        ("$sha1$+4000000000$abcdefgh$" + "a" * 28, "sha1crypt rounds '+4000000000' is not a plain decimal"),
+        ("$sha1$-4294000000$abcdefgh$" + "a" * 28, "sha1crypt rounds '-4294000000' is not a plain decimal"),
+        ("$sha1$0000000000004000000000$abcdefgh$" + "a" * 28, "sha1crypt rounds '0000000000004000"),
+        ("$md5$rounds=4000000000$abcdefgh$$" + "a" * 22, "Sun MD5 rounds=4000000000 is more than 500000"),
+    ],
+)
+def test_a_count_spelled_so_strtoul_reads_it_as_billions_is_refused_quickly(world, table, stored, why):
+    """libxcrypt's sha1crypt reads ``+N``, ``-N`` (wrapped) and zero-padded counts; Sun MD5 takes
+    ``$md5$rounds=``: each would run for hours as root, each is refused without computing it."""
+    table(with_user(world, "spelled", stored))
+    started = time.monotonic()
+    result = login(world, "spelled", "anything")
+    assert time.monotonic() - started < 10  # ~50 ms; computing the hash: hours
+    assert (result.code, result.out) == (111, "")
+    assert why in result.err and "spelled" in result.err
+
+
 def test_a_table_with_no_empty_slot_is_a_quick_temporary_failure(world, table):
     table_bytes, name = never_empty_cdb(2_000_000)
     table(table_bytes)
