@@ -184,6 +184,16 @@ def test_when_no_prober_can_start_nothing_passes(monkeypatch):
         ("$2b$15$abcdefghijklmnopqrstuu" + "a" * 31, "bcrypt cost 15 is more than 14"),
         ("$y$jHT$abcdefghijklmnopqrstuv$" + "a" * 43, "yescrypt N=2^20 x r=32 x p=1 is more than 2097152 blocks"),
         ("$7$FU..../....abcdefgh$" + "a" * 43, "scrypt N=2^17 x r=32 x p=1 is more than 2097152 blocks"),
+        (
+            "$sha1$+4000000000$abcdefgh$" + "a" * 28,
+            "sha1crypt rounds '+4000000000' is not a plain decimal number (1 to 10 digits): its cost is unknown",
+        ),
+        (
+            "$sha1$0000000000004000000000$abcdefgh$" + "a" * 28,
+            "sha1crypt rounds '0000000000004000000000' is not a plain decimal number (1 to 10 digits): "
+            "its cost is unknown",
+        ),
+        ("$md5$rounds=4000000000$abcdefgh$$" + "a" * 22, "Sun MD5 rounds=4000000000 is more than 500000"),
     ],
 )
 def test_cost_parameters_over_the_runtime_limit_are_refused_without_a_probe(stored, why, probes):

@@ -164,3 +164,49 @@ def test_real_tables_never_come_near_the_probe_budget():
     for key, value in items[::97]:
         assert reader.get(key) == value
     assert reader.get(b"nobody-here") is None
+
+
+class _CountingBytes(bytes):
+    """Bytes that remember the longest slice taken: what a reader copied out of the table."""
+
+    longest = 0
+
+    def __getitem__(self, index):  # type: ignore[override]
+        part = super().__getitem__(index)
+        if isinstance(index, slice):
+            _CountingBytes.longest = max(_CountingBytes.longest, len(part))
+        return part
+
+
+def test_a_record_of_the_largest_size_reads_back_and_one_byte_more_is_refused():
+    at_limit = b"x" * (cdb.MAX_RECORD_SIZE - 2)
+    reader = CdbReader(build_cdb([(b"me", at_limit), (b"bob", b"ok")]))
+    assert reader.get(b"me") == at_limit and list(reader.items())[0] == (b"me", at_limit)
+    over = CdbReader(build_cdb_pure([(b"bob", b"ok"), (b"me", at_limit + b"x"), (b"eve", b"ok")]))
+    with pytest.raises(CdbError, match=f"holds {cdb.MAX_RECORD_SIZE + 1} bytes, more than the 65536 one record"):
+        over.get(b"me")
+    assert over.get(b"bob") == b"ok" and over.get(b"eve") == b"ok"  # the other names are not affected
+    with pytest.raises(CdbError, match="more than the 65536 one record may have"):
+        list(over.items())
+
+
+def test_a_huge_record_is_refused_from_its_lengths_before_a_byte_is_copied():
+    """A tenant's 48 MB record (4,000,000 forwards, under vauthd's 64 MB cap): every lookup of it
+    used to copy and decode ~60 MiB. Now the lengths alone refuse it, in microseconds."""
+    table = _CountingBytes(build_cdb_pure([(b"me", b"\0" * (48 << 20)), (b"bob", b"ok")]))
+    reader = CdbReader(table)
+    reader.check_layout()
+    _CountingBytes.longest = 0
+    started = time.perf_counter()
+    for _ in range(100):
+        with pytest.raises(CdbError, match="more than the 65536 one record may have"):
+            reader.get(b"me")
+    assert time.perf_counter() - started < 0.1  # ~0.3 ms; copying 48 MB 100 times: seconds
+    assert _CountingBytes.longest <= len(b"me")  # only the key was compared, nothing of the data copied
+    assert reader.get(b"bob") == b"ok"
+
+
+def test_the_writer_refuses_a_record_every_reader_would_refuse():
+    assert CdbReader(build_cdb([(b"me", b"x" * (cdb.MAX_RECORD_SIZE - 2))])).get(b"me") is not None
+    with pytest.raises(CdbError, match="the record of 'me' would hold 65537 bytes, more than the 65536"):
+        build_cdb([(b"bob", b"ok"), (b"me", b"x" * (cdb.MAX_RECORD_SIZE - 1))])

@@ -10,7 +10,7 @@ import pytest
 from conftest import never_empty_cdb
 from loginkit import create_world, destroy_world, run_fd3
 
-from vmreconcile.formats.cdb import CdbReader, build_cdb
+from vmreconcile.formats.cdb import CdbReader, build_cdb, build_cdb_pure
 from vmreconcile.formats.vpwentry import encode_record, user_key
 from vmreconcile.model import VirtualUser
 
@@ -85,6 +85,26 @@ def test_a_hash_costing_minutes_is_refused_without_computing_it(world, table):
     assert (ok.code, ok.out) == (0, "vuser=me\n")
 
 
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [
+        ("$sha1$+4000000000$abcdefgh$" + "a" * 28, "sha1crypt rounds '+4000000000' is not a plain decimal"),
+        ("$sha1$-4294000000$abcdefgh$" + "a" * 28, "sha1crypt rounds '-4294000000' is not a plain decimal"),
+        ("$sha1$0000000000004000000000$abcdefgh$" + "a" * 28, "sha1crypt rounds '0000000000004000"),
+        ("$md5$rounds=4000000000$abcdefgh$$" + "a" * 22, "Sun MD5 rounds=4000000000 is more than 500000"),
+    ],
+)
+def test_a_count_spelled_so_strtoul_reads_it_as_billions_is_refused_quickly(world, table, stored, why):
+    """libxcrypt's sha1crypt reads ``+N``, ``-N`` (wrapped) and zero-padded counts; Sun MD5 takes
+    ``$md5$rounds=``: each would run for hours as root, each is refused without computing it."""
+    table(with_user(world, "spelled", stored))
+    started = time.monotonic()
+    result = login(world, "spelled", "anything")
+    assert time.monotonic() - started < 10  # ~50 ms; computing the hash: hours
+    assert (result.code, result.out) == (111, "")
+    assert why in result.err and "spelled" in result.err
+
+
 def test_a_table_with_no_empty_slot_is_a_quick_temporary_failure(world, table):
     table_bytes, name = never_empty_cdb(2_000_000)
     table(table_bytes)
@@ -94,6 +114,23 @@ def test_a_table_with_no_empty_slot_is_a_quick_temporary_failure(world, table):
     assert time.monotonic() - started < 10
     assert (result.code, result.out) == (111, "")
     assert world.log.read_text() == "Cannot read the virtual password table\n"
+
+
+def test_a_record_over_the_size_limit_is_a_quick_temporary_failure_for_that_name_only(world, table):
+    """``huge`` with 4,000,000 forwards (56 MB): decoding it cost every login ~1 s and ~650 MiB as
+    root. Its lengths alone refuse it; the table's other users log in as before."""
+    items = list(CdbReader((world.home / "passwd.cdb").read_bytes()).items())
+    huge = VirtualUser(name="huge", password="$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1", directory="./users/huge")
+    record = encode_record(huge.with_changes(forwards=("f@example.net",) * 4_000_000))
+    table(build_cdb_pure([*items, (user_key("huge"), record)]))
+    error_hook(world)
+    started = time.monotonic()
+    result = login(world, "huge", "anything")
+    assert time.monotonic() - started < 10  # ~50 ms
+    assert (result.code, result.out) == (111, "")
+    assert world.log.read_text() == "Cannot read the virtual password table\n"
+    ok = login(world, "me", "secret")
+    assert (ok.code, ok.out) == (0, "vuser=me\n")
 
 
 def test_a_table_whose_hash_tables_are_not_where_cdbmake_puts_them_is_refused(world, table):

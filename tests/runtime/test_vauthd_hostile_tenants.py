@@ -18,7 +18,7 @@ from test_authpipe_support import STEP, world_dir
 from vauthdkit import HELLO, ask, lookup_line
 
 from vmreconcile.formats import cdb
-from vmreconcile.formats.cdb import build_cdb
+from vmreconcile.formats.cdb import build_cdb, build_cdb_pure
 from vmreconcile.formats.hashing import hash_password
 from vmreconcile.formats.vpwentry import encode_record, user_key
 from vmreconcile.install import install_runtime
@@ -73,11 +73,25 @@ def world() -> Iterator[World]:
 
 @pytest.fixture
 def vauthd(world: World) -> Iterator[subprocess.Popen]:
+    yield from running_vauthd(world, subprocess.PIPE)
+
+
+@pytest.fixture
+def vauthd_logging_to_file(world: World) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """vauthd with its log in a file, as under a service manager: thousands of logged failures
+    a second never fill a pipe nobody reads (which would stall vauthd, not what is measured)."""
+    log = world.root.parent / "vauthd.log"
+    with open(log, "wb") as fp:
+        for process in running_vauthd(world, fp):
+            yield process, log
+
+
+def running_vauthd(world: World, stderr) -> Iterator[subprocess.Popen]:
     process = subprocess.Popen(
         [str(world.launcher), "--socket", str(world.socket)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         env={"PATH": "/usr/bin:/bin"},
     )
     deadline = time.monotonic() + 15
@@ -168,10 +182,10 @@ def lookups_per_second(path: Path, line: bytes, seconds: float) -> float:
 
 
 def big_table(megabytes: int) -> bytes:
-    """A valid table of ``megabytes`` MB: ``me`` plus a few huge records (what re-reading costs)."""
+    """A valid table of ``megabytes`` MB: ``me`` plus records of the largest size (what re-reading costs)."""
     me = VirtualUser(name="me", password=hash_password("secret", "md5-crypt"), directory="./users/me")
     items = [(user_key("me"), encode_record(me))]
-    items += [(b"pad%d" % i, b"x" * (1 << 20)) for i in range(megabytes)]
+    items += [(b"pad%d" % i, b"x" * (cdb.MAX_RECORD_SIZE - 8)) for i in range(megabytes * 16)]
     return build_cdb(items)
 
 
@@ -272,3 +286,45 @@ def test_a_listing_of_a_huge_alias_table_does_not_hold_up_other_logins(world, va
         f"{len(latencies)} lookups during a {listing['seconds']:.2f} s listing: "
         f"p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
     )
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_one_huge_record_fails_its_own_logins_fast_and_costs_nobody_else(world, vauthd_logging_to_file):
+    """``me`` with 4,000,000 forwards (48 MB, under vauthd's 64 MB cap): decoding it took ~1 s
+    of CPU and ~650 MiB per lookup, in the one process serving every login. Its lengths alone
+    now refuse it (F for that tenant's logins), the bystander keeps its rate, and vauthd's
+    memory does not grow with the tenant's lookups."""
+    import sys
+
+    vauthd, log = vauthd_logging_to_file
+    me = VirtualUser(name="me", password=hash_password("secret", "md5-crypt"), directory="./users/me")
+    huge = me.with_changes(forwards=("f@example.net",) * 4_000_000)  # 14 bytes each: 56 MB
+    record = encode_record(huge)
+    assert 48 << 20 < len(record) < 60 << 20
+    replace_table(world.tenant_table, build_cdb_pure([(user_key("me"), record)]))  # apply would refuse it
+    assert ask(world.socket, HELLO + TENANT) == b"FCannot read the virtual password table\n"  # copies the table
+    peak = peak_rss_kib(vauthd.pid)
+    started = time.monotonic()
+    replies = ask(world.socket, HELLO + TENANT * 50 + BYSTANDER).split(b"\n")
+    elapsed = time.monotonic() - started
+    assert replies[:50] == [b"FCannot read the virtual password table"] * 50
+    assert replies[50].startswith(b'O{"password":"{CRYPT}$1$'), replies[50]
+    assert elapsed < 5, f"50 lookups took {elapsed:.1f} s"  # ~10 ms; decoding: ~50 s
+    calm = lookups_per_second(world.socket, BYSTANDER, 1.0)
+    args = [str(world.tenant_table), str(world.socket), TENANT.decode().rstrip("\n"), "3"]
+    attacker = subprocess.Popen([sys.executable, "-c", TOUCH_AND_ASK, *args])
+    try:
+        time.sleep(0.3)
+        attacked = lookups_per_second(world.socket, BYSTANDER, 1.5)
+    finally:
+        attacker.wait(30)
+    assert attacked >= calm / 4, f"bystander lookups/s: {calm:.0f} calm, {attacked:.0f} with the tenant asking"
+    assert peak_rss_kib(vauthd.pid) - peak < 32 << 10  # KiB: no decoding of the 56 MB record, ever
+    assert "more than the 65536 one record may have" in log.read_text()

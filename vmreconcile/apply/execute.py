@@ -300,12 +300,12 @@ class Executor:
 
     def write_table(self, domain: Domain, changes: tuple[Change, ...]) -> None:
         base_user = self.host.base_user(domain.base_user)
+        data = build_cdb((user_key(u.name), encode_record(u)) for u in domain.users)  # refused before any write
         for change in changes:  # vadduser makes the directory even for an alias
             if change.action == "create" and not change.after.get("has_mailbox") and change.after.get("directory"):
                 directory = change.after["directory"]
                 if not directory.startswith("/"):
                     self.make_maildir(domain, directory, with_subdirs=False)
-        data = build_cdb((user_key(u.name), encode_record(u)) for u in domain.users)
         parts = writer.split_relative(str(self.option(domain, "password-file")) + ".cdb")
         home_fd = self.open_home(base_user)
         try:

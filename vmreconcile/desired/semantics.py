@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..formats.cdb import MAX_RECORD_SIZE
 from ..formats.config import LIST, OPTIONS, UNSIGNED, layered_value, option_problem, password_file_problem
 from ..formats.control import RCPTHOSTS_FILES
 from ..formats.hashing import looks_like_hash, scheme_of
@@ -49,6 +50,10 @@ MAX_LOCAL_PART = 64
 MAX_ADDRESS = 254
 MAX_DOMAIN = 253
 MAX_LABEL = 63
+#: Bytes of a table record validate cannot see yet and allows for: a hash made from a secret
+#: (at most ~130), the default directory (``./users/`` + a name of at most 64 octets), six
+#: numbers (11 each), the flags and the separators. Everything else is counted exactly.
+RECORD_ALLOWANCE = 1024
 #: Options VMailMgr reads before it switches to the domain's config ([compat: options]).
 GLOBAL_ONLY_OPTIONS = ("separators",)
 
@@ -697,6 +702,9 @@ def _entry(
         soft, hard = fields["soft_quota"], fields["hard_quota"]
         if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
             check.warn(path + ("soft_quota",), f"soft quota {soft} is above the hard quota {hard}")
+    record_problem = _record_size_problem(name, fields)
+    if record_problem is not None:
+        check.error(path, record_problem, at_key=True)
     mark = parent.keymarks.get(name) if isinstance(parent, YMap) else None
     position = (
         Position(parent.file_of(name), mark.line + 1, mark.column + 1)
@@ -704,6 +712,31 @@ def _entry(
         else None
     )
     return UserSpec(name=name, kind=kind, aliases=aliases, position=position, **fields)  # type: ignore[arg-type]
+
+
+def _record_size_problem(name: str, fields: Mapping[str, object]) -> str | None:
+    """Why the entry's table record would be larger than the readers take (`MAX_RECORD_SIZE`),
+    or None: apply must never write a record that every login and delivery then refuses."""
+    password = fields.get("password")
+    forwards = fields.get("forwards")
+    forwards = forwards if isinstance(forwards, tuple) else ()
+    texts = [
+        name,
+        *forwards,
+        str(fields.get("personal") or ""),
+        str(fields.get("directory") or ""),
+        (password.value or "") if isinstance(password, PasswordSpec) and password.kind == "hash" else "",
+    ]
+    if 4 * sum(len(text) + 1 for text in texts) + RECORD_ALLOWANCE <= MAX_RECORD_SIZE:  # the usual case
+        return None
+    size = sum(_octets(text) + 1 for text in texts) + RECORD_ALLOWANCE
+    if size <= MAX_RECORD_SIZE:
+        return None
+    return (
+        f"its table record would hold about {size:,} bytes ({len(forwards)} forwards), more than the {MAX_RECORD_SIZE:,} "
+        "one record may have: the login and delivery programs refuse such a record (a list this long belongs "
+        "in a mailing-list manager)"
+    )
 
 
 _FAILED = object()

@@ -28,6 +28,15 @@ HEADER_SIZE = 2048
 #: whatever the table. Thousands of names that share one hash (VMailMgr would accept them)
 #: are refused the same way, for that domain only.
 MAX_PROBES = 4096
+#: The most bytes one record may hold, key and data together. VMailMgr's records are a few hundred
+#: bytes; the largest legitimate one is an alias with a long forward list, and 64 KiB holds about
+#: 1,500 forwards of 40 characters (a longer list belongs in a mailing-list manager). A record is
+#: checked against this from its two length fields, before a byte of it is copied or decoded: a
+#: tenant's 48 MB record would otherwise cost every lookup of that name ~60 MiB and a second of
+#: CPU. A larger record is refused as malformed (`CdbError`, for that domain only), and validate
+#: refuses a YAML entry whose record would be larger (`formats.vpwentry.record_size`), so apply
+#: never writes one.
+MAX_RECORD_SIZE = 64 * 1024
 _PAIR = struct.Struct("<II")
 _HEADER = struct.Struct("<512I")
 
@@ -58,9 +67,16 @@ def build_cdb(items: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Return the bytes of a cdb holding ``items`` in order, byte-identical to VMailMgr's.
 
     Duplicate keys are written as given (cdb allows them); callers that want unique keys
-    make them unique first.
+    make them unique first. A record over `MAX_RECORD_SIZE` is refused (`CdbError`): every
+    reader would refuse the table. (`build_cdb_pure` writes anything: tests craft tables with it.)
     """
     items = list(items)
+    for key, data in items:
+        if len(key) + len(data) > MAX_RECORD_SIZE:
+            raise CdbError(
+                f"the record of {key[:64].decode('utf-8', 'replace')!r} would hold {len(key) + len(data)} bytes,"
+                f" more than the {MAX_RECORD_SIZE} one record may have"
+            )
     if len(items) > 64 and _load_cdbx() is not None and all(k.isascii() for k, _ in items):
         return _build_with_cdbx(items)
     return build_cdb_pure(items)
@@ -219,9 +235,16 @@ class CdbReader:
         )
 
     def _record_lengths(self, rpos: int) -> tuple[int, int]:
+        """The key and data lengths of the record at ``rpos``, checked before anything is copied:
+        inside the record area, and at most `MAX_RECORD_SIZE` bytes together."""
         if rpos < HEADER_SIZE or rpos + 8 > self._end_of_records:
             raise CdbError(f"corrupt cdb: record pointer {rpos} out of range")
         klen, dlen = _PAIR.unpack_from(self._data, rpos)
+        if klen + dlen > MAX_RECORD_SIZE:
+            raise CdbError(
+                f"corrupt cdb: the record at {rpos} holds {klen + dlen} bytes, more than the {MAX_RECORD_SIZE}"
+                " one record may have"
+            )
         if rpos + 8 + klen + dlen > self._end_of_records:
             raise CdbError(f"corrupt cdb: record at {rpos} runs past the record area")
         return klen, dlen

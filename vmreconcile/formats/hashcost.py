@@ -13,7 +13,10 @@ serves. So the cost parameters are bounded here, by pure string inspection (no c
 Each limit is about one second of CPU on a current x86 core (half of `MAX_CHECK_CPU_SECONDS`),
 and far above what any tool writes by default (libxcrypt: sha-crypt 5,000 rounds, bcrypt cost
 5-10, yescrypt N=4096 x r=32). Hashes without a cost parameter (DES, ``$1$``, ``$3$``) cost
-about the same every time and are not bounded here. Standard library only, no ``re``: runtime
+about the same every time and are not bounded here. A cost parameter this module cannot read
+exactly (``+4000000000``, leading zeros, a ``rounds=`` where it does not belong, too few base-64
+characters) counts as over the limit: libxcrypt's own parsers are laxer than they look (``strtoul``
+takes signs and wraps), so "unknown" must never mean "cheap". Standard library only, no ``re``: runtime
 programs import this on every login.
 """
 
@@ -30,7 +33,7 @@ MAX_BCRYPT_COST = 14
 MAX_SCRYPT_BLOCKS = 1 << 21
 #: sha1crypt (``$sha1$<rounds>$``) iterations (~0.9 s).
 MAX_SHA1_CRYPT_ROUNDS = 1_000_000
-#: Sun MD5 (``$md5,rounds=N$``) extra rounds (~0.7 s).
+#: Sun MD5 (``$md5,rounds=N$`` or ``$md5$rounds=N$``) extra rounds (~0.7 s).
 MAX_SUN_MD5_ROUNDS = 500_000
 #: BSDi extended DES (``_`` + 4 count characters) iterations (2^24 - 1 at most is ~2 s; 2^23 ~1 s).
 MAX_BSDI_ROUNDS = 1 << 23
@@ -50,11 +53,29 @@ def _b64_number(text: str) -> int | None:
     return value
 
 
-def _digits(text: str) -> int | None:
-    """A decimal number of at most 12 digits (longer ones are over every limit anyway)."""
-    if not text or not text.isdigit() or not text.isascii():
+def _decimal(text: str) -> int | None:
+    """``text`` as a canonical decimal number (first digit 1-9, ASCII digits only, at most 10
+    digits), else None.
+
+    None means "cost unknown", and callers refuse it: libxcrypt reads some counts with
+    ``strtoul``, which also takes ``+``, ``-`` (wrapping ``-4294000000`` to a huge count), leading
+    blanks and any number of leading zeros. Never cut a number short: ``0000000000004000000000``
+    is four billion, not four hundred.
+    """
+    if not 1 <= len(text) <= 10 or not text.isascii() or not text.isdigit() or text[0] == "0":
         return None
-    return int(text[:13])
+    return int(text)
+
+
+def _count_problem(what: str, text: str, limit: int) -> str | None:
+    """Why the decimal count ``text`` after ``what`` (``"sha1crypt rounds "``) is over ``limit``
+    (or unreadable), or None."""
+    count = _decimal(text)
+    if count is None:
+        return f"{what}{text[:24]!r} is not a plain decimal number (1 to 10 digits): its cost is unknown"
+    if count > limit:
+        return f"{what}{count} is more than {limit}"
+    return None
 
 
 def _field(stored: str, start: int) -> str:
@@ -70,34 +91,52 @@ def cost_problem(stored: str) -> str | None:
     5000000``). None also for values that are no hash at all: what crypt(3) refuses costs nothing.
     """
     if stored.startswith(("$5$rounds=", "$6$rounds=")):
-        rounds = _digits(_field(stored, 10))
-        if rounds is not None and rounds > MAX_SHA_CRYPT_ROUNDS:
-            return f"sha-crypt rounds={rounds} is more than {MAX_SHA_CRYPT_ROUNDS}"
-        return None
+        return _count_problem("sha-crypt rounds=", _field(stored, 10), MAX_SHA_CRYPT_ROUNDS)
     if stored.startswith("$2") and stored[3:4] == "$" and stored[2:3] in "abxy":
-        cost = _digits(stored[4:6])
-        if cost is not None and MAX_BCRYPT_COST < cost <= 31:  # above 31 bcrypt refuses: no cost
-            return f"bcrypt cost {cost} is more than {MAX_BCRYPT_COST}"
-        return None
+        return _bcrypt_problem(stored[4:7])
     if stored.startswith(("$y$", "$gy$")):
         return _yescrypt_problem(_field(stored, stored.index("$", 1) + 1))
     if stored.startswith("$7$"):
         return _scrypt_problem(stored[3:14])
     if stored.startswith("$sha1$"):
-        rounds = _digits(_field(stored, 6))
-        if rounds is not None and rounds > MAX_SHA1_CRYPT_ROUNDS:
-            return f"sha1crypt rounds {rounds} is more than {MAX_SHA1_CRYPT_ROUNDS}"
-        return None
-    if stored.startswith("$md5,rounds="):
-        rounds = _digits(_field(stored, 12).split(",", 1)[0])
-        if rounds is not None and rounds > MAX_SUN_MD5_ROUNDS:
-            return f"Sun MD5 rounds={rounds} is more than {MAX_SUN_MD5_ROUNDS}"
-        return None
-    if stored.startswith("_") and len(stored) >= 5:
-        rounds = _b64_number(stored[1:5])
-        if rounds is not None and rounds > MAX_BSDI_ROUNDS:
+        return _count_problem("sha1crypt rounds ", _field(stored, 6), MAX_SHA1_CRYPT_ROUNDS)
+    if stored.startswith(("$md5$", "$md5,")):
+        return _sun_md5_problem(stored)
+    if stored.startswith("_"):
+        rounds = _b64_number(stored[1:5]) if len(stored) >= 5 else None
+        if rounds is None:
+            return f"BSDi DES count {stored[1:5]!r} is not 4 crypt base-64 characters: its cost is unknown"
+        if rounds > MAX_BSDI_ROUNDS:
             return f"BSDi DES count {rounds} is more than {MAX_BSDI_ROUNDS}"
     return None
+
+
+def _bcrypt_problem(cost_field: str) -> str | None:
+    """bcrypt's cost: exactly two ASCII digits and a ``$``, as every bcrypt writes it."""
+    digits = cost_field[:2]
+    if len(cost_field) != 3 or cost_field[2] != "$" or not digits.isascii() or not digits.isdigit():
+        return f"bcrypt cost {digits!r} is not two decimal digits: its cost is unknown"
+    cost = int(digits)
+    if MAX_BCRYPT_COST < cost <= 31:  # above 31 bcrypt refuses it: no cost
+        return f"bcrypt cost {cost} is more than {MAX_BCRYPT_COST}"
+    return None
+
+
+def _sun_md5_problem(stored: str) -> str | None:
+    """Sun MD5's extra rounds: ``$md5,rounds=N$`` or ``$md5$rounds=N$`` (libxcrypt takes both).
+
+    libxcrypt looks for ``rounds=`` anywhere in the setting, so a ``rounds=`` anywhere else
+    (``$md5$salt,rounds=N$``) is refused too rather than guessed about.
+    """
+    rounds_at = stored.find("rounds=")
+    if rounds_at < 0:
+        return None  # no extra rounds: a fixed cost
+    if rounds_at != 5:
+        return f"Sun MD5 rounds= at {stored[: rounds_at + 7]!r} is not where it can be bounded: its cost is unknown"
+    end = 12
+    while end < len(stored) and stored[end] not in ",$":
+        end += 1
+    return _count_problem("Sun MD5 rounds=", stored[12:end], MAX_SUN_MD5_ROUNDS)
 
 
 def _blocks_problem(method: str, n_log2: int, r: int, p: int) -> str | None:
@@ -125,9 +164,8 @@ def _yescrypt_problem(params: str) -> str | None:
 
 def _scrypt_problem(params: str) -> str | None:
     """scrypt's ``$7$``: N as one character (2^value), then r and p as 5 characters each."""
-    if len(params) < 11:
-        return None  # libxcrypt refuses it: no cost
-    n_log2, r, p = _ITOA64.find(params[0]), _b64_number(params[1:6]), _b64_number(params[6:11])
-    if n_log2 < 0 or r is None or p is None:
-        return None
+    n_log2 = _ITOA64.find(params[:1]) if params else -1
+    r, p = _b64_number(params[1:6]), _b64_number(params[6:11])
+    if len(params) < 11 or n_log2 < 0 or r is None or p is None:
+        return f"scrypt parameters {params!r} are not N, r and p in crypt base 64: their cost is unknown"
     return _blocks_problem("scrypt", n_log2, r, p)

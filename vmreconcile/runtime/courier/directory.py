@@ -47,8 +47,11 @@ Identity = tuple[int, int, int, int, int]
 MAX_TABLES = 256
 #: Seconds an option/control file's identity is trusted before it is lstat'ed again.
 RECHECK = 1.0
-#: Decoded records kept per table (the same users log in again and again).
+#: Decoded records kept per table (the same users log in again and again), and the most record
+#: bytes they may come from: a table of 64 KiB records (the most one may hold) must not turn the
+#: memo into hundreds of MiB of decoded forwards.
 MAX_DECODED = 4096
+MAX_DECODED_BYTES = 4 << 20
 
 
 class Refused(Exception):
@@ -74,28 +77,45 @@ def identity(path: str) -> Identity | None:
 class Table:
     """A mapped table and the records decoded from it so far (valid while its identity holds)."""
 
-    __slots__ = ("reader", "decoded")
+    __slots__ = ("reader", "decoded", "decoded_bytes")
 
     def __init__(self, reader: CdbReader) -> None:
         self.reader = reader
-        self.decoded: dict[bytes, VirtualUser | None] = {}
+        #: key -> the decoded entry, None (no such key) or the `RecordError` it raised
+        self.decoded: dict[bytes, VirtualUser | RecordError | None] = {}
+        self.decoded_bytes = 0
 
-    def user(self, name: str) -> VirtualUser | None:
-        """``lookup`` of tables.py, memoised; a corrupt record reads as "no such user"."""
+    def record(self, name: str) -> VirtualUser | None:
+        """``lookup`` of tables.py, memoised: a name asked for again is not decoded again.
+
+        A corrupt record raises its `RecordError` (remembered too); `CdbError` (a malformed
+        table) is raised and not remembered: it costs a bounded probe, never a decoding.
+        """
         key = user_key(name)
         try:
-            return self.decoded[key]
+            known = self.decoded[key]
         except KeyError:
-            pass
-        data = self.reader.get(key)
+            data = self.reader.get(key)
+            try:
+                known = decode_record(key, data) if data is not None else None
+            except RecordError as exc:
+                known = exc
+            size = len(data) if data is not None else 0
+            if len(self.decoded) >= MAX_DECODED or self.decoded_bytes + size > MAX_DECODED_BYTES:
+                self.decoded.clear()
+                self.decoded_bytes = 0
+            self.decoded[key] = known
+            self.decoded_bytes += size
+        if isinstance(known, RecordError):
+            raise known.with_traceback(None)  # a fresh traceback each time: the kept one never grows
+        return known
+
+    def user(self, name: str) -> VirtualUser | None:
+        """`record`, with a corrupt record read as "no such user"."""
         try:
-            user = decode_record(key, data) if data is not None else None
+            return self.record(name)
         except RecordError:
-            user = None
-        if len(self.decoded) >= MAX_DECODED:
-            self.decoded.clear()
-        self.decoded[key] = user
-        return user
+            return None
 
 
 def may_log_in(user: VirtualUser | None, now: int) -> str | None:

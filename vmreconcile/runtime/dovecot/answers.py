@@ -52,7 +52,6 @@ from ...formats.hashing import DISABLED_MARKERS, scheme_of
 from ...formats.vpwentry import RecordError
 from ...host import BaseUser
 from ...model import VirtualUser, ascii_lower, vuser_environment
-from ...tables import lookup
 from ..courier.directory import Refused
 from ..login import core as authcore
 from .protocol import ITERATION_END, NOT_FOUND, Iterate, failed, found, iteration_row
@@ -215,7 +214,7 @@ class Answers:
             return self.system_account(kind, base)
         table = self.directory.table(base)
         try:
-            user = lookup(table.reader, virtual) if table is not None else None
+            user = table.record(virtual) if table is not None else None  # memoised: a hot name is decoded once
         except RecordError as exc:
             raise NotFound(f"corrupt record: {exc}", notable=True) from None
         except CdbError as exc:  # e.g. a probe run longer than MAX_PROBES: that base user's logins only

@@ -22,7 +22,14 @@ thing, how a table is held:
   the previous failure). Re-reading one table thus takes at most about 1/(REREAD_FACTOR+1)
   of vauthd's time, and a change is seen at most that interval late: under a millisecond for
   a small table, ~0.5 s for a 64 MB one, `MAX_STALE_SECONDS` (1 s) at most. A table replaced
-  by a symlink is refused at once (that costs one ``lstat``, no read).
+  by a symlink is refused at once (that costs one ``lstat``, no read). The throttle outlives
+  an eviction (a table evicted and asked for again before its time gets a temporary failure,
+  not a re-read) and forgets each path once its time has passed (at most twice `MAX_TABLES`
+  paths remembered).
+* **failures kept only when the table causes them.** A table refused for its layout, size, a
+  symlink or hard links stays refused until it changes. A read that failed for the system's
+  reasons (EMFILE, ENFILE, EIO, ENOMEM: `ReadFailed`) is retried once the throttle allows,
+  even if the table did not change.
 * **checked once.** The layout is checked when the copy is made (`CdbReader.check_layout`),
   and a copy with more than one hard link is refused (it may be another tenant's table).
 
@@ -55,11 +62,19 @@ REREAD_FACTOR = 10
 MAX_STALE_SECONDS = 1.0
 
 
+class ReadFailed(TableError):
+    """The table could not be read for a reason outside it (EMFILE, ENFILE, EIO, ENOMEM, ...).
+
+    Unlike the table's own faults (layout, size, a symlink, hard links), this one says nothing
+    about the file: it is retried once the re-read throttle allows, never kept as the answer
+    for the table until it changes."""
+
+
 def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
     """A private copy of the table at ``path``; None if it does not exist.
 
-    `TableError` for a symlink, a non-regular file, an unreadable or oversized one; `CdbError`
-    for an empty one.
+    `TableError` for a symlink, a non-regular file, one with hard links or an oversized one;
+    `ReadFailed` when the system could not open or read it; `CdbError` for an empty one.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -68,7 +83,7 @@ def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise TableError(f"{path}: is a symbolic link; refusing to follow it") from None
-        raise TableError(f"{path}: {exc.strerror}") from None
+        raise ReadFailed(f"{path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -90,8 +105,10 @@ def read_table(path: str, limit: int = MAX_TABLE_BYTES) -> bytes | None:
         if size == 0:
             raise CdbError(f"{path}: empty file (0 bytes) is not a cdb")
         return b"".join(chunks)
+    except TableError:
+        raise  # the table's own fault, with its message (it is an OSError too)
     except OSError as exc:
-        raise TableError(f"{path}: {exc.strerror}") from None
+        raise ReadFailed(f"{path}: {exc.strerror}") from None
     finally:
         os.close(fd)
 
@@ -101,6 +118,16 @@ def checked_reader(data: bytes) -> CdbReader:
     reader = CdbReader(data)
     reader.check_layout()
     return reader
+
+
+#: The identity kept with a failure that is not the table's fault: equal to no real identity.
+_RETRY = object()
+
+
+def _the_tables_fault(exc: Exception) -> bool:
+    """True for failures the table itself causes (kept until it changes), False for the system's
+    (`ReadFailed`, any other ``OSError``: EMFILE, EIO, ENOMEM...), which are retried."""
+    return isinstance(exc, CdbError) or (isinstance(exc, TableError) and not isinstance(exc, ReadFailed))
 
 
 class CopiedTables(Directory):
@@ -123,7 +150,10 @@ class CopiedTables(Directory):
         # path -> (identity, table or None, bytes held, the failure to repeat or None)
         self._copies: OrderedDict[str, tuple[object, Table | None, int, str | None]] = OrderedDict()
         self._held = 0
-        self._next_read: dict[str, float] = {}  # path -> monotonic time a change may be read again
+        # path -> monotonic time the table may be read again; kept when its copy is evicted (an
+        # eviction must not skip the throttle), dropped once past, at most `max_next_reads`.
+        self._next_read: dict[str, float] = {}
+        self.max_next_reads = 2 * max_tables
 
     @property
     def held_bytes(self) -> int:
@@ -141,26 +171,44 @@ class CopiedTables(Directory):
             self._drop(path)
             raise Refused(f"{MSG_TABLE_UNUSABLE}: {exc}", temporary=True) from None
         cached = self._copies.get(path)
-        if cached is not None and (cached[0] == ident or time.monotonic() < self._next_read.get(path, 0.0)):
+        throttled = time.monotonic() < self._next_read.get(path, 0.0)
+        if cached is not None and (cached[0] == ident or throttled):
             self._copies.move_to_end(path)  # unchanged, or changed but read too recently: as before
             return self._served(cached)
+        if cached is None and throttled:  # evicted right after a read: no copy, and not read again yet
+            raise Refused(f"{MSG_TABLE_UNUSABLE}: {path}: dropped from the cache, read again too soon", temporary=True)
         self._drop(path)
         started = time.monotonic()
         data: bytes | None = None
         table = failure = None
+        kept_as: object = ident
         try:
             data = read_table(path, self.max_table_bytes) if ident is not None else None
             table = Table(checked_reader(data)) if data is not None else None
         except (TableError, CdbError, OSError) as exc:
             data, failure = None, f"{MSG_TABLE_UNUSABLE}: {exc}"
+            if not _the_tables_fault(exc):
+                kept_as = _RETRY  # equal to no identity: read again once the throttle allows
         ended = time.monotonic()
-        self._next_read[path] = ended + min(self.reread_factor * (ended - started), self.max_stale)
-        entry = (ident, table, len(data) if data is not None else 0, failure)
+        self._throttle(path, ended + min(self.reread_factor * (ended - started), self.max_stale), ended)
+        entry = (kept_as, table, len(data) if data is not None else 0, failure)
         self._copies[path] = entry
         self._held += entry[2]
         while len(self._copies) > 1 and (len(self._copies) > self.max_tables or self._held > self.budget):
             self._drop(next(iter(self._copies)))
         return self._served(entry)
+
+    def _throttle(self, path: str, until: float, now: float) -> None:
+        """Remember when ``path`` may be read again; forget the times already past, and the
+        oldest ones beyond `max_next_reads` (a tenant naming ever new password files)."""
+        reads = self._next_read
+        reads.pop(path, None)  # re-inserted last: the dict stays in (roughly) time order
+        reads[path] = until
+        if len(reads) > self.max_next_reads:
+            for past in [name for name, when in reads.items() if when <= now]:
+                del reads[past]
+            while len(reads) > self.max_next_reads:
+                del reads[next(iter(reads))]
 
     @staticmethod
     def _served(entry: tuple[object, Table | None, int, str | None]) -> Table | None:
