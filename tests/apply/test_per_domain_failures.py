@@ -247,6 +247,19 @@ def failed_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if "audit line" not in line]  # no syslog here
 
 
+def apply_with_b_locked(root, config, homes, locker_cleanup, shown_as: str):
+    """Apply while another writer holds ~ub/passwd.cdb.tmp; b's domain (named ``shown_as`` in
+    the plan) is the one failed domain. Returns (the lock, to release; apply's result)."""
+    locker = Locker(homes["b.example"] / "passwd.cdb.tmp")
+    locker_cleanup.append(locker)
+    result = run(root, "apply", str(config), "--yes")
+    assert result.exit_code == 3, result.stdout + result.stderr
+    errors = failed_lines(result)
+    assert errors[0] == "vmreconcile: 1 domain(s) failed and were left as they were; every other change was applied:"
+    assert errors[1].startswith(f"  - {shown_as}: table: ~ub/passwd.cdb.tmp: exists and another writer")
+    return locker, result
+
+
 def test_a_renamed_domain_that_fails_keeps_its_old_name_routed_and_accepted(tmp_path, monkeypatch, locker_cleanup):
     """b.example becomes n.example (same base user, so the same table) with a changed entry,
     while another writer holds ~ub/passwd.cdb.tmp. The old name has no owner in the desired
@@ -266,15 +279,7 @@ def test_a_renamed_domain_that_fails_keeps_its_old_name_routed_and_accepted(tmp_
         "base_user: ua\n    users:\n      me: {password: null, personal: Ada}",
     )
     config.write_text("domains:\n" + renamed)
-    locker = Locker(homes["b.example"] / "passwd.cdb.tmp")
-    locker_cleanup.append(locker)
-
-    result = run(root, "apply", str(config), "--yes")
-
-    assert result.exit_code == 3, result.stdout + result.stderr
-    errors = failed_lines(result)
-    assert errors[0] == "vmreconcile: 1 domain(s) failed and were left as they were; every other change was applied:"
-    assert errors[1].startswith("  - n.example: table: ~ub/passwd.cdb.tmp: exists and another writer")
+    locker, result = apply_with_b_locked(root, config, homes, locker_cleanup, "n.example")
     assert (control / "virtualdomains").read_text() == routed == "a.example:ua\nb.example:ub\nc.example:uc\n"
     assert (control / "rcpthosts").read_text() == accepted == "localhost\na.example\nb.example\nc.example\n"
     assert "control/virtualdomains changed" not in result.stdout  # nothing for qmail-send to reread
@@ -311,15 +316,7 @@ def test_a_domain_whose_only_table_change_is_a_delete_fails_before_any_control_l
     config.write_text("domains:\n" + pruned)
     plan = json.loads(run(root, "plan", str(config), "--format", "json").stdout)
     assert [c["address"] for c in plan["changes"] if c["action"] == "delete"] == ["b.example/old"]  # a's, c's stay
-    locker = Locker(homes["b.example"] / "passwd.cdb.tmp")
-    locker_cleanup.append(locker)
-
-    result = run(root, "apply", str(config), "--yes")
-
-    assert result.exit_code == 3, result.stdout + result.stderr
-    errors = failed_lines(result)
-    assert errors[0] == "vmreconcile: 1 domain(s) failed and were left as they were; every other change was applied:"
-    assert errors[1].startswith("  - b.example: table: ~ub/passwd.cdb.tmp: exists and another writer")
+    locker, result = apply_with_b_locked(root, config, homes, locker_cleanup, "b.example")
     assert routed == "a.example:ua\nb.example:ub\nc.example:uc\n"
     assert (control / "virtualdomains").read_text() == routed + "xa.example:ua\n"
     assert (control / "rcpthosts").read_text() == accepted + "xa.example\n"
