@@ -218,6 +218,30 @@ os.environ["VMRECONCILE_CACHE_DIR"] = _SESSION_CACHE
 atexit.register(shutil.rmtree, _SESSION_CACHE, True)
 
 
+def git(cwd: Path, *args: str) -> str:
+    """``git -C cwd ARGS`` as a throwaway identity, untouched by the machine's global
+    configuration; its output, stripped."""
+    return subprocess.run(
+        ["git", "-C", str(cwd), "-c", "user.name=Test", "-c", "user.email=t@example.test", *args],
+        env={**os.environ, "GIT_CONFIG_GLOBAL": os.devnull},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def load_script(path: Path, name: str):
+    """A Python file that is no module of a package (debian/extras.py, man/manpages.py, the
+    Ansible module) loaded as module ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 #: The test's private plan cache (`private_plan_cache`): kept by `environ_without`.
 CACHE_VARIABLE = "VMRECONCILE_CACHE_DIR"
 

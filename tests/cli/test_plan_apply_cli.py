@@ -11,22 +11,10 @@ import pytest
 
 from tests.clirunner import cli_runner
 from tests.conftest import TREE_GID, TREE_UID, own_home
-from tests.plan.reconcile_helpers import empty_root, mtimes
+from tests.plan.reconcile_helpers import HOWTO, empty_root, mtimes
 from vmreconcile.apply.lock import global_lock
 from vmreconcile.cli.main import app
 from vmreconcile.host import Host
-
-HOWTO = """\
-domains:
-  mydomain.org:
-    base_user: myuser
-    wildcard: true
-    catch_all: me
-    users:
-      me:
-        password: {env: ME_PW}
-        aliases: [myself, myname]
-"""
 
 
 @pytest.fixture

@@ -17,23 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.clirunner import cli_runner
-from tests.plan.reconcile_helpers import empty_root, mtimes
+from tests.plan.reconcile_helpers import HOWTO, empty_root, mtimes
 from vmreconcile.cli.main import app
 from vmreconcile.host import Host
 from vmreconcile.plan.planfile import SIGNATURE, canonical
 from vmreconcile.plan.plankey import KEY_FILE, plan_key, sign
-
-HOWTO = """\
-domains:
-  mydomain.org:
-    base_user: myuser
-    wildcard: true
-    catch_all: me
-    users:
-      me:
-        password: {env: ME_PW}
-        aliases: [myself, myname]
-"""
 
 
 def run(root: Path, *args: str):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import build_step_root
+from tests.conftest import build_step_root, load_script
 from tests.fleet.fleetkit import (
     ANSIBLE_LABELS,
     COLLECTION_SOURCE,
@@ -227,7 +227,6 @@ def test_bad_configuration_fails_with_file_line_col(module_run):
 
 def test_documented_options_are_the_module_arguments(module_run):
     """ansible-doc parses the installed module's documentation, and it lists exactly its arguments."""
-    import importlib.util
 
     done = subprocess.run(
         [str(module_run["ansible"].doc), "--json", "vmreconcile.mail.vmreconcile"],
@@ -241,11 +240,7 @@ def test_documented_options_are_the_module_arguments(module_run):
         check=True,
     )
     doc = json.loads(done.stdout)["vmreconcile.mail.vmreconcile"]
-    spec = importlib.util.spec_from_file_location(
-        "vmr_ansible_module", COLLECTION_SOURCE / "plugins" / "modules" / "vmreconcile.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(COLLECTION_SOURCE / "plugins" / "modules" / "vmreconcile.py", "vmr_ansible_module")
     arguments = module.argument_spec()
     options = doc["doc"]["options"]
     assert set(options) == set(arguments)

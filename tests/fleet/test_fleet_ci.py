@@ -18,21 +18,12 @@ import pytest
 import yaml
 
 from tests.checkout_cli import CLI_DIR
-from tests.conftest import build_step_root, environ_without
+from tests.conftest import build_step_root, environ_without, git
 from tests.fleet.fleetkit import REPO, load_export, vmreconcile
 
 CI = REPO / "examples" / "ci"
 STEP = "10-catchall"
 NEW_HASH = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(cwd), "-c", "user.name=Test", "-c", "user.email=t@example.test", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def shell(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:

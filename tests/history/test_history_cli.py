@@ -11,12 +11,12 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.clirunner import cli_runner
+from tests.conftest import git
 from tests.history.syslogkit import LINE, SyslogListener
 from tests.plan.reconcile_helpers import empty_root
 from vmreconcile.cli.main import app
@@ -269,18 +269,6 @@ def test_the_user_is_sudo_user_when_there_is_one(site):
     run(root, "apply", str(a), "--yes", "--now", str(NOW), env={"SUDO_USER": "alice"})
     assert history_json(root)[0]["user"] == "alice"
     assert " by alice: " in syslog.lines()[0]
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@x",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@x",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-    }
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def test_the_git_commit_of_the_configuration_is_recorded_and_a_modified_file_says_dirty(site, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.checkout_cli import CLI_DIR, REPO
-from tests.conftest import environ_without
+from tests.conftest import environ_without, git
 from vmreconcile.cli.demo import build_demo_root
 from vmreconcile.desired.load import check_config
 from vmreconcile.host import Host
@@ -33,15 +33,6 @@ domains:
       alice:
         password: "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"
 """
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(cwd), "-c", "user.name=Test", "-c", "user.email=t@example.test", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ bash completion is the CLI's and completes; debian/changelog and the code agree 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,19 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.checkout_cli import CLI_DIR, REPO
+from tests.conftest import load_script
 from vmreconcile import __version__
 from vmreconcile.install import INSTALLED_PROGRAMS, launcher_text
 
-
-def load_extras():
-    spec = importlib.util.spec_from_file_location("vmreconcile_debian_extras", REPO / "debian" / "extras.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-extras = load_extras()
+extras = load_script(REPO / "debian" / "extras.py", "vmreconcile_debian_extras")
 
 
 def test_one_launcher_per_installed_program_from_install_runtimes_writer(tmp_path):

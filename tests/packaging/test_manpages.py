@@ -9,7 +9,6 @@ must stop the build.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.checkout_cli import CLI, REPO
+from tests.conftest import load_script
 from vmreconcile.install import INSTALLED_PROGRAMS
 
 pytestmark = pytest.mark.skipif(
@@ -29,15 +29,7 @@ pytestmark = pytest.mark.skipif(
 pytest.importorskip("docutils", reason="the pages are built with docutils (test extra; Debian: python3-docutils)")
 
 
-def load_manpages():
-    spec = importlib.util.spec_from_file_location("vmreconcile_manpages", REPO / "man" / "manpages.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-manpages = load_manpages()
+manpages = load_script(REPO / "man" / "manpages.py", "vmreconcile_manpages")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,19 @@ from tests.conftest import TREE_GID, TREE_UID, build_step_root, own_home
 from vmreconcile.desired.spec import DomainSpec, PasswordSpec, Spec, UserSpec
 from vmreconcile.model import Domain, HostState, VirtualUser
 
+#: The HOWTO scenario as YAML: mydomain.org, a user with an {env:} password, aliases and the catch-all.
+HOWTO = """\
+domains:
+  mydomain.org:
+    base_user: myuser
+    wildcard: true
+    catch_all: me
+    users:
+      me:
+        password: {env: ME_PW}
+        aliases: [myself, myname]
+"""
+
 
 def user_spec(user: VirtualUser) -> UserSpec:
     return UserSpec(
