@@ -57,8 +57,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def warn(message: str) -> None:
-    """One line on stderr that does not end the command."""
-    typer.echo(f"vmreconcile: {message}", err=True)
+    """One line on stderr that does not end the command, escaped as `fail` escapes."""
+    typer.echo(printable(f"vmreconcile: {message}"), err=True)
 
 
 def colour_wanted(stream: TextIO) -> bool:

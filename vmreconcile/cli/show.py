@@ -16,7 +16,7 @@ from ..model import Domain, HostState
 from ..printable import printable
 from ..showjson import state_to_json
 from ..tables import TableError
-from .common import fail, host_of
+from .common import fail, host_of, warn
 from .privilege import denied_text, live_error_text
 
 #: Errors reading the live system that become one line on stderr and exit 1.
@@ -91,7 +91,7 @@ def domain_errors(errors: list[DomainReadError], command: str, host: Host) -> ty
     if denied is not None:
         return fail(denied)
     for error in errors[:-1]:
-        typer.echo(f"vmreconcile: {printable(str(error))}", err=True)
+        warn(str(error))
     last = str(errors[-1])
     others = "" if len(errors) == 1 else f" ({len(errors)} domains cannot be read)"
     return fail(f"{last}{others}; `{command} --domain DOMAIN` reads one domain alone")
