@@ -81,3 +81,10 @@ def test_show_names_every_broken_domain(host):
     assert result.returncode == 1
     assert "broken.example" in result.stderr and "gone.example" in result.stderr
     assert "(2 domains cannot be read)" in result.stderr
+
+
+def test_show_of_a_host_whose_only_domain_is_broken_does_not_say_there_are_none(host):
+    result = vmr(host, "show", "--domain", "broken.example")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "domain broken.example (base user vbase2)" in result.stderr

@@ -79,7 +79,8 @@ def show(
     else:
         if domain is not None:
             state = HostState(state.options, state.control, tuple(d for d in state.domains if d.name == domain))
-        sys.stdout.write(render_text(state))
+        if state.domains or not errors:  # "no virtual domains" would be untrue when they are unreadable
+            sys.stdout.write(render_text(state))
     if errors:
         raise domain_errors(errors, "show", host)
 
