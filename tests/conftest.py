@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import pwd
 import secrets
@@ -240,6 +241,29 @@ def load_script(path: Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@functools.cache
+def pythonpath_for_others() -> str:
+    """A ``PYTHONPATH`` from which any user can import this checkout's vmreconcile, for tests
+    that run the CLI as a throwaway user: the checkout itself when every directory above it
+    lets others through, else a copy of the package, schemas and examples in a public
+    directory (a clone under a 0700 directory, such as one made by ``mktemp -d``), removed at
+    exit."""
+    if _others_can_read(REPO / "vmreconcile" / "__init__.py"):
+        return str(REPO)
+    copy = Path(tempfile.mkdtemp(prefix="vmrtest-checkout-", dir="/tmp"))
+    copy.chmod(0o755)
+    atexit.register(shutil.rmtree, copy, True)
+    for name in ("vmreconcile", "schemas", "examples"):
+        shutil.copytree(REPO / name, copy / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return str(copy)
+
+
+def _others_can_read(path: Path) -> bool:
+    if not os.stat(path).st_mode & 0o004:
+        return False
+    return all(os.stat(parent).st_mode & 0o001 for parent in path.parents)
 
 
 #: The test's private plan cache (`private_plan_cache`): kept by `environ_without`.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, build_step_root, requires_root
+from tests.conftest import build_step_root, pythonpath_for_others, requires_root
 
 pytestmark = requires_root
 
@@ -24,7 +24,7 @@ def as_user(user, *args: str, cwd: Path) -> subprocess.CompletedProcess:
         [sys.executable, "-c", "from vmreconcile.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
-        env={**env, "PYTHONPATH": str(REPO)},
+        env={**env, "PYTHONPATH": pythonpath_for_others()},
         cwd=cwd,
         user=user.uid,
         group=user.gid,

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.cli.test_qmail_root_cli import bare_root
-from tests.conftest import IS_ROOT, REPO, TREE_GID, TREE_UID, requires_root
+from tests.conftest import IS_ROOT, TREE_GID, TREE_UID, pythonpath_for_others, requires_root
 from vmreconcile.host import untrusted_directory
 
 
@@ -153,7 +153,12 @@ def test_as_an_ordinary_user_a_tree_of_ones_own_passes_and_anothers_does_not(pub
             + ["apply", str(config), "--yes"],
             capture_output=True,
             text=True,
-            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PYTHONPATH": str(REPO), "HOME": str(public_tmp)},
+            env={
+                "PATH": "/usr/bin:/bin",
+                "LC_ALL": "C.UTF-8",
+                "PYTHONPATH": pythonpath_for_others(),
+                "HOME": str(public_tmp),
+            },
             cwd=public_tmp,
             user=user.uid,
             group=user.gid,
