@@ -9,6 +9,7 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -258,6 +259,29 @@ def pythonpath_for_others() -> str:
     for name in ("vmreconcile", "schemas", "examples"):
         shutil.copytree(REPO / name, copy / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     return str(copy)
+
+
+def cli_as_user(user, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``vmreconcile ARGS`` run as the throwaway ``user`` (no supplementary groups) in ``cwd``
+    (also its HOME), with a bare environment."""
+    return subprocess.run(
+        [python_for_others(), "-c", "from vmreconcile.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(cwd), "PYTHONPATH": pythonpath_for_others()},
+        cwd=cwd,
+        user=user.uid,
+        group=user.gid,
+        extra_groups=[],
+        timeout=120,
+    )
+
+
+def python_for_others() -> str:
+    """The interpreter to run vmreconcile with as a throwaway user: this one, unless it sits
+    where others cannot reach it (a venv inside such a clone); then Debian's, with Debian's
+    python3-* libraries (bin/test installs them as root)."""
+    return sys.executable if _others_can_read(Path(sys.executable)) else "/usr/bin/python3"
 
 
 def _others_can_read(path: Path) -> bool:

@@ -8,29 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_step_root, pythonpath_for_others, requires_root
+from tests.conftest import build_step_root, cli_as_user, requires_root
 
 pytestmark = requires_root
-
-
-def as_user(user, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(cwd)}
-    return subprocess.run(
-        [sys.executable, "-c", "from vmreconcile.cli.main import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": pythonpath_for_others()},
-        cwd=cwd,
-        user=user.uid,
-        group=user.gid,
-        extra_groups=[],
-        timeout=120,
-    )
 
 
 @pytest.fixture
@@ -54,13 +37,13 @@ def assert_one_clear_line(result: subprocess.CompletedProcess, *expected: str) -
 
 def test_apply_without_root_says_it_needs_root_and_suggests_root_dir(user_and_config):
     user, config, cwd = user_and_config
-    result = as_user(user, "apply", str(config), "--yes", cwd=cwd)
+    result = cli_as_user(user, "apply", str(config), "--yes", cwd=cwd)
     assert_one_clear_line(result, "vmreconcile: apply needs root: cannot access /run/vmreconcile", "--root DIR")
 
 
 def test_rollback_without_root_says_it_needs_root(user_and_config):
     user, _, cwd = user_and_config
-    result = as_user(user, "rollback", "1", "--yes", cwd=cwd)
+    result = cli_as_user(user, "rollback", "1", "--yes", cwd=cwd)
     assert_one_clear_line(result, "vmreconcile: rollback needs root: ", "--root DIR")
 
 
@@ -71,7 +54,7 @@ def test_a_root_tree_the_user_cannot_write_is_named(user_and_config, tmp_path):
     (root / "etc" / "passwd").write_text(f"{user.name}:x:{user.uid}:{user.gid}::/home/{user.name}:/bin/sh\n")
     (root / "home" / user.name).mkdir(parents=True)
     os.chmod(root, 0o755)
-    result = as_user(user, "--root", str(root), "apply", str(config), "--yes", cwd=cwd)
+    result = cli_as_user(user, "--root", str(root), "apply", str(config), "--yes", cwd=cwd)
     assert_one_clear_line(result, "permission denied inside the --root tree")
 
 
@@ -80,7 +63,7 @@ def test_install_runtime_into_a_root_owned_bindir_says_what_to_do(user_and_confi
     bindir = cwd / "rootbin"
     bindir.mkdir()
     os.chmod(bindir, 0o755)
-    result = as_user(user, "install-runtime", "--bindir", str(bindir), cwd=cwd)
+    result = cli_as_user(user, "install-runtime", "--bindir", str(bindir), cwd=cwd)
     assert_one_clear_line(result, "install-runtime cannot write", "run it as root, or give a --bindir")
 
 
@@ -91,7 +74,7 @@ def test_a_home_the_user_cannot_read_is_one_line_naming_the_table(user_and_confi
     build_step_root("10-catchall", root)
     for path in (cwd, root, root / "home"):
         path.chmod(0o755)
-    result = as_user(user, "--root", str(root), command, cwd=cwd)
+    result = cli_as_user(user, "--root", str(root), command, cwd=cwd)
     assert_one_clear_line(
         result,
         # the home itself is what it cannot open (each home's files are read through it)

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.cli.test_qmail_root_cli import bare_root
-from tests.conftest import IS_ROOT, TREE_GID, TREE_UID, pythonpath_for_others, requires_root
+from tests.conftest import IS_ROOT, TREE_GID, TREE_UID, cli_as_user, requires_root
 from vmreconcile.host import untrusted_directory
 
 
@@ -147,30 +147,14 @@ def test_as_an_ordinary_user_a_tree_of_ones_own_passes_and_anothers_does_not(pub
         for name in [*dirnames, *filenames]:
             os.chown(os.path.join(dirpath, name), me.uid, me.gid)
 
-    def as_user(user):
-        return subprocess.run(
-            [sys.executable, "-c", "from vmreconcile.cli.main import main; main()", "--root", str(root)]
-            + ["apply", str(config), "--yes"],
-            capture_output=True,
-            text=True,
-            env={
-                "PATH": "/usr/bin:/bin",
-                "LC_ALL": "C.UTF-8",
-                "PYTHONPATH": pythonpath_for_others(),
-                "HOME": str(public_tmp),
-            },
-            cwd=public_tmp,
-            user=user.uid,
-            group=user.gid,
-            extra_groups=[],
-            timeout=120,
-        )
-
     os.chown(root / "var" / "qmail", other.uid, other.gid)
     os.chmod(root / "var" / "qmail", 0o755)
-    assert_refused(as_user(me), f"{root}/var/qmail is owned by uid {other.uid}")
+    assert_refused(
+        cli_as_user(me, "--root", str(root), "apply", str(config), "--yes", cwd=public_tmp),
+        f"{root}/var/qmail is owned by uid {other.uid}",
+    )
     os.chown(root / "var" / "qmail", me.uid, me.gid)
-    done = as_user(me)
+    done = cli_as_user(me, "--root", str(root), "apply", str(config), "--yes", cwd=public_tmp)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (root / "var" / "qmail" / "control" / "virtualdomains").read_text() == "mydomain.org:myuser\n"
 
